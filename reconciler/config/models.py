@@ -1,0 +1,210 @@
+"""The desired state as frozen pydantic models (``extra="forbid"`` everywhere).
+
+These validate *meaning* for one object at a time; cross references (undefined
+hosts/policies, a target on its own host and pool path, filter conflicts) are checked
+in ``reconciler.config.load`` where YAML positions are known.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reconciler.config.grid import GridInterval, parse_duration, parse_grid
+
+# ZFS allows alphanumerics, '_', '-', ':', '.', and ' ' in dataset components and
+# snapshot names (zfs(8) "Naming"); nothing else, so quotes, '$', '(' are rejected.
+ZFS_COMPONENT = r"[A-Za-z0-9_.:\- ]+"
+DATASET_NAME = re.compile(rf"^{ZFS_COMPONENT}(/{ZFS_COMPONENT})*$")
+SNAPSHOT_NAME_CHARS = re.compile(r"^[A-Za-z0-9_.:\- ]*$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_dataset_name(value: str) -> str:
+    if not DATASET_NAME.match(value) or any(part.strip() in ("", ".", "..") for part in value.split("/")):
+        raise ValueError(
+            f"{value!r} is not a valid ZFS dataset name (components of letters, digits,"
+            " '_', '-', ':', '.', ' ' separated by '/')")
+    return value
+
+
+def check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+class LocalHost(Model):
+    connection: Literal["local"]
+    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
+    command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
+
+
+class SshHost(Model):
+    connection: Literal["ssh"]
+    address: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "root"
+    identity_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_.:\-\[\]]+$", v):
+            raise ValueError(f"{v!r} is not a host name or IP address")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", v):
+            raise ValueError(f"{v!r} is not a valid user name")
+        return v
+
+
+HostConfig = Annotated[Union[LocalHost, SshHost], Field(discriminator="connection")]
+
+
+class SnapshotSchedule(Model):
+    prefix: str = Field(min_length=1)
+    interval: str = Field(description="e.g. 10m, 1h, 1d; units s m h d w")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not SNAPSHOT_NAME_CHARS.match(v):
+            raise ValueError(f"prefix {v!r} may contain only letters, digits, '_', '-', ':', '.', ' '")
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def interval_delta(self) -> timedelta:
+        return parse_duration(self.interval)
+
+
+class KeepGrid(Model):
+    type: Literal["grid"]
+    grid: str
+    regex: str = ".*"
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: str) -> str:
+        parse_grid(v)
+        return v
+
+    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+
+    @property
+    def intervals(self) -> tuple[GridInterval, ...]:
+        return parse_grid(self.grid)
+
+
+class KeepLastN(Model):
+    type: Literal["last_n"]
+    count: int = Field(ge=1)
+    regex: str = ".*"
+
+    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+
+
+class KeepRegex(Model):
+    type: Literal["regex"]
+    regex: str
+    negate: bool = False
+
+    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+
+
+class KeepNotReplicated(Model):
+    type: Literal["not_replicated"]
+
+
+KeepRule = Annotated[Union[KeepGrid, KeepLastN, KeepRegex, KeepNotReplicated], Field(discriminator="type")]
+
+
+class Policy(Model):
+    snapshots: SnapshotSchedule | None = None
+    manage: str | None = Field(
+        default=None, description="regex of snapshot names this policy may destroy; default ^<prefix>")
+    keep_source: list[KeepRule] = Field(default_factory=list)
+    keep_target: list[KeepRule] = Field(default_factory=list)
+
+    _manage = field_validator("manage")(classmethod(lambda cls, v: v if v is None else check_regex(v)))
+
+    @model_validator(mode="after")
+    def _manage_needed(self) -> Policy:
+        if self.manage is None and self.snapshots is None and (self.keep_source or self.keep_target):
+            raise ValueError("manage is required when the policy has keep rules but no snapshots.prefix")
+        return self
+
+    @property
+    def manage_regex(self) -> str:
+        if self.manage is not None:
+            return self.manage
+        if self.snapshots is not None:
+            return "^" + re.escape(self.snapshots.prefix)
+        return r"(?!)"  # matches nothing: a policy without prefix or manage destroys nothing
+
+    @property
+    def protects_unreplicated(self) -> bool:
+        """True when keep_source contains not_replicated (the rule from zrepl's history)."""
+        return any(isinstance(r, KeepNotReplicated) for r in self.keep_source)
+
+
+class Target(Model):
+    host: str
+    root: str
+    initial: Literal["newest", "all"] = "newest"
+    raw: bool = False
+
+    _root = field_validator("root")(classmethod(lambda cls, v: check_dataset_name(v)))
+
+    def target_dataset(self, source_dataset: str) -> str:
+        return f"{self.root}/{source_dataset}"
+
+
+class FilesystemEntry(Model):
+    host: str
+    filter: dict[str, bool] = Field(min_length=1)
+    policy: str
+    replicate_to: list[Target] = Field(default_factory=list)
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: dict[str, bool]) -> dict[str, bool]:
+        for key in v:
+            check_dataset_name(key[:-1] if key.endswith("<") else key)
+        return v
+
+
+class Config(Model):
+    hosts: dict[str, HostConfig] = Field(min_length=1)
+    policies: dict[str, Policy] = Field(min_length=1)
+    filesystems: list[FilesystemEntry] = Field(min_length=1)
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, v: dict[str, object]) -> dict[str, object]:
+        for name in v:
+            if not HOST_NAME.match(name):
+                raise ValueError(f"host name {name!r} may contain only letters, digits, '_', '.', '-'")
+        return v

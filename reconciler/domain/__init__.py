@@ -1,0 +1,1 @@
+"""Plain records of the observed world, the closed vocabulary of actions, and the plan."""

@@ -1,0 +1,304 @@
+"""The closed vocabulary of actions a plan may contain.
+
+Each action is a frozen, slotted dataclass with ``describe()`` (one human line),
+``argv()`` (the exact zfs command; the executor replaces the leading ``"zfs"`` with
+the host's ``zfs_command``), a ``reason`` and ``to_json()`` (the public Plan JSON
+contract of DESIGN.md). Rendering and executing read the very same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+# Linux ARG_MAX is far larger, but ssh and sudo add their own limits; stay well inside.
+MAX_ARGV_BYTES = 64 * 1024
+
+
+def snapshot_ref(dataset: str, name: str) -> str:
+    """``dataset@name`` for a snapshot, ``dataset#name`` for a ``#bookmark`` name."""
+    if name.startswith("#"):
+        return f"{dataset}{name}"
+    return f"{dataset}@{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAction:
+    """Take one snapshot. Actions sharing ``batch`` are taken in ONE atomic ``zfs snapshot``."""
+
+    kind: ClassVar[str] = "snapshot"
+    host: str
+    dataset: str
+    snapshot: str
+    batch: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"create snapshot {self.dataset}@{self.snapshot}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "snapshot", f"{self.dataset}@{self.snapshot}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
+                "snapshot": self.snapshot, "batch": self.batch, "reason": self.reason}
+
+
+def snapshot_batch_argv(actions: list[SnapshotAction]) -> list[str]:
+    """One atomic ``zfs snapshot a@x b@x ...`` for actions of the same batch."""
+    return ["zfs", "snapshot", *(f"{a.dataset}@{a.snapshot}" for a in actions)]
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAction:
+    """Create a missing parent of a replication target as an unmounted placeholder."""
+
+    kind: ClassVar[str] = "create"
+    host: str
+    dataset: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"create placeholder {self.dataset} (canmount=off)"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "create", "-o", "canmount=off", self.dataset]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class SendAction:
+    """Replicate ``snapshots`` of ``host:dataset`` to ``target_host:target_dataset``.
+
+    ``base`` is the incremental base: a snapshot name, a ``#bookmark`` or None (full
+    send). With ``resume_token`` set, the send resumes an interrupted receive instead.
+    """
+
+    kind: ClassVar[str] = "send"
+    host: str
+    dataset: str
+    snapshot: str  # the newest snapshot that arrives
+    target_host: str
+    target_dataset: str
+    base: str | None
+    snapshots: tuple[str, ...]
+    resume_token: str | None = None
+    raw: bool = False
+    estimated_bytes: int | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        target = f"{self.target_host}:{self.target_dataset}"
+        if self.resume_token:
+            return f"resume send of {self.dataset}@{self.snapshot} to {target}"
+        if self.base is None:
+            return f"full send {self.dataset}@{self.snapshot} to {target}"
+        return (f"incremental send {self.dataset} {self.base} -> @{self.snapshot} to {target}"
+                f" ({len(self.snapshots)} snapshot{'s' if len(self.snapshots) != 1 else ''})")
+
+    def send_argv(self) -> list[str]:
+        if self.resume_token:
+            return ["zfs", "send", "-t", self.resume_token]
+        argv = ["zfs", "send"]
+        if self.raw:
+            argv.append("-w")
+        if self.base is not None:
+            # -I sends every intermediate snapshot; from a bookmark only -i is allowed,
+            # so the planner emits a bookmark-based send for one snapshot at a time.
+            argv += ["-i" if self.base.startswith("#") else "-I", snapshot_ref(self.dataset, self.base)]
+        argv.append(f"{self.dataset}@{self.snapshot}")
+        return argv
+
+    def estimate_argv(self) -> list[str]:
+        """``zfs send -nP ...`` for a size estimate (parsable 'size' line)."""
+        argv = self.send_argv()
+        return [argv[0], argv[1], "-n", "-P", *argv[2:]]
+
+    def recv_argv(self) -> list[str]:
+        return ["zfs", "recv", "-s", "-u", self.target_dataset]
+
+    def argv(self) -> list[str]:
+        return self.send_argv()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "host": self.host, "dataset": self.dataset,
+            "source": {"host": self.host, "dataset": self.dataset, "snapshot": self.snapshot},
+            "target": {"host": self.target_host, "dataset": self.target_dataset},
+            "base": self.base, "snapshots": list(self.snapshots),
+            "resume_token": self.resume_token, "raw": self.raw,
+            "estimated_bytes": self.estimated_bytes, "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AbortResumeAction:
+    """Discard a partial receive whose resume token can no longer be used (``zfs recv -A``)."""
+
+    kind: ClassVar[str] = "abort_resume"
+    host: str
+    dataset: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"discard partial receive state of {self.dataset}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "recv", "-A", self.dataset]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class BookmarkAction:
+    """Create bookmark ``dataset#bookmark`` of ``dataset@snapshot`` (replication cursors)."""
+
+    kind: ClassVar[str] = "bookmark"
+    host: str
+    dataset: str
+    snapshot: str
+    bookmark: str  # short name without '#'
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"bookmark {self.dataset}@{self.snapshot} as #{self.bookmark}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "bookmark", f"{self.dataset}@{self.snapshot}", f"{self.dataset}#{self.bookmark}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
+                "snapshot": self.snapshot, "bookmark": f"#{self.bookmark}", "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAction:
+    kind: ClassVar[str] = "hold"
+    host: str
+    dataset: str
+    snapshot: str
+    tag: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"hold {self.dataset}@{self.snapshot} with tag {self.tag}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "hold", self.tag, f"{self.dataset}@{self.snapshot}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
+                "snapshot": self.snapshot, "tag": self.tag, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAction:
+    kind: ClassVar[str] = "release"
+    host: str
+    dataset: str
+    snapshot: str
+    tag: str
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"release hold {self.tag} on {self.dataset}@{self.snapshot}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "release", self.tag, f"{self.dataset}@{self.snapshot}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
+                "snapshot": self.snapshot, "tag": self.tag, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyAction:
+    """Destroy snapshots (short names) and bookmarks (``#name``) of one dataset.
+
+    ``reasons`` is a tuple of (name, reason) pairs so the action stays hashable.
+    """
+
+    kind: ClassVar[str] = "destroy"
+    host: str
+    dataset: str
+    snapshots: tuple[str, ...]
+    reasons: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+    def describe(self) -> str:
+        n = len(self.snapshots)
+        return f"destroy {n} snapshot{'s' if n != 1 else ''} of {self.dataset}"
+
+    def reason_for(self, name: str) -> str:
+        return dict(self.reasons).get(name, self.reason)
+
+    def argv_batches(self, max_bytes: int = MAX_ARGV_BYTES) -> list[list[str]]:
+        """``zfs destroy ds@a,b,c`` commands, split to stay within ``max_bytes``; bookmarks one each."""
+        batches: list[list[str]] = []
+        current: list[str] = []
+        size = len(self.dataset) + 1
+        for name in self.snapshots:
+            if name.startswith("#"):
+                batches.append(["zfs", "destroy", f"{self.dataset}{name}"])
+                continue
+            if current and size + len(name) + 1 > max_bytes:
+                batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
+                current, size = [], len(self.dataset) + 1
+            current.append(name)
+            size += len(name.encode()) + 1
+        if current:
+            batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
+        return batches
+
+    def argv(self) -> list[str]:
+        """The first command; ``argv_batches()`` gives every command this action runs."""
+        return self.argv_batches()[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
+                "snapshots": list(self.snapshots), "reasons": dict(self.reasons),
+                "reason": self.reason}
+
+
+Action = Union[SnapshotAction, CreateAction, SendAction, AbortResumeAction, BookmarkAction,
+               HoldAction, ReleaseAction, DestroyAction]
+
+# Apply order: snapshot, create, bookmark/hold, (abort) send, cursor move, release, destroy.
+KIND_ORDER = {"snapshot": 0, "create": 1, "abort_resume": 2, "hold": 3, "send": 4,
+              "bookmark": 5, "release": 6, "destroy": 7}
+
+
+def action_from_json(data: dict[str, Any]) -> Action:
+    """Rebuild an action from its Plan JSON form (``apply --plan FILE``)."""
+    kind = data["kind"]
+    reason = data.get("reason", "")
+    if kind == "snapshot":
+        return SnapshotAction(data["host"], data["dataset"], data["snapshot"],
+                              data.get("batch", f"{data['host']}:{data['dataset']}"), reason)
+    if kind == "create":
+        return CreateAction(data["host"], data["dataset"], reason)
+    if kind == "send":
+        return SendAction(
+            host=data["source"]["host"], dataset=data["source"]["dataset"],
+            snapshot=data["source"]["snapshot"], target_host=data["target"]["host"],
+            target_dataset=data["target"]["dataset"], base=data.get("base"),
+            snapshots=tuple(data.get("snapshots", ())), resume_token=data.get("resume_token"),
+            raw=bool(data.get("raw", False)), estimated_bytes=data.get("estimated_bytes"),
+            reason=reason)
+    if kind == "abort_resume":
+        return AbortResumeAction(data["host"], data["dataset"], reason)
+    if kind == "bookmark":
+        return BookmarkAction(data["host"], data["dataset"], data["snapshot"],
+                              data["bookmark"].lstrip("#"), reason)
+    if kind == "hold":
+        return HoldAction(data["host"], data["dataset"], data["snapshot"], data["tag"], reason)
+    if kind == "release":
+        return ReleaseAction(data["host"], data["dataset"], data["snapshot"], data["tag"], reason)
+    if kind == "destroy":
+        reasons = data.get("reasons", {})
+        return DestroyAction(data["host"], data["dataset"], tuple(data["snapshots"]),
+                             tuple((n, reasons[n]) for n in data["snapshots"] if n in reasons), reason)
+    raise ValueError(f"unknown action kind {kind!r}")

@@ -1,0 +1,137 @@
+"""The plan: ordered actions, conflicts as values, per-filesystem explanations, fingerprint."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from reconciler.domain.actions import Action, action_from_json
+
+FORMAT_VERSION = 1
+
+# Conflict codes (DESIGN.md, safety invariant 5).
+NO_COMMON_SNAPSHOT = "no_common_snapshot"
+DIVERGED = "diverged"
+GUID_MISMATCH = "guid_mismatch"
+TARGET_NOT_FILESYSTEM = "target_not_filesystem"
+HOST_UNAVAILABLE = "host_unavailable"
+
+# Which side of the rule from zrepl's history applies to a filesystem's source pruning.
+PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless
+REPLICATION_PROTECTED = "replication_protected"  # not_replicated: unreplicated never destroyed
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    code: str
+    host: str
+    dataset: str
+    message: str
+    fix: str = ""  # a suggested manual fix
+    source_host: str = ""
+    source_dataset: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "host": self.host, "dataset": self.dataset,
+                "message": self.message, "fix": self.fix,
+                "source": {"host": self.source_host, "dataset": self.source_dataset}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Conflict:
+        src = d.get("source") or {}
+        return cls(d["code"], d["host"], d["dataset"], d["message"], d.get("fix", ""),
+                   src.get("host", ""), src.get("dataset", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotVerdict:
+    """Why one snapshot (or bookmark, ``#name``) stays or goes: the ``--explain`` line."""
+
+    name: str
+    keep: bool
+    reason: str  # e.g. "grid 24x1h: bucket 3 (oldest)", "held (tags: x)", "unmanaged", ...
+
+
+@dataclass(frozen=True, slots=True)
+class FilesystemReport:
+    """Everything the plan knows about one managed dataset on one host (source or target)."""
+
+    host: str
+    dataset: str
+    role: str  # "source" | "target"
+    policy: str
+    prune_rule: str  # PRUNE_WINS | REPLICATION_PROTECTED (sources); "" for targets
+    prune_rule_why: str  # one sentence saying why that case applies
+    verdicts: tuple[SnapshotVerdict, ...] = ()
+    warnings: tuple[str, ...] = ()  # e.g. snapshots destroyed unreplicated
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "dataset": self.dataset, "role": self.role,
+                "policy": self.policy, "prune_rule": self.prune_rule,
+                "prune_rule_why": self.prune_rule_why, "warnings": list(self.warnings),
+                "snapshots": [{"name": v.name, "keep": v.keep, "reason": v.reason}
+                              for v in self.verdicts]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FilesystemReport:
+        return cls(d["host"], d["dataset"], d["role"], d["policy"], d["prune_rule"],
+                   d["prune_rule_why"],
+                   tuple(SnapshotVerdict(s["name"], s["keep"], s["reason"]) for s in d["snapshots"]),
+                   tuple(d.get("warnings", ())))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    now: datetime
+    fingerprint: str
+    actions: tuple[Action, ...]
+    conflicts: tuple[Conflict, ...] = ()
+    filesystems: tuple[FilesystemReport, ...] = ()
+    unavailable: tuple[tuple[str, str], ...] = ()  # (host, reason)
+    warnings: tuple[str, ...] = ()
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def summary(self) -> dict[str, int]:
+        counts = Counter(a.kind for a in self.actions)
+        out = {"snapshot": counts["snapshot"], "send": counts["send"],
+               "destroy": sum(len(a.snapshots) for a in self.actions if a.kind == "destroy")}
+        for kind, n in sorted(counts.items()):
+            if kind not in out:
+                out[kind] = n
+        out["conflicts"] = len(self.conflicts)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "now": self.now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "fingerprint": self.fingerprint,
+            "actions": [a.to_json() for a in self.actions],
+            "conflicts": [c.to_json() for c in self.conflicts],
+            "summary": self.summary(),
+            "filesystems": [f.to_json() for f in self.filesystems],
+            "unavailable": [{"host": h, "reason": r} for h, r in self.unavailable],
+            "warnings": list(self.warnings),
+            **self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Plan:
+        if d.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported plan format_version {d.get('format_version')!r}")
+        now = datetime.strptime(d["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return cls(
+            now=now, fingerprint=d["fingerprint"],
+            actions=tuple(action_from_json(a) for a in d["actions"]),
+            conflicts=tuple(Conflict.from_json(c) for c in d.get("conflicts", ())),
+            filesystems=tuple(FilesystemReport.from_json(f) for f in d.get("filesystems", ())),
+            unavailable=tuple((u["host"], u["reason"]) for u in d.get("unavailable", ())),
+            warnings=tuple(d.get("warnings", ())),
+        )

@@ -1,0 +1,84 @@
+"""The one small error tree of the project.
+
+The CLI maps each class to an exit code and prints ``str(error)`` as one clear
+message; tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReconcileError(Exception):
+    """Base of every error this tool raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One problem in a configuration file, with its position (1-based line/column)."""
+
+    file: str
+    line: int
+    column: int
+    path: str  # dotted field path, e.g. "policies.hourly.keep_source[1].grid"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ReconcileError):
+    """The configuration is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem] | ConfigProblem | str) -> None:
+        if isinstance(problems, str):
+            self.problems: list[ConfigProblem] = []
+            message = problems
+        else:
+            self.problems = [problems] if isinstance(problems, ConfigProblem) else list(problems)
+            message = "\n".join(str(p) for p in self.problems)
+        super().__init__(message)
+
+
+class GatherError(ReconcileError):
+    """Facts could not be gathered from a host (or its output was not valid zfs output).
+
+    ``code`` is one of: unreachable, auth_failed, host_key_unknown, host_key_changed,
+    zfs_not_found, permission_denied, timeout, bad_output, command_failed.
+    """
+
+    def __init__(self, host: str, code: str, message: str) -> None:
+        self.host = host
+        self.code = code
+        super().__init__(f"host {host!r}: {message}")
+
+
+class PlanConflict(ReconcileError):
+    """Raised only where a conflict must stop a command; the planner returns conflicts as values."""
+
+
+class ExecError(ReconcileError):
+    """An action or command failed while applying a plan.
+
+    ``code`` maps zfs stderr to a category: dataset_missing, permission_denied, held,
+    busy, exists, no_space, resume_token_invalid, command_failed, timeout, ...
+    """
+
+    def __init__(self, message: str, code: str = "command_failed", stderr: str = "") -> None:
+        self.code = code
+        self.stderr = stderr
+        super().__init__(message)
+
+
+class StalePlanError(ReconcileError):
+    """A saved plan no longer matches the facts it was computed from."""
+
+
+class LockError(ExecError):
+    """Another apply holds the lock for this configuration."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="locked")

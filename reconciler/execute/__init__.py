@@ -1,0 +1,1 @@
+"""Executing plans: local and SSH executors, send/recv streams, zfs error mapping, apply."""

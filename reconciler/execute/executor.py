@@ -1,0 +1,42 @@
+"""The narrow transport interface every zfs call site uses (local or SSH).
+
+An executor runs an argv list (never a shell string) on one host and returns its
+stdout, stderr and exit status. The leading ``"zfs"`` of an action's argv is replaced
+by the host's configured ``zfs_command`` (e.g. ``[sudo, -n, zfs]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Executor(Protocol):
+    host: str  # host name as in the config
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        """Run ``argv`` to completion. Raises GatherError/ExecError only for transport failures
+        (unreachable, auth, host key, timeout); a non-zero exit is returned, not raised."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def with_zfs_command(zfs_command: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """Replace a leading ``"zfs"`` of ``argv`` with the host's ``zfs_command``."""
+    if argv and argv[0] == "zfs":
+        return [*zfs_command, *argv[1:]]
+    return list(argv)

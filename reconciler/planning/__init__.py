@@ -1,0 +1,1 @@
+"""Planning: a pure function of (desired state, observed facts, now). No I/O here."""
