@@ -1,0 +1,29 @@
+"""Shared fixtures: the stand-in zfs (tests/standin) and a real loopback sshd (fixtures_sshd)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from standin.state import StandinState
+
+pytest_plugins = ["fixtures_sshd"]
+
+NOW = 1_764_000_000  # 2025-11-24T16:00:00Z: a fixed clock for reproducible stand-in facts
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., StandinState]:
+    """Factory for stand-in hosts: ``st = standin("nas")`` gives a StandinState saved at
+    ``tmp_path/standin-nas.json``; use ``st.zfs_command`` as the host's zfs_command, add
+    datasets with ``st.filesystem``/``st.snapshot``, then ``st.save()``. The stand-in's clock
+    (ZFS_STANDIN_NOW) is fixed to NOW."""
+    monkeypatch.setenv("ZFS_STANDIN_NOW", str(NOW))
+
+    def make(name: str = "host", seed: int = 1, now: int = NOW) -> StandinState:
+        state = StandinState(seed=seed, now=now, path=tmp_path / f"standin-{name}.json")
+        state.save()
+        return state
+
+    return make
