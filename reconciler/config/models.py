@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,12 +27,36 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# zfs(8): a dataset name is at most 255 bytes (ZFS_MAX_DATASET_NAME_LEN includes the NUL).
+MAX_DATASET_NAME_LENGTH = 255
+
+
 def check_dataset_name(value: str) -> str:
     if not DATASET_NAME.match(value) or any(part.strip() in ("", ".", "..") for part in value.split("/")):
         raise ValueError(
             f"{value!r} is not a valid ZFS dataset name (components of letters, digits,"
             " '_', '-', ':', '.', ' ' separated by '/')")
+    if not value[0].isalpha():
+        raise ValueError(f"{value!r} is not a valid ZFS dataset name: a pool name starts with a letter")
+    if len(value.encode()) > MAX_DATASET_NAME_LENGTH:
+        raise ValueError(f"dataset name {value[:40]!r}... is longer than {MAX_DATASET_NAME_LENGTH} bytes")
     return value
+
+
+def check_filter_key(key: str) -> str:
+    """A zrepl filter key: a dataset name, with a trailing '<' for "this dataset and its children"."""
+    if key == "<":
+        # zrepl reads a bare '<' as "every dataset of every pool"; too easy to claim a
+        # replica or a foreign pool by accident, so we ask for the pool by name.
+        raise ValueError("a bare '<' (every dataset) is not supported: name the pool, e.g. 'tank<'")
+    check_dataset_name(key[:-1] if key.endswith("<") else key)
+    return key
+
+
+def check_command(argv: list[str]) -> list[str]:
+    if any(not part for part in argv):
+        raise ValueError("command words must not be empty strings")
+    return argv
 
 
 def check_regex(value: str) -> str:
@@ -48,6 +72,11 @@ class LocalHost(Model):
     zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
     command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
 
+    @field_validator("zfs_command")
+    @classmethod
+    def _zfs_command(cls, v: list[str]) -> list[str]:
+        return check_command(v)
+
 
 class SshHost(Model):
     connection: Literal["ssh"]
@@ -59,6 +88,11 @@ class SshHost(Model):
     zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
     connect_timeout: float = Field(default=10.0, gt=0)
     command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
+
+    @field_validator("zfs_command")
+    @classmethod
+    def _zfs_command(cls, v: list[str]) -> list[str]:
+        return check_command(v)
 
     @field_validator("address")
     @classmethod
@@ -75,7 +109,7 @@ class SshHost(Model):
         return v
 
 
-HostConfig = Annotated[Union[LocalHost, SshHost], Field(discriminator="connection")]
+HostConfig = Annotated[LocalHost | SshHost, Field(discriminator="connection")]
 
 
 class SnapshotSchedule(Model):
@@ -111,7 +145,10 @@ class KeepGrid(Model):
         parse_grid(v)
         return v
 
-    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return check_regex(v)
 
     @property
     def intervals(self) -> tuple[GridInterval, ...]:
@@ -123,7 +160,10 @@ class KeepLastN(Model):
     count: int = Field(ge=1)
     regex: str = ".*"
 
-    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return check_regex(v)
 
 
 class KeepRegex(Model):
@@ -131,14 +171,17 @@ class KeepRegex(Model):
     regex: str
     negate: bool = False
 
-    _regex = field_validator("regex")(classmethod(lambda cls, v: check_regex(v)))
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return check_regex(v)
 
 
 class KeepNotReplicated(Model):
     type: Literal["not_replicated"]
 
 
-KeepRule = Annotated[Union[KeepGrid, KeepLastN, KeepRegex, KeepNotReplicated], Field(discriminator="type")]
+KeepRule = Annotated[KeepGrid | KeepLastN | KeepRegex | KeepNotReplicated, Field(discriminator="type")]
 
 
 class Policy(Model):
@@ -148,7 +191,10 @@ class Policy(Model):
     keep_source: list[KeepRule] = Field(default_factory=list)
     keep_target: list[KeepRule] = Field(default_factory=list)
 
-    _manage = field_validator("manage")(classmethod(lambda cls, v: v if v is None else check_regex(v)))
+    @field_validator("manage")
+    @classmethod
+    def _manage(cls, v: str | None) -> str | None:
+        return v if v is None else check_regex(v)
 
     @model_validator(mode="after")
     def _manage_needed(self) -> Policy:
@@ -171,28 +217,35 @@ class Policy(Model):
 
 
 class Target(Model):
-    host: str
-    root: str
-    initial: Literal["newest", "all"] = "newest"
-    raw: bool = False
+    host: str = Field(description="name of a host in hosts")
+    root: str = Field(description="dataset under which the source path is recreated: root/<source dataset>")
+    initial: Literal["newest", "all"] = Field(
+        default="newest",
+        description="first full send: the newest snapshot only (zrepl's default), or all of them")
+    raw: bool = Field(default=False, description="raw send (zfs send -w): encrypted data stays encrypted")
 
-    _root = field_validator("root")(classmethod(lambda cls, v: check_dataset_name(v)))
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        return check_dataset_name(v)
 
     def target_dataset(self, source_dataset: str) -> str:
         return f"{self.root}/{source_dataset}"
 
 
 class FilesystemEntry(Model):
-    host: str
-    filter: dict[str, bool] = Field(min_length=1)
-    policy: str
+    host: str = Field(description="name of a host in hosts")
+    filter: dict[str, bool] = Field(
+        min_length=1,
+        description="zrepl filter: dataset -> true/false; a trailing '<' also matches the children")
+    policy: str = Field(description="name of a policy in policies")
     replicate_to: list[Target] = Field(default_factory=list)
 
     @field_validator("filter")
     @classmethod
     def _filter(cls, v: dict[str, bool]) -> dict[str, bool]:
         for key in v:
-            check_dataset_name(key[:-1] if key.endswith("<") else key)
+            check_filter_key(key)
         return v
 
 
