@@ -40,3 +40,45 @@ def with_zfs_command(zfs_command: Sequence[str], argv: Sequence[str]) -> list[st
     if argv and argv[0] == "zfs":
         return [*zfs_command, *argv[1:]]
     return list(argv)
+
+
+class ReadableStream(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class WritableStream(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ProcessHandle(Protocol):
+    """A running command with its standard streams, for ``send | recv`` streaming.
+
+    ``stdin`` is writable binary (close it to send EOF), ``stdout``/``stderr`` readable
+    binary. Read stderr only after stdout hit EOF (zfs writes little to it), or from a thread.
+    """
+
+    stdin: WritableStream
+    stdout: ReadableStream
+    stderr: ReadableStream
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the exit status; raises GatherError(code="timeout") when ``timeout`` passes."""
+        ...
+
+    def kill(self) -> None: ...
+
+
+class StreamingExecutor(Executor, Protocol):
+    """Optional addition: an executor that can also start a command and stream its stdio.
+
+    ``open_process(argv)`` replaces a leading ``"zfs"`` with the host's ``zfs_command``
+    like ``run``; local executors use a subprocess, SSH ones a channel on the host's
+    single reused connection."""
+
+    def open_process(self, argv: Sequence[str]) -> ProcessHandle: ...

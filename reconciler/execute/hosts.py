@@ -1,0 +1,34 @@
+"""Build the executor for each configured host (local subprocess or SSH)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.config.models import Config, HostConfig, LocalHost, SshHost
+from reconciler.errors import ConfigError
+from reconciler.execute.executor import StreamingExecutor
+from reconciler.execute.local import LocalExecutor
+from reconciler.execute.ssh import SshExecutor
+
+
+def make_executor(name: str, host: HostConfig) -> StreamingExecutor:
+    """The executor for one host. SSH connects lazily, so this never touches the network."""
+    if isinstance(host, LocalHost):
+        return LocalExecutor(name, host.zfs_command, host.command_timeout)
+    if isinstance(host, SshHost):
+        return SshExecutor(name, host)
+    raise ConfigError(f"host {name!r}: unknown connection type {type(host).__name__}")
+
+
+def executors_for(config: Config, names: Iterable[str] | None = None) -> dict[str, StreamingExecutor]:
+    """Executors for ``names`` (default: every configured host), keyed by host name."""
+    wanted = list(config.hosts) if names is None else list(names)
+    unknown = [n for n in wanted if n not in config.hosts]
+    if unknown:
+        raise ConfigError(f"unknown host(s): {', '.join(unknown)} (configured: {', '.join(config.hosts)})")
+    return {name: make_executor(name, config.hosts[name]) for name in wanted}
+
+
+def close_all(executors: dict[str, StreamingExecutor]) -> None:
+    for executor in executors.values():
+        executor.close()

@@ -1,0 +1,162 @@
+"""Strict, fast parsers for ``zfs list`` and ``zfs holds`` output.
+
+A host may hold a million snapshots, so the per-line work is one ``str.split`` and a few
+cheap string checks. Characters ZFS forbids in names are rejected by one regex over
+the whole text (C speed) before the line loop; the loop checks structure and numbers.
+Nothing is guessed: the first line that is not valid zfs output raises a GatherError
+naming the host and the line number.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.domain.observed import Bookmark, Dataset, Snapshot
+from reconciler.errors import GatherError
+
+LIST_COLUMNS: tuple[str, ...] = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written",
+                                 "referenced", "receive_resume_token")
+LIST_TYPES = "filesystem,volume,snapshot,bookmark"
+MAX_GUID = (1 << 64) - 1
+
+# Everything that may appear in ``zfs list -H -p`` output of our columns: name characters
+# (zfs(8) "Naming": alphanumerics, '_', '-', ':', '.', ' '), the delimiters '/', '@', '#',
+# numbers, '-' for "not applicable", hex resume tokens, tabs and newlines.
+FORBIDDEN = re.compile(r"[^A-Za-z0-9_.:\- /@#\t\n]")
+TOKEN = re.compile(r"[0-9a-zA-Z_\-]+")
+
+
+def list_argv() -> list[str]:
+    """The one command gathering runs per host."""
+    return ["zfs", "list", "-H", "-p", "-t", LIST_TYPES, "-o", ",".join(LIST_COLUMNS)]
+
+
+def holds_argv(snapshots: list[str]) -> list[str]:
+    return ["zfs", "holds", "-H", *snapshots]
+
+
+def bad_output(host: str, lineno: int, reason: str, line: str) -> GatherError:
+    shown = line if len(line) <= 200 else line[:200] + "…"
+    return GatherError(host, "bad_output", f"invalid zfs list output at line {lineno}: {reason}: {shown!r}")
+
+
+def check_characters(text: str, host: str, what: str = "zfs list") -> None:
+    match = FORBIDDEN.search(text)
+    if match is None:
+        return
+    start = match.start()
+    lineno = text.count("\n", 0, start) + 1
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    raise GatherError(host, "bad_output",
+                      f"invalid {what} output at line {lineno}: character {match.group()!r} is not allowed "
+                      f"in zfs output: {line[:200]!r}")
+
+
+def bad_dataset_name(name: str) -> bool:
+    """True when a filesystem/volume name has an empty component, a misplaced delimiter,
+    or a pool name not starting with a letter (zpool(8))."""
+    return (not name or not name[0].isalpha() or name[-1] == "/" or "//" in name or "@" in name
+            or "#" in name)
+
+
+def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
+    """Parse ``zfs list -H -p -t filesystem,volume,snapshot,bookmark -o <LIST_COLUMNS>``.
+
+    Returns datasets by full name, each with its snapshots and bookmarks ordered by createtxg.
+    """
+    check_characters(text, host)
+    datasets: dict[str, Dataset] = {}
+    unsorted: set[str] = set()
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    current: Dataset | None = None
+    current_name = ""
+    last_txg = -1
+    snapshot_cls, bookmark_cls, dataset_cls = Snapshot, Bookmark, Dataset
+    for index, line in enumerate(lines):
+        fields = line.split("\t")
+        if len(fields) != 9:
+            raise bad_output(host, index + 1, f"expected 9 tab-separated columns, got {len(fields)}", line)
+        name, kind, guid, txg, creation, userrefs, written, referenced, token = fields
+        if not (guid.isdigit() and txg.isdigit() and creation.isdigit()):
+            raise bad_output(host, index + 1, "guid, createtxg and creation must be decimal numbers", line)
+        guid_value = int(guid)
+        if guid_value > MAX_GUID or guid_value == 0:
+            raise bad_output(host, index + 1, "guid is not a non-zero 64-bit number", line)
+        txg_value = int(txg)
+        if kind == "snapshot":
+            ds_name, _, short = name.partition("@")
+            if not short or "@" in short or "#" in name or bad_dataset_name(ds_name) or token != "-":
+                raise bad_output(host, index + 1, "not a valid snapshot line", line)
+            if not userrefs.isdigit() or not (written.isdigit() or written == "-") \
+                    or not (referenced.isdigit() or referenced == "-"):
+                raise bad_output(host, index + 1, "userrefs, written and referenced must be numbers", line)
+            if ds_name != current_name:
+                current = datasets.get(ds_name)
+                if current is None:
+                    raise bad_output(host, index + 1, f"snapshot of {ds_name!r} before that dataset", line)
+                current_name, last_txg = ds_name, -1
+            assert current is not None
+            if txg_value < last_txg:
+                unsorted.add(ds_name)
+            last_txg = txg_value
+            current.snapshots.append(snapshot_cls(
+                short, guid_value, txg_value, int(creation), int(userrefs),
+                int(written) if written != "-" else None, int(referenced) if referenced != "-" else None))
+        elif kind == "bookmark":
+            ds_name, _, short = name.partition("#")
+            if not short or "#" in short or "@" in name or bad_dataset_name(ds_name) \
+                    or userrefs != "-" or token != "-":
+                raise bad_output(host, index + 1, "not a valid bookmark line", line)
+            if ds_name != current_name:
+                current = datasets.get(ds_name)
+                if current is None:
+                    raise bad_output(host, index + 1, f"bookmark of {ds_name!r} before that dataset", line)
+                current_name, last_txg = ds_name, -1
+            assert current is not None
+            if txg_value < last_txg:
+                unsorted.add(ds_name)
+            last_txg = txg_value
+            current.bookmarks.append(bookmark_cls(short, guid_value, txg_value, int(creation)))
+        elif kind == "filesystem" or kind == "volume":
+            if bad_dataset_name(name) or userrefs != "-":
+                raise bad_output(host, index + 1, f"not a valid {kind} line", line)
+            if name in datasets:
+                raise bad_output(host, index + 1, f"dataset {name!r} listed twice", line)
+            if token != "-" and not TOKEN.fullmatch(token):
+                raise bad_output(host, index + 1, "receive_resume_token is not a token", line)
+            current = datasets[name] = dataset_cls(name, kind, guid_value, txg_value,
+                                                   None if token == "-" else token)
+            current_name, last_txg = name, -1
+        else:
+            raise bad_output(host, index + 1, f"unknown dataset type {kind!r}", line)
+    for name in unsorted:
+        order_by_createtxg(datasets[name])
+    return datasets
+
+
+def order_by_createtxg(dataset: Dataset) -> None:
+    """zfs lists in createtxg order already; a sort keeps us correct if a version does not."""
+    dataset.snapshots.sort(key=lambda s: s.createtxg)
+    dataset.bookmarks.sort(key=lambda b: b.createtxg)
+
+
+def parse_zfs_holds(text: str, host: str) -> dict[str, tuple[str, ...]]:
+    """Parse ``zfs holds -H <snapshot>...``: full snapshot name -> hold tags, in listed order."""
+    holds: dict[str, list[str]] = {}
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for index, line in enumerate(lines):
+        name, sep, rest = line.partition("\t")
+        tag, sep2, _stamp = rest.rpartition("\t")
+        ds_name, at, short = name.partition("@")
+        if not (sep and sep2 and at and short and tag) or bad_dataset_name(ds_name) or "#" in name \
+                or FORBIDDEN.search(name):
+            raise GatherError(host, "bad_output",
+                              f"invalid zfs holds output at line {index + 1}: {line[:200]!r}")
+        holds.setdefault(name, []).append(tag)
+    return {name: tuple(tags) for name, tags in holds.items()}
