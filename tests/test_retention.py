@@ -277,6 +277,12 @@ def test_grid_equal_creation_times_follow_zrepls_stable_sort() -> None:
     assert destroyed([grid("1x1h(keep=2)")], inputs) == {"x"}
 
 
+def test_grid_equal_creation_times_use_createtxg_not_input_order() -> None:
+    # zrepl's pruner sorts by createtxg before pruning; so do we, whatever the input order.
+    inputs = [snap("y", 100, createtxg=2), snap("x", 100, createtxg=1), snap("z", 50, createtxg=0)]
+    assert destroyed([grid("1x1h(keep=2)")], inputs) == {"x"}
+
+
 def test_grid_handles_large_grids() -> None:
     inputs = snaps(*((f"zrepl_{n:04d}", n * HOUR) for n in range(24 * 40)))
     gone = destroyed([grid("1x1h(keep=all) | 24x1h | 14x1d")], inputs)
@@ -289,7 +295,7 @@ def test_grid_handles_large_grids() -> None:
 
 
 def test_verdicts_in_input_order_with_reasons() -> None:
-    rules = [not_replicated(), grid("1x1h(keep=all) | 2x1h", "^zrepl_"), keep_regex("^manual_")]
+    rules: list[KeepRule] = [not_replicated(), grid("1x1h(keep=all) | 2x1h", "^zrepl_"), keep_regex("^manual_")]
     inputs = snaps(("zrepl_a", 0), ("manual_x", 100), ("zrepl_b", 1800), ("zrepl_c", 3000),
                    ("zrepl_d", 7000), ("zrepl_e", 7300), ("zrepl_f", 10_800))
     replicated = {s.name: s.name != "zrepl_f" for s in inputs}
