@@ -295,7 +295,8 @@ def test_grid_handles_large_grids() -> None:
 
 
 def test_verdicts_in_input_order_with_reasons() -> None:
-    rules: list[KeepRule] = [not_replicated(), grid("1x1h(keep=all) | 2x1h", "^zrepl_"), keep_regex("^manual_")]
+    rules: list[KeepRule] = [
+        not_replicated(), grid("1x1h(keep=all) | 2x1h", "^zrepl_"), keep_regex("^manual_")]
     inputs = snaps(("zrepl_a", 0), ("manual_x", 100), ("zrepl_b", 1800), ("zrepl_c", 3000),
                    ("zrepl_d", 7000), ("zrepl_e", 7300), ("zrepl_f", 10_800))
     replicated = {s.name: s.name != "zrepl_f" for s in inputs}
