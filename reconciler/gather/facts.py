@@ -1,0 +1,133 @@
+"""Gather the observed ZFS state: one ``zfs list`` per host, holds only where userrefs > 0.
+
+Hosts are gathered in parallel threads; a host that fails lands in
+``ObservedState.unavailable`` with a typed reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from reconciler.config.models import Config
+from reconciler.domain.observed import HostFacts, HostUnavailable, ObservedState
+from reconciler.errors import ConfigError, GatherError, ReconcileError
+from reconciler.execute.executor import CommandResult, Executor
+from reconciler.execute.hosts import executors_for
+from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
+
+HOLDS_ARGV_BYTES = 64 * 1024  # well below ARG_MAX and sshd's command line limits
+MAX_PARALLEL_HOSTS = 16
+NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
+PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is required",
+                    "is not in the sudoers file", "not allowed to execute", "may not run sudo",
+                    "insufficient privileges")
+
+
+def gather(config: Config, host_names: Iterable[str] | None = None, *,
+           executors: dict[str, Executor] | None = None) -> ObservedState:
+    """Facts of ``host_names`` (default: every configured host), gathered in parallel.
+
+    Executors passed in are used (and left open, their owner closes them); missing ones
+    are created from the config and closed here.
+    """
+    names = list(config.hosts) if host_names is None else list(dict.fromkeys(host_names))
+    unknown = [n for n in names if n not in config.hosts]
+    if unknown:
+        raise ConfigError(f"unknown host(s): {', '.join(unknown)} (configured: {', '.join(config.hosts)})")
+    given = executors or {}
+    owned = executors_for(config, [n for n in names if n not in given])
+    chosen: dict[str, Executor] = {**owned, **{n: given[n] for n in names if n in given}}
+    state = ObservedState()
+    try:
+        for name, outcome in gather_parallel([(n, chosen[n]) for n in names]):
+            if isinstance(outcome, HostFacts):
+                state.hosts[name] = outcome
+            else:
+                state.unavailable[name] = outcome
+    finally:
+        for executor in owned.values():
+            executor.close()
+    return state
+
+
+def gather_parallel(pairs: list[tuple[str, Executor]]) -> Iterator[tuple[str, HostFacts | HostUnavailable]]:
+    """(host, facts or the reason it is unavailable) in the given order."""
+    if not pairs:
+        return
+    with ThreadPoolExecutor(max_workers=min(len(pairs), MAX_PARALLEL_HOSTS),
+                            thread_name_prefix="gather") as pool:
+        futures = [(name, pool.submit(gather_host_or_reason, executor, name)) for name, executor in pairs]
+        for name, future in futures:
+            yield name, future.result()
+
+
+def gather_host_or_reason(executor: Executor, host: str) -> HostFacts | HostUnavailable:
+    try:
+        return gather_host(executor, host)
+    except GatherError as exc:
+        return HostUnavailable(host, exc.code, str(exc))
+    except ReconcileError as exc:
+        return HostUnavailable(host, "command_failed", f"host {host!r}: {exc}")
+    except Exception as exc:  # one host's surprise must not hide the others' facts
+        return HostUnavailable(host, "command_failed", f"host {host!r}: {type(exc).__name__}: {exc}")
+
+
+def gather_host(executor: Executor, host: str | None = None) -> HostFacts:
+    """One host's datasets, snapshots and bookmarks; hold tags for held snapshots."""
+    name = host if host is not None else executor.host
+    result = executor.run(list_argv())
+    if not result.ok:
+        raise command_failure(name, result)
+    datasets = parse_zfs_list(result.stdout, name)
+    held = {f"{ds.name}@{snap.name}": snap
+            for ds in datasets.values() for snap in ds.snapshots if snap.userrefs}
+    for batch in batches(list(held), HOLDS_ARGV_BYTES):
+        result = executor.run(holds_argv(batch))
+        if not result.ok and not only_vanished(result.stderr):
+            raise command_failure(name, result)
+        for full_name, tags in parse_zfs_holds(result.stdout, name).items():
+            snap = held.get(full_name)
+            if snap is None:
+                raise GatherError(name, "bad_output",
+                                  f"zfs holds listed {full_name!r}, which was not asked for")
+            snap.holds = tags
+    return HostFacts(name, datasets)
+
+
+def batches(names: list[str], max_bytes: int) -> Iterator[list[str]]:
+    """Split ``names`` into argv-sized groups (each name costs its length plus a separator)."""
+    current: list[str] = []
+    size = 0
+    for name in names:
+        cost = len(name.encode()) + 1
+        if current and size + cost > max_bytes:
+            yield current
+            current, size = [], 0
+        current.append(name)
+        size += cost
+    if current:
+        yield current
+
+
+def only_vanished(stderr: str) -> bool:
+    """A snapshot destroyed between ``zfs list`` and ``zfs holds`` is not a failure."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all(line.endswith("dataset does not exist") for line in lines)
+
+
+def command_failure(host: str, result: CommandResult) -> GatherError:
+    """Turn a failed zfs call into a typed GatherError (zfs_not_found, permission_denied, ...)."""
+    stderr = result.stderr.strip()
+    lowered = stderr.lower()
+    command = shlex.join(result.argv)
+    detail = stderr.splitlines()[-1] if stderr else "(no error output)"
+    if result.returncode == 127 or (any(h in lowered for h in NOT_FOUND_HINTS) and "dataset" not in lowered):
+        return GatherError(host, "zfs_not_found", f"zfs command not found: {result.argv[0]!r} "
+                           f"(exit {result.returncode}: {detail}); check zfs_command")
+    if result.returncode == 126 or any(h in lowered for h in PERMISSION_HINTS):
+        return GatherError(host, "permission_denied",
+                           f"permission denied running {command!r}: {detail} (check zfs_command, sudo rules"
+                           " or 'zfs allow' delegation)")
+    return GatherError(host, "command_failed", f"{command!r} failed with exit {result.returncode}: {detail}")
