@@ -1,0 +1,748 @@
+"""Load a desired-state YAML file into ``Config``, reporting every problem with its position.
+
+Three layers, all run so that one pass reports everything:
+
+1. YAML: composed into nodes (not constructed) so we keep every key's line and column,
+   see duplicate keys ourselves (all of them, not just the first), and bound nesting,
+   alias expansion and file size before anything else looks at the data.
+2. Shape: the JSON schema generated from the models (unknown keys, wrong types).
+3. Meaning: the pydantic models (regexes, grids, names), then cross references that
+   need the whole file (undefined hosts/policies, self-replication, overlapping filters).
+
+Each problem is a ``ConfigProblem`` rendered ``FILE:LINE:COL: field.path: message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import jsonschema
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import MappingStartEvent, SequenceStartEvent
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from reconciler.config.models import Config
+from reconciler.config.schema import config_json_schema
+from reconciler.errors import ConfigError, ConfigProblem
+
+# A real configuration is a few kilobytes; anything this big is the wrong file.
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+MAX_DEPTH = 64
+# Bounds alias expansion ("billion laughs") as well as plain size.
+MAX_NODES = 200_000
+
+PathElem = str | int
+Path = tuple[PathElem, ...]
+Position = tuple[int, int]  # 1-based line, column
+
+_TAG = "tag:yaml.org,2002:"
+_BELOW = "/\uffff"  # a child name no filter key can contain: stands for "any other child"
+_TOO_BIG = f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a zrepl-reconcile configuration"
+_EMPTY = "file is empty: expected a mapping with hosts, policies and filesystems"
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, parse and validate a configuration file; raise ``ConfigError`` with every problem."""
+    filename = os.fspath(path)
+    return load_config_text(read_config_text(filename), filename)
+
+
+def load_config_text(text: str, filename: str) -> Config:
+    """Parse and validate configuration text; ``filename`` is only used in messages."""
+    document = parse_document(text, filename)
+    problems = list(document.problems)
+    problems += shape_problems(document)
+    config, model_problems = validate_models(document)
+    problems += [p for p in model_problems if not _already_reported(p.path, problems)]
+    problems += cross_reference_problems(document)
+    if problems or config is None:
+        raise ConfigError(sorted(set(problems), key=lambda p: (p.line, p.column, p.path)))
+    return config
+
+
+def _already_reported(path: str, problems: list[ConfigProblem]) -> bool:
+    """The models re-find what the schema found, at the same place or just above/below it."""
+    def related(a: str, b: str) -> bool:
+        return a == b or b.startswith((a + ".", a + "["))
+    return any(related(path, q.path) or related(q.path, path) for q in problems)
+
+
+def read_config_text(filename: str) -> str:
+    """The file's text, or a one-line ``ConfigError`` naming the file and what is wrong with it."""
+    try:
+        with open(filename, "rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{filename}: no such file (give the configuration with -c FILE)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{filename}: is a directory, not a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"{filename}: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(f"{filename}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
+    return decode_config_bytes(data, filename)
+
+
+def decode_config_bytes(data: bytes, filename: str) -> str:
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line, column = _position_of_offset(data, nul)
+        raise ConfigError(ConfigProblem(filename, line, column, "",
+                                        "binary data (a NUL byte): not a YAML text file"))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _position_of_offset(data, exc.start)
+        raise ConfigError(ConfigProblem(
+            filename, line, column, "",
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x}): YAML files must be UTF-8 text")) from None
+    return text.removeprefix("\ufeff")
+
+
+def _position_of_offset(data: bytes, offset: int) -> Position:
+    line = data.count(b"\n", 0, offset) + 1
+    return line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+
+
+# --------------------------------------------------------------------------- YAML layer
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    key: Position | None  # where the mapping key is written (None for list items and the root)
+    value: Position  # where the value starts
+
+
+@dataclass
+class Document:
+    """Plain data (dict/list/str/int/float/bool/None) with the position of every path."""
+
+    filename: str
+    data: Any
+    positions: dict[Path, Located]
+    problems: list[ConfigProblem]
+
+    def at(self, path: Path, *, key: bool = False) -> Position:
+        """Position of ``path`` (its key when asked and known), else of its nearest known parent."""
+        for end in range(len(path), -1, -1):
+            located = self.positions.get(path[:end])
+            if located is not None:
+                return located.key if key and located.key is not None else located.value
+        return 1, 1
+
+    def problem(self, path: Path, message: str, *, key: bool = False) -> ConfigProblem:
+        line, column = self.at(path, key=key)
+        return ConfigProblem(self.filename, line, column, format_path(path), message)
+
+    def where(self, path: Path, *, key: bool = True) -> str:
+        line, column = self.at(path, key=key)
+        return f"{self.filename}:{line}:{column}"
+
+
+def parse_document(text: str, filename: str) -> Document:
+    """YAML text to plain data with positions; raise ``ConfigError`` when it is not a usable mapping."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
+    if "\0" in text:
+        line, column = _position_of_offset(text.encode(), text.encode().find(b"\0"))
+        raise ConfigError(ConfigProblem(filename, line, column, "",
+                                        "binary data (a NUL byte): not a YAML text file"))
+    root = _compose(text, filename)
+    if root is None:
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", _EMPTY))
+    builder = _PlainBuilder(filename)
+    data = builder.build(root)
+    if not isinstance(data, dict):
+        line, column = _mark(root)
+        raise ConfigError(ConfigProblem(
+            filename, line, column, "",
+            f"the top level must be a mapping with hosts, policies and filesystems, not {_describe(data)}"))
+    return Document(filename, data, builder.positions, builder.problems)
+
+
+def _compose(text: str, filename: str) -> Node | None:
+    yaml = YAML(typ="rt")
+    try:
+        _check_depth(yaml.parse(text), filename)
+        node: Node | None = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        raise ConfigError(_yaml_problem(exc, filename)) from None
+    except (YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
+    return node
+
+
+def _check_depth(events: Iterable[Any], filename: str) -> None:
+    """Reject deep nesting from the event stream, before the recursive composer sees it."""
+    depth = 0
+    for event in events:
+        if isinstance(event, MappingStartEvent | SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, column = _mark(event)
+                raise ConfigError(ConfigProblem(
+                    filename, line, column, "",
+                    f"nested more than {MAX_DEPTH} levels deep: not a zrepl-reconcile configuration"))
+        elif type(event).__name__ in ("MappingEndEvent", "SequenceEndEvent"):
+            depth -= 1
+
+
+def _yaml_problem(exc: MarkedYAMLError, filename: str) -> ConfigProblem:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = str(exc.problem or exc.context or "invalid YAML").strip()
+    if "'\\t'" in problem or "\t" in problem:
+        message = "a tab character: YAML indentation must use spaces, not tabs"
+    elif exc.context and exc.problem and "expected a single document" in str(exc.context):
+        message = "more than one YAML document ('---'): a configuration is a single document"
+    else:
+        context = f" {exc.context.strip()}" if exc.context and exc.context != problem else ""
+        message = f"YAML syntax error: {problem}{context}"
+    return ConfigProblem(filename, line, column, "", " ".join(message.split()))
+
+
+def _mark(item: Any) -> Position:
+    mark = item.start_mark
+    return mark.line + 1, mark.column + 1
+
+
+class _PlainBuilder:
+    """Turns composed nodes into plain data, recording positions, duplicates and limits."""
+
+    _DUPLICATE_WHAT: ClassVar[dict[Path, str]] = {("hosts",): "host name", ("policies",): "policy name"}
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.positions: dict[Path, Located] = {}
+        self.problems: list[ConfigProblem] = []
+        self._nodes = 0
+        self._active: set[int] = set()
+
+    def build(self, root: Node) -> Any:
+        self.positions[()] = Located(None, _mark(root))
+        return self._value(root, (), 0)
+
+    def _value(self, node: Node, path: Path, depth: int) -> Any:
+        self._nodes += 1
+        if self._nodes > MAX_NODES or depth > MAX_DEPTH:
+            line, column = _mark(node)
+            reason = "too many values (alias expansion?)" if self._nodes > MAX_NODES else "nested too deeply"
+            raise ConfigError(ConfigProblem(self.filename, line, column, format_path(path),
+                                            f"{reason}: not a zrepl-reconcile configuration"))
+        if id(node) in self._active:
+            line, column = _mark(node)
+            raise ConfigError(ConfigProblem(self.filename, line, column, format_path(path),
+                                            "an alias refers to itself (recursive anchor)"))
+        if isinstance(node, ScalarNode):
+            return _scalar(node)
+        self._active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return self._sequence(node, path, depth)
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path, depth)
+        finally:
+            self._active.discard(id(node))
+        return None
+
+    def _sequence(self, node: SequenceNode, path: Path, depth: int) -> list[Any]:
+        items: list[Any] = []
+        for index, child in enumerate(node.value):
+            self.positions[(*path, index)] = Located(None, _mark(child))
+            items.append(self._value(child, (*path, index), depth + 1))
+        return items
+
+    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, Position] = {}
+        for key_node, value_node in node.value:
+            if str(key_node.tag) == _TAG + "merge":
+                self._merge(result, value_node, path, depth)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                line, column = _mark(key_node)
+                self.problems.append(ConfigProblem(self.filename, line, column, format_path(path),
+                                                   "a key must be a plain name, not a list or mapping"))
+                continue
+            key = str(key_node.value)
+            if key in first_seen:
+                self._duplicate(path, key, key_node, first_seen[key])
+                continue
+            first_seen[key] = _mark(key_node)
+            self.positions[(*path, key)] = Located(_mark(key_node), _mark(value_node))
+            result[key] = self._value(value_node, (*path, key), depth + 1)
+        return result
+
+    def _merge(self, result: dict[str, Any], value_node: Node, path: Path, depth: int) -> None:
+        """YAML merge keys (``<<: *defaults``): explicit keys, written later, win."""
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for source in sources:
+            merged = self._value(source, path, depth)
+            if isinstance(merged, dict):
+                for key, value in merged.items():
+                    result.setdefault(key, value)
+            else:
+                line, column = _mark(source)
+                self.problems.append(ConfigProblem(self.filename, line, column, format_path(path),
+                                                   "'<<' (merge) needs a mapping or a list of mappings"))
+
+    def _duplicate(self, path: Path, key: str, key_node: Node, first: Position) -> None:
+        what = self._DUPLICATE_WHAT.get(path, "key")
+        line, column = _mark(key_node)
+        self.problems.append(ConfigProblem(
+            self.filename, line, column, format_path((*path, key)),
+            f"duplicate {what} {key!r} (first defined at {self.filename}:{first[0]}:{first[1]})"))
+
+
+def _scalar(node: ScalarNode) -> Any:
+    """YAML 1.2 core-schema scalars; other tags (timestamps, binary) stay the text as written."""
+    tag, text = str(node.tag), str(node.value)
+    if tag == _TAG + "null":
+        return None
+    if tag == _TAG + "bool":
+        return text.lower() == "true"
+    if tag == _TAG + "int":
+        return _yaml_int(text)
+    if tag == _TAG + "float":
+        return _yaml_float(text)
+    return text
+
+
+def _yaml_int(text: str) -> int | str:
+    digits = text.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    digits = digits.lstrip("+-")
+    bases = {"0x": 16, "0o": 8, "0b": 2}
+    try:
+        base = bases.get(digits[:2].lower(), 10)
+        return sign * int(digits[2:] if base != 10 else digits, base)
+    except ValueError:
+        return text
+
+
+def _yaml_float(text: str) -> float | str:
+    lowered = text.lower().replace("_", "")
+    special = {".inf": float("inf"), "+.inf": float("inf"), "-.inf": float("-inf"), ".nan": float("nan")}
+    if lowered in special:
+        return special[lowered]
+    try:
+        return float(lowered)
+    except ValueError:
+        return text
+
+
+# --------------------------------------------------------------------------- paths and wording
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def format_path(path: Sequence[PathElem]) -> str:
+    """``policies.hourly.keep_source[1].grid``; keys that are not plain names are quoted."""
+    out = ""
+    for elem in path:
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        elif _IDENTIFIER.match(elem):
+            out += f".{elem}" if out else elem
+        else:
+            out += f'["{elem}"]'
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {_short(value)!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "nothing (null)"}
+
+
+def _expected(types: Any) -> str:
+    names = [types] if isinstance(types, str) else list(types)
+    return " or ".join(_TYPE_NAMES.get(t, t) for t in names)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------- shape layer (JSON schema)
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(config_json_schema())
+
+
+def shape_problems(document: Document) -> list[ConfigProblem]:
+    """JSON-schema problems in human words: unknown keys, missing keys, wrong types."""
+    problems: list[ConfigProblem] = []
+    for error in _schema_validator().iter_errors(document.data):
+        problems += _schema_error_problems(document, error)
+    return problems
+
+
+def _schema_error_problems(document: Document, error: jsonschema.ValidationError) -> list[ConfigProblem]:
+    path: Path = tuple(error.absolute_path)
+    kind, value, instance = error.validator, _any(error.validator_value), error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(_schema_of(error).get("properties", {}))
+        return [document.problem((*path, key), _unknown_key_message(key, allowed), key=True)
+                for key in instance if key not in allowed]
+    if kind == "required" and isinstance(instance, dict):
+        return [document.problem((*path, name), f"missing required key {name!r}", key=True)
+                for name in value if name not in instance]
+    if kind in ("oneOf", "anyOf"):
+        return _union_problems(document, error)
+    return [document.problem(path, _schema_message(kind, value, instance, error.message))]
+
+
+def _any(value: object) -> Any:
+    return value
+
+
+def _schema_of(error: jsonschema.ValidationError) -> dict[str, Any]:
+    return error.schema if isinstance(error.schema, dict) else {}
+
+
+def _unknown_key_message(key: str, allowed: list[str]) -> str:
+    return f"unknown key {key!r}{_did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})"
+
+
+def _schema_message(kind: Any, value: Any, instance: Any, fallback: str) -> str:
+    if kind == "type":
+        return f"expected {_expected(value)}, got {_describe(instance)}"
+    if kind in ("minProperties", "minItems"):
+        return "must not be empty" if value == 1 else f"needs at least {value} entries"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "minimum":
+        return f"must be at least {value}, got {instance}"
+    if kind == "maximum":
+        return f"must be at most {value}, got {instance}"
+    if kind == "exclusiveMinimum":
+        return f"must be greater than {value}, got {instance}"
+    if kind == "const":
+        return f"must be {value!r}, got {_describe(instance)}"
+    if kind == "enum":
+        return f"must be one of {', '.join(repr(v) for v in value)}, got {_describe(instance)}"
+    return fallback
+
+
+def _union_problems(document: Document, error: jsonschema.ValidationError) -> list[ConfigProblem]:
+    """A tagged union (host ``connection``, keep rule ``type``) or an optional value."""
+    path: Path = tuple(error.absolute_path)
+    instance = error.instance
+    discriminator = _schema_of(error).get("discriminator")
+    branches: list[dict[str, Any]] = list(_any(error.validator_value))
+    if isinstance(discriminator, dict):
+        name = discriminator["propertyName"]
+        mapping: dict[str, str] = discriminator.get("mapping", {})
+        tags = ", ".join(repr(t) for t in sorted(mapping))
+        if not isinstance(instance, dict):
+            message = f"expected a mapping with {name!r} ({tags}), got {_describe(instance)}"
+            return [document.problem(path, message)]
+        if name not in instance:
+            message = f"missing required key {name!r} (one of {tags})"
+            return [document.problem((*path, name), message, key=True)]
+        tag = instance[name]
+        if not isinstance(tag, str) or tag not in mapping:
+            return [document.problem((*path, name), f"{name} must be one of {tags}, got {_describe(tag)}"
+                                     + _did_you_mean(str(tag), mapping))]
+        chosen = [i for i, branch in enumerate(branches) if branch.get("$ref") == mapping[tag]]
+    else:
+        chosen = [i for i, branch in enumerate(branches) if _branch_accepts_type(branch, instance)]
+    sub_errors = [e for e in error.context or []
+                  if e.relative_schema_path and e.relative_schema_path[0] in chosen]
+    if not chosen or not sub_errors:
+        expected = " or ".join(_branch_type_name(b) for b in branches)
+        return [document.problem(path, f"expected {expected}, got {_describe(instance)}")]
+    problems: list[ConfigProblem] = []
+    for sub in sub_errors:
+        problems += _schema_error_problems(document, sub)
+    return problems
+
+
+def _branch_accepts_type(branch: dict[str, Any], instance: Any) -> bool:
+    if "$ref" in branch:
+        return isinstance(instance, dict)
+    wanted = branch.get("type")
+    checks = {"null": instance is None, "string": isinstance(instance, str),
+              "object": isinstance(instance, dict), "array": isinstance(instance, list),
+              "boolean": isinstance(instance, bool),
+              "integer": isinstance(instance, int) and not isinstance(instance, bool),
+              "number": isinstance(instance, int | float) and not isinstance(instance, bool)}
+    return bool(checks.get(wanted, True)) if isinstance(wanted, str) else True
+
+
+def _branch_type_name(branch: dict[str, Any]) -> str:
+    if "$ref" in branch:
+        return "a mapping"
+    return _expected(branch.get("type", "a value"))
+
+
+# --------------------------------------------------------------------------- meaning layer (models)
+
+
+def validate_models(document: Document) -> tuple[Config | None, list[ConfigProblem]]:
+    try:
+        return Config.model_validate(document.data), []
+    except ValidationError as exc:
+        return None, [_model_problem(document, error) for error in exc.errors(include_url=False)]
+
+
+def _model_problem(document: Document, error: Mapping[str, Any]) -> ConfigProblem:
+    path = _strip_union_tags(document.data, tuple(error["loc"]))
+    kind = str(error["type"])
+    if kind == "missing":
+        return document.problem(path, f"missing required key {path[-1]!r}", key=True)
+    if kind == "extra_forbidden":
+        return document.problem(path, f"unknown key {path[-1]!r}", key=True)
+    return document.problem(path, _model_message(kind, str(error["msg"]), error.get("ctx") or {}))
+
+
+def _model_message(kind: str, message: str, ctx: Mapping[str, Any]) -> str:
+    if kind in ("value_error", "assertion_error"):
+        # pydantic prefixes our own ValueError text; the text alone is the message we wrote.
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else message
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = str(ctx.get("expected_tags", "")).replace("'", "")
+        return f"{ctx.get('discriminator', 'type')} must be one of {tags}".replace("'", "")
+    return message[:1].lower() + message[1:]
+
+
+def _strip_union_tags(data: Any, loc: Path) -> Path:
+    """Drop the tags pydantic inserts for tagged unions (``hosts.nas.ssh.port`` -> ``hosts.nas.port``)."""
+    path: list[PathElem] = []
+    node = data
+    tag_skipped_at: int | None = None
+    for elem in loc:
+        # Every mapping with a connection/type key is a union member, and pydantic puts the
+        # tag first, even when a field has the same name (a grid rule's "grid").
+        is_tag = isinstance(node, dict) and elem in (node.get("connection"), node.get("type"))
+        if is_tag and tag_skipped_at != id(node):
+            tag_skipped_at = id(node)
+            continue
+        path.append(elem)
+        if isinstance(node, dict) and isinstance(elem, str):
+            node = node.get(elem)
+        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
+            node = node[elem]
+        else:
+            node = None
+    return tuple(path)
+
+
+# --------------------------------------------------------------------------- cross references
+
+
+def filter_selects(filter_: Mapping[str, bool], dataset: str) -> bool:
+    """zrepl's filter rule: the most specific matching key decides; no match means not selected.
+
+    ``"tank/data<"`` matches tank/data and everything below it, ``"tank/data"`` only
+    itself; a longer path is more specific, and at equal paths the exact key wins.
+    """
+    decision, best = False, (-1, False)
+    for key, selected in filter_.items():
+        subtree = key.endswith("<")
+        path = key[:-1] if subtree else key
+        if dataset == path or (subtree and dataset.startswith(path + "/")):
+            rank = (len(path), not subtree)
+            if rank > best:
+                decision, best = bool(selected), rank
+    return decision
+
+
+def _deciding_key(filter_: Mapping[str, bool], dataset: str) -> str | None:
+    best_key, best = None, (-1, False)
+    for key in filter_:
+        subtree = key.endswith("<")
+        path = key[:-1] if subtree else key
+        if dataset == path or (subtree and dataset.startswith(path + "/")):
+            rank = (len(path), not subtree)
+            if rank > best:
+                best_key, best = key, rank
+    return best_key
+
+
+def filters_overlap(a: Mapping[str, bool], b: Mapping[str, bool]) -> str | None:
+    """The first dataset both filters select, or None.
+
+    Decisions only change at key paths, so it is enough to probe every key path and,
+    for each, one child that no key names (``path/\\uffff``). The result is either a
+    dataset name or ``path/\\uffff`` meaning "the children of path".
+    """
+    paths = sorted({key.removesuffix("<") for key in (*a, *b)})
+    for path in paths:
+        for probe in (path, path + _BELOW):
+            if filter_selects(a, probe) and filter_selects(b, probe):
+                return probe
+    return None
+
+
+def _describe_dataset(probe: str) -> str:
+    return f"the children of {probe.removesuffix(_BELOW)}" if probe.endswith(_BELOW) else probe
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    index: int
+    host: str | None
+    filter: dict[str, bool]
+    policy: str | None
+    targets: list[tuple[int, str | None, str | None]]  # (index, host, root)
+
+
+def _entries(data: dict[str, Any]) -> list[_Entry]:
+    raw = data.get("filesystems")
+    entries: list[_Entry] = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, dict):
+            continue
+        filter_raw = item.get("filter")
+        filter_ = ({k: v for k, v in filter_raw.items() if isinstance(v, bool)}
+                   if isinstance(filter_raw, dict) else {})
+        targets_raw = item.get("replicate_to")
+        targets = [(j, _str_or_none(t.get("host")), _str_or_none(t.get("root")))
+                   for j, t in enumerate(targets_raw if isinstance(targets_raw, list) else [])
+                   if isinstance(t, dict)]
+        entries.append(_Entry(index, _str_or_none(item.get("host")), filter_,
+                              _str_or_none(item.get("policy")), targets))
+    return entries
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def cross_reference_problems(document: Document) -> list[ConfigProblem]:
+    data = document.data
+    entries = _entries(data)
+    problems = _undefined_references(document, entries)
+    problems += _overlapping_claims(document, entries)
+    problems += _self_replication(document, entries)
+    problems += _colliding_targets(document, entries)
+    return problems
+
+
+def _undefined_references(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    hosts, policies = document.data.get("hosts"), document.data.get("policies")
+    problems: list[ConfigProblem] = []
+
+    def check(name: str | None, defined: Any, what: str, path: Path) -> None:
+        if name is None or not isinstance(defined, dict) or name in defined:
+            return
+        known = ", ".join(sorted(defined)) or "none"
+        plural = {"host": "hosts", "policy": "policies"}[what]
+        problems.append(document.problem(
+            path, f"undefined {what} {name!r}{_did_you_mean(name, defined)} (defined {plural}: {known})"))
+
+    for entry in entries:
+        base: Path = ("filesystems", entry.index)
+        check(entry.host, hosts, "host", (*base, "host"))
+        check(entry.policy, policies, "policy", (*base, "policy"))
+        for j, host, _root in entry.targets:
+            check(host, hosts, "host", (*base, "replicate_to", j, "host"))
+    return problems
+
+
+def _overlapping_claims(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    """A dataset may belong to one entry per host: two policies on one dataset fight each other."""
+    problems: list[ConfigProblem] = []
+    for later_pos, later in enumerate(entries):
+        for earlier in entries[:later_pos]:
+            if later.host is None or later.host != earlier.host:
+                continue
+            probe = filters_overlap(earlier.filter, later.filter)
+            if probe is None:
+                continue
+            first = ("filesystems", earlier.index, "filter", _deciding_key(earlier.filter, probe) or "")
+            second = ("filesystems", later.index, "filter", _deciding_key(later.filter, probe) or "")
+            problems.append(document.problem(second, (
+                f"{_describe_dataset(probe)} on host {later.host!r} is claimed by "
+                f"filesystems[{earlier.index}] ({document.where(first)}) and "
+                f"filesystems[{later.index}] ({document.where(second)}): "
+                "a dataset must belong to one entry per host"), key=True))
+    return problems
+
+
+def _self_replication(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    """A target on the source host inside a selected subtree would replicate its own replica."""
+    problems: list[ConfigProblem] = []
+    for entry in entries:
+        for j, host, root in entry.targets:
+            if host is None or root is None or host != entry.host:
+                continue
+            for key, selected in entry.filter.items():
+                source = key.removesuffix("<")
+                target = f"{root}/{source}"
+                if not selected or not filter_selects(entry.filter, target):
+                    continue
+                problems.append(document.problem(("filesystems", entry.index, "replicate_to", j, "root"), (
+                    f"replicating {source} onto its own host {host!r} under {root!r} writes {target}, which "
+                    "this entry's filter selects again: each run would replicate the replica; "
+                    f"use a root outside the selected datasets or exclude it with \"{root}<\": false")))
+                break
+    return problems
+
+
+def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    """Two source hosts replicating the same dataset names under one target root overwrite each other."""
+    problems: list[ConfigProblem] = []
+    seen: list[tuple[_Entry, int, str, str]] = []
+    for entry in entries:
+        for j, host, root in entry.targets:
+            if host is None or root is None:
+                continue
+            for other, other_j, other_host, other_root in seen:
+                if (other_host, other_root) != (host, root):
+                    continue
+                same_entry = other.index == entry.index
+                if not same_entry and other.host == entry.host:
+                    continue  # same source host: _overlapping_claims already keeps their datasets apart
+                probe = None if same_entry else filters_overlap(other.filter, entry.filter)
+                if not same_entry and probe is None:
+                    continue
+                path: Path = ("filesystems", entry.index, "replicate_to", j)
+                first: Path = ("filesystems", other.index, "replicate_to", other_j)
+                if same_entry:
+                    message = f"target {host}:{root} is listed twice (first at {document.where(first)})"
+                else:
+                    message = (f"hosts {other.host!r} and {entry.host!r} both replicate "
+                               f"{_describe_dataset(probe or '')} to {host}:{root} "
+                               f"(also at {document.where(first)}): give each source host its own root")
+                problems.append(document.problem(path, message))
+            seen.append((entry, j, host, root))
+    return problems
