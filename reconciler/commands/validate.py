@@ -1,0 +1,116 @@
+"""``zrepl-reconcile validate``: check the configuration and summarise what it manages."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from reconciler.cli import EXIT_OK, add_config_argument
+from reconciler.config.load import load_config
+from reconciler.config.models import (
+    Config,
+    FilesystemEntry,
+    HostConfig,
+    KeepGrid,
+    KeepLastN,
+    KeepNotReplicated,
+    KeepRegex,
+    KeepRule,
+    Policy,
+    SshHost,
+)
+
+PROTECTED = ("keep_source has not_replicated: snapshots not yet on every target are protected"
+             " (pruning waits for stalled replication)")
+PRUNE_WINS = ("keep_source has no not_replicated: pruning wins over stalled replication"
+              " (bounded disk use; unreplicated snapshots may be destroyed)")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "validate", help="check the configuration and summarise what it manages",
+        description="Validate the configuration (YAML, schema, models, cross references) and print a "
+                    "summary. Exits 1 listing every problem as FILE:LINE:COL: field.path: message.")
+    add_config_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    sys.stdout.write("\n".join(summarize_config(config, args.config)) + "\n")
+    return EXIT_OK
+
+
+def summarize_config(config: Config, filename: str) -> list[str]:
+    """The human summary ``validate`` prints: hosts, policies, filesystem entries and targets."""
+    counts = (f"{_count(len(config.hosts), 'host')}, {_count(len(config.policies), 'policy', 'policies')}, "
+              f"{_count(len(config.filesystems), 'filesystem entry', 'filesystem entries')}")
+    lines = [f"{filename}: valid ({counts})", "", "hosts:"]
+    width = max(len(name) for name in config.hosts)
+    lines += [f"  {name:<{width}}  {describe_host(host)}" for name, host in config.hosts.items()]
+    lines += ["", "policies:"]
+    for name, policy in config.policies.items():
+        lines += [f"  {name}"] + [f"    {line}" for line in describe_policy(policy)]
+    lines += ["", "filesystems:"]
+    for index, entry in enumerate(config.filesystems):
+        lines += [f"  {line}" for line in describe_entry(index, entry)]
+    return lines
+
+
+def describe_host(host: HostConfig) -> str:
+    command = shlex.join(host.zfs_command)
+    if isinstance(host, SshHost):
+        return f"ssh {host.user}@{host.address}:{host.port}  (runs: {command})"
+    return f"local  (runs: {command})"
+
+
+def describe_policy(policy: Policy) -> list[str]:
+    if policy.snapshots is None:
+        snapshots = "none (this policy creates no snapshots)"
+    else:
+        snapshots = f"{policy.snapshots.prefix}<UTC timestamp> every {policy.snapshots.interval}"
+    lines = [f"snapshots    {snapshots}", f"manage       {policy.manage_regex}"]
+    lines += _rules("keep_source", policy.keep_source)
+    lines += _rules("keep_target", policy.keep_target)
+    lines.append(f"prune rule   {PROTECTED if policy.protects_unreplicated else PRUNE_WINS}")
+    return lines
+
+
+def _rules(label: str, rules: list[KeepRule]) -> list[str]:
+    if not rules:
+        return [f"{label:<12} (no rules: keeps every snapshot)"]
+    return [f"{label if i == 0 else '':<12} {describe_rule(rule)}" for i, rule in enumerate(rules)]
+
+
+def describe_rule(rule: KeepRule) -> str:
+    if isinstance(rule, KeepGrid):
+        return f"grid {rule.grid}{_regex_suffix(rule.regex)}"
+    if isinstance(rule, KeepLastN):
+        return f"last_n {rule.count}{_regex_suffix(rule.regex)}"
+    if isinstance(rule, KeepRegex):
+        return f"regex {'not ' if rule.negate else ''}{rule.regex}"
+    assert isinstance(rule, KeepNotReplicated)
+    return "not_replicated (keep every snapshot not yet on every target)"
+
+
+def _regex_suffix(regex: str) -> str:
+    return "" if regex == ".*" else f" matching {regex}"
+
+
+def describe_entry(index: int, entry: FilesystemEntry) -> list[str]:
+    selected = ", ".join(f"{key} ({'include' if on else 'exclude'})" for key, on in entry.filter.items())
+    lines = [f"[{index}] on {entry.host}, policy {entry.policy}: {selected}"]
+    if not entry.replicate_to:
+        lines.append("    no replication (local snapshots and retention only)")
+    for target in entry.replicate_to:
+        example = next((key.removesuffix("<") for key, value in entry.filter.items() if value), "")
+        options = "".join([f", initial={target.initial}", ", raw" if target.raw else ""])
+        mapped = f"{example} -> {target.target_dataset(example)}"
+        lines.append(f"    -> {target.host}:{target.root}  (e.g. {mapped}{options})")
+    return lines
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
