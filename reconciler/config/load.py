@@ -690,8 +690,9 @@ def _overlapping_claims(document: Document, entries: list[_Entry]) -> list[Confi
                 continue
             first = ("filesystems", earlier.index, "filter", _deciding_key(earlier.filter, probe) or "")
             second = ("filesystems", later.index, "filter", _deciding_key(later.filter, probe) or "")
+            verb = "are" if probe.endswith(_BELOW) else "is"
             problems.append(document.problem(second, (
-                f"{_describe_dataset(probe)} on host {later.host!r} is claimed by "
+                f"{_describe_dataset(probe)} on host {later.host!r} {verb} claimed by "
                 f"filesystems[{earlier.index}] ({document.where(first)}) and "
                 f"filesystems[{later.index}] ({document.where(second)}): "
                 "a dataset must belong to one entry per host"), key=True))
@@ -744,5 +745,6 @@ def _colliding_targets(document: Document, entries: list[_Entry]) -> list[Config
                                f"{_describe_dataset(probe or '')} to {host}:{root} "
                                f"(also at {document.where(first)}): give each source host its own root")
                 problems.append(document.problem(path, message))
+                break  # one report per target is enough
             seen.append((entry, j, host, root))
     return problems
