@@ -1,0 +1,570 @@
+"""Render a Plan for people (text through rich, GitHub markdown) and for machines (Plan JSON).
+
+All three read the very same Plan object the executor runs. Text and markdown group
+actions by host and then filesystem, list every destroyed snapshot with its reason,
+state the prune-vs-replication rule per filesystem, and end (text) or start (markdown)
+with one summary line. Conflicts, unavailable hosts and warnings are never folded away.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.text import Text
+
+from reconciler.domain.actions import (
+    AbortResumeAction,
+    Action,
+    BookmarkAction,
+    CreateAction,
+    DestroyAction,
+    HoldAction,
+    ReleaseAction,
+    SendAction,
+)
+from reconciler.domain.plan import PRUNE_WINS, REPLICATION_PROTECTED, Conflict, FilesystemReport, Plan
+
+Explain = str | bool | None
+
+NO_CHANGES = "No changes. Snapshots, retention and replication are up to date."
+
+# Destroy lists longer than this go into a collapsed <details> block in markdown.
+MARKDOWN_DETAILS_THRESHOLD = 10
+# Unchanged filesystems are named up to this many per line group; the rest are counted.
+UNCHANGED_NAMES_SHOWN = 50
+
+PRUNE_RULE_LABELS = {
+    PRUNE_WINS: "prune wins over replication",
+    REPLICATION_PROTECTED: "replication protected (not_replicated)",
+}
+
+ACTION_STYLES = {
+    "snapshot": "green", "create": "green", "send": "cyan", "abort_resume": "yellow",
+    "destroy": "red", "bookmark": "dim", "hold": "dim", "release": "dim",
+}
+ACTION_SIGILS = {
+    "snapshot": "+", "create": "+", "send": ">", "abort_resume": "x",
+    "destroy": "-", "bookmark": "~", "hold": "~", "release": "~",
+}
+CONFLICT_STYLE = "bold yellow"
+WARNING_STYLE = "yellow"
+
+
+# --------------------------------------------------------------------------- shared model
+
+@dataclass(slots=True)
+class FilesystemView:
+    """What one host's dataset contributes to the plan: its report, actions and conflicts."""
+
+    host: str
+    dataset: str
+    report: FilesystemReport | None = None
+    actions: list[Action] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.report.warnings if self.report else ()
+
+    @property
+    def changed(self) -> bool:
+        """Shown as a full block: something happens here or needs attention."""
+        return bool(self.actions or self.conflicts or self.warnings)
+
+
+def group_by_host(plan: Plan) -> dict[str, dict[str, FilesystemView]]:
+    """host -> dataset -> view, in the order the plan first mentions them.
+
+    Sends belong to their source; a conflict belongs to the source it blocks when
+    known, else to the dataset it names.
+    """
+    hosts: dict[str, dict[str, FilesystemView]] = {}
+
+    def view(host: str, dataset: str) -> FilesystemView:
+        datasets = hosts.setdefault(host, {})
+        if dataset not in datasets:
+            datasets[dataset] = FilesystemView(host, dataset)
+        return datasets[dataset]
+
+    for report in plan.filesystems:
+        view(report.host, report.dataset).report = report
+    for action in plan.actions:
+        view(action.host, action.dataset).actions.append(action)
+    for conflict in plan.conflicts:
+        if conflict.source_host and conflict.source_dataset:
+            view(conflict.source_host, conflict.source_dataset).conflicts.append(conflict)
+        else:
+            view(conflict.host, conflict.dataset).conflicts.append(conflict)
+    for host, _reason in plan.unavailable:
+        hosts.setdefault(host, {})
+    return hosts
+
+
+def split_shown(datasets: Iterable[FilesystemView], explain: set[tuple[str, str]],
+                ) -> tuple[list[FilesystemView], list[FilesystemView]]:
+    """(shown as full blocks, listed as unchanged): changed or explained datasets get a block."""
+    shown: list[FilesystemView] = []
+    unchanged: list[FilesystemView] = []
+    for fs in datasets:
+        (shown if fs.changed or (fs.host, fs.dataset) in explain else unchanged).append(fs)
+    return shown, unchanged
+
+
+def explained_keys(plan: Plan, explain: Explain) -> set[tuple[str, str]]:
+    return {(r.host, r.dataset) for r in explained_reports(plan, explain)}
+
+
+def explained_reports(plan: Plan, explain: Explain) -> list[FilesystemReport]:
+    """The reports ``--explain`` asks for: all (True), none (None/False), or those named
+    ``DATASET`` or ``HOST:DATASET``."""
+    if not explain:
+        return []
+    if explain is True:
+        return list(plan.filesystems)
+    return [r for r in plan.filesystems if explain in (r.dataset, f"{r.host}:{r.dataset}")]
+
+
+def human_bytes(n: int) -> str:
+    """Binary units, one decimal: ``512 B``, ``1.2 GiB``."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def plural(n: int, singular: str, plural_form: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural_form or singular + 's')}"
+
+
+def send_estimate(sends: list[SendAction]) -> str:
+    """``1.2 GiB est.`` when every send has an estimate; says how many when only some do."""
+    known = [s.estimated_bytes for s in sends if s.estimated_bytes is not None]
+    if not known:
+        return ""
+    total = human_bytes(sum(known))
+    if len(known) == len(sends):
+        return f"{total} est."
+    return f"{total} est. for {len(known)} of {len(sends)}"
+
+
+def attention_items(plan: Plan) -> list[str]:
+    items = []
+    if plan.conflicts:
+        items.append(plural(len(plan.conflicts), "conflict"))
+    if plan.unavailable:
+        items.append(plural(len(plan.unavailable), "host") + " unavailable")
+    return items
+
+
+def summary_line(plan: Plan) -> str:
+    """One line a reviewer reads first: what the plan will do and what needs attention."""
+    attention = attention_items(plan)
+    if not plan.actions:
+        if attention:
+            verb = "needs" if len(plan.conflicts) + len(plan.unavailable) == 1 else "need"
+            return f"No changes, but {', '.join(attention)} {verb} attention."
+        return NO_CHANGES
+    counts = Counter(a.kind for a in plan.actions)
+    parts: list[str] = []
+    if counts["snapshot"]:
+        parts.append(plural(counts["snapshot"], "snapshot") + " to create")
+    if counts["send"]:
+        sends = [a for a in plan.actions if isinstance(a, SendAction)]
+        estimate = send_estimate(sends)
+        parts.append(plural(len(sends), "send") + (f" ({estimate})" if estimate else ""))
+    destroyed = sum(len(a.snapshots) for a in plan.actions if isinstance(a, DestroyAction))
+    if destroyed:
+        parts.append(f"{destroyed} to destroy")
+    labels = {"create": ("placeholder dataset", "to create"),
+              "abort_resume": ("partial receive", "to discard"),
+              "bookmark": ("bookmark", "to create"), "hold": ("hold", "to place"),
+              "release": ("hold", "to release")}
+    for kind, n in counts.items():
+        if kind in ("snapshot", "send", "destroy"):
+            continue
+        noun, verb = labels.get(kind, (f"{kind} action", ""))
+        parts.append(f"{plural(n, noun)} {verb}".rstrip())
+    return ", ".join(parts + attention)
+
+
+def prune_rule_text(report: FilesystemReport) -> str:
+    label = PRUNE_RULE_LABELS.get(report.prune_rule, report.prune_rule)
+    return f"{label}: {report.prune_rule_why}" if report.prune_rule_why else label
+
+
+def action_detail(action: Action) -> str:
+    """Extra facts after ``describe()``: size estimate, resume, reason."""
+    bits: list[str] = []
+    if isinstance(action, SendAction):
+        if action.estimated_bytes is not None:
+            bits.append(f"{human_bytes(action.estimated_bytes)} est.")
+        if action.raw:
+            bits.append("raw")
+    if action.reason and not isinstance(action, DestroyAction):
+        bits.append(action.reason)
+    return "; ".join(bits)
+
+
+def destroy_rows(action: DestroyAction) -> Iterator[tuple[str, str]]:
+    for name in action.snapshots:
+        yield name, action.reason_for(name) or "no reason recorded"
+
+
+# --------------------------------------------------------------------------- text
+
+@dataclass(slots=True)
+class TextLines:
+    """Lines of styled text, each with an indent; printed with hanging indents on a terminal."""
+
+    lines: list[tuple[int, Text]] = field(default_factory=list)
+
+    def add(self, indent: int, *parts: str | tuple[str, str]) -> None:
+        self.lines.append((indent, Text.assemble(*parts)))
+
+    def blank(self) -> None:
+        self.lines.append((0, Text()))
+
+    def print(self, console: Console) -> None:
+        if console.is_terminal:
+            lines = [wrapped for indent, text in self.lines for wrapped in hanging(console, indent, text)]
+        else:
+            # Pipes and files get whole lines (grep-able), no wrapping at an assumed width.
+            lines = [Text(" " * indent) + text for indent, text in self.lines]
+        console.print(Text("\n").join(lines), soft_wrap=True)
+
+
+def hanging(console: Console, indent: int, text: Text) -> list[Text]:
+    """``text`` wrapped to the console width at ``indent``, continuation lines two further in."""
+    width = console.width - indent
+    if text.cell_len <= width:
+        return [Text(" " * indent) + text]
+    first, *rest = text.wrap(console, width, overflow="fold")
+    lines = [Text(" " * indent) + first]
+    if rest:
+        tail = Text(" ").join(rest) if len(rest) > 1 else rest[0]
+        lines += [Text(" " * (indent + 2)) + line
+                  for line in tail.wrap(console, max(width - 2, 10), overflow="fold")]
+    for line in lines:
+        line.rstrip()
+    return lines
+
+
+def text_action(out: TextLines, action: Action, indent: int) -> None:
+    style = ACTION_STYLES.get(action.kind, "")
+    sigil = ACTION_SIGILS.get(action.kind, "*")
+    detail = action_detail(action)
+    out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
+    if isinstance(action, DestroyAction):
+        rows = list(destroy_rows(action))
+        width = min(max(len(name) for name, _ in rows), 40)
+        for name, reason in rows:
+            out.add(indent + 4, (f"{name:<{width}}", style), "  ", (reason, "dim"))
+
+
+def text_verdicts(out: TextLines, report: FilesystemReport, indent: int) -> None:
+    snaps = sum(1 for v in report.verdicts if not v.name.startswith("#"))
+    marks = len(report.verdicts) - snaps
+    head = f"explain {report.host}:{report.dataset}: {plural(snaps, 'snapshot')}"
+    out.add(indent, (head + (f", {plural(marks, 'bookmark')}" if marks else ""), "bold"))
+    if not report.verdicts:
+        out.add(indent + 2, ("(no snapshots or bookmarks)", "dim"))
+        return
+    width = min(max(len(v.name) for v in report.verdicts), 40)
+    for v in report.verdicts:
+        verdict, style = ("keep   ", "green") if v.keep else ("destroy", "red")
+        out.add(indent + 2, (verdict, style), "  ", f"{v.name:<{width}}", "  ", (v.reason, "dim"))
+
+
+def text_filesystem(out: TextLines, fs: FilesystemView, explain: set[tuple[str, str]]) -> None:
+    report = fs.report
+    head = f"{report.role} · policy {report.policy}" if report else ""
+    out.add(2, (fs.dataset, "bold"), (f"  {head}" if head else "", "dim"))
+    if report and report.prune_rule:
+        out.add(4, ("prune rule: ", "dim"), prune_rule_text(report))
+    for action in fs.actions:
+        text_action(out, action, 4)
+    for warning in fs.warnings:
+        out.add(4, (f"! warning: {warning}", WARNING_STYLE))
+    for conflict in fs.conflicts:
+        out.add(4, (f"! conflict {conflict.code} on {conflict.host}:{conflict.dataset}"
+                    " (see Conflicts below)", CONFLICT_STYLE))
+    if report is not None and (fs.host, fs.dataset) in explain:
+        text_verdicts(out, report, 4)
+
+
+def unchanged_groups(views: Iterable[FilesystemView]) -> dict[str, list[str]]:
+    """Unchanged datasets grouped by a label saying their role and prune rule."""
+    groups: dict[str, list[str]] = {}
+    for fs in views:
+        report = fs.report
+        if report is None or report.role != "source" or not report.prune_rule:
+            label = "unchanged"
+        else:
+            label = f"unchanged, {PRUNE_RULE_LABELS.get(report.prune_rule, report.prune_rule)}"
+        groups.setdefault(label, []).append(fs.dataset)
+    return groups
+
+
+def text_unchanged(out: TextLines, views: list[FilesystemView]) -> None:
+    for label, names in unchanged_groups(views).items():
+        shown = ", ".join(names[:UNCHANGED_NAMES_SHOWN])
+        more = len(names) - UNCHANGED_NAMES_SHOWN
+        rest = f" and {more} more (--explain lists them)" if more > 0 else ""
+        out.add(2, (f"{label}: ", "dim"), shown, (rest, "dim"))
+
+
+def text_conflict(out: TextLines, conflict: Conflict) -> None:
+    source = (f"  (source {conflict.source_host}:{conflict.source_dataset})"
+              if conflict.source_host else "")
+    out.add(2, (f"! {conflict.code}  {conflict.host}:{conflict.dataset}", CONFLICT_STYLE), source)
+    out.add(6, conflict.message)
+    if conflict.fix:
+        out.add(6, ("fix: ", "bold"), conflict.fix)
+
+
+def build_text(plan: Plan, explain: Explain = None) -> TextLines:
+    out = TextLines()
+    when = plan.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.add(0, ("Plan", "bold"), f" at {when}", (f"  (fingerprint {plan.fingerprint})", "dim"))
+    explain_keys = explained_keys(plan, explain)
+    unavailable = dict(plan.unavailable)
+    for host, datasets in group_by_host(plan).items():
+        shown, unchanged = split_shown(datasets.values(), explain_keys)
+        out.blank()
+        note = f"  unavailable: {unavailable[host]}" if host in unavailable else ""
+        out.add(0, (f"Host {host}", "bold"), (note, CONFLICT_STYLE))
+        for fs in shown:
+            text_filesystem(out, fs, explain_keys)
+        text_unchanged(out, unchanged)
+    if plan.warnings:
+        out.blank()
+        out.add(0, (f"Warnings ({len(plan.warnings)})", f"bold {WARNING_STYLE}"))
+        for warning in plan.warnings:
+            out.add(2, (f"! {warning}", WARNING_STYLE))
+    if plan.unavailable:
+        out.blank()
+        out.add(0, (f"Unavailable hosts ({len(plan.unavailable)})", CONFLICT_STYLE))
+        for host, reason in plan.unavailable:
+            out.add(2, (f"! {host}: {reason}", CONFLICT_STYLE))
+        out.add(4, ("nothing is sent to or destroyed on an unavailable host; "
+                    "its sources are pruned only where the prune rule says so", "dim"))
+    if plan.conflicts:
+        out.blank()
+        out.add(0, (f"Conflicts ({len(plan.conflicts)}): no send and no destroy on these targets",
+                    CONFLICT_STYLE))
+        for conflict in plan.conflicts:
+            text_conflict(out, conflict)
+    out.blank()
+    line = summary_line(plan)
+    if plan.actions:
+        out.add(0, ("Plan: ", "bold"), (line, "bold"))
+    else:
+        out.add(0, (line, "bold green" if not attention_items(plan) else CONFLICT_STYLE))
+    return out
+
+
+def render_text(plan: Plan, *, explain: Explain = None, console: Console | None = None) -> None:
+    """Print the plan for a person. rich honours NO_COLOR and drops styles when not a TTY."""
+    build_text(plan, explain).print(console or Console(highlight=False))
+
+
+def render_text_to_string(plan: Plan, *, explain: Explain = None, width: int = 100,
+                          terminal: bool = True) -> str:
+    """The text rendering without colour, as a terminal of ``width`` columns (or a pipe) shows it."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, force_terminal=terminal,
+                      highlight=False, emoji=False, legacy_windows=False)
+    render_text(plan, explain=explain, console=console)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- markdown
+
+# ASCII punctuation that can start markdown syntax, HTML, mentions or issue links inline.
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#@!&])")
+
+
+def md_text(text: str) -> str:
+    """Plain text safe inline and in table cells (CommonMark backslash escapes)."""
+    return MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def md_code(text: str, *, table: bool = False) -> str:
+    """A code span holding ``text`` verbatim, whatever backticks it contains.
+
+    Inside a table cell GitHub splits on every unescaped pipe, even in code spans,
+    and renders ``\\|`` there as ``|``; outside tables ``\\|`` would show literally.
+    """
+    text = " ".join(text.split("\n"))
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.strip()) else ""
+    body = text.replace("|", "\\|") if table else text
+    return f"{fence}{pad}{body}{pad}{fence}"
+
+
+def md_action(action: Action) -> str:
+    detail = action_detail(action)
+    suffix = f" — {md_text(detail)}" if detail else ""
+    if action.kind == "snapshot":
+        return f"**create snapshot** {md_code(action.argv()[2])}{suffix}"
+    if isinstance(action, SendAction):
+        target = md_code(f"{action.target_host}:{action.target_dataset}")
+        if action.resume_token:
+            what = f"**resume send** of {md_code(f'{action.dataset}@{action.snapshot}')}"
+        elif action.base is None:
+            what = f"**full send** {md_code(f'{action.dataset}@{action.snapshot}')}"
+        else:
+            what = (f"**incremental send** {md_code(action.base)} → {md_code('@' + action.snapshot)}"
+                    f" ({plural(len(action.snapshots), 'snapshot')})")
+        return f"{what} to {target}{suffix}"
+    if isinstance(action, DestroyAction):
+        return f"**destroy** {plural(len(action.snapshots), 'snapshot')}{suffix}"
+    return md_minor_action(action) + suffix
+
+
+def md_minor_action(action: Action) -> str:
+    if isinstance(action, BookmarkAction):
+        return (f"**bookmark** {md_code(f'{action.dataset}@{action.snapshot}')} as "
+                f"{md_code('#' + action.bookmark)}")
+    if isinstance(action, HoldAction):
+        return f"**hold** {md_code(f'{action.dataset}@{action.snapshot}')} (tag {md_code(action.tag)})"
+    if isinstance(action, ReleaseAction):
+        return f"**release hold** {md_code(action.tag)} on {md_code(f'{action.dataset}@{action.snapshot}')}"
+    if isinstance(action, CreateAction):
+        return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
+    if isinstance(action, AbortResumeAction):
+        return f"**discard partial receive** of {md_code(action.dataset)}"
+    return md_text(action.describe())
+
+
+def md_destroy_list(action: DestroyAction, indent: str = "") -> list[str]:
+    return [f"{indent}- {md_code(name)}: {md_text(reason)}" for name, reason in destroy_rows(action)]
+
+
+def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str]:
+    report = fs.report
+    head = f"**{md_code(fs.dataset)}**"
+    if report:
+        head += f" · {md_text(report.role)} · policy {md_code(report.policy)}"
+    lines = [head + ("  " if report and report.prune_rule else "")]
+    if report and report.prune_rule:
+        label = PRUNE_RULE_LABELS.get(report.prune_rule, report.prune_rule)
+        why = f" — {md_text(report.prune_rule_why)}" if report.prune_rule_why else ""
+        lines.append(f"Prune rule: **{md_text(label)}**{why}")
+    lines.append("")
+    collapsed: list[DestroyAction] = []
+    for action in fs.actions:
+        lines.append(f"- {md_action(action)}")
+        if isinstance(action, DestroyAction):
+            if len(action.snapshots) > MARKDOWN_DETAILS_THRESHOLD:
+                collapsed.append(action)
+            else:
+                lines += md_destroy_list(action, "  ")
+    for warning in fs.warnings:
+        lines.append(f"- ⚠️ **warning:** {md_text(warning)}")
+    for conflict in fs.conflicts:
+        lines.append(f"- ⛔ **conflict {md_text(conflict.code)}** on "
+                     f"{md_code(f'{conflict.host}:{conflict.dataset}')} (see conflicts above)")
+    lines.append("")
+    for action in collapsed:
+        lines += md_details(f"{plural(len(action.snapshots), 'snapshot')} to destroy on "
+                            f"<code>{html.escape(fs.host + ':' + fs.dataset)}</code>",
+                            md_destroy_list(action))
+    if report is not None and (fs.host, fs.dataset) in explain:
+        lines += md_verdicts(report)
+    return lines
+
+
+def md_details(summary_html: str, body: list[str]) -> list[str]:
+    return [f"<details><summary>{summary_html}</summary>", "", *body, "", "</details>", ""]
+
+
+def md_verdicts(report: FilesystemReport) -> list[str]:
+    rows = ["| Snapshot | Verdict | Reason |", "| --- | --- | --- |"]
+    for v in report.verdicts:
+        verdict = "keep" if v.keep else "**destroy**"
+        rows.append(f"| {md_code(v.name, table=True)} | {verdict} | {md_text(v.reason)} |")
+    if not report.verdicts:
+        rows = ["No snapshots or bookmarks."]
+    return md_details(f"Explain <code>{html.escape(report.host + ':' + report.dataset)}</code>: "
+                      f"{plural(len(report.verdicts), 'entry', 'entries')}", rows)
+
+
+def md_unchanged(views: list[FilesystemView]) -> list[str]:
+    if not views:
+        return []
+    body = []
+    for fs in views:
+        report = fs.report
+        rule = ""
+        if report and report.prune_rule:
+            rule = f" · prune rule: {md_text(PRUNE_RULE_LABELS.get(report.prune_rule, report.prune_rule))}"
+        role = f" · {md_text(report.role)}" if report else ""
+        body.append(f"- {md_code(fs.dataset)}{role}{rule}")
+    return md_details(f"{plural(len(views), 'filesystem')} unchanged", body)
+
+
+def md_attention(plan: Plan) -> list[str]:
+    lines: list[str] = []
+    if plan.conflicts:
+        lines += ["> [!CAUTION]",
+                  f"> **{plural(len(plan.conflicts), 'conflict')}**: nothing is sent to or destroyed"
+                  " on these targets until fixed.", ">"]
+        for c in plan.conflicts:
+            source = (f" (source {md_code(f'{c.source_host}:{c.source_dataset}')})"
+                      if c.source_host else "")
+            lines.append(f"> - **{md_text(c.code)}** on {md_code(f'{c.host}:{c.dataset}')}{source}: "
+                         f"{md_text(c.message)}")
+            if c.fix:
+                lines.append(f">   - suggested fix: {md_text(c.fix)}")
+        lines.append("")
+    if plan.unavailable or plan.warnings:
+        lines.append("> [!WARNING]")
+        if plan.unavailable:
+            lines.append(f"> **{plural(len(plan.unavailable), 'host')} unavailable**: nothing is sent to"
+                         " or destroyed on it.")
+            lines += [f"> - {md_code(host)}: {md_text(reason)}" for host, reason in plan.unavailable]
+        if plan.unavailable and plan.warnings:
+            lines.append(">")
+        if plan.warnings:
+            lines.append(f"> **{plural(len(plan.warnings), 'warning')}**")
+            lines += [f"> - {md_text(w)}" for w in plan.warnings]
+        lines.append("")
+    return lines
+
+
+def render_markdown(plan: Plan, *, explain: Explain = None) -> str:
+    """GitHub-flavoured markdown for a pull-request comment."""
+    when = plan.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"### zrepl-reconcile plan: {md_text(summary_line(plan))}", "",
+             f"Computed at {md_code(when)} · fingerprint {md_code(plan.fingerprint)}", ""]
+    lines += md_attention(plan)
+    explain_keys = explained_keys(plan, explain)
+    unavailable = dict(plan.unavailable)
+    for host, datasets in group_by_host(plan).items():
+        shown, unchanged = split_shown(datasets.values(), explain_keys)
+        note = f" — unavailable: {md_text(unavailable[host])}" if host in unavailable else ""
+        lines += [f"#### Host {md_code(host)}{note}", ""]
+        for fs in shown:
+            lines += md_filesystem(fs, explain_keys)
+        lines += md_unchanged(unchanged)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- json
+
+def render_json(plan: Plan) -> str:
+    """The Plan JSON of DESIGN.md (public, versioned): what ``apply --plan FILE`` reads."""
+    return json.dumps(plan.to_json(), indent=2) + "\n"
