@@ -68,77 +68,85 @@ class GridFit:
 
     ``bucket[i]`` is the bucket index of entry i, or ``NEWER_THAN_NOW`` /
     ``OLDER_THAN_GRID``; ``keep[i]`` says whether the grid keeps entry i;
-    ``members[b]`` lists the entries of bucket b youngest first, as zrepl orders them.
+    ``members[b]`` lists the entries of bucket b youngest first, as zrepl orders them
+    (only non-empty buckets appear).
     """
 
     now: int
     bucket: list[int]
     keep: list[bool]
-    members: list[list[int]]
+    members: dict[int, list[int]]
+
+
+class RetentionGrid:
+    """A grid spec prepared once: each bucket's far edge as an age before "now".
+
+    Bucket b holds the entries whose age ``now - date`` satisfies
+    ``ends[b-1] <= age < ends[b]`` (zrepl: ``(now - ends[b], now - ends[b-1]]``).
+    """
+
+    def __init__(self, intervals: Sequence[GridInterval]) -> None:
+        if not intervals:
+            raise ValueError("a retention grid needs at least one interval")
+        for interval in intervals:
+            _check_interval(interval)
+        whole_seconds = all(i.length % timedelta(seconds=1) == timedelta(0) for i in intervals)
+        # Ages are counted in seconds, or in microseconds when a length needs them.
+        self.scale = 1 if whole_seconds else 1_000_000
+        unit = timedelta(seconds=1) if whole_seconds else _MICROS
+        self.ends: list[int] = []
+        total = 0
+        for interval in intervals:
+            total += interval.length // unit
+            self.ends.append(total)
+        self.keeps: list[int | None] = [i.keep for i in intervals]
+
+    def fit(self, dates: Sequence[int], now: int | None = None) -> GridFit:
+        """Fit entries with creation times ``dates`` (unix seconds) into the grid.
+
+        ``now`` defaults to the youngest date, as zrepl's ``FitEntries``; passing it
+        explicitly corresponds to zrepl's ``fitEntriesWithNow``. Ties in date are broken
+        by position in ``dates`` exactly as zrepl's stable sorts do: among equal dates
+        the entry that comes first is treated as the younger one (destroyed first).
+        """
+        count = len(dates)
+        if now is None:
+            now = max(dates) if count else 0
+        ends, scale, n_buckets = self.ends, self.scale, len(self.ends)
+        bucket = [OLDER_THAN_GRID] * count
+        keep = [True] * count
+        members: dict[int, list[int]] = {}
+        # zrepl sorts youngest-to-oldest with a stable sort, then walks the entries.
+        for i in sorted(range(count), key=dates.__getitem__, reverse=True):
+            age = (now - dates[i]) * scale
+            if age < 0:
+                bucket[i] = NEWER_THAN_NOW  # entries in the future are always kept
+                continue
+            b = bisect_right(ends, age)
+            if b < n_buckets:
+                bucket[i] = b
+                members.setdefault(b, []).append(i)
+            else:
+                keep[i] = False  # at or beyond the far edge of the last bucket
+        for b, entries in members.items():
+            limit = self.keeps[b]
+            if limit is not None and len(entries) > limit:
+                for i in entries[:len(entries) - limit]:  # the youngest go first
+                    keep[i] = False
+        return GridFit(now=now, bucket=bucket, keep=keep, members=members)
 
 
 def fit_grid(intervals: Sequence[GridInterval], dates: Sequence[int], now: int | None = None) -> GridFit:
-    """Fit entries with creation times ``dates`` (unix seconds) into the grid.
-
-    ``now`` defaults to the youngest date, as zrepl's ``FitEntries``; passing it
-    explicitly corresponds to zrepl's ``fitEntriesWithNow``. Ties in date are broken
-    by position in ``dates`` exactly as zrepl's stable sorts do: among equal dates
-    the entry that comes first is treated as the younger one (destroyed first).
-    """
-    if not intervals:
-        raise ValueError("a retention grid needs at least one interval")
-    count = len(dates)
-    if now is None:
-        now = max(dates) if count else 0
-    # Bucket i is (lower[i], upper[i]] with upper[0] = now and upper[i+1] = lower[i].
-    # Work in microseconds so any timedelta length compares exactly with whole seconds.
-    now_us = now * 1_000_000
-    negated_lowers: list[int] = []  # ascending, for bisect
-    edge = now_us
-    for interval in intervals:
-        _check_keep_count(interval)
-        edge -= interval.length // _MICROS
-        negated_lowers.append(-edge)
-
-    # zrepl sorts youngest-to-oldest with a stable sort, then walks the entries.
-    order = sorted(range(count), key=lambda i: -dates[i])
-    bucket = [OLDER_THAN_GRID] * count
-    members: list[list[int]] = [[] for _ in intervals]
-    n_buckets = len(intervals)
-    for i in order:
-        date_us = dates[i] * 1_000_000
-        if date_us > now_us:
-            bucket[i] = NEWER_THAN_NOW
-            continue
-        # The first bucket whose lower edge is older than the date holds it.
-        b = bisect_right(negated_lowers, -date_us)
-        if b < n_buckets:
-            bucket[i] = b
-            members[b].append(i)
-
-    keep = [False] * count
-    for i in range(count):
-        if bucket[i] == NEWER_THAN_NOW:
-            keep[i] = True
-    for b, entries in enumerate(members):
-        for i in entries[_youngest_to_drop(intervals[b], len(entries)):]:
-            keep[i] = True
-    return GridFit(now=now, bucket=bucket, keep=keep, members=members)
+    """zrepl's retentiongrid ``FitEntries`` (``now`` = None) / ``fitEntriesWithNow``."""
+    return RetentionGrid(intervals).fit(dates, now)
 
 
-def _check_keep_count(interval: GridInterval) -> None:
+def _check_interval(interval: GridInterval) -> None:
     # zrepl panics on these; our config parser rejects them, so this is a programming error.
     if interval.keep is not None and interval.keep < 1:
         raise ValueError(f"grid interval keep count must be >= 1 or all, got {interval.keep}")
     if interval.length < timedelta(0):
         raise ValueError(f"grid interval length must not be negative, got {interval.length}")
-
-
-def _youngest_to_drop(interval: GridInterval, size: int) -> int:
-    """How many of a bucket's entries (youngest first) exceed its keep count."""
-    if interval.keep is None:
-        return 0
-    return max(0, size - interval.keep)
 
 
 # ---------------------------------------------------------------- compiled rules
@@ -176,74 +184,101 @@ def _regex_suffix(regex: str) -> str:
     return "" if regex in ("", ".*") else f" {regex}"
 
 
+NOT_MATCHING = -3  # placement of a snapshot the grid's regex does not match
+
+
+def _matching_indexes(regex: re.Pattern[str], snapshots: Sequence[Snapshot]) -> list[int]:
+    if regex.pattern in ("", ".*"):  # matches every name; skip the per-name search
+        return list(range(len(snapshots)))
+    search = regex.search
+    return [i for i, snap in enumerate(snapshots) if search(snap.name)]
+
+
+def _in_createtxg_order(snapshots: Sequence[Snapshot], indexes: list[int]) -> list[int]:
+    """``indexes`` ordered by createtxg, as zrepl's pruner hands snapshots to the rules."""
+    txgs = [snapshots[i].createtxg for i in indexes]
+    if txgs == sorted(txgs):  # the input contract: already ordered (checked at C speed)
+        return indexes
+    return sorted(indexes, key=lambda i: snapshots[i].createtxg)
+
+
 class _GridRule:
     def __init__(self, rule: KeepGrid) -> None:
-        self.intervals = rule.intervals
-        if not self.intervals:
-            raise ValueError(f"grid {rule.grid!r} has no intervals")
-        for interval in self.intervals:
-            _check_keep_count(interval)
+        intervals = rule.intervals
+        self.grid = RetentionGrid(intervals)
         self.regex = re.compile(rule.regex)
         self.label = f"grid {''.join(rule.grid.split())}{_regex_suffix(rule.regex)}"
-        self.bucket_names = self._bucket_names()
-        self.grid_span = _format_span(sum((i.length for i in self.intervals), timedelta(0)))
+        self.keep_counts = [i.keep for i in intervals]
+        self.bucket_names = self._bucket_names(intervals)
+        self.kept_reasons = [self._kept_reason(b) for b in range(len(intervals))]
+        span = _format_span(sum((i.length for i in intervals), timedelta(0)))
+        self.too_old_reason = f"{self.label}: older than the last bucket ({span} before newest)"
+        self.no_match_reason = f"{self.label}: name does not match {rule.regex}"
+        self.future_reason = f"{self.label}: newer than the newest match"
 
-    def _bucket_names(self) -> list[str]:
+    def _bucket_names(self, intervals: Sequence[GridInterval]) -> list[str]:
         names = []
         start = timedelta(0)
-        for b, interval in enumerate(self.intervals):
+        for b, interval in enumerate(intervals):
             end = start + interval.length
             where = f"{_format_span(start)}-{_format_span(end)}" if start else f"up to {_format_span(end)}"
             names.append(f"bucket {b} ({where} before newest)")
             start = end
         return names
 
+    def _kept_reason(self, b: int) -> str:
+        keep = self.keep_counts[b]
+        if keep is None:
+            return f"{self.label}: {self.bucket_names[b]} keeps all"
+        return f"{self.label}: {self.bucket_names[b]} keeps its oldest" + ("" if keep == 1 else f" {keep}")
+
     def judge(self, snapshots: Sequence[Snapshot], is_replicated: IsReplicated) -> _GridJudgement:
-        search = self.regex.search
-        matching = [i for i, snap in enumerate(snapshots) if search(snap.name)]
-        # zrepl's pruner hands the rules snapshots in createtxg order; among equal
-        # creation times that order decides which one the grid treats as younger.
-        matching.sort(key=lambda i: snapshots[i].createtxg)
-        fit = fit_grid(self.intervals, [snapshots[i].creation for i in matching])
+        # Among equal creation times, createtxg order decides which one the grid
+        # treats as younger (zrepl's stable sort of the pruner's createtxg-ordered list).
+        matching = _in_createtxg_order(snapshots, _matching_indexes(self.regex, snapshots))
+        fit = self.grid.fit([snapshots[i].creation for i in matching])
         keeps = [False] * len(snapshots)
+        placement = [NOT_MATCHING] * len(snapshots)
         for position, i in enumerate(matching):
             keeps[i] = fit.keep[position]
-        return _GridJudgement(self, snapshots, matching, fit, keeps)
+            placement[i] = fit.bucket[position]
+        return _GridJudgement(self, snapshots, matching, fit, keeps, placement)
 
 
 class _GridJudgement:
     def __init__(self, rule: _GridRule, snapshots: Sequence[Snapshot], matching: list[int],
-                 fit: GridFit, keeps: list[bool]) -> None:
+                 fit: GridFit, keeps: list[bool], placement: list[int]) -> None:
         self.rule = rule
         self.snapshots = snapshots
         self.matching = matching
         self.fit = fit
         self.keeps = keeps
-        self._position: dict[int, int] | None = None
+        self.placement = placement
+        self._already_kept: dict[int, str] = {}
 
     def why(self, index: int) -> str:
-        rule = self.rule
-        if self._position is None:
-            self._position = {i: p for p, i in enumerate(self.matching)}
-        position = self._position.get(index)
-        if position is None:
-            return f"{rule.label}: name does not match {rule.regex.pattern}"
-        b = self.fit.bucket[position]
-        if b == NEWER_THAN_NOW:
-            return f"{rule.label}: newer than the newest match"
+        b = self.placement[index]
+        if b >= 0:
+            return self.rule.kept_reasons[b] if self.keeps[index] else self._destroyed_in_bucket(b)
         if b == OLDER_THAN_GRID:
-            return f"{rule.label}: older than the last bucket ({rule.grid_span} before newest)"
-        name = rule.bucket_names[b]
-        keep = rule.intervals[b].keep
-        if self.keeps[index]:
-            if keep is None:
-                return f"{rule.label}: {name} keeps all"
-            return f"{rule.label}: {name} keeps its oldest" + ("" if keep == 1 else f" {keep}")
-        kept = self.fit.members[b][-keep:] if keep else []
-        names = [self.snapshots[self.matching[p]].name for p in kept]
-        if len(names) == 1:
-            return f"{rule.label}: {name} already keeps {names[0]}"
-        return f"{rule.label}: {name} already keeps its {len(names)} oldest ({names[-1]} .. {names[0]})"
+            return self.rule.too_old_reason
+        if b == NOT_MATCHING:
+            return self.rule.no_match_reason
+        return self.rule.future_reason
+
+    def _destroyed_in_bucket(self, b: int) -> str:
+        reason = self._already_kept.get(b)
+        if reason is None:
+            keep = self.rule.keep_counts[b] or 0
+            kept = self.fit.members[b][-keep:] if keep else []
+            names = [self.snapshots[self.matching[p]].name for p in kept]
+            head = f"{self.rule.label}: {self.rule.bucket_names[b]} already keeps"
+            if len(names) == 1:
+                reason = f"{head} {names[0]}"
+            else:
+                reason = f"{head} its {len(names)} oldest ({names[-1]} .. {names[0]})"
+            self._already_kept[b] = reason
+        return reason
 
 
 class _LastNRule:
@@ -251,20 +286,28 @@ class _LastNRule:
         self.count = rule.count
         self.regex = re.compile(rule.regex)
         self.label = f"last_n {rule.count}{_regex_suffix(rule.regex)}"
+        self.no_match_reason = f"{self.label}: name does not match {rule.regex}"
 
     def judge(self, snapshots: Sequence[Snapshot], is_replicated: IsReplicated) -> _LastNJudgement:
-        search = self.regex.search
-        matching = [i for i, snap in enumerate(snapshots) if search(snap.name)]
-        # zrepl: youngest first by date, then by name descending; we break date ties by
-        # createtxg first (the real creation order) and fall back to zrepl's name order.
-        matching.sort(key=lambda i: (snapshots[i].creation, snapshots[i].createtxg, snapshots[i].name),
-                      reverse=True)
+        newest_first = self._newest_first(snapshots, _matching_indexes(self.regex, snapshots))
         rank = [-1] * len(snapshots)
         keeps = [False] * len(snapshots)
-        for position, i in enumerate(matching):
+        for position, i in enumerate(newest_first):
             rank[i] = position
-            keeps[i] = position < self.count
+        for i in newest_first[:self.count]:
+            keeps[i] = True
         return _LastNJudgement(self, rank, keeps)
+
+    @staticmethod
+    def _newest_first(snapshots: Sequence[Snapshot], matching: list[int]) -> list[int]:
+        # zrepl: youngest first by date, then by name descending; we break date ties by
+        # createtxg first (the real creation order, DESIGN.md) and then by zrepl's name order.
+        creations = [snapshots[i].creation for i in matching]
+        txgs = [snapshots[i].createtxg for i in matching]
+        if creations == sorted(creations) and txgs == sorted(txgs) and len(set(txgs)) == len(txgs):
+            return matching[::-1]  # the common case: input in createtxg and creation order
+        return sorted(matching, reverse=True,
+                      key=lambda i: (snapshots[i].creation, snapshots[i].createtxg, snapshots[i].name))
 
 
 class _LastNJudgement:
@@ -276,7 +319,7 @@ class _LastNJudgement:
     def why(self, index: int) -> str:
         rank = self.rank[index]
         if rank < 0:
-            return f"{self.rule.label}: name does not match {self.rule.regex.pattern}"
+            return self.rule.no_match_reason
         if self.keeps[index]:
             return f"{self.rule.label}: #{rank + 1} newest"
         return f"{self.rule.label}: #{rank + 1} newest, beyond the newest {self.rule.count}"
@@ -349,30 +392,32 @@ def evaluate_keep_rules(rules: Sequence[KeepRule], snapshots: Sequence[Snapshot]
                         is_replicated: IsReplicated = _everything_replicated) -> list[RetentionVerdict]:
     """One verdict per input snapshot, in input order: does any of zrepl's keep rules keep it?
 
-    The reason of a kept snapshot names the first rule (in config order) that keeps it;
-    the reason of a destroyed one says, rule by rule, why none keeps it.
+    The reason of a kept snapshot names the first rule (in config order) that keeps it
+    (and the labels of the other rules that keep it too); the reason of a destroyed one
+    says, rule by rule, why none keeps it.
     """
     if not rules:
         return [RetentionVerdict(snap, True, "no keep rules: zrepl keeps everything") for snap in snapshots]
     compiled = _compile_rules(rules)
     judgements = [rule.judge(snapshots, is_replicated) for rule in compiled]
+    if len(judgements) == 1:
+        keeps, why = judgements[0].keeps, judgements[0].why
+        return [RetentionVerdict(snap, keeps[i], why(i)) for i, snap in enumerate(snapshots)]
+    labels = [rule.label for rule in compiled]
     verdicts: list[RetentionVerdict] = []
-    for index, snap in enumerate(snapshots):
-        keepers = [j for j in judgements if j.keeps[index]]
-        if keepers:
-            verdicts.append(RetentionVerdict(snap, True, _kept_reason(index, keepers, judgements, compiled)))
+    append = verdicts.append
+    all_flags = zip(*(j.keeps for j in judgements), strict=True)
+    for index, (snap, flags) in enumerate(zip(snapshots, all_flags, strict=True)):
+        if True in flags:
+            first = flags.index(True)
+            reason = judgements[first].why(index)
+            if flags.count(True) > 1:
+                others = [labels[n] for n in range(first + 1, len(flags)) if flags[n]]
+                reason = f"{reason} (also kept by {', '.join(others)})"
+            append(RetentionVerdict(snap, True, reason))
         else:
-            verdicts.append(RetentionVerdict(snap, False, "; ".join(j.why(index) for j in judgements)))
+            append(RetentionVerdict(snap, False, "; ".join([j.why(index) for j in judgements])))
     return verdicts
-
-
-def _kept_reason(index: int, keepers: list[_Judgement], judgements: list[_Judgement],
-                 compiled: tuple[_CompiledRule, ...]) -> str:
-    reason = keepers[0].why(index)
-    if len(keepers) > 1:
-        others = [compiled[n].label for n, j in enumerate(judgements) if j.keeps[index]][1:]
-        reason += f" (also kept by {', '.join(others)})"
-    return reason
 
 
 def snapshots_to_destroy(rules: Sequence[KeepRule], snapshots: Sequence[Snapshot],
@@ -384,5 +429,5 @@ def snapshots_to_destroy(rules: Sequence[KeepRule], snapshots: Sequence[Snapshot
     if len(judgements) == 1:
         keeps = judgements[0].keeps
         return [snap for snap, kept in zip(snapshots, keeps, strict=True) if not kept]
-    kept_by_any = [any(flags) for flags in zip(*(j.keeps for j in judgements), strict=True)]
-    return [snap for snap, kept in zip(snapshots, kept_by_any, strict=True) if not kept]
+    all_flags = zip(*(j.keeps for j in judgements), strict=True)
+    return [snap for snap, flags in zip(snapshots, all_flags, strict=True) if True not in flags]
