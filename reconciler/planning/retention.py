@@ -20,6 +20,10 @@ A port of zrepl's ``pruning`` package (``pruning.go``, ``keep_grid.go``,
 - ``regex``: keeps snapshots whose name the regex finds a match in (Go's
   ``FindStringIndex`` = Python's ``re.search``); with ``negate`` the non-matching.
 - ``not_replicated``: keeps snapshots for which ``is_replicated(snapshot)`` is False.
+  (zrepl's pruner, daemon/pruner/pruner.go, counts as replicated the snapshots strictly
+  older, by createtxg, than the replication cursor's snapshot; the cursor snapshot
+  itself only on the side where ``considerSnapAtCursorReplicated`` is set. That
+  decision belongs to the caller's ``is_replicated``.)
 
 This module decides nothing about ``manage``, holds or the safety invariants: the
 planner filters the verdicts afterwards.
@@ -44,6 +48,7 @@ IsReplicated = Callable[[Snapshot], bool]
 # Placement of an entry that lies in no bucket (bucket indexes are >= 0).
 NEWER_THAN_NOW = -1
 OLDER_THAN_GRID = -2
+NOT_MATCHING = -3  # a snapshot the grid's regex does not match
 
 _MICROS = timedelta(microseconds=1)
 
@@ -182,9 +187,6 @@ def _format_span(delta: timedelta) -> str:
 
 def _regex_suffix(regex: str) -> str:
     return "" if regex in ("", ".*") else f" {regex}"
-
-
-NOT_MATCHING = -3  # placement of a snapshot the grid's regex does not match
 
 
 def _matching_indexes(regex: re.Pattern[str], snapshots: Sequence[Snapshot]) -> list[int]:
