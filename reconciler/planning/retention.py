@@ -20,10 +20,11 @@ A port of zrepl's ``pruning`` package (``pruning.go``, ``keep_grid.go``,
 - ``regex``: keeps snapshots whose name the regex finds a match in (Go's
   ``FindStringIndex`` = Python's ``re.search``); with ``negate`` the non-matching.
 - ``not_replicated``: keeps snapshots for which ``is_replicated(snapshot)`` is False.
-  (zrepl's pruner, daemon/pruner/pruner.go, counts as replicated the snapshots strictly
-  older, by createtxg, than the replication cursor's snapshot; the cursor snapshot
-  itself only on the side where ``considerSnapAtCursorReplicated`` is set. That
-  decision belongs to the caller's ``is_replicated``.)
+  (zrepl's pruner, daemon/pruner/pruner.go, counts as replicated every snapshot
+  older, by createtxg, than the replication cursor's snapshot, and the cursor's
+  snapshot itself unless ``keep_snapshot_at_cursor`` is set (default: it counts);
+  with no cursor snapshot present it refuses to prune. That decision belongs to the
+  caller's ``is_replicated``.)
 
 This module decides nothing about ``manage``, holds or the safety invariants: the
 planner filters the verdicts afterwards.
