@@ -22,8 +22,9 @@ A port of zrepl's ``pruning`` package (``pruning.go``, ``keep_grid.go``,
 - ``not_replicated``: keeps snapshots for which ``is_replicated(snapshot)`` is False.
   (zrepl's pruner, daemon/pruner/pruner.go, counts as replicated every snapshot
   older, by createtxg, than the replication cursor's snapshot, and the cursor's
-  snapshot itself unless ``keep_snapshot_at_cursor`` is set (default: it counts);
-  with no cursor snapshot present it refuses to prune. That decision belongs to the
+  snapshot itself unless ``keep_snapshot_at_cursor`` is set (default: it counts).
+  When the cursor's snapshot is gone it counts none as replicated; with no cursor
+  bookmark at all it does not prune the filesystem. That decision belongs to the
   caller's ``is_replicated``.)
 
 This module decides nothing about ``manage``, holds or the safety invariants: the
