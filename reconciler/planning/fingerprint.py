@@ -1,0 +1,60 @@
+"""A hash of the facts a plan depends on, so ``apply --plan FILE`` can refuse a stale plan.
+
+Covered: the configuration, and for every selected source dataset and each of its
+target datasets: name, kind, GUID, createtxg, resume token, every snapshot (name, GUID,
+createtxg, creation, userrefs, hold tags) and bookmark (name, GUID, createtxg), the
+existence of the target's parents (placeholders), and which involved hosts are
+unavailable. Size fields (written, referenced) are left out: they only feed estimates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable
+
+from reconciler.config.models import Config
+from reconciler.domain.observed import Dataset, ObservedState
+from reconciler.planning.selection import Selected, select
+
+
+def facts_fingerprint(config: Config, observed: ObservedState, *, hosts: Collection[str] | None = None,
+                      filesystems: Collection[str] | None = None) -> str:
+    """``sha256:<hex>`` of the config and the observed facts a plan for this selection uses."""
+    selection = select(config, observed, hosts=hosts, filesystems=filesystems)
+    return fingerprint_selection(config, observed, selection.selected, (), selection.unavailable_hosts)
+
+
+def fingerprint_selection(config: Config, observed: ObservedState, selected: Iterable[Selected],
+                          _pairs: object, unavailable_sources: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(config.model_dump_json().encode())
+    involved: set[str] = set(unavailable_sources)
+    for item in selected:
+        digest.update(b"\x01source\0" + item.host.encode() + b"\0")
+        _hash_dataset(digest, item.dataset)
+        for target in item.entry.replicate_to:
+            name = target.target_dataset(item.name)
+            involved.add(target.host)
+            digest.update(f"\x01target\0{target.host}\0{name}\0".encode())
+            parents = name.split("/")
+            exists = "".join("1" if observed.dataset(target.host, "/".join(parents[:depth])) else "0"
+                             for depth in range(1, len(parents)))
+            digest.update(exists.encode())
+            ds = observed.dataset(target.host, name)
+            if ds is None:
+                digest.update(b"\x02missing")
+            else:
+                _hash_dataset(digest, ds)
+    for host in sorted(involved):
+        problem = observed.unavailable.get(host)
+        if problem is not None or host not in observed.hosts:
+            digest.update(f"\x03{host}\0{problem.code if problem else 'no facts'}".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def _hash_dataset(digest: hashlib._Hash, ds: Dataset) -> None:
+    head = f"{ds.name}\0{ds.kind}\0{ds.guid}\0{ds.createtxg}\0{ds.resume_token or ''}\n"
+    snaps = "\n".join([f"@{s.name}\0{s.guid}\0{s.createtxg}\0{s.creation}\0{s.userrefs}\0{','.join(s.holds)}"
+                       for s in ds.snapshots])
+    marks = "\n".join([f"#{b.name}\0{b.guid}\0{b.createtxg}" for b in ds.bookmarks])
+    digest.update((head + snaps + "\n" + marks + "\n").encode())

@@ -1,0 +1,378 @@
+"""``make_plan``: the pure function from (desired state, observed facts, now) to a Plan.
+
+Steps, each in its own module: selection (which datasets), schedule (which snapshots
+to take), replication (conflicts, sends, resume, cursor per source/target pair),
+retention (zrepl's keep rules, ``retention.py``) followed by the safety filters of
+DESIGN.md (``manage``, holds, invariants 3 and 4), then the actions in execution order.
+
+The rule from zrepl's history decides how replication state constrains source pruning:
+without ``not_replicated`` in keep_source pruning proceeds whatever the targets' state
+(snapshots destroyed before reaching a target are listed as warnings); with it, only
+snapshots on every target, or older than what each target already has, may go.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reconciler.config.models import Config, KeepRule, Policy
+from reconciler.domain.actions import (
+    AbortResumeAction,
+    Action,
+    BookmarkAction,
+    CreateAction,
+    DestroyAction,
+    SendAction,
+    SnapshotAction,
+)
+from reconciler.domain.observed import ObservedState, Snapshot
+from reconciler.domain.plan import (
+    PRUNE_WINS,
+    REPLICATION_PROTECTED,
+    Conflict,
+    FilesystemReport,
+    Plan,
+    SnapshotVerdict,
+)
+from reconciler.planning.fingerprint import fingerprint_selection
+from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
+from reconciler.planning.retention import evaluate_keep_rules, snapshots_to_destroy
+from reconciler.planning.schedule import plan_snapshots
+from reconciler.planning.selection import Selected, select, wanted_by_restriction
+from reconciler.planning.simulate import host_max_txg, planned_snapshot
+
+IsReplicated = Callable[[Snapshot], bool]
+
+
+def make_plan(config: Config, observed: ObservedState, now: datetime, *,
+              hosts: Collection[str] | None = None, filesystems: Collection[str] | None = None,
+              explain: bool = False) -> Plan:
+    """The plan that brings the observed world to the desired state (see module docstring)."""
+    selection = select(config, observed, hosts=hosts, filesystems=filesystems)
+    snapshot_actions = plan_snapshots(selection.selected, now)
+    planned = _planned_snapshots(snapshot_actions, observed, now)
+    conflicts: list[Conflict] = list(selection.conflicts)
+    source_reports: list[FilesystemReport] = []
+    target_reports: list[FilesystemReport] = []
+    all_pairs: list[PairPlan] = []
+    destroys: list[DestroyAction] = []
+    bookmarks: list[BookmarkAction] = []
+    for item in selection.selected:
+        view = SourceView.build(item.host, item.dataset, planned.get((item.host, item.name), []))
+        pairs = [plan_pair(view, item, target, observed) for target in item.entry.replicate_to]
+        all_pairs += pairs
+        conflicts += [p.conflict for p in pairs if p.conflict is not None]
+        bookmarks += [p.cursor_create for p in pairs if p.cursor_create is not None]
+        report, destroy = prune_source(item, view, pairs, explain)
+        source_reports.append(report)
+        if destroy is not None:
+            destroys.append(destroy)
+        for pair in pairs:
+            report, destroy = prune_target(pair, explain)
+            target_reports.append(report)
+            if destroy is not None:
+                destroys.append(destroy)
+    actions = order_actions(snapshot_actions, placeholders(all_pairs, observed),
+                            [p.abort for p in all_pairs if p.abort is not None],
+                            [s for p in all_pairs for s in p.sends], bookmarks, destroys)
+    return Plan(
+        now=now,
+        fingerprint=fingerprint_selection(config, observed, selection.selected, (),
+                                          selection.unavailable_hosts),
+        actions=tuple(actions),
+        conflicts=tuple(conflicts),
+        filesystems=tuple(source_reports + target_reports),
+        unavailable=_unavailable(observed, selection.unavailable_hosts, all_pairs),
+        warnings=tuple(selection.warnings),
+    )
+
+
+def hosts_needed(config: Config, hosts: Collection[str] | None = None,
+                 filesystems: Collection[str] | None = None) -> set[str]:
+    """The hosts whose facts a plan for this selection needs: sources and their targets."""
+    needed: set[str] = set()
+    for entry in config.filesystems:
+        if hosts is not None and entry.host not in hosts:
+            continue
+        roots = [key.rstrip("<") for key, value in entry.filter.items() if value]
+        if filesystems is not None and not any(
+                wanted_by_restriction(root, filesystems) or wanted_by_restriction(name, [root])
+                for root in roots for name in filesystems):
+            continue
+        needed.add(entry.host)
+        needed.update(target.host for target in entry.replicate_to)
+    return needed
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def _planned_snapshots(actions: list[SnapshotAction], observed: ObservedState,
+                       now: datetime) -> dict[tuple[str, str], list[Snapshot]]:
+    """The snapshots this plan takes, as they will look (same records simulate() produces)."""
+    planned: dict[tuple[str, str], list[Snapshot]] = {}
+    txg = {host: host_max_txg(observed.hosts.get(host)) + 1 for host in {a.host for a in actions}}
+    for action in actions:
+        snap = planned_snapshot(action, txg[action.host], now)
+        planned.setdefault((action.host, action.dataset), []).append(snap)
+    return planned
+
+
+# ------------------------------------------------------------------ source pruning
+
+
+@dataclass(slots=True)
+class Pruning:
+    """Retention verdicts after the safety filters, for one dataset."""
+
+    destroy: list[tuple[Snapshot, str]] = field(default_factory=list)
+    verdicts: list[SnapshotVerdict] = field(default_factory=list)
+
+
+def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
+                 explain: bool) -> tuple[FilesystemReport, DestroyAction | None]:
+    policy = item.policy
+    protected = policy.protects_unreplicated
+
+    def is_replicated(snap: Snapshot) -> bool:
+        return all(pair.replicated(snap) for pair in pairs)
+
+    bookmark_guids = _bookmark_guids_after(view, pairs)
+    bases = {p.base_guid: p for p in pairs if p.base_guid is not None}
+
+    def base_guard(snap: Snapshot) -> str:
+        pair = bases.get(snap.guid)
+        if pair is None or snap.guid in bookmark_guids:
+            return ""
+        return f"incremental base of {pair.target.host}:{pair.target_dataset} (no bookmark of it)"
+
+    pruning = apply_keep_rules(policy, policy.keep_source, view.snapshots, is_replicated, base_guard,
+                               explain)
+    warnings = _unreplicated_warnings(pruning.destroy, pairs) if not protected else []
+    names, reasons = _destroy_lists(pruning.destroy)
+    for pair in pairs:
+        for name in pair.cursor_destroy:
+            names.append("#" + name)
+            reasons.append(("#" + name,
+                            f"old replication cursor for {pair.target.host}:{pair.target_dataset}"))
+    if explain:
+        pruning.verdicts += _bookmark_verdicts(view, pairs)
+    report = FilesystemReport(
+        item.host, item.name, "source", item.policy_name,
+        REPLICATION_PROTECTED if protected else PRUNE_WINS, _prune_rule_why(protected, pairs),
+        tuple(pruning.verdicts), tuple(warnings))
+    destroy = (DestroyAction(item.host, item.name, tuple(names), tuple(reasons),
+                             f"policy {item.policy_name}: keep_source") if names else None)
+    return report, destroy
+
+
+def _bookmark_guids_after(view: SourceView, pairs: list[PairPlan]) -> set[int]:
+    gone = {name for pair in pairs for name in pair.cursor_destroy}
+    guids = {b.guid for b in view.dataset.bookmarks if b.name not in gone}
+    for pair in pairs:
+        if pair.cursor_create is not None:
+            snap = next(s for s in reversed(view.snapshots) if s.name == pair.cursor_create.snapshot)
+            guids.add(snap.guid)
+    return guids
+
+
+def _prune_rule_why(protected: bool, pairs: list[PairPlan]) -> str:
+    states = "; ".join(p.describe_state() for p in pairs) or "no replication targets"
+    if protected:
+        return (f"keep_source has not_replicated, so snapshots newer than what every target has are"
+                f" kept ({states}).")
+    return (f"keep_source has no not_replicated rule, so source pruning proceeds whatever the state"
+            f" of replication ({states}).")
+
+
+def _unreplicated_warnings(destroyed: list[tuple[Snapshot, str]], pairs: list[PairPlan]) -> list[str]:
+    warnings = []
+    for pair in pairs:
+        missing = [snap.name for snap, _ in destroyed if not pair.replicated(snap)]
+        if not missing:
+            continue
+        where = f"{pair.target.host}:{pair.target_dataset}"
+        if pair.state == UNREACHABLE:
+            why = f"target {where} unreachable"
+        elif pair.conflict is not None:
+            why = f"target {where} in conflict: {pair.conflict.code}"
+        else:
+            why = f"not on target {where}"
+        warnings.append(f"destroyed unreplicated: {', '.join(missing)} ({why})")
+    return warnings
+
+
+def _bookmark_verdicts(view: SourceView, pairs: list[PairPlan]) -> list[SnapshotVerdict]:
+    owners = {c.name: p for p in pairs for c in p.cursors}
+    gone = {name for p in pairs for name in p.cursor_destroy}
+    verdicts = []
+    for bm in view.dataset.bookmarks:
+        pair = owners.get(bm.name)
+        if bm.name in gone and pair is not None:
+            verdicts.append(SnapshotVerdict("#" + bm.name, False, "old replication cursor for"
+                                            f" {pair.target.host}:{pair.target_dataset}"))
+        elif pair is not None:
+            verdicts.append(SnapshotVerdict("#" + bm.name, True, "replication cursor for"
+                                            f" {pair.target.host}:{pair.target_dataset}"))
+        else:
+            verdicts.append(SnapshotVerdict("#" + bm.name, True,
+                                            "bookmark: keep rules never destroy bookmarks"))
+    for pair in pairs:
+        if pair.cursor_create is not None:
+            verdicts.append(SnapshotVerdict("#" + pair.cursor_create.bookmark, True,
+                                            f"new replication cursor for {pair.target.host}:"
+                                            f"{pair.target_dataset} at {pair.cursor_create.snapshot}"))
+    return verdicts
+
+
+# ------------------------------------------------------------------ target pruning
+
+
+def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, DestroyAction | None]:
+    policy = pair.source.policy
+    warnings = list(pair.warnings)
+    verdicts: list[SnapshotVerdict] = []
+    destroy = None
+    if pair.state == OK and pair.target_after:
+        newest = pair.target_after[-1].guid
+
+        def guard(snap: Snapshot) -> str:
+            if snap.guid == newest:
+                return "newest snapshot of the target (invariant 4)"
+            if snap.guid == pair.base_guid:
+                return "incremental base of the next send (invariant 3)"
+            return ""
+
+        pruning = apply_keep_rules(policy, policy.keep_target, pair.target_after, _always, guard, explain)
+        verdicts = pruning.verdicts
+        names, reasons = _destroy_lists(pruning.destroy)
+        if names:
+            destroy = DestroyAction(pair.target.host, pair.target_dataset, tuple(names), tuple(reasons),
+                                    f"policy {pair.source.policy_name}: keep_target")
+    elif pair.conflict is not None:
+        warnings.append(f"{pair.conflict.code}: nothing is sent to or destroyed on this target")
+    report = FilesystemReport(pair.target.host, pair.target_dataset, "target", pair.source.policy_name,
+                              "", "", tuple(verdicts), tuple(warnings))
+    return report, destroy
+
+
+def _always(snap: Snapshot) -> bool:
+    return True
+
+
+# ------------------------------------------------------------------ keep rules + safety filters
+
+
+def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[Snapshot],
+                     is_replicated: IsReplicated, guard: Callable[[Snapshot], str],
+                     explain: bool) -> Pruning:
+    """zrepl's verdicts, then ``manage``, holds and ``guard`` (invariants) veto destroys."""
+    result = Pruning()
+    if not snapshots:
+        return result
+    keep_rules = list(rules)
+    if not explain and not snapshots_to_destroy(keep_rules, snapshots, is_replicated):
+        return result
+    manage = _compiled(policy.manage_regex)
+    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated):
+        snap = verdict.snapshot
+        keep, reason = verdict.keep, verdict.reason
+        if not keep:
+            veto = _safety_veto(snap, manage, guard)
+            if veto:
+                keep, reason = True, f"{veto} (keep rules would destroy it: {reason})"
+            else:
+                result.destroy.append((snap, reason))
+        if explain:
+            result.verdicts.append(SnapshotVerdict(snap.name, keep, reason))
+    return result
+
+
+def _safety_veto(snap: Snapshot, manage: re.Pattern[str], guard: Callable[[Snapshot], str]) -> str:
+    if not manage.search(snap.name):
+        return f"unmanaged (does not match {manage.pattern})"
+    if snap.userrefs > 0:
+        return f"held (tags {', '.join(snap.holds) or f'{snap.userrefs} hold(s)'})"
+    return guard(snap)
+
+
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _REGEX_CACHE.get(pattern)
+    if compiled is None:
+        compiled = _REGEX_CACHE[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _destroy_lists(destroy: list[tuple[Snapshot, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    ordered = sorted(destroy, key=lambda item: item[0].createtxg)
+    return [s.name for s, _ in ordered], [(s.name, why) for s, why in ordered]
+
+
+# ------------------------------------------------------------------ placeholders and order
+
+
+def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateAction]:
+    """Unmounted parents for targets a full send creates, unless another send creates them."""
+    created_by_sends = {(p.target.host, p.target_dataset) for p in pairs if p.creates_target and p.sends}
+    needed: dict[tuple[str, str], CreateAction] = {}
+    for pair in pairs:
+        if not (pair.creates_target and pair.sends):
+            continue
+        parts = pair.target_dataset.split("/")
+        for depth in range(2, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            key = (pair.target.host, ancestor)
+            if key in created_by_sends or key in needed or observed.dataset(*key) is not None:
+                continue
+            needed[key] = CreateAction(pair.target.host, ancestor,
+                                       f"missing parent of {pair.target_dataset} (placeholder)")
+    return [needed[key] for key in sorted(needed)]
+
+
+def order_actions(snapshots: list[SnapshotAction], creates: list[CreateAction],
+                  aborts: list[AbortResumeAction], sends: list[SendAction],
+                  bookmarks: list[BookmarkAction], destroys: list[DestroyAction]) -> list[Action]:
+    """Execution order: snapshots, creates, aborts, sends (parents first), bookmarks, destroys."""
+    send_order = {id(s): n for n, s in enumerate(sends)}
+    ordered: list[Action] = [*sorted(snapshots, key=_snapshot_key), *creates,
+                             *sorted(aborts, key=_abort_key)]
+    ordered_sends: list[SendAction] = sorted(
+        sends, key=lambda a: (a.target_host, a.target_dataset, send_order[id(a)]))
+    ordered_bookmarks: list[BookmarkAction] = sorted(bookmarks, key=_bookmark_key)
+    ordered_destroys: list[DestroyAction] = sorted(destroys, key=_destroy_key)
+    ordered += ordered_sends
+    ordered += ordered_bookmarks
+    ordered += ordered_destroys
+    return ordered
+
+
+def _snapshot_key(a: SnapshotAction) -> tuple[str, str, str]:
+    return (a.host, a.batch, a.dataset)
+
+
+def _abort_key(a: AbortResumeAction) -> tuple[str, str]:
+    return (a.host, a.dataset)
+
+
+def _bookmark_key(a: BookmarkAction) -> tuple[str, str, str]:
+    return (a.host, a.dataset, a.bookmark)
+
+
+def _destroy_key(a: DestroyAction) -> tuple[str, str]:
+    return (a.host, a.dataset)
+
+
+def _unavailable(observed: ObservedState, sources: Iterable[str],
+                 pairs: list[PairPlan]) -> tuple[tuple[str, str], ...]:
+    hosts = set(sources) | {p.target.host for p in pairs if p.state == UNREACHABLE}
+    out = []
+    for host in sorted(hosts):
+        problem = observed.unavailable.get(host)
+        out.append((host, f"{problem.code}: {problem.message}" if problem else "no facts gathered"))
+    return tuple(out)

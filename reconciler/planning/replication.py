@@ -1,0 +1,365 @@
+"""Replication of one source dataset to one target: conflicts, sends, resume, cursor.
+
+Snapshots are matched by GUID, never by name alone, and ordered by createtxg. The
+incremental base is the newest target snapshot whose GUID exists on the source as a
+snapshot or a bookmark. A target that diverged (snapshots newer than the base, no
+common snapshot while it has snapshots, equal names with different GUIDs) or is of
+another kind than the source is a conflict: no send, no destroy there, and never an
+implicit ``recv -F``.
+
+``plan_pair`` is pure and looks at one (source, target) pair only; the planner adds
+placeholders for missing parents (they depend on the other pairs) and orders sends.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from reconciler.config.models import Target
+from reconciler.domain.actions import AbortResumeAction, BookmarkAction, SendAction
+from reconciler.domain.observed import Bookmark, Dataset, ObservedState, Snapshot
+from reconciler.domain.plan import (
+    DIVERGED,
+    GUID_MISMATCH,
+    HOST_UNAVAILABLE,
+    NO_COMMON_SNAPSHOT,
+    TARGET_NOT_FILESYSTEM,
+    Conflict,
+)
+from reconciler.planning.naming import cursor_name, cursor_prefix
+from reconciler.planning.resume_token import decode_resume_token
+from reconciler.planning.selection import Selected
+
+OK = "ok"
+UNREACHABLE = "unreachable"
+IN_CONFLICT = "conflict"
+
+
+@dataclass(slots=True)
+class SourceView:
+    """A source dataset as it will be after this plan's snapshots, indexed by GUID."""
+
+    host: str
+    dataset: Dataset
+    snapshots: list[Snapshot]  # createtxg order, planned snapshots included
+    by_guid: dict[int, Snapshot]
+    bookmarks_by_guid: dict[int, list[Bookmark]]
+
+    @classmethod
+    def build(cls, host: str, dataset: Dataset, planned: list[Snapshot]) -> SourceView:
+        snapshots = dataset.snapshots + planned if planned else dataset.snapshots
+        bookmarks: dict[int, list[Bookmark]] = {}
+        for bm in dataset.bookmarks:
+            bookmarks.setdefault(bm.guid, []).append(bm)
+        return cls(host, dataset, snapshots, {s.guid: s for s in snapshots}, bookmarks)
+
+    def txg_of(self, guid: int) -> int | None:
+        snap = self.by_guid.get(guid)
+        if snap is not None:
+            return snap.createtxg
+        marks = self.bookmarks_by_guid.get(guid)
+        return marks[0].createtxg if marks else None
+
+    def after(self, createtxg: int) -> list[Snapshot]:
+        return [s for s in self.snapshots if s.createtxg > createtxg]
+
+
+@dataclass(slots=True)
+class PairPlan:
+    """What the plan does for one (source dataset, target) pair and what it knows afterwards."""
+
+    source: Selected
+    target: Target
+    target_dataset: str
+    state: str  # OK | UNREACHABLE | IN_CONFLICT
+    observed_target: Dataset | None = None
+    conflict: Conflict | None = None
+    abort: AbortResumeAction | None = None
+    sends: list[SendAction] = field(default_factory=list)
+    creates_target: bool = False  # a full send creates the target dataset
+    target_after: list[Snapshot] = field(default_factory=list)  # after planned receives
+    on_target: set[int] = field(default_factory=set)  # GUIDs on the target after the plan
+    base_guid: int | None = None  # newest common snapshot after the plan (incremental base)
+    replicated_txg: int | None = None  # source createtxg up to which everything counts as replicated
+    cursors: list[Bookmark] = field(default_factory=list)  # this target's cursors on the source
+    cursor_create: BookmarkAction | None = None
+    cursor_destroy: list[str] = field(default_factory=list)  # short bookmark names
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def target_host(self) -> str:
+        return self.target.host
+
+    def replicated(self, snap: Snapshot) -> bool:
+        """Is ``snap`` on this target after the plan (by GUID), or older than what was replicated?"""
+        if snap.guid in self.on_target:
+            return True
+        return self.replicated_txg is not None and snap.createtxg <= self.replicated_txg
+
+    def describe_state(self) -> str:
+        where = f"{self.target.host}:{self.target_dataset}"
+        if self.state == UNREACHABLE:
+            return f"target {where} is unreachable"
+        if self.conflict is not None:
+            return f"target {where} is in conflict ({self.conflict.code})"
+        if self.sends:
+            n = sum(len(s.snapshots) for s in self.sends)
+            return f"target {where} is reachable and gets {n} snapshot{'s' if n != 1 else ''} in this plan"
+        return f"target {where} is reachable and up to date"
+
+
+def plan_pair(source: SourceView, selected: Selected, target: Target, observed: ObservedState) -> PairPlan:
+    target_dataset = target.target_dataset(selected.name)
+    pair = PairPlan(selected, target, target_dataset, OK)
+    prefix = cursor_prefix(target.host, target.root)
+    pair.cursors = sorted((b for b in source.dataset.bookmarks if b.name.startswith(prefix)),
+                          key=lambda b: (b.createtxg, b.name))
+    if target.host in observed.unavailable or target.host not in observed.hosts:
+        return _unreachable(pair, observed)
+    existing = observed.dataset(target.host, target_dataset)
+    pair.observed_target = existing
+    if existing is None:
+        _plan_initial(pair, source)
+    else:
+        _plan_existing(pair, source, existing)
+    if pair.state == OK:
+        _move_cursor(pair, source, prefix)
+    return pair
+
+
+def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
+    pair.state = UNREACHABLE
+    problem = observed.unavailable.get(pair.target.host)
+    why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
+    pair.conflict = Conflict(
+        HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
+        f"target host {pair.target.host} is unavailable ({why}); nothing is sent to {pair.target_dataset}",
+        f"check connectivity and credentials, e.g. `ssh {pair.target.host} zfs list`",
+        pair.source.host, pair.source.name)
+    if pair.cursors:
+        newest = pair.cursors[-1]
+        pair.replicated_txg = newest.createtxg
+        pair.base_guid = newest.guid
+    return pair
+
+
+# ------------------------------------------------------------------ target missing
+
+
+def _plan_initial(pair: PairPlan, source: SourceView, resume_sends: list[SendAction] | None = None) -> None:
+    snaps = source.snapshots
+    if not snaps:
+        pair.warnings.append(f"{pair.source.host}:{pair.source.name} has no snapshot to send to"
+                             f" {pair.target.host}:{pair.target_dataset} yet")
+        return
+    pair.creates_target = True
+    if pair.target.initial == "all" and len(snaps) > 1:
+        pair.sends.append(_send(pair, None, snaps[0], [snaps[0]], "initial full send of the oldest snapshot"))
+        pair.sends.append(_send(pair, snaps[0].name, snaps[-1], snaps[1:],
+                                "initial: all, every later snapshot incrementally"))
+        arriving = snaps
+    else:
+        pair.sends.append(_send(pair, None, snaps[-1], [snaps[-1]],
+                                "initial full send of the newest snapshot"))
+        arriving = [snaps[-1]]
+    _arrive(pair, [], arriving)
+
+
+# ------------------------------------------------------------------ target exists
+
+
+def _plan_existing(pair: PairPlan, source: SourceView, target: Dataset) -> None:
+    if target.kind != source.dataset.kind:
+        _conflict(pair, TARGET_NOT_FILESYSTEM,
+                  f"{pair.target.host}:{target.name} is a {target.kind} but the source"
+                  f" {pair.source.host}:{source.dataset.name} is a {source.dataset.kind}",
+                  f"point replicate_to at another root, or on {pair.target.host}: "
+                  f"`zfs rename {shlex.quote(target.name)} {shlex.quote(target.name + '.old')}`")
+        return
+    base_index = newest_common_index(target, source)
+    if _diagnose(pair, source, target, base_index):
+        return
+    if target.resume_token and _plan_resume(pair, source, target, base_index):
+        return
+    if not target.snapshots:
+        return  # an aborted initial receive left nothing: _plan_resume planned a full send
+    assert base_index is not None
+    base = target.snapshots[base_index]
+    pair.sends += incremental_sends(pair, source, base.guid)
+    _arrive(pair, target.snapshots, [s for send in pair.sends for s in _sent(source, send)])
+
+
+def newest_common_index(target: Dataset, source: SourceView) -> int | None:
+    """Index of the newest target snapshot whose GUID the source has as snapshot or bookmark."""
+    for index in range(len(target.snapshots) - 1, -1, -1):
+        guid = target.snapshots[index].guid
+        if guid in source.by_guid or guid in source.bookmarks_by_guid:
+            return index
+    return None
+
+
+def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: int | None) -> bool:
+    """Record a conflict if the target diverged; True when there is one."""
+    where = f"{pair.target.host}:{target.name}"
+    host = pair.target.host
+    names = {s.name: s.guid for s in source.snapshots}
+    mismatched = [t.name for t in target.snapshots if t.name in names and names[t.name] != t.guid]
+    base = target.snapshots[base_index] if base_index is not None else None
+    if base is not None:
+        pair.base_guid = base.guid
+        pair.replicated_txg = source.txg_of(base.guid)
+        pair.on_target = {s.guid for s in target.snapshots}
+        pair.target_after = list(target.snapshots)
+    rollback = (f"on {host}: `zfs rollback -r {shlex.quote(f'{target.name}@{base.name}')}`"
+                f" (destroys the target snapshots after {base.name})" if base is not None else
+                f"on {host}: `zfs destroy -r {shlex.quote(target.name)}` (the next run sends it in full)")
+    if mismatched:
+        _conflict(pair, GUID_MISMATCH,
+                  f"{where} has snapshot(s) {', '.join(mismatched)} with the same name as on the source"
+                  " but a different GUID: they are different snapshots", rollback)
+        return True
+    if base is None and target.snapshots:
+        _conflict(pair, NO_COMMON_SNAPSHOT,
+                  f"{where} has {len(target.snapshots)} snapshot(s) but none shares a GUID with"
+                  f" {pair.source.host}:{source.dataset.name}; an incremental send is impossible"
+                  " and a full send would need recv -F", rollback)
+        return True
+    if base_index is not None and base_index < len(target.snapshots) - 1:
+        newer = [s.name for s in target.snapshots[base_index + 1:]]
+        _conflict(pair, DIVERGED,
+                  f"{where} diverged: snapshot(s) {', '.join(newer)} are newer than the common"
+                  f" snapshot {target.snapshots[base_index].name}", rollback)
+        return True
+    if not target.snapshots and not target.resume_token:
+        _conflict(pair, NO_COMMON_SNAPSHOT,
+                  f"{where} exists but has no snapshot; a full send into it would need recv -F",
+                  f"on {host}: `zfs destroy {shlex.quote(target.name)}` if it is empty and unused"
+                  " (the next run sends it in full)")
+        return True
+    return False
+
+
+def _conflict(pair: PairPlan, code: str, message: str, fix: str) -> None:
+    pair.state = IN_CONFLICT
+    pair.conflict = Conflict(code, pair.target.host, pair.target_dataset, message, fix,
+                             pair.source.host, pair.source.name)
+
+
+def _plan_resume(pair: PairPlan, source: SourceView, target: Dataset, base_index: int | None) -> bool:
+    """Resume an interrupted receive, or abort it. True when the pair is fully planned."""
+    token = target.resume_token or ""
+    info = decode_resume_token(token)
+    base_guid = target.snapshots[base_index].guid if base_index is not None else 0
+    snap = source.by_guid.get(info.toguid) if info is not None else None
+    from_ok = info is not None and (info.fromguid == base_guid if info.fromguid else not target.snapshots)
+    if info is None or snap is None or not from_ok:
+        why = ("the token cannot be decoded" if info is None else
+               f"the source no longer has {info.toname}" if snap is None else
+               "the token's base is not the target's newest snapshot")
+        pair.abort = AbortResumeAction(pair.target.host, target.name,
+                                       f"interrupted receive cannot be resumed: {why}")
+        pair.warnings.append(f"{pair.target.host}:{target.name}: discarding the partial receive ({why})")
+        if not target.snapshots:
+            pair.on_target, pair.target_after = set(), []
+            _plan_initial(pair, source)
+            return True
+        return False
+    base_name: str | None = None
+    if info.fromguid:
+        from_snap = source.by_guid.get(info.fromguid)
+        marks = source.bookmarks_by_guid.get(info.fromguid, [])
+        base_name = from_snap.name if from_snap else "#" + marks[0].name
+    pair.sends.append(SendAction(
+        host=pair.source.host, dataset=source.dataset.name, snapshot=snap.name,
+        target_host=pair.target.host, target_dataset=pair.target_dataset, base=base_name,
+        snapshots=(snap.name,), resume_token=token, raw=pair.target.raw,
+        estimated_bytes=None, reason=f"resume the interrupted receive of {snap.name}"))
+    pair.sends += incremental_sends(pair, source, snap.guid)
+    _arrive(pair, target.snapshots, [s for send in pair.sends for s in _sent(source, send)])
+    return True
+
+
+def incremental_sends(pair: PairPlan, source: SourceView, base_guid: int) -> list[SendAction]:
+    """``-I base -> newest``; from a bookmark-only base ``-i #bm -> next`` first, then ``-I``."""
+    base = source.by_guid.get(base_guid)
+    if base is not None:
+        later = source.after(base.createtxg)
+        if not later:
+            return []
+        return [_send(pair, base.name, later[-1], later, f"incremental from {base.name}")]
+    mark = _preferred_bookmark(source.bookmarks_by_guid[base_guid], pair.cursors)
+    later = source.after(mark.createtxg)
+    if not later:
+        return []
+    sends = [_send(pair, "#" + mark.name, later[0], [later[0]],
+                   f"the base survives on the source only as bookmark #{mark.name}")]
+    if len(later) > 1:
+        sends.append(_send(pair, later[0].name, later[-1], later[1:], f"incremental from {later[0].name}"))
+    return sends
+
+
+def _preferred_bookmark(marks: list[Bookmark], cursors: list[Bookmark]) -> Bookmark:
+    cursor_names = {c.name for c in cursors}
+    return min(marks, key=lambda b: (b.name not in cursor_names, b.name))
+
+
+def _send(pair: PairPlan, base: str | None, newest: Snapshot, snaps: list[Snapshot], why: str) -> SendAction:
+    sizes = [s.referenced if base is None else s.written for s in snaps]
+    known = [n for n in sizes if n is not None]
+    return SendAction(
+        host=pair.source.host, dataset=pair.source.name, snapshot=newest.name,
+        target_host=pair.target.host, target_dataset=pair.target_dataset, base=base,
+        snapshots=tuple(s.name for s in snaps), raw=pair.target.raw,
+        estimated_bytes=sum(known) if known else None, reason=why)
+
+
+def _sent(source: SourceView, send: SendAction) -> list[Snapshot]:
+    by_name = {s.name: s for s in source.snapshots}
+    return [by_name[name] for name in send.snapshots]
+
+
+def _arrive(pair: PairPlan, existing: list[Snapshot], arriving: list[Snapshot]) -> None:
+    """The target's snapshots after the receives: copies keep GUID, creation and order."""
+    txg = existing[-1].createtxg if existing else 0
+    after = list(existing)
+    seen = {s.guid for s in existing}
+    for snap in arriving:
+        if snap.guid in seen:
+            continue
+        txg += 1
+        seen.add(snap.guid)
+        after.append(Snapshot(snap.name, snap.guid, txg, snap.creation, 0, snap.written, snap.referenced))
+    pair.target_after = after
+    pair.on_target = seen
+    if arriving:
+        pair.base_guid = arriving[-1].guid
+        pair.replicated_txg = arriving[-1].createtxg
+
+
+# ------------------------------------------------------------------ cursor
+
+
+def _move_cursor(pair: PairPlan, source: SourceView, prefix: str) -> None:
+    """Keep exactly one cursor bookmark at the newest snapshot the target has after the plan."""
+    guid = pair.base_guid
+    if guid is None:
+        return
+    at_base = [c for c in pair.cursors if c.guid == guid]
+    if at_base:
+        keep = at_base[-1]
+        pair.cursor_destroy = [c.name for c in pair.cursors if c is not keep]
+        return
+    snap = source.by_guid.get(guid)
+    if snap is None:
+        return  # the base survives only as a bookmark: a cursor cannot be made from it
+    name = cursor_name(prefix, source.dataset.name, snap.name)
+    taken = {b.name for b in source.dataset.bookmarks}
+    if name in taken:
+        name = cursor_name(prefix, source.dataset.name, f"{snap.name}.{snap.guid:x}")
+        if name in taken:
+            return
+    pair.cursor_create = BookmarkAction(
+        pair.source.host, source.dataset.name, snap.name, name,
+        f"replication cursor for {pair.target.host}:{pair.target_dataset}")
+    pair.cursor_destroy = [c.name for c in pair.cursors]
