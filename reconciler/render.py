@@ -68,6 +68,7 @@ class FilesystemView:
     report: FilesystemReport | None = None
     actions: list[Action] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    incoming: list[SendAction] = field(default_factory=list)  # sends arriving here (targets)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -76,14 +77,14 @@ class FilesystemView:
     @property
     def changed(self) -> bool:
         """Shown as a full block: something happens here or needs attention."""
-        return bool(self.actions or self.conflicts or self.warnings)
+        return bool(self.actions or self.conflicts or self.warnings or self.incoming)
 
 
 def group_by_host(plan: Plan) -> dict[str, dict[str, FilesystemView]]:
     """host -> dataset -> view, in the order the plan first mentions them.
 
-    Sends belong to their source; a conflict belongs to the source it blocks when
-    known, else to the dataset it names.
+    Sends belong to their source (and are noted as incoming on their target); a conflict
+    belongs to the source it blocks when known, else to the dataset it names.
     """
     hosts: dict[str, dict[str, FilesystemView]] = {}
 
@@ -97,6 +98,8 @@ def group_by_host(plan: Plan) -> dict[str, dict[str, FilesystemView]]:
         view(report.host, report.dataset).report = report
     for action in plan.actions:
         view(action.host, action.dataset).actions.append(action)
+        if isinstance(action, SendAction):
+            view(action.target_host, action.target_dataset).incoming.append(action)
     for conflict in plan.conflicts:
         if conflict.source_host and conflict.source_dataset:
             view(conflict.source_host, conflict.source_dataset).conflicts.append(conflict)
@@ -214,6 +217,13 @@ def action_detail(action: Action) -> str:
     return "; ".join(bits)
 
 
+def incoming_text(send: SendAction) -> str:
+    """What a target receives, seen from the target."""
+    how = "resumed send" if send.resume_token else "full send" if send.base is None else "incremental send"
+    count = plural(len(send.snapshots), "snapshot")
+    return f"receives {count} ({how}) from {send.host}:{send.dataset}@{send.snapshot}"
+
+
 def destroy_rows(action: DestroyAction) -> Iterator[tuple[str, str]]:
     for name in action.snapshots:
         yield name, action.reason_for(name) or "no reason recorded"
@@ -290,6 +300,8 @@ def text_filesystem(out: TextLines, fs: FilesystemView, explain: set[tuple[str, 
     out.add(2, (fs.dataset, "bold"), (f"  {head}" if head else "", "dim"))
     if report and report.prune_rule:
         out.add(4, ("prune rule: ", "dim"), prune_rule_text(report))
+    for send in fs.incoming:
+        out.add(4, (f"< {incoming_text(send)}", "dim cyan"))
     for action in fs.actions:
         text_action(out, action, 4)
     for warning in fs.warnings:
@@ -463,6 +475,7 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str
         lines.append(f"Prune rule: **{md_text(label)}**{why}")
     lines.append("")
     collapsed: list[DestroyAction] = []
+    lines += [f"- {md_text(incoming_text(send))}" for send in fs.incoming]
     for action in fs.actions:
         lines.append(f"- {md_action(action)}")
         if isinstance(action, DestroyAction):

@@ -1,0 +1,85 @@
+"""What ``plan`` and ``apply`` share: the selection flags, the clock, and computing a plan.
+
+Both commands go through ``compute_plan`` so that ``apply`` executes exactly the plan
+that ``plan`` shows for the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from reconciler.errors import ReconcileError
+
+if TYPE_CHECKING:
+    from reconciler.config.models import Config
+    from reconciler.domain.observed import ObservedState
+    from reconciler.domain.plan import Plan
+    from reconciler.execute.executor import Executor
+
+
+class UsageError(ReconcileError):
+    """A command-line value is wrong (exit 1 with one message, unlike argparse's exit 2)."""
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--host`` and ``--filesystem`` (repeatable) narrow the plan; ``--now`` fixes its clock."""
+    parser.add_argument("--host", action="append", dest="hosts", metavar="HOST", default=None,
+                        help="only filesystems on this host and their replicas (repeatable)")
+    parser.add_argument("--filesystem", action="append", dest="filesystems", metavar="FILESYSTEM",
+                        default=None, help="only this source filesystem and its replicas (repeatable)")
+    parser.add_argument("--now", metavar="ISO8601", default=None,
+                        help="plan as if it were this UTC time, e.g. 2026-11-24T12:00:00Z "
+                             "(reproducible plans in tests and CI; default: the current time)")
+
+
+def parse_now(text: str | None) -> datetime:
+    """``--now`` as an aware UTC datetime; the current time (whole seconds) when not given.
+
+    A time without ``Z`` or an offset is refused rather than guessed: a plan computed in
+    the wrong zone would snapshot and prune at the wrong moment.
+    """
+    if text is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--now {text!r} is not an ISO 8601 time; "
+                         "expected e.g. 2026-11-24T12:00:00Z or 2026-11-24T13:00:00+01:00") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise UsageError(f"--now {text!r} has no time zone; add Z for UTC (e.g. {text.strip()}Z) "
+                         "or an offset such as +01:00")
+    return value.astimezone(UTC)
+
+
+def check_selection(config: Config, hosts: list[str] | None) -> None:
+    unknown = [h for h in hosts or () if h not in config.hosts]
+    if unknown:
+        raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
+                         f"(configured: {', '.join(config.hosts)})")
+
+
+def compute_plan(args: argparse.Namespace, *, explain: bool = False,
+                 executors: dict[str, Executor] | None = None) -> tuple[Config, ObservedState, Plan]:
+    """Load the config, gather only the hosts the selection needs, and plan.
+
+    ``args`` carries ``config``, ``hosts``, ``filesystems`` and ``now`` (see
+    ``add_selection_arguments``). ``executors`` (optional, owned by the caller) are reused
+    for gathering, so ``apply`` can keep one connection per host for gather and execute.
+    """
+    from reconciler.config.load import load_config
+
+    now = parse_now(args.now)
+    config = load_config(args.config)
+    hosts: list[str] | None = args.hosts or None
+    filesystems: list[str] | None = args.filesystems or None
+    check_selection(config, hosts)
+    # Imported late: flag and config errors are reported even while these modules change.
+    from reconciler.gather.facts import gather
+    from reconciler.planning.planner import hosts_needed, make_plan
+
+    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
+    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    plan = make_plan(config, observed, now, hosts=hosts, filesystems=filesystems, explain=explain)
+    return config, observed, plan

@@ -1,0 +1,111 @@
+"""``zrepl-reconcile plan``: show what ``apply`` would do, in text, markdown or Plan JSON.
+
+Exit codes follow Terraform's ``-detailed-exitcode``: 0 when the plan was computed (with
+or without changes), 1 on an error (bad config, bad flags, a bug), and 2 instead of 0
+when ``--detailed-exitcode`` is given and the plan has actions.
+
+Conflicts and unavailable hosts do NOT turn a computed plan into exit 1. Like a
+Terraform plan whose provider skipped a resource, the plan itself is valid: it says
+exactly what will and will not be done, and the other filesystems must still be
+reconciled (DESIGN.md invariant 6: one failing host never stops the others). Instead
+they are impossible to miss: the text output lists them in their own sections right
+before the summary line, markdown opens with CAUTION/WARNING alerts, the JSON carries
+``conflicts``, ``unavailable`` and ``summary.conflicts``, and with the json or markdown
+format a one-line notice also goes to stderr so pipelines see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import EXIT_CHANGES, EXIT_OK, add_config_argument
+from reconciler.commands.common import UsageError, add_selection_arguments, compute_plan
+from reconciler.domain.plan import Plan
+from reconciler.render import (
+    attention_items,
+    explained_reports,
+    render_json,
+    render_markdown,
+    render_text,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan", help="show the snapshots, sends and destroys apply would run",
+        description="Gather facts, compute the plan and print it. Nothing is changed. "
+                    "Exit 0 (computed), 1 (error), 2 (changes pending, with --detailed-exitcode).")
+    add_config_argument(parser)
+    add_selection_arguments(parser)
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                        help="text for a terminal, markdown for a pull-request comment, "
+                             "json for machines (default: %(default)s)")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="also write the Plan JSON to FILE, for `apply --plan FILE`")
+    parser.add_argument("--detailed-exitcode", action="store_true",
+                        help="exit 2 when the plan has changes (0 when none)")
+    parser.add_argument("--explain", nargs="?", const=True, default=None, metavar="FILESYSTEM",
+                        help="list every snapshot of every (or this DATASET or HOST:DATASET) "
+                             "filesystem with the rule that keeps it or the reason it goes")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    explain: str | bool | None = args.explain
+    _config, _observed, plan = compute_plan(args, explain=bool(explain))
+    check_explain_target(plan, explain)
+    if args.out:
+        write_plan_file(plan, args.out)
+    print_plan(plan, args.format, explain)
+    if args.format != "text":
+        notify_attention(plan)
+    return exit_code(plan, detailed=args.detailed_exitcode)
+
+
+def exit_code(plan: Plan, *, detailed: bool) -> int:
+    return EXIT_CHANGES if detailed and plan.has_changes else EXIT_OK
+
+
+def check_explain_target(plan: Plan, explain: str | bool | None) -> None:
+    if isinstance(explain, str) and not explained_reports(plan, explain):
+        known = sorted({r.dataset for r in plan.filesystems})
+        hint = f" (managed: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})" if known else ""
+        raise UsageError(f"--explain {explain}: no managed filesystem of that name in this plan; "
+                         f"give DATASET or HOST:DATASET{hint}")
+
+
+def print_plan(plan: Plan, fmt: str, explain: str | bool | None) -> None:
+    if fmt == "json":
+        sys.stdout.write(render_json(plan))
+    elif fmt == "markdown":
+        sys.stdout.write(render_markdown(plan, explain=explain))
+    else:
+        render_text(plan, explain=explain)
+    sys.stdout.flush()
+
+
+def notify_attention(plan: Plan) -> None:
+    """Machine formats go to files and pipes; say on stderr that the plan needs a look."""
+    items = attention_items(plan)
+    if items:
+        print(f"warning: the plan has {', '.join(items)}; nothing is done for the affected "
+              "targets (see the plan)", file=sys.stderr)
+
+
+def write_plan_file(plan: Plan, path: str) -> None:
+    """Write the Plan JSON atomically: ``apply --plan`` never reads half a plan."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(render_json(plan))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
