@@ -64,17 +64,22 @@ def load_config_text(text: str, filename: str) -> Config:
     problems = list(document.problems)
     problems += shape_problems(document)
     config, model_problems = validate_models(document)
-    problems += [p for p in model_problems if not _already_reported(p.path, problems)]
+    problems += [p for p, meaning in model_problems if not _already_reported(p.path, problems, meaning)]
     problems += cross_reference_problems(document)
     if problems or config is None:
         raise ConfigError(sorted(set(problems), key=lambda p: (p.line, p.column, p.path)))
     return config
 
 
-def _already_reported(path: str, problems: list[ConfigProblem]) -> bool:
-    """The models re-find what the schema found, at the same place or just above/below it."""
+def _already_reported(path: str, problems: list[ConfigProblem], meaning: bool) -> bool:
+    """The models re-find the schema's shape problems, at the same place or just above/below it.
+
+    Their own meaning checks (names, regexes, grids) are new unless reported at that very path.
+    """
     def related(a: str, b: str) -> bool:
         return a == b or b.startswith((a + ".", a + "["))
+    if meaning:
+        return any(q.path == path for q in problems)
     return any(related(path, q.path) or related(q.path, path) for q in problems)
 
 
@@ -512,21 +517,31 @@ def _branch_type_name(branch: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- meaning layer (models)
 
 
-def validate_models(document: Document) -> tuple[Config | None, list[ConfigProblem]]:
+_MEANING_ERRORS = ("value_error", "assertion_error")
+
+
+def validate_models(document: Document) -> tuple[Config | None, list[tuple[ConfigProblem, bool]]]:
+    """The model, or its problems each with True when it is a meaning check (not a shape one)."""
     try:
         return Config.model_validate(document.data), []
     except ValidationError as exc:
-        return None, [_model_problem(document, error) for error in exc.errors(include_url=False)]
+        return None, [(_model_problem(document, error), error["type"] in _MEANING_ERRORS)
+                      for error in exc.errors(include_url=False)]
 
 
 def _model_problem(document: Document, error: Mapping[str, Any]) -> ConfigProblem:
-    path = _strip_union_tags(document.data, tuple(error["loc"]))
+    loc = tuple(error["loc"])
     kind = str(error["type"])
+    message = _model_message(kind, str(error["msg"]), error.get("ctx") or {})
+    if loc and loc[-1] == "[key]":  # pydantic's marker for a problem with a mapping key itself
+        return document.problem(_strip_union_tags(document.data, loc[:-1]), message, key=True)
+    path = _strip_union_tags(document.data, loc)
     if kind == "missing":
         return document.problem(path, f"missing required key {path[-1]!r}", key=True)
     if kind == "extra_forbidden":
         return document.problem(path, f"unknown key {path[-1]!r}", key=True)
-    return document.problem(path, _model_message(kind, str(error["msg"]), error.get("ctx") or {}))
+    # A problem with a whole mapping (a policy) points at its name, not at its '{'.
+    return document.problem(path, message, key=isinstance(error.get("input"), dict))
 
 
 def _model_message(kind: str, message: str, ctx: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.config.grid import GridInterval, parse_duration, parse_grid
 
@@ -233,31 +233,28 @@ class Target(Model):
         return f"{self.root}/{source_dataset}"
 
 
+def check_host_name(name: str) -> str:
+    if not HOST_NAME.match(name):
+        raise ValueError(f"host name {name!r} may contain only letters, digits, '_', '.', '-'")
+    return name
+
+
+# Keys are validated one by one (not by a validator on the whole dict) so that every bad
+# key is reported, together with the problems inside the values.
+FilterKey = Annotated[str, AfterValidator(check_filter_key)]
+HostName = Annotated[str, AfterValidator(check_host_name)]
+
+
 class FilesystemEntry(Model):
     host: str = Field(description="name of a host in hosts")
-    filter: dict[str, bool] = Field(
+    filter: dict[FilterKey, bool] = Field(
         min_length=1,
         description="zrepl filter: dataset -> true/false; a trailing '<' also matches the children")
     policy: str = Field(description="name of a policy in policies")
     replicate_to: list[Target] = Field(default_factory=list)
 
-    @field_validator("filter")
-    @classmethod
-    def _filter(cls, v: dict[str, bool]) -> dict[str, bool]:
-        for key in v:
-            check_filter_key(key)
-        return v
-
 
 class Config(Model):
-    hosts: dict[str, HostConfig] = Field(min_length=1)
+    hosts: dict[HostName, HostConfig] = Field(min_length=1)
     policies: dict[str, Policy] = Field(min_length=1)
     filesystems: list[FilesystemEntry] = Field(min_length=1)
-
-    @field_validator("hosts")
-    @classmethod
-    def _host_names(cls, v: dict[str, object]) -> dict[str, object]:
-        for name in v:
-            if not HOST_NAME.match(name):
-                raise ValueError(f"host name {name!r} may contain only letters, digits, '_', '.', '-'")
-        return v

@@ -1,0 +1,104 @@
+"""Bad input never crashes: each case gives one clear error naming the file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.config.load import MAX_DEPTH, load_config, load_config_text
+from reconciler.errors import ConfigError
+
+DATA = Path(__file__).parent / "data" / "config"
+PLAYBOOK = Path(__file__).parent.parent / "playbooks" / "demo-local.yml"
+
+
+def error_of(path: Path | str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value
+
+
+@pytest.mark.parametrize(("name", "where", "message"), [
+    ("empty.yml", "1:1", "file is empty: expected a mapping with hosts, policies and filesystems"),
+    ("comment-only.yml", "1:1", "file is empty"),
+    ("binary.yml", "2:27", "binary data (a NUL byte): not a YAML text file"),
+    ("latin1.yml", "2:6", "not valid UTF-8 (byte 0xe9): YAML files must be UTF-8 text"),
+    ("top-level-list.yml", "1:1",
+     "the top level must be a mapping with hosts, policies and filesystems, not a list"),
+    ("tabs.yml", "2:1", "a tab character: YAML indentation must use spaces, not tabs"),
+    ("multi-document.yml", "2:1", "more than one YAML document ('---'): a configuration is a single document"),
+    ("syntax-error.yml", "2:1", "YAML syntax error: expected ',' or '}'"),
+    ("recursive-alias.yml", "1:8", "hosts.nas: an alias refers to itself (recursive anchor)"),
+    ("alias-bomb.yml", "", "too many values (alias expansion?): not a zrepl-reconcile configuration"),
+])
+def test_bad_files_give_one_clear_line(name: str, where: str, message: str) -> None:
+    error = error_of(DATA / name)
+    text = str(error)
+    assert "\n" not in text
+    assert text.startswith(f"{DATA / name}:{where}")
+    assert message in text
+
+
+def test_duplicate_keys_are_all_reported_with_both_positions() -> None:
+    path = DATA / "duplicate-keys.yml"
+    lines = str(error_of(path)).splitlines()
+    assert lines == [
+        f"{path}:4:3: hosts.nas: duplicate host name 'nas' (first defined at {path}:2:3)",
+        f"{path}:7:3: policies.p: duplicate policy name 'p' (first defined at {path}:6:3)",
+        f'{path}:10:29: filesystems[0].filter["tank<"]: duplicate key \'tank<\' (first defined at {path}:10:14)',
+    ]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert str(error_of(tmp_path / "nope.yml")) == f"{tmp_path / 'nope.yml'}: no such file (give the configuration with -c FILE)"
+
+
+def test_directory(tmp_path: Path) -> None:
+    assert str(error_of(tmp_path)) == f"{tmp_path}: is a directory, not a YAML file"
+
+
+def test_ten_megabyte_file_is_refused_without_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yml"
+    line = "  host{}: {{connection: local}}\n"
+    with path.open("w") as out:
+        out.write("hosts:\n")
+        out.writelines(line.format(i) for i in range(10 * 1024 * 1024 // len(line)))
+    assert path.stat().st_size > 9 * 1024 * 1024
+    assert str(error_of(path)) == f"{path}:1:1: larger than 2 MiB: not a zrepl-reconcile configuration"
+
+
+@pytest.mark.parametrize("text", ["[" * 10000 + "]" * 10000, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 500))])
+def test_deep_nesting(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "deep.yml"
+    path.write_text(text)
+    message = str(error_of(path))
+    assert message.startswith(f"{path}:")
+    assert f"nested more than {MAX_DEPTH} levels deep" in message
+
+
+def test_scalar_top_level() -> None:
+    with pytest.raises(ConfigError, match=r"^f.yml:1:1: the top level must be a mapping .* not the string 'hello'$"):
+        load_config_text("hello\n", "f.yml")
+
+
+def test_nul_in_text_is_located() -> None:
+    with pytest.raises(ConfigError, match=r"^t.yml:1:4: binary data"):
+        load_config_text("ab:\0", "t.yml")
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yml"
+    path.write_bytes(b"\xef\xbb\xbf" + PLAYBOOK.read_bytes())
+    assert load_config(path).hosts
+
+
+@pytest.mark.parametrize("name", ["empty.yml", "binary.yml", "tabs.yml", "alias-bomb.yml", "nope.yml"])
+def test_cli_exits_1_with_one_error_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-c", str(DATA / name)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {DATA / name}:")
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
