@@ -28,7 +28,8 @@ def error_of(path: Path | str) -> ConfigError:
     ("top-level-list.yml", "1:1",
      "the top level must be a mapping with hosts, policies and filesystems, not a list"),
     ("tabs.yml", "2:1", "a tab character: YAML indentation must use spaces, not tabs"),
-    ("multi-document.yml", "2:1", "more than one YAML document ('---'): a configuration is a single document"),
+    ("multi-document.yml", "2:1", "more than one YAML document ('---'): a configuration is a single "
+        "document"),
     ("syntax-error.yml", "2:1", "YAML syntax error: expected ',' or '}'"),
     ("recursive-alias.yml", "1:8", "hosts.nas: an alias refers to itself (recursive anchor)"),
     ("alias-bomb.yml", "", "too many values (alias expansion?): not a zrepl-reconcile configuration"),
@@ -47,12 +48,14 @@ def test_duplicate_keys_are_all_reported_with_both_positions() -> None:
     assert lines == [
         f"{path}:4:3: hosts.nas: duplicate host name 'nas' (first defined at {path}:2:3)",
         f"{path}:7:3: policies.p: duplicate policy name 'p' (first defined at {path}:6:3)",
-        f'{path}:10:29: filesystems[0].filter["tank<"]: duplicate key \'tank<\' (first defined at {path}:10:14)',
+        f'{path}:10:29: filesystems[0].filter["tank<"]: duplicate key \'tank<\' '
+        f"(first defined at {path}:10:14)",
     ]
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    assert str(error_of(tmp_path / "nope.yml")) == f"{tmp_path / 'nope.yml'}: no such file (give the configuration with -c FILE)"
+    expected = f"{tmp_path / 'nope.yml'}: no such file (give the configuration with -c FILE)"
+    assert str(error_of(tmp_path / "nope.yml")) == expected
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -69,7 +72,11 @@ def test_ten_megabyte_file_is_refused_without_parsing(tmp_path: Path) -> None:
     assert str(error_of(path)) == f"{path}:1:1: larger than 2 MiB: not a zrepl-reconcile configuration"
 
 
-@pytest.mark.parametrize("text", ["[" * 10000 + "]" * 10000, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 500))])
+FLOW_LISTS = "[" * 10000 + "]" * 10000
+BLOCK_LISTS = "a:\n" + "".join(" " * i + "- \n" for i in range(1, 500))
+
+
+@pytest.mark.parametrize("text", [FLOW_LISTS, BLOCK_LISTS])
 def test_deep_nesting(tmp_path: Path, text: str) -> None:
     path = tmp_path / "deep.yml"
     path.write_text(text)
@@ -79,7 +86,8 @@ def test_deep_nesting(tmp_path: Path, text: str) -> None:
 
 
 def test_scalar_top_level() -> None:
-    with pytest.raises(ConfigError, match=r"^f.yml:1:1: the top level must be a mapping .* not the string 'hello'$"):
+    with pytest.raises(ConfigError, match=r"^f.yml:1:1: the top level must be a mapping .* not the string "
+        "'hello'$"):
         load_config_text("hello\n", "f.yml")
 
 

@@ -116,11 +116,13 @@ policies:
 filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
 """) == [
         "2:21: hosts.nas.connection: connection must be one of 'local', 'ssh', got the string 'telnet'",
-        "5:26: policies.p.keep_source[0].type: type must be one of 'grid', 'last_n', 'not_replicated', 'regex', "
+        "5:26: policies.p.keep_source[0].type: type must be one of 'grid', 'last_n', 'not_replicated', "
+            "'regex', "
         "got the string 'gird'; did you mean 'grid'?",
         "5:45: policies.p.keep_source[1].type: missing required key 'type' (one of 'grid', 'last_n', "
         "'not_replicated', 'regex')",
-        "5:57: policies.p.keep_source[2]: expected a mapping with 'type' ('grid', 'last_n', 'not_replicated', "
+        "5:57: policies.p.keep_source[2]: expected a mapping with 'type' ('grid', 'last_n', "
+            "'not_replicated', "
         "'regex'), got the number 5",
     ]
 
@@ -132,7 +134,8 @@ filesystems: [{host: nas, filter: {"t<": true}, policy: hourly}]
 """) == [
         "8:61: policies.hourly.keep_source[0].regex: invalid regular expression '^zrepl_(': "
         "missing ), unterminated subpattern at position 7",
-        "9:13: policies.hourly.manage: invalid regular expression '[a-': unterminated character set at position 0",
+        "9:13: policies.hourly.manage: invalid regular expression '[a-': unterminated character set at "
+            "position 0",
     ]
 
 
@@ -152,9 +155,11 @@ filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
 """) == [
         "4:39: policies.p.snapshots.interval: invalid duration '1y': expected a positive integer and a unit "
         "s, m, h, d or w, e.g. '1h'",
-        "6:28: policies.p.keep_source[0].grid: interval 2 of 2 '24x1h' is shorter than the interval before it "
+        "6:28: policies.p.keep_source[0].grid: interval 2 of 2 '24x1h' is shorter than the interval before "
+            "it "
         "(1d); interval lengths must not decrease (only keep=all intervals may precede a shorter one)",
-        "8:15: policies.p.keep_source[1].grid: interval 1 of 1 '1x1h(keep=0)': keep must be a positive integer "
+        "8:15: policies.p.keep_source[1].grid: interval 1 of 1 '1x1h(keep=0)': keep must be a positive "
+            "integer "
         "or 'all', not '0'",
         "10:28: policies.p.keep_target[0].grid: empty grid: expected intervals like "
         "'1x1h(keep=all) | 24x1h | 14x1d'",
@@ -180,13 +185,16 @@ filesystems:
         "3:49: hosts.nas.user: '0day' is not a valid user name",
         "3:70: hosts.nas.zfs_command: must not be empty",
         "5:3: policies.p: manage is required when the policy has keep rules but no snapshots.prefix",
-        "8:14: filesystems[0].filter[\"/tank<\"]: '/tank' is not a valid ZFS dataset name (components of letters, "
+        "8:14: filesystems[0].filter[\"/tank<\"]: '/tank' is not a valid ZFS dataset name (components of "
+            "letters, "
         "digits, '_', '-', ':', '.', ' ' separated by '/')",
         "8:30: filesystems[0].filter[\"<\"]: a bare '<' (every dataset) is not supported: name the pool, "
         "e.g. 'tank<'",
-        "8:41: filesystems[0].filter[\"tank/a@b\"]: 'tank/a@b' is not a valid ZFS dataset name (components of "
+        "8:41: filesystems[0].filter[\"tank/a@b\"]: 'tank/a@b' is not a valid ZFS dataset name (components "
+            "of "
         "letters, digits, '_', '-', ':', '.', ' ' separated by '/')",
-        "10:38: filesystems[0].replicate_to[0].root: 'pool//x' is not a valid ZFS dataset name (components of "
+        "10:38: filesystems[0].replicate_to[0].root: 'pool//x' is not a valid ZFS dataset name (components "
+            "of "
         "letters, digits, '_', '-', ':', '.', ' ' separated by '/')",
     ]
     assert not any("errors.pydantic.dev" in line or "Value error" in line for line in lines)
@@ -272,7 +280,8 @@ filesystems:
     ('{"tank<": true}', '{"tank/data<": true}', "tank/data on host 'nas' is"),
     ('{"tank<": true}', '{"tank/data": true}', "tank/data on host 'nas' is"),
     ('{"tank/data<": true}', '{"tank<": true}', "tank/data on host 'nas' is"),
-    ('{"tank<": true, "tank/data": false}', '{"tank/data<": true}', "the children of tank/data on host 'nas' are"),
+    ('{"tank<": true, "tank/data": false}', '{"tank/data<": true}', "the children of tank/data on host "
+        "'nas' are"),
     ('{"tank<": true, "tank/a": false}', '{"tank/a/b": true}', "tank/a/b on host 'nas' is"),
 ])
 def test_overlapping_filters_on_one_host(first: str, second: str, claimed: str) -> None:
@@ -287,7 +296,8 @@ filesystems:
 """)
     assert len(lines) == 1
     assert lines[0].startswith("14:14: filesystems[1].filter")
-    assert f": {claimed} claimed" in lines[0] and "by filesystems[0] (c.yml:11:14) and filesystems[1] (c.yml:14:14)" in lines[0]
+    assert f": {claimed} claimed" in lines[0]
+    assert "by filesystems[0] (c.yml:11:14) and filesystems[1] (c.yml:14:14)" in lines[0]
 
 
 @pytest.mark.parametrize(("first", "second"), [
@@ -332,7 +342,8 @@ filesystems:
     filter: {"tank<": true}
     policy: hourly
     replicate_to: [{host: backup, root: pool/nas}, {host: backup, root: pool/nas}]
-""") == ["13:52: filesystems[0].replicate_to[1]: target backup:pool/nas is listed twice (first at c.yml:13:20)"]
+""") == ["13:52: filesystems[0].replicate_to[1]: target backup:pool/nas is listed twice "
+          "(first at c.yml:13:20)"]
 
 
 def test_yaml_anchors_and_merge_keys_work() -> None:

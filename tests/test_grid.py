@@ -26,7 +26,8 @@ D = timedelta(days=1)
     ("3x1h", [GridInterval(H, 1)] * 3),
     ("1x1h(keep=all)", [GridInterval(H, None)]),
     ("2x1d(keep=5)", [GridInterval(D, 5)] * 2),
-    ("1x1h(keep=all) | 24x1h | 14x1d", [GridInterval(H, None)] + [GridInterval(H, 1)] * 24 + [GridInterval(D, 1)] * 14),
+    ("1x1h(keep=all) | 24x1h | 14x1d",
+     [GridInterval(H, None)] + [GridInterval(H, 1)] * 24 + [GridInterval(D, 1)] * 14),
     ("  2 x 30m ( keep = 3 )  ", [GridInterval(timedelta(minutes=30), 3)] * 2),
     ("1x90s|1x1w", [GridInterval(timedelta(seconds=90), 1), GridInterval(timedelta(weeks=1), 1)]),
     ("1x1h|1x1h", [GridInterval(H, 1)] * 2),  # equal lengths are not a decrease
@@ -47,7 +48,8 @@ def test_valid_grids(spec: str, expected: list[GridInterval]) -> None:
     ("1x1h | 24h", "interval 2 of 2 '24h': expected COUNTxDURATION"),
     ("0x1h", "interval 1 of 1 '0x1h': the count must be at least 1"),
     ("-1x1h", "interval 1 of 1 '-1x1h': expected COUNTxDURATION"),
-    ("1x1y", "interval 1 of 1 '1x1y': invalid duration '1y': expected a positive integer and a unit s, m, h, d or w"),
+    ("1x1y", "interval 1 of 1 '1x1y': invalid duration '1y': expected a positive integer and a unit s, m, "
+        "h, d or w"),
     ("1x1ms", "invalid duration '1ms'"),
     ("1x0h", "invalid duration '0h': must be greater than zero"),
     ("1xh", "invalid duration 'h'"),
@@ -61,7 +63,8 @@ def test_valid_grids(spec: str, expected: list[GridInterval]) -> None:
     ("1x1h(keep=1", "expected COUNTxDURATION"),
     ("1x1h | ", "interval 2 of 2 is empty (a stray '|'?)"),
     ("| 1x1h", "interval 1 of 2 is empty"),
-    ("1x1d | 1x1h", "interval 2 of 2 '1x1h' is shorter than the interval before it (1d); interval lengths must not"
+    ("1x1d | 1x1h", "interval 2 of 2 '1x1h' is shorter than the interval before it (1d); interval lengths "
+        "must not"
                     " decrease (only keep=all intervals may precede a shorter one)"),
     ("1x1h(keep=all) | 1x1d | 1x1h", "interval 3 of 3 '1x1h' is shorter than the interval before it (1d)"),
     ("1x1d(keep=2) | 1x1h", "interval 2 of 2 '1x1h' is shorter"),
@@ -92,7 +95,8 @@ def test_format_duration_uses_the_largest_exact_unit() -> None:
 
 
 def test_format_grid_folds_runs() -> None:
-    assert format_grid(parse_grid("1x1h(keep=all)|24x1h|14x1d(keep=2)")) == "1x1h(keep=all) | 24x1h | 14x1d(keep=2)"
+    spec = "1x1h(keep=all)|24x1h|14x1d(keep=2)"
+    assert format_grid(parse_grid(spec)) == "1x1h(keep=all) | 24x1h | 14x1d(keep=2)"
 
 
 _interval = st.tuples(st.integers(1, 5), st.sampled_from(["30s", "1m", "1h", "1d", "1w"]),
