@@ -1,0 +1,76 @@
+"""``zrepl-reconcile validate``: the summary of what a configuration manages, and its exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.commands.validate import PROTECTED, PRUNE_WINS
+
+PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
+
+
+def run_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["validate", "-c", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_summary_of_push_replication(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_validate(PLAYBOOKS / "push-ssh-backup.yml", capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (
+        f"{PLAYBOOKS / 'push-ssh-backup.yml'}: valid (2 hosts, 1 policy, 2 filesystem entries)")
+    for expected in [
+        "  nas     local  (runs: zfs)",
+        "  backup  ssh zrepl@backup.example.org:22  (runs: sudo -n zfs)",
+        "    snapshots    zrepl_<UTC timestamp> every 1h",
+        "    manage       ^zrepl_",
+        "    keep_source  not_replicated (keep every snapshot not yet on every target)",
+        "                 grid 1x1h(keep=all) | 24x1h | 14x1d matching ^zrepl_",
+        "    keep_target  grid 1x1h(keep=all) | 24x1h | 30x1d | 12x30d matching ^zrepl_",
+        f"    prune rule   {PROTECTED}",
+        "  [0] on nas, policy hourly: tank/data< (include), tank/data/scratch (exclude), "
+        "tank/vm:win11 (include)",
+        "      -> backup:pool/nas  (e.g. tank/data -> pool/nas/tank/data, initial=newest)",
+        "      -> backup:pool/nas-raw  (e.g. tank/secrets -> pool/nas-raw/tank/secrets, initial=newest, raw)",
+    ]:
+        assert expected in out.splitlines()
+
+
+def test_summary_says_when_pruning_wins(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_validate(PLAYBOOKS / "laptop-prune-wins.yml", capsys)
+    assert code == 0
+    assert f"    prune rule   {PRUNE_WINS}" in out.splitlines()
+    assert PRUNE_WINS.startswith("keep_source has no not_replicated: pruning wins over stalled replication")
+
+
+def test_summary_of_local_only(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_validate(PLAYBOOKS / "local-retention.yml", capsys)
+    assert code == 0
+    assert "    keep_target  (no rules: keeps every snapshot)" in out.splitlines()
+    assert "      no replication (local snapshots and retention only)" in out.splitlines()
+
+
+def test_invalid_config_exits_1_listing_every_problem(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("hosts: {nas: {connection: local}}\npolicies: {p: {}}\n"
+                    "filesystems: [{host: nsa, filter: {\"t<\": true}, policy: q}]\n")
+    code, out, err = run_validate(path, capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: {path}:3:22: filesystems[0].host: undefined host 'nsa'; did you mean 'nas'? "
+        "(defined hosts: nas)",
+        f"{path}:3:57: filesystems[0].policy: undefined policy 'q' (defined policies: p)",
+    ]
+
+
+def test_default_config_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 1
+    expected = "error: zrepl-reconcile.yml: no such file (give the configuration with -c FILE)\n"
+    assert capsys.readouterr().err == expected

@@ -1,0 +1,62 @@
+"""Every example playbook is a valid configuration (new ones are picked up by the glob)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from reconciler.config.load import load_config
+from reconciler.config.models import KeepNotReplicated
+
+PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
+# Hidden folders hold CI workflow files (also YAML), not configurations.
+CONFIGS = sorted(p for p in PLAYBOOKS.rglob("*.yml")
+                 if not any(part.startswith(".") for part in p.relative_to(PLAYBOOKS).parts))
+
+
+def test_the_promised_playbooks_exist() -> None:
+    names = {p.relative_to(PLAYBOOKS).as_posix() for p in CONFIGS}
+    assert {"local-retention.yml", "push-ssh-backup.yml", "pull-two-hosts.yml", "laptop-prune-wins.yml",
+            "demo-local.yml", "gitops/zrepl-reconcile.yml"} <= names
+    assert (PLAYBOOKS / "gitops" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(PLAYBOOKS).as_posix())
+def test_playbook_validates(path: Path) -> None:
+    config = load_config(path)
+    assert config.filesystems
+    assert path.read_text().lstrip().startswith("#"), "a playbook opens with a comment saying what it shows"
+
+
+def test_some_dataset_name_has_a_space_or_colon() -> None:
+    keys = [key for path in CONFIGS for entry in load_config(path).filesystems for key in entry.filter]
+    assert any(" " in key or ":" in key for key in keys)
+
+
+def test_laptop_prunes_without_not_replicated() -> None:
+    policy = load_config(PLAYBOOKS / "laptop-prune-wins.yml").policies["laptop"]
+    assert not policy.protects_unreplicated
+    assert not any(isinstance(rule, KeepNotReplicated) for rule in policy.keep_source)
+
+
+def test_demo_replicates_src_into_dst_backup_on_one_local_host() -> None:
+    config = load_config(PLAYBOOKS / "demo-local.yml")
+    assert [host.connection for host in config.hosts.values()] == ["local"]
+    (entry,) = config.filesystems
+    assert entry.filter == {"src<": True}
+    assert [(t.host, t.root) for t in entry.replicate_to] == [(entry.host, "dst/backup")]
+
+
+def test_gitops_workflow_plans_on_pull_requests_and_applies_on_main() -> None:
+    workflow = YAML(typ="safe").load(PLAYBOOKS / "gitops" / ".github" / "workflows" / "zfs-plan.yml")
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 readers turn `on` into True
+    assert set(triggers) == {"pull_request", "push"}
+    assert triggers["push"]["branches"] == ["main"]
+    plan_steps = " ".join(step.get("run", "") for step in workflow["jobs"]["plan"]["steps"])
+    apply_steps = " ".join(step.get("run", "") for step in workflow["jobs"]["apply"]["steps"])
+    assert "plan -c zrepl-reconcile.yml --format markdown --detailed-exitcode" in plan_steps
+    assert '2) echo "changes=true"' in plan_steps  # exit 2 (changes pending) is not a failure
+    assert "apply -c zrepl-reconcile.yml -y" in apply_steps
+    assert workflow["jobs"]["apply"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
