@@ -313,7 +313,7 @@ def test_prune_wins_without_not_replicated() -> None:
     assert destroy.snapshots == ("zrepl_1", "zrepl_2", "zrepl_3")
     src = next(f for f in plan.filesystems if f.role == "source")
     assert src.prune_rule == PRUNE_WINS and "unreachable" in src.prune_rule_why
-    assert src.warnings == (f"destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank unreachable)",)
+    assert src.warnings == ("destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank unreachable)",)
 
 
 def test_replication_protected_with_not_replicated() -> None:
