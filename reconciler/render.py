@@ -16,8 +16,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rich.color import ColorSystem
 from rich.console import Console
-from rich.text import Text
+from rich.style import Style
 
 from reconciler.domain.actions import (
     AbortResumeAction,
@@ -231,41 +232,101 @@ def destroy_rows(action: DestroyAction) -> Iterator[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- text
 
+Segment = tuple[str, str]  # (text, rich style)
+
+
 @dataclass(slots=True)
 class TextLines:
-    """Lines of styled text, each with an indent; printed with hanging indents on a terminal."""
+    """Lines of styled segments, each with an indent.
 
-    lines: list[tuple[int, Text]] = field(default_factory=list)
+    Written straight to the console's file: rich decides colour support (TTY, NO_COLOR,
+    FORCE_COLOR, colour depth) and renders each style once, but laying out a hundred
+    thousand destroy lines through rich's Text machinery would take many seconds.
+    """
 
-    def add(self, indent: int, *parts: str | tuple[str, str]) -> None:
-        self.lines.append((indent, Text.assemble(*parts)))
+    lines: list[tuple[int, tuple[Segment, ...]]] = field(default_factory=list)
+
+    def add(self, indent: int, *parts: str | Segment) -> None:
+        self.lines.append((indent, tuple((p, "") if isinstance(p, str) else p for p in parts)))
 
     def blank(self) -> None:
-        self.lines.append((0, Text()))
+        self.lines.append((0, ()))
 
     def print(self, console: Console) -> None:
-        if console.is_terminal:
-            lines = [wrapped for indent, text in self.lines for wrapped in hanging(console, indent, text)]
-        else:
-            # Pipes and files get whole lines (grep-able), no wrapping at an assumed width.
-            lines = [Text(" " * indent) + text for indent, text in self.lines]
-        console.print(Text("\n").join(lines), soft_wrap=True)
+        paint = Painter(console)
+        # Pipes and files get whole lines (grep-able), no wrapping at an assumed width.
+        width = console.width if console.is_terminal else None
+        chunk: list[str] = []
+        for indent, segments in self.lines:
+            for offset, piece in wrap_segments(segments, indent, width):
+                chunk.append(" " * offset + "".join(paint(text, style) for text, style in piece) + "\n")
+            if len(chunk) >= 1000:
+                console.file.write("".join(chunk))
+                chunk = []
+        console.file.write("".join(chunk))
+        console.file.flush()
 
 
-def hanging(console: Console, indent: int, text: Text) -> list[Text]:
-    """``text`` wrapped to the console width at ``indent``, continuation lines two further in."""
-    width = console.width - indent
-    if text.cell_len <= width:
-        return [Text(" " * indent) + text]
-    first, *rest = text.wrap(console, width, overflow="fold")
-    lines = [Text(" " * indent) + first]
-    if rest:
-        tail = Text(" ").join(rest) if len(rest) > 1 else rest[0]
-        lines += [Text(" " * (indent + 2)) + line
-                  for line in tail.wrap(console, max(width - 2, 10), overflow="fold")]
-    for line in lines:
-        line.rstrip()
+class Painter:
+    """Turns (text, style) into what this console shows: ANSI codes, or the bare text."""
+
+    def __init__(self, console: Console) -> None:
+        names = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                 "truecolor": ColorSystem.TRUECOLOR, "windows": ColorSystem.STANDARD}
+        self.system = names.get(console.color_system or "") if console.is_terminal else None
+        self.no_color = console.no_color
+        self.cache: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, text: str, style: str) -> str:
+        if not style or self.system is None or not text:
+            return text
+        if style not in self.cache:
+            parsed = Style.parse(style)
+            if self.no_color:
+                parsed = parsed.without_color
+            probe = parsed.render("\0", color_system=self.system)
+            before, _, after = probe.partition("\0")
+            self.cache[style] = (before, after)
+        before, after = self.cache[style]
+        return f"{before}{text}{after}"
+
+
+def wrap_segments(segments: tuple[Segment, ...], indent: int, width: int | None,
+                  ) -> list[tuple[int, tuple[Segment, ...]]]:
+    """(indent, segments) lines: ``segments`` wrapped at spaces to ``width`` columns,
+    continuation lines two further in. ZFS names are ASCII, so a character is a column."""
+    plain = "".join(text for text, _ in segments)
+    if width is None or indent + len(plain) <= width:
+        return [(indent, segments)]
+    lines: list[tuple[int, tuple[Segment, ...]]] = []
+    start, offset = 0, indent
+    while start < len(plain):
+        room = max(width - offset, 10)
+        end = len(plain)
+        if end - start > room:
+            cut = plain.rfind(" ", start + 1, start + room + 1)
+            end = cut if cut > start else start + room
+        lines.append((offset, slice_segments(segments, start, end)))
+        start = end
+        while start < len(plain) and plain[start] == " ":
+            start += 1
+        offset = indent + 2
     return lines
+
+
+def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple[Segment, ...]:
+    """The styled characters ``start:end`` of the concatenated segments."""
+    out: list[Segment] = []
+    pos = 0
+    for text, style in segments:
+        lo, hi = max(start - pos, 0), min(end - pos, len(text))
+        if lo < hi:
+            out.append((text[lo:hi], style))
+        pos += len(text)
+    if out:
+        last_text, last_style = out[-1]
+        out[-1] = (last_text.rstrip(), last_style)
+    return tuple(out)
 
 
 def text_action(out: TextLines, action: Action, indent: int) -> None:
@@ -385,8 +446,8 @@ def build_text(plan: Plan, explain: Explain = None) -> TextLines:
 
 
 def render_text(plan: Plan, *, explain: Explain = None, console: Console | None = None) -> None:
-    """Print the plan for a person. rich honours NO_COLOR and drops styles when not a TTY."""
-    build_text(plan, explain).print(console or Console(highlight=False))
+    """Print the plan for a person. Colour only on a terminal, and never with NO_COLOR."""
+    build_text(plan, explain).print(console or Console())
 
 
 def render_text_to_string(plan: Plan, *, explain: Explain = None, width: int = 100,
