@@ -409,11 +409,11 @@ def build_text(plan: Plan, explain: Explain = None) -> TextLines:
     when = plan.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     out.add(0, ("Plan", "bold"), f" at {when}", (f"  (fingerprint {plan.fingerprint})", "dim"))
     explain_keys = explained_keys(plan, explain)
-    unavailable = dict(plan.unavailable)
+    unavailable = {host for host, _reason in plan.unavailable}
     for host, datasets in group_by_host(plan).items():
         shown, unchanged = split_shown(datasets.values(), explain_keys)
         out.blank()
-        note = f"  unavailable: {unavailable[host]}" if host in unavailable else ""
+        note = "  unavailable (see Unavailable hosts below)" if host in unavailable else ""
         out.add(0, (f"Host {host}", "bold"), (note, CONFLICT_STYLE))
         for fs in shown:
             text_filesystem(out, fs, explain_keys)
@@ -624,10 +624,10 @@ def render_markdown(plan: Plan, *, explain: Explain = None) -> str:
              f"Computed at {md_code(when)} · fingerprint {md_code(plan.fingerprint)}", ""]
     lines += md_attention(plan)
     explain_keys = explained_keys(plan, explain)
-    unavailable = dict(plan.unavailable)
+    unavailable = {host for host, _reason in plan.unavailable}
     for host, datasets in group_by_host(plan).items():
         shown, unchanged = split_shown(datasets.values(), explain_keys)
-        note = f" — unavailable: {md_text(unavailable[host])}" if host in unavailable else ""
+        note = " — unavailable" if host in unavailable else ""
         lines += [f"#### Host {md_code(host)}{note}", ""]
         for fs in shown:
             lines += md_filesystem(fs, explain_keys)
