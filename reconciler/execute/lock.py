@@ -1,0 +1,110 @@
+"""One apply per configuration at a time.
+
+The lock file name is derived from the config's absolute path, so two applies of the
+same desired state exclude each other while unrelated configs do not. ``fcntl.flock``
+is released by the kernel when the holder dies (even by kill -9), so a crashed apply
+never blocks the next one; the PID written in the file is only for the message, and a
+PID left there by a dead process is reported as stale and ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+from types import TracebackType
+
+from reconciler.errors import LockError
+
+
+def lock_directory() -> Path:
+    """/run/lock when writable (systemd), else $XDG_RUNTIME_DIR (per user), else /tmp."""
+    candidates = [Path("/run/lock")]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        candidates.append(Path(runtime))
+    for directory in candidates:
+        if directory.is_dir() and os.access(directory, os.W_OK | os.X_OK):
+            return directory
+    return Path("/tmp")
+
+
+def lock_path_for(config_path: str | os.PathLike[str], directory: Path | None = None) -> Path:
+    absolute = os.path.realpath(os.path.abspath(os.fspath(config_path)))
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:16]
+    return (directory or lock_directory()) / f"zrepl-reconcile-{digest}.lock"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def read_holder(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").split()
+    except OSError:
+        return None
+    return int(text[0]) if text and text[0].isdigit() else None
+
+
+class ConfigLock:
+    """``with ConfigLock(config_path):`` — raises LockError naming the holder's PID."""
+
+    def __init__(self, config_path: str | os.PathLike[str], directory: Path | None = None) -> None:
+        self.config_path = os.fspath(config_path)
+        self.path = lock_path_for(config_path, directory)
+        self.stale_pid: int | None = None  # a dead holder's PID found in the file, if any
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        # 0o644 so another user's apply can read the holder's PID for its message.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockError(f"cannot lock {self.path}: {exc.strerror}") from exc
+            raise LockError(self._busy_message()) from None
+        previous = read_holder(self.path)
+        if previous is not None and previous != os.getpid() and not pid_alive(previous):
+            self.stale_pid = previous
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _busy_message(self) -> str:
+        holder = read_holder(self.path)
+        who = f"PID {holder}" if holder is not None else "another process"
+        return (f"another apply of {self.config_path} is running ({who}, lock file {self.path});"
+                " wait for it to finish")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        # Empty the file before unlocking so no later reader sees our PID as a holder.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)  # closing drops the flock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> ConfigLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,118 @@
+"""Map ``zfs`` stderr (OpenZFS 2.1 and 2.2 wording) to typed ExecError codes.
+
+The apply report must say *why* an action failed in words a user can act on, and the
+apply loop must decide by category (e.g. a ``held`` snapshot is not a reason to stop
+the other filesystems). zfs has no machine-readable errors, so we match its stable
+English phrases, most specific first; anything unknown stays ``command_failed`` with
+the last stderr line, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.errors import ExecError
+
+DATASET_MISSING = "dataset_missing"
+PERMISSION_DENIED = "permission_denied"
+HELD = "held"
+BUSY = "busy"
+DIVERGED = "diverged"
+EXISTS = "exists"
+NO_SPACE = "no_space"
+RESUME_TOKEN_INVALID = "resume_token_invalid"
+RESUME_STATE_EXISTS = "resume_state_exists"
+STREAM_BROKEN = "stream_broken"
+TIMEOUT = "timeout"
+ZFS_NOT_FOUND = "zfs_not_found"
+COMMAND_FAILED = "command_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    code: str
+    regex: re.Pattern[str]
+    message: str  # what it means for the user; the raw stderr line is appended
+
+
+def _p(code: str, regex: str, message: str) -> Pattern:
+    return Pattern(code, re.compile(regex, re.IGNORECASE | re.DOTALL), message)
+
+
+# Most specific first: e.g. "resume ... does not exist" must not become dataset_missing,
+# and "it's being held" must win over the generic "dataset is busy" printed beside it.
+PATTERNS: tuple[Pattern, ...] = (
+    _p(ZFS_NOT_FOUND, r"(zfs|sudo): (command )?not found|No such file or directory: '?zfs"
+       r"|exec: .*zfs.*: not found",
+       "the zfs command was not found on the host (check zfs_command)"),
+    _p(RESUME_TOKEN_INVALID,
+       r"resume token is corrupt|invalid resume token|kernel modules must be upgraded to receive"
+       r"|kernel (module )?lacks resume|resuming (is|was) not supported"
+       r"|cannot resume send:.*(no longer exists|does not exist|modified)"
+       r"|token.*(invalid|corrupt)|bad resume token|unsupported resume token",
+       "the resume token of the interrupted receive can no longer be used;"
+       " discard the partial state with 'zfs recv -A' (the next plan does that)"),
+    _p(RESUME_STATE_EXISTS,
+       r"contains partially-complete state|partially-complete state from \"?zfs receive -s",
+       "the target holds an interrupted receive; it must be resumed or aborted first"),
+    _p(DIVERGED,
+       r"has been modified\s+since most recent snapshot|destination .* has been modified"
+       r"|most recent snapshot of .* does not\s+match incremental source"
+       r"|destination has snapshots|local origin for clone .* does not exist"
+       r"|incremental source .* no longer exists",
+       "the target diverged from the source (modified or has other snapshots);"
+       " it needs a manual decision, e.g. roll it back to the common snapshot"),
+    _p(HELD, r"it's being held|is being held|dataset is held|snapshot is held",
+       "the snapshot has a user hold (zfs holds) and cannot be destroyed"),
+    _p(EXISTS,
+       r"destination '?[^']*'? exists|dataset already exists|already exists"
+       r"|must specify -F to overwrite|tag already exists",
+       "the target already exists (zrepl-reconcile never overwrites with recv -F)"),
+    _p(BUSY, r"dataset is busy|pool is busy|resource busy|device busy",
+       "the dataset is busy (mounted and in use, a clone depends on it, or a hold)"),
+    _p(NO_SPACE, r"out of space|no space left|quota exceeded|insufficient space",
+       "out of space on the pool (or quota reached)"),
+    _p(PERMISSION_DENIED,
+       r"permission denied|must be run as root|operation not permitted|a password is required"
+       r"|insufficient privileges|sudo: .* may not run|not allowed to execute|unable to open /dev/zfs",
+       "permission denied: the user lacks zfs privileges (zfs allow, or sudo for zfs_command)"),
+    _p(DATASET_MISSING,
+       r"dataset does not exist|could not find any snapshots to destroy|no such pool"
+       r"|could not find .* (snapshot|bookmark)|snapshot does not exist|bookmark does not exist"
+       r"|no such (dataset|snapshot|bookmark|file or directory)",
+       "the dataset or snapshot does not exist (anymore)"),
+    _p(STREAM_BROKEN,
+       r"failed to read from stream|checksum mismatch|invalid stream|incomplete stream"
+       r"|stream .* (truncated|corrupt)|broken pipe|signal received|connection (closed|reset)",
+       "the send stream was interrupted; the receive is resumable and the next plan resumes it"),
+    _p(TIMEOUT, r"timed out|timeout", "the command timed out"),
+)
+
+
+def classify(stderr: str) -> tuple[str, str]:
+    """(code, user message) for a zfs stderr text; ``command_failed`` when unknown."""
+    for pattern in PATTERNS:
+        if pattern.regex.search(stderr):
+            return pattern.code, pattern.message
+    return COMMAND_FAILED, "the command failed"
+
+
+def significant_line(stderr: str) -> str:
+    """The stderr line that names the problem: zfs prints it first, hints ('use -F') after."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith(("cannot", "error", "could not", "warning: cannot")):
+            return line
+    return lines[-1] if lines else ""
+
+
+def exec_error(argv: Sequence[str], returncode: int | None, stderr: str, *, what: str = "") -> ExecError:
+    """An ExecError whose message names the action, the category and zfs's own words."""
+    code, meaning = classify(stderr)
+    detail = significant_line(stderr)
+    status = f"exit {returncode}" if returncode is not None else "killed"
+    head = what or " ".join(argv[:3])
+    message = f"{head}: {meaning}" + (f" (zfs: {detail})" if detail else f" ({status})")
+    return ExecError(message, code=code, stderr=stderr)
