@@ -1,0 +1,224 @@
+"""Hypothesis properties of make_plan over random observed states.
+
+1. Convergence: simulate(observed, plan), then planning again at the same ``now`` gives
+   no actions.
+2. Safety: no destroy of unmanaged, held, newest-target snapshots; incremental
+   replication stays possible (the base survives as snapshot or bookmark); no
+   DestroyAction names a dataset (only short names and ``#cursor`` bookmarks).
+3. Determinism: the same inputs give the same plan and fingerprint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from plan_builders import NOW, World, config_from
+
+from reconciler.config.models import Config
+from reconciler.domain.actions import DestroyAction
+from reconciler.domain.observed import Dataset, ObservedState
+from reconciler.domain.plan import Plan
+from reconciler.planning.fingerprint import facts_fingerprint
+from reconciler.planning.naming import CURSOR_PREFIX
+from reconciler.planning.planner import make_plan
+from reconciler.planning.resume_token import encode_resume_token
+from reconciler.planning.simulate import simulate
+
+SOURCES = ["tank", "tank/a", "tank/a/b", "tank/c"]
+TARGETS = [("backup", "pool/nas"), ("offsite", "vault")]
+MANAGE = "^zrepl_"
+
+# Keep-rule sets whose verdicts are stable once applied (zrepl's rules keep the newest).
+KEEP_SOURCE = [
+    [],
+    [{"type": "last_n", "count": 2}],
+    [{"type": "not_replicated"}, {"type": "last_n", "count": 1}],
+    [{"type": "regex", "regex": "^zrepl_"}],
+    [{"type": "grid", "grid": "1x1h(keep=all) | 24x1h | 14x1d", "regex": "^zrepl_"}],
+    [{"type": "not_replicated"}, {"type": "grid", "grid": "1x2h(keep=all) | 6x1d", "regex": "^zrepl_"}],
+]
+KEEP_TARGET = [
+    [],
+    [{"type": "last_n", "count": 1}],
+    [{"type": "last_n", "count": 3, "regex": "^zrepl_"}],
+    [{"type": "grid", "grid": "1x1h(keep=all) | 2x1d", "regex": "^zrepl_"}],
+]
+TARGET_STATES = ["missing", "prefix", "prefix", "prefix_pruned", "diverged", "no_common", "empty",
+                 "resume", "bad_resume", "unreachable"]
+
+
+@dataclass
+class Case:
+    config: Config
+    observed: ObservedState
+    policy_manage: str
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    w = World()
+    w.fs("backup", "pool")
+    w.fs("offsite", "vault")
+    sources = draw(st.lists(st.sampled_from(SOURCES), min_size=1, max_size=3, unique=True))
+    for name in sorted(sources):
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if w.observed.dataset("nas", parent) is None:
+                w.fs("nas", parent)
+        if w.observed.dataset("nas", name) is None:
+            w.fs("nas", name)
+        count = draw(st.integers(0, 6))
+        age = 200.0
+        for i in range(count):
+            age -= draw(st.sampled_from([0.5, 1, 3, 25]))
+            prefix = draw(st.sampled_from(["zrepl_", "zrepl_", "zrepl_", "manual_"]))
+            holds = ("keep",) if draw(st.integers(0, 7)) == 0 else ()
+            w.snap("nas", name, f"{prefix}{i:02d}", max(age, 0.1), holds=holds)
+    n_targets = draw(st.integers(0, 2))
+    targets = TARGETS[:n_targets]
+    for host, root in targets:
+        if draw(st.integers(0, 6)) == 0:
+            w.unavailable(host)
+            continue
+        for name in sorted(sources):
+            _target_state(draw, w, name, host, f"{root}/{name}")
+    initial = draw(st.sampled_from(["newest", "all"]))
+    cfg = config_from({
+        "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"},
+                  "offsite": {"connection": "local"}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": draw(st.sampled_from(["1h", "1d"]))},
+                           "keep_source": draw(st.sampled_from(KEEP_SOURCE)),
+                           "keep_target": draw(st.sampled_from(KEEP_TARGET))}},
+        "filesystems": [{"host": "nas", "filter": {s: True for s in sources}, "policy": "p",
+                         "replicate_to": [{"host": h, "root": r, "initial": initial} for h, r in targets]}],
+    })
+    return Case(cfg, w.observed, MANAGE)
+
+
+def _target_state(draw: st.DrawFn, w: World, source: str, host: str, target: str) -> None:
+    state = draw(st.sampled_from(TARGET_STATES))
+    snaps = w.ds("nas", source).snapshots
+    _parents(w, host, target)
+    if state == "missing" or (not snaps and state != "empty"):
+        return
+    if state == "empty":
+        w.fs(host, target)
+        return
+    upto = draw(st.integers(1, len(snaps)))
+    names = [s.name for s in snaps[:upto]]
+    if state == "no_common":
+        w.fs(host, target)
+        w.snap(host, target, "foreign", 300)
+        return
+    w.replicate("nas", source, host, target, names)
+    if state == "diverged":
+        w.snap(host, target, "local_change", 0.2)
+    elif state == "prefix_pruned" and upto < len(snaps):
+        base = snaps[upto - 1]
+        if draw(st.booleans()):
+            w.bookmark("nas", source, f"user_mark_{base.name}", base.name)
+        w.destroy("nas", source, base.name)
+    elif state == "resume" and upto < len(snaps):
+        nxt, base = snaps[upto], snaps[upto - 1]
+        w.ds(host, target).resume_token = encode_resume_token(nxt.guid, f"{source}@{nxt.name}",
+                                                              fromguid=base.guid, bytes_=4096)
+    elif state == "bad_resume":
+        w.ds(host, target).resume_token = "1-deadbeef-20-00"
+
+
+def _parents(w: World, host: str, target: str) -> None:
+    parts = target.split("/")
+    for depth in range(2, len(parts)):
+        parent = "/".join(parts[:depth])
+        if w.observed.dataset(host, parent) is None and depth <= 2:
+            w.fs(host, parent)
+
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@PROPERTY_SETTINGS
+@given(cases())
+def test_convergence_after_simulated_apply(case: Case) -> None:
+    plan = make_plan(case.config, case.observed, NOW)
+    after = simulate(case.observed, plan)
+    again = make_plan(case.config, after, NOW)
+    assert [a.describe() for a in again.actions] == [], [a.describe() for a in plan.actions]
+
+
+def _state_before_destroys(observed: ObservedState, plan: Plan) -> ObservedState:
+    from dataclasses import replace
+
+    kept = tuple(a for a in plan.actions if not isinstance(a, DestroyAction))
+    return simulate(observed, replace(plan, actions=kept))
+
+
+@PROPERTY_SETTINGS
+@given(cases())
+def test_safety_invariants(case: Case) -> None:
+    plan = make_plan(case.config, case.observed, NOW)
+    before = _state_before_destroys(case.observed, plan)
+    after = simulate(case.observed, plan)
+    manage = re.compile(case.policy_manage)
+    target_hosts = {"backup", "offsite"}
+    for action in plan.actions:
+        assert action.kind != "destroy" or isinstance(action, DestroyAction)
+        if not isinstance(action, DestroyAction):
+            continue
+        ds = before.dataset(action.host, action.dataset)
+        assert ds is not None
+        by_name = {s.name: s for s in ds.snapshots}
+        for name in action.snapshots:
+            assert name and "@" not in name and "/" not in name
+            if name.startswith("#"):
+                assert name[1:].startswith(CURSOR_PREFIX)
+                continue
+            snap = by_name[name]
+            assert manage.search(name), f"unmanaged {name} destroyed"
+            assert snap.userrefs == 0, f"held {name} destroyed"
+        if action.host in target_hosts:
+            assert ds.snapshots[-1].name not in action.snapshots, "newest target snapshot destroyed"
+    for host, facts in after.hosts.items():
+        if host not in target_hosts:
+            continue
+        for ds in facts.datasets.values():
+            _assert_base_survives(before, after, host, ds)
+
+
+def _assert_base_survives(before: ObservedState, after: ObservedState, host: str, target: Dataset) -> None:
+    """If source and target shared a GUID before the destroys, they still share one after."""
+    root = "pool/nas/" if host == "backup" else "vault/"
+    if not target.name.startswith(root):
+        return
+    source_name = target.name[len(root):]
+    src_before, src_after = before.dataset("nas", source_name), after.dataset("nas", source_name)
+    tgt_before = before.dataset(host, target.name)
+    if src_before is None or src_after is None or tgt_before is None:
+        return
+
+    def common(src: Dataset, tgt: Dataset) -> bool:
+        guids = {s.guid for s in src.snapshots} | {b.guid for b in src.bookmarks}
+        return any(t.guid in guids for t in tgt.snapshots)
+
+    if common(src_before, tgt_before):
+        assert common(src_after, target), f"incremental base of {host}:{target.name} lost"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_determinism(case: Case) -> None:
+    first = make_plan(case.config, case.observed, NOW, explain=True)
+    second = make_plan(case.config, case.observed, NOW, explain=True)
+    assert first == second
+    assert first.to_json() == second.to_json()
+    assert first.fingerprint == facts_fingerprint(case.config, case.observed)
+
+
+def _unused(*_: Any) -> None:
+    pass
