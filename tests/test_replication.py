@@ -1,0 +1,92 @@
+"""Replication helpers: destroy re-check (invariants), simulate, fingerprint, cursor names."""
+
+from __future__ import annotations
+
+import copy
+
+from plan_builders import NOW, World, simple_config
+
+from reconciler.planning.fingerprint import facts_fingerprint
+from reconciler.planning.invariants import check_destroy_allowed
+from reconciler.planning.naming import cursor_name, cursor_prefix
+from reconciler.planning.planner import make_plan
+from reconciler.planning.simulate import simulate
+
+PREFIX = cursor_prefix("backup", "pool/nas")
+
+
+def _source() -> World:
+    w = World()
+    w.fs("nas", "tank")
+    w.fs("backup", "pool")
+    w.snaps("nas", "tank", [("zrepl_1", 5), ("manual", 4), ("zrepl_2", 3), ("zrepl_3", 2)])
+    w.snap("nas", "tank", "zrepl_held", 1, holds=("hold1",))
+    return w
+
+
+def test_check_destroy_allowed_refuses_each_invariant() -> None:
+    w = _source()
+    ds = w.ds("nas", "tank")
+    base = ds.snapshot_named("zrepl_2")
+    assert base is not None
+    refusals = dict(check_destroy_allowed(
+        "^zrepl_", ds, ["zrepl_1", "manual", "zrepl_2", "zrepl_held", "tank@zrepl_3", "#userbm",
+                        "#" + PREFIX + "x", "gone"], bases={base.guid}))
+    assert set(refusals) == {"manual", "zrepl_2", "zrepl_held", "tank@zrepl_3", "#userbm"}
+    assert refusals["manual"].startswith("invariant 2: unmanaged")
+    assert refusals["zrepl_held"] == "invariant 2: held (tags hold1)"
+    assert refusals["zrepl_2"].startswith("invariant 3")
+    assert refusals["tank@zrepl_3"].startswith("invariant 1")
+
+
+def test_check_destroy_allowed_base_with_bookmark_may_go_on_source_only() -> None:
+    w = _source()
+    w.bookmark("nas", "tank", PREFIX + "zrepl_2", "zrepl_2")
+    ds = w.ds("nas", "tank")
+    base = ds.snapshot_named("zrepl_2")
+    assert base is not None
+    assert check_destroy_allowed("^zrepl_", ds, ["zrepl_2"], bases={base.guid}) == []
+    # ... unless the bookmark goes in the same destroy
+    assert check_destroy_allowed("^zrepl_", ds, ["zrepl_2", "#" + PREFIX + "zrepl_2"], bases={base.guid})
+    # on a target a bookmark does not stand in for the base, and the newest is refused
+    refused = check_destroy_allowed("^zrepl_", ds, ["zrepl_2", "zrepl_held"], bases={base.guid}, target=True)
+    assert [r.name for r in refused] == ["zrepl_2", "zrepl_held"]
+
+
+def test_simulate_does_not_mutate_its_input() -> None:
+    w = _source()
+    cfg = simple_config(keep_source=[{"type": "last_n", "count": 1}])
+    before = copy.deepcopy(w.observed)
+    plan = make_plan(cfg, w.observed, NOW)
+    after = simulate(w.observed, plan)
+    assert w.observed == before
+    assert after != before
+    target = after.dataset("backup", "pool/nas/tank")
+    assert target is not None and [s.name for s in target.snapshots] == ["zrepl_20261124_120000"]
+    source = after.dataset("nas", "tank")
+    assert source is not None
+    assert [b.name for b in source.bookmarks] == [PREFIX + "zrepl_20261124_120000"]
+    assert target.snapshots[0].guid == source.snapshots[-1].guid
+
+
+def test_fingerprint_tracks_facts_and_config() -> None:
+    w = _source()
+    cfg = simple_config()
+    first = facts_fingerprint(cfg, w.observed)
+    assert first.startswith("sha256:") and first == facts_fingerprint(cfg, w.observed)
+    w.ds("nas", "tank").snapshots[0].userrefs = 1
+    held = facts_fingerprint(cfg, w.observed)
+    assert held != first
+    w.fs("backup", "pool/nas")  # a placeholder parent appeared
+    assert facts_fingerprint(cfg, w.observed) != held
+    assert facts_fingerprint(simple_config(interval="2h"), w.observed) != facts_fingerprint(cfg, w.observed)
+    w.fs("nas", "unselected")
+    assert facts_fingerprint(cfg, w.observed, filesystems=["tank"]) == facts_fingerprint(cfg, w.observed)
+
+
+def test_cursor_name_stays_within_zfs_limit() -> None:
+    long_snap = "s" * 240
+    name = cursor_name(PREFIX, "tank/data", long_snap)
+    assert name.startswith(PREFIX) and len(f"tank/data#{name}") <= 255
+    assert cursor_name(PREFIX, "tank", "zrepl_1") == PREFIX + "zrepl_1"
+    assert cursor_prefix("backup", "pool/a") != cursor_prefix("backup", "pool/b")
