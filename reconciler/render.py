@@ -82,7 +82,7 @@ class FilesystemView:
 
 
 def group_by_host(plan: Plan) -> dict[str, dict[str, FilesystemView]]:
-    """host -> dataset -> view, in the order the plan first mentions them.
+    """host -> dataset -> view, hosts in the order the plan first mentions them.
 
     Sends belong to their source (and are noted as incoming on their target); a conflict
     belongs to the source it blocks when known, else to the dataset it names.
@@ -119,6 +119,11 @@ def split_shown(datasets: Iterable[FilesystemView], explain: set[tuple[str, str]
     for fs in datasets:
         (shown if fs.changed or (fs.host, fs.dataset) in explain else unchanged).append(fs)
     return shown, unchanged
+
+
+def sorted_views(datasets: dict[str, FilesystemView]) -> list[FilesystemView]:
+    """By dataset name: parents before children, placeholders next to what they hold."""
+    return [datasets[name] for name in sorted(datasets)]
 
 
 def explained_keys(plan: Plan, explain: Explain) -> set[tuple[str, str]]:
@@ -411,7 +416,7 @@ def build_text(plan: Plan, explain: Explain = None) -> TextLines:
     explain_keys = explained_keys(plan, explain)
     unavailable = {host for host, _reason in plan.unavailable}
     for host, datasets in group_by_host(plan).items():
-        shown, unchanged = split_shown(datasets.values(), explain_keys)
+        shown, unchanged = split_shown(sorted_views(datasets), explain_keys)
         out.blank()
         note = "  unavailable (see Unavailable hosts below)" if host in unavailable else ""
         out.add(0, (f"Host {host}", "bold"), (note, CONFLICT_STYLE))
@@ -626,7 +631,7 @@ def render_markdown(plan: Plan, *, explain: Explain = None) -> str:
     explain_keys = explained_keys(plan, explain)
     unavailable = {host for host, _reason in plan.unavailable}
     for host, datasets in group_by_host(plan).items():
-        shown, unchanged = split_shown(datasets.values(), explain_keys)
+        shown, unchanged = split_shown(sorted_views(datasets), explain_keys)
         note = " — unavailable" if host in unavailable else ""
         lines += [f"#### Host {md_code(host)}{note}", ""]
         for fs in shown:

@@ -247,6 +247,15 @@ def test_bad_now_is_exit_1_with_one_message(tmp_path: Path, capsys: pytest.Captu
         " or an offset such as +01:00"]
 
 
+@needs_planner
+def test_unwritable_out_is_exit_1(replicated: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW,
+                              "--out", str(tmp_path / "missing-dir" / "plan.json"))
+    assert code == 1 and out == ""
+    assert err.startswith("error: --out ") and "cannot write the plan file" in err
+
+
 def test_missing_config_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = plan_cli(capsys, "-c", str(tmp_path / "absent.yml"), "--now", NOW)
     assert code == 1 and err.startswith("error: ")

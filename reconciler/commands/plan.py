@@ -100,8 +100,10 @@ def notify_attention(plan: Plan) -> None:
 def write_plan_file(plan: Plan, path: str) -> None:
     """Write the Plan JSON atomically: ``apply --plan`` never reads half a plan."""
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write the plan file: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(render_json(plan))
