@@ -275,3 +275,18 @@ def test_real_entry_point_in_a_subprocess(replicated: Path, up_to_date: Path) ->
                            capture_output=True, text=True, timeout=60)
     assert clean.returncode == 0, clean.stderr
     assert "No changes" in clean.stdout
+
+
+@needs_planner
+@pytest.mark.skipif(not importable("reconciler.commands.apply"),
+                    reason="reconciler.commands.apply (issue 6) is not merged yet")
+def test_plan_after_apply_says_no_changes(replicated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pyinfra's end-to-end check: the second plan after a successful apply is empty."""
+    code, _out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--detailed-exitcode")
+    assert code == 2, err
+    code = main(["apply", "-c", str(replicated), "--now", NOW, "-y"])
+    _out, err = capsys.readouterr()
+    assert code == 0, err
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--detailed-exitcode")
+    assert code == 0, out + err
+    assert "No changes" in out.strip().splitlines()[-1]
