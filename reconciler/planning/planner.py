@@ -39,7 +39,7 @@ from reconciler.domain.plan import (
 )
 from reconciler.planning.fingerprint import fingerprint_selection
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
-from reconciler.planning.retention import evaluate_keep_rules, snapshots_to_destroy
+from reconciler.planning.retention import evaluate_keep_rules
 from reconciler.planning.schedule import plan_snapshots
 from reconciler.planning.selection import Selected, select, wanted_by_restriction
 from reconciler.planning.simulate import host_max_txg, planned_snapshot
@@ -137,8 +137,10 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
     policy = item.policy
     protected = policy.protects_unreplicated
 
-    def is_replicated(snap: Snapshot) -> bool:
+    def on_every_target(snap: Snapshot) -> bool:
         return all(pair.replicated(snap) for pair in pairs)
+
+    is_replicated: IsReplicated = pairs[0].replicated if len(pairs) == 1 else on_every_target
 
     bookmark_guids = _bookmark_guids_after(view, pairs)
     bases = {p.base_guid: p for p in pairs if p.base_guid is not None}
@@ -274,8 +276,8 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
     if not snapshots:
         return result
     keep_rules = list(rules)
-    if not explain and not snapshots_to_destroy(keep_rules, snapshots, is_replicated):
-        return result
+    if not keep_rules and not explain:
+        return result  # zrepl keeps everything when there are no rules
     manage = _compiled(policy.manage_regex)
     for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated):
         snap = verdict.snapshot
