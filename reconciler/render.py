@@ -485,7 +485,9 @@ def md_code(text: str, *, table: bool = False) -> str:
     text = " ".join(text.split("\n"))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.strip()) else ""
+    # CommonMark strips one space from each end when both ends are spaces (not all spaces).
+    stripped = text.startswith(" ") and text.endswith(" ") and text.strip(" ") != ""
+    pad = " " if text.startswith("`") or text.endswith("`") or stripped else ""
     body = text.replace("|", "\\|") if table else text
     return f"{fence}{pad}{body}{pad}{fence}"
 
