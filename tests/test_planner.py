@@ -449,3 +449,18 @@ def test_plan_is_deterministic_and_json_round_trips() -> None:
     assert Plan.from_json(a.to_json()).actions == a.actions
     later = make_plan(cfg, w.observed, NOW + timedelta(hours=1))
     assert later.fingerprint == a.fingerprint  # facts, not the clock
+
+
+def test_missing_target_pool_is_a_conflict() -> None:
+    w = world(("zrepl_1", 5))
+    cfg = simple_config(interval="1d", targets=[{"host": "backup", "root": "nopool/nas"}])
+    plan = make_plan(cfg, w.observed, NOW)
+    assert [c.code for c in plan.conflicts] == ["target_pool_missing"]
+    assert plan.actions == ()
+
+
+def test_explain_lists_conflicting_target_snapshots_as_kept() -> None:
+    plan = make_plan(simple_config(interval="1d"), _diverged().observed, NOW, explain=True)
+    target = next(f for f in plan.filesystems if f.role == "target")
+    assert [(v.name, v.keep) for v in target.verdicts] == [("zrepl_1", True), ("local_change", True)]
+    assert "diverged" in target.verdicts[0].reason

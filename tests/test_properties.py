@@ -48,7 +48,7 @@ KEEP_TARGET = [
     [{"type": "grid", "grid": "1x1h(keep=all) | 2x1d", "regex": "^zrepl_"}],
 ]
 TARGET_STATES = ["missing", "prefix", "prefix", "prefix_pruned", "diverged", "no_common", "empty",
-                 "resume", "bad_resume", "unreachable"]
+                 "resume", "resume", "bad_resume", "guid_mismatch", "held_on_target"]
 
 
 @dataclass
@@ -118,6 +118,11 @@ def _target_state(draw: st.DrawFn, w: World, source: str, host: str, target: str
     w.replicate("nas", source, host, target, names)
     if state == "diverged":
         w.snap(host, target, "local_change", 0.2)
+    elif state == "guid_mismatch" and upto < len(snaps):
+        w.snap(host, target, snaps[upto].name, 0.2, guid=4242)
+    elif state == "held_on_target":
+        victim = w.ds(host, target).snapshots[0]
+        victim.userrefs, victim.holds = 1, ("pin",)
     elif state == "prefix_pruned" and upto < len(snaps):
         base = snaps[upto - 1]
         if draw(st.booleans()):

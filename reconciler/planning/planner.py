@@ -256,6 +256,9 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
                                     f"policy {pair.source.policy_name}: keep_target")
     elif pair.conflict is not None:
         warnings.append(f"{pair.conflict.code}: nothing is sent to or destroyed on this target")
+        if explain and pair.observed_target is not None:
+            why = f"target in conflict ({pair.conflict.code}): nothing is destroyed here"
+            verdicts = [SnapshotVerdict(s.name, True, why) for s in pair.observed_target.snapshots]
     report = FilesystemReport(pair.target.host, pair.target_dataset, "target", pair.source.policy_name,
                               "", "", tuple(verdicts), tuple(warnings))
     return report, destroy
@@ -347,11 +350,27 @@ def order_actions(snapshots: list[SnapshotAction], creates: list[CreateAction],
     ordered_sends: list[SendAction] = sorted(
         sends, key=lambda a: (a.target_host, a.target_dataset, send_order[id(a)]))
     ordered_bookmarks: list[BookmarkAction] = sorted(bookmarks, key=_bookmark_key)
-    ordered_destroys: list[DestroyAction] = sorted(destroys, key=_destroy_key)
+    ordered_destroys: list[DestroyAction] = sorted(_one_per_dataset(destroys), key=_destroy_key)
     ordered += ordered_sends
     ordered += ordered_bookmarks
     ordered += ordered_destroys
     return ordered
+
+
+def _one_per_dataset(destroys: list[DestroyAction]) -> list[DestroyAction]:
+    """Merge destroys of the same dataset (a dataset both source and target of two pairs)."""
+    merged: dict[tuple[str, str], DestroyAction] = {}
+    for action in destroys:
+        key = (action.host, action.dataset)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = action
+            continue
+        extra = [n for n in action.snapshots if n not in first.snapshots]
+        merged[key] = DestroyAction(first.host, first.dataset, first.snapshots + tuple(extra),
+                                    first.reasons + tuple(r for r in action.reasons if r[0] in extra),
+                                    first.reason)
+    return list(merged.values())
 
 
 def _snapshot_key(a: SnapshotAction) -> tuple[str, str, str]:

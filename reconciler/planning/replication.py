@@ -31,6 +31,9 @@ from reconciler.planning.naming import cursor_name, cursor_prefix
 from reconciler.planning.resume_token import decode_resume_token
 from reconciler.planning.selection import Selected
 
+# Beyond the codes of reconciler.domain.plan: the target host has no such pool.
+TARGET_POOL_MISSING = "target_pool_missing"
+
 OK = "ok"
 UNREACHABLE = "unreachable"
 IN_CONFLICT = "conflict"
@@ -119,7 +122,11 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
         return _unreachable(pair, observed)
     existing = observed.dataset(target.host, target_dataset)
     pair.observed_target = existing
-    if existing is None:
+    if existing is None and observed.dataset(target.host, target_dataset.split("/")[0]) is None:
+        _conflict(pair, TARGET_POOL_MISSING,
+                  f"{target.host} has no pool {target_dataset.split('/')[0]} for {target_dataset}",
+                  f"fix replicate_to root {target.root!r}, or create the pool on {target.host}")
+    elif existing is None:
         _plan_initial(pair, source)
     else:
         _plan_existing(pair, source, existing)
@@ -234,8 +241,9 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
     if not target.snapshots and not target.resume_token:
         _conflict(pair, NO_COMMON_SNAPSHOT,
                   f"{where} exists but has no snapshot; a full send into it would need recv -F",
-                  f"on {host}: `zfs destroy {shlex.quote(target.name)}` if it is empty and unused"
-                  " (the next run sends it in full)")
+                  f"on {host}: `zfs destroy {shlex.quote(target.name)}` if it is an unused placeholder"
+                  " without children (the next run sends it in full); otherwise receive one full"
+                  " stream into it by hand with `zfs recv -F` after checking its contents")
         return True
     return False
 
