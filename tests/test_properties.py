@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -167,9 +166,12 @@ def _state_before_destroys(observed: ObservedState, plan: Plan) -> ObservedState
 @PROPERTY_SETTINGS
 @given(cases())
 def test_safety_invariants(case: Case) -> None:
-    plan = make_plan(case.config, case.observed, NOW)
-    before = _state_before_destroys(case.observed, plan)
-    after = simulate(case.observed, plan)
+    _assert_safe(case, case.observed, make_plan(case.config, case.observed, NOW))
+
+
+def _assert_safe(case: Case, observed: ObservedState, plan: Plan) -> None:
+    before = _state_before_destroys(observed, plan)
+    after = simulate(observed, plan)
     manage = re.compile(case.policy_manage)
     target_hosts = {"backup", "offsite"}
     for action in plan.actions:
@@ -225,5 +227,27 @@ def test_determinism(case: Case) -> None:
     assert first.fingerprint == facts_fingerprint(case.config, case.observed)
 
 
-def _unused(*_: Any) -> None:
-    pass
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases(), outages=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_hourly_runs_stay_converged_and_safe(case: Case, outages: list[bool]) -> None:
+    """Run the reconcile loop hourly for half a day with the backup host going up and down."""
+    from datetime import timedelta
+
+    from reconciler.domain.observed import HostUnavailable
+
+    state = case.observed
+    backup_facts = state.hosts.get("backup")
+    for hour, down in enumerate(outages):
+        now = NOW + timedelta(hours=hour)
+        visible = ObservedState(dict(state.hosts), dict(state.unavailable))
+        if down and backup_facts is not None:
+            visible.hosts.pop("backup", None)
+            visible.unavailable["backup"] = HostUnavailable("backup", "unreachable", "down")
+        plan = make_plan(case.config, visible, now)
+        _assert_safe(case, visible, plan)
+        after = simulate(visible, plan)
+        assert make_plan(case.config, after, now).actions == ()
+        if down and backup_facts is not None:
+            after.hosts["backup"] = state.hosts["backup"]
+            after.unavailable.pop("backup", None)
+        state = after
