@@ -90,3 +90,22 @@ def test_cursor_name_stays_within_zfs_limit() -> None:
     assert name.startswith(PREFIX) and len(f"tank/data#{name}") <= 255
     assert cursor_name(PREFIX, "tank", "zrepl_1") == PREFIX + "zrepl_1"
     assert cursor_prefix("backup", "pool/a") != cursor_prefix("backup", "pool/b")
+
+
+def test_destroy_guard_from_config_and_fresh_facts() -> None:
+    from reconciler.planning.invariants import destroy_guard
+
+    w = _source()
+    w.replicate("nas", "tank", "backup", "pool/nas/tank", ["zrepl_1", "zrepl_2"])
+    cfg = simple_config()
+    src_guard = destroy_guard(cfg, w.observed, "nas", "tank")
+    base = w.ds("nas", "tank").snapshot_named("zrepl_2")
+    assert base is not None
+    assert (src_guard.manage, src_guard.bases, src_guard.target) == ("^zrepl_", frozenset({base.guid}), False)
+    assert [r.name for r in src_guard.check(w.ds("nas", "tank"), ["zrepl_1", "zrepl_2"])] == ["zrepl_2"]
+    tgt_guard = destroy_guard(cfg, w.observed, "backup", "pool/nas/tank")
+    assert tgt_guard.target and tgt_guard.bases == frozenset({base.guid})
+    refused = tgt_guard.check(w.ds("backup", "pool/nas/tank"), ["zrepl_1", "zrepl_2"])
+    assert [r.name for r in refused] == ["zrepl_2"]
+    stranger = destroy_guard(cfg, w.observed, "backup", "pool")
+    assert stranger.check(w.ds("nas", "tank"), ["zrepl_1"])  # unmanaged: everything refused

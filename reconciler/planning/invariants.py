@@ -20,16 +20,23 @@ spared even when the plan was computed earlier::
 
 A name that no longer exists is not refused (destroying it is a no-op for safety); the
 caller decides whether to skip it. Everything not refused may be destroyed.
+
+``destroy_guard(config, observed, host, dataset) -> DestroyGuard`` derives ``manage``,
+``bases`` and ``target`` from the config and fresh facts (of the dataset and its
+replication partner); ``guard.check(dataset, names)`` then calls the function above.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from reconciler.domain.observed import Dataset, Snapshot
+from reconciler.config.models import Config
+from reconciler.domain.observed import Dataset, ObservedState, Snapshot
 from reconciler.planning.naming import CURSOR_PREFIX
+from reconciler.planning.selection import filter_decision
 
 
 class Refusal(NamedTuple):
@@ -77,3 +84,61 @@ def _why_not(name: str, snapshots: dict[str, Snapshot], manage: re.Pattern[str],
     if snap.guid in bases and (target or snap.guid not in bookmark_guids):
         return "invariant 3: incremental base of a target" + ("" if target else " without a bookmark")
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyGuard:
+    """Everything ``check_destroy_allowed`` needs for one dataset, derived from config + facts."""
+
+    manage: str
+    bases: frozenset[int]
+    target: bool
+    why: str  # which entry/policy manages the dataset, for messages
+
+    def check(self, dataset: Dataset, names: Iterable[str]) -> list[Refusal]:
+        return check_destroy_allowed(self.manage, dataset, names, bases=self.bases, target=self.target)
+
+
+NOTHING = r"(?!)"
+
+
+def destroy_guard(config: Config, observed: ObservedState, host: str, dataset: str) -> DestroyGuard:
+    """The guard for ``host:dataset`` from (fresh) facts: its policy's manage regex and the
+    GUIDs of the incremental bases it shares with its replication partners.
+
+    A dataset no ``filesystems`` entry manages gets a guard that refuses every snapshot.
+    Partners missing from ``observed`` (unavailable) contribute no base: on a source the
+    cursor bookmark then stands for what was replicated; a target still keeps its newest.
+    """
+    for entry in config.filesystems:
+        policy = config.policies[entry.policy]
+        if entry.host == host and filter_decision(entry.filter, dataset):
+            source = observed.dataset(host, dataset)
+            bases = set()
+            for target in entry.replicate_to:
+                partner = observed.dataset(target.host, target.target_dataset(dataset))
+                if source is not None and partner is not None:
+                    bases |= _common_guid(source, partner)
+            return DestroyGuard(policy.manage_regex, frozenset(bases), False,
+                                f"source of policy {entry.policy}")
+        for target in entry.replicate_to:
+            prefix = target.root + "/"
+            if target.host != host or not dataset.startswith(prefix):
+                continue
+            source_name = dataset[len(prefix):]
+            if not filter_decision(entry.filter, source_name):
+                continue
+            source, partner = observed.dataset(entry.host, source_name), observed.dataset(host, dataset)
+            bases = _common_guid(source, partner) if source is not None and partner is not None else set()
+            return DestroyGuard(policy.manage_regex, frozenset(bases), True,
+                                f"target of {entry.host}:{source_name}, policy {entry.policy}")
+    return DestroyGuard(NOTHING, frozenset(), False, "not managed by any filesystems entry")
+
+
+def _common_guid(source: Dataset, target: Dataset) -> set[int]:
+    """The GUID of the newest target snapshot the source has as snapshot or bookmark."""
+    guids = {s.guid for s in source.snapshots} | {b.guid for b in source.bookmarks}
+    for snap in reversed(target.snapshots):
+        if snap.guid in guids:
+            return {snap.guid}
+    return set()
