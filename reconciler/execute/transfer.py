@@ -132,10 +132,7 @@ class _LogTransfer:
             print(self._status(done), file=self.out, flush=True)
 
     def finish(self, done: int, ok: bool) -> None:
-        elapsed = time.monotonic() - self.start
-        state = "done" if ok else "FAILED"
-        print(f"{self.label}: {state}, {human_bytes(done)} in {elapsed:.1f}s"
-              f" ({human_bytes(done / max(elapsed, 1e-9))}/s)", file=self.out, flush=True)
+        pass  # the apply report's line for the send gives bytes and time
 
 
 class LogProgress:
@@ -414,9 +411,9 @@ def stream(send_argv: list[str], recv_argv: list[str], *,
 
 def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
     """The one error to report: the side that caused the failure, in zfs's words mapped."""
-    what = f"send {action.dataset}@{action.snapshot} to {action.target_host}:{action.target_dataset}"
+    what = ""  # the report line already names the send
     if result.aborted:
-        return ExecError(f"{what}: stopped after {human_bytes(result.bytes)}; the receive is"
+        return ExecError(f"stopped after {human_bytes(result.bytes)}; the receive is"
                          " resumable and the next plan resumes it", code="aborted",
                          stderr=result.recv_stderr)
     recv_error = zfs_errors.exec_error([], result.recv_returncode, result.recv_stderr, what=what)

@@ -113,6 +113,6 @@ def exec_error(argv: Sequence[str], returncode: int | None, stderr: str, *, what
     code, meaning = classify(stderr)
     detail = significant_line(stderr)
     status = f"exit {returncode}" if returncode is not None else "killed"
-    head = what or " ".join(argv[:3])
-    message = f"{head}: {meaning}" + (f" (zfs: {detail})" if detail else f" ({status})")
+    message = f"{what}: {meaning}" if what else meaning
+    message += f" (zfs: {detail})" if detail else f" ({status})"
     return ExecError(message, code=code, stderr=stderr)

@@ -1,0 +1,210 @@
+"""``zrepl-reconcile apply``: compute (or load) the plan, show it, confirm, execute it.
+
+The plan is computed exactly as ``plan`` computes it (``compute_plan``) and the very
+same Action objects are executed. With ``--plan FILE`` the saved plan is executed only
+if the facts it was computed from are unchanged (same fingerprint), as Terraform does.
+One apply per configuration at a time (``execute.lock``).
+
+Signals: the first SIGTERM/SIGINT stops between actions (the rest is reported as
+skipped); a second one also interrupts a running transfer, which stays resumable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
+from reconciler.commands.common import UsageError, add_selection_arguments, check_selection, compute_plan
+from reconciler.config.models import Config
+from reconciler.domain.plan import Plan
+from reconciler.errors import StalePlanError
+from reconciler.execute.apply import ApplyReport, apply_plan, hosts_of
+from reconciler.execute.executor import Executor
+from reconciler.execute.lock import ConfigLock
+from reconciler.execute.transfer import ProgressSink, progress_for_terminal
+
+SELECTION_KEY = "selection"  # top-level Plan JSON key: the --host/--filesystem the plan was made for
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "apply", help="execute the plan (after confirmation)",
+        description="Compute the plan as `plan` does (or load one saved with `plan --out`), show it, "
+                    "ask for confirmation unless -y, and execute it. Exit 1 if any action failed.")
+    add_config_argument(parser)
+    add_selection_arguments(parser)
+    parser.add_argument("--plan", metavar="FILE", default=None,
+                        help="execute this saved plan (from `plan --out FILE`) if the facts it was "
+                             "computed from are unchanged; refused as stale otherwise")
+    parser.add_argument("-y", "--yes", action="store_true",
+                        help="do not ask for confirmation (required when stdin is not a terminal)")
+    parser.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- signals
+
+class StopSignals:
+    """First SIGTERM/SIGINT sets ``stop`` (between actions), a second one ``abort``."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.abort = threading.Event()
+        self.signal_name = ""
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        if self.stop.is_set():
+            self.abort.set()
+        self.stop.set()
+
+
+@contextmanager
+def stop_signals() -> Iterator[StopSignals]:
+    """Install the handlers for the duration (main thread only; elsewhere signals stay default)."""
+    signals = StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals
+        return
+    previous = {s: signal.signal(s, signals.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield signals
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# --------------------------------------------------------------------------- saved plans
+
+def read_plan_file(path: str) -> tuple[Plan, dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--plan {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--plan {path}: not a Plan JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--plan {path}: not a Plan JSON file (top level is not an object)")
+    try:
+        plan = Plan.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--plan {path}: not a valid Plan JSON file ({type(exc).__name__}: {exc})") from None
+    return plan, data
+
+
+def saved_selection(data: Mapping[str, Any], args: argparse.Namespace) -> tuple[list[str] | None,
+                                                                                  list[str] | None]:
+    """The selection the saved plan was computed for: from the file when recorded there,
+    else the --host/--filesystem given to apply (they must match those given to plan)."""
+    selection = data.get(SELECTION_KEY)
+    if isinstance(selection, dict):
+        return selection.get("hosts") or None, selection.get("filesystems") or None
+    return args.hosts or None, args.filesystems or None
+
+
+def load_saved_plan(args: argparse.Namespace, config: Config,
+                    executors: dict[str, Executor]) -> Plan:
+    """Re-gather the facts the saved plan depends on; refuse it when they changed."""
+    from reconciler.gather.facts import gather
+    from reconciler.planning.fingerprint import facts_fingerprint
+    from reconciler.planning.planner import hosts_needed
+
+    plan, data = read_plan_file(args.plan)
+    hosts, filesystems = saved_selection(data, args)
+    check_selection(config, hosts)
+    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
+    needed |= {h for a in plan.actions for h in hosts_of(a)}
+    unknown = sorted(h for h in needed if h not in config.hosts)
+    if unknown:
+        raise StalePlanError(f"the saved plan {args.plan} is stale: it names host(s) "
+                             f"{', '.join(unknown)} that the configuration no longer has")
+    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    current = facts_fingerprint(config, observed, hosts=hosts, filesystems=filesystems)
+    if current != plan.fingerprint:
+        raise StalePlanError(
+            f"the saved plan {args.plan} is stale: the configuration or the ZFS facts changed since it "
+            f"was computed (fingerprint {plan.fingerprint[:19]}… now {current[:19]}…); "
+            "run `zrepl-reconcile plan --out` again and review the new plan")
+    return plan
+
+
+# --------------------------------------------------------------------------- confirmation
+
+def confirm(plan: Plan) -> bool:
+    """Ask on the terminal; refuse outright when nobody can answer."""
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to apply without confirmation: stdin is not a terminal; "
+                         "review the plan and pass -y to apply non-interactively")
+    n = len(plan.actions)
+    try:
+        answer = input(f"Apply these {n} action{'s' if n != 1 else ''}? Only 'yes' or 'y' is accepted: ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+# --------------------------------------------------------------------------- report
+
+def print_report(report: ApplyReport, out: Any = None) -> None:
+    out = out or sys.stdout
+    for title, items in (("Failed", report.failed), ("Skipped", report.skipped)):
+        if items:
+            print(f"\n{title}:", file=out)
+            for outcome in items:
+                print(f"  {outcome.describe()}: {outcome.message}", file=out)
+    print(f"\n{report.summary_line()}", file=out)
+    if report.failed:
+        hosts = sorted({o.action.host for o in report.failed})
+        print(f"Failed on {', '.join(hosts)}; the other filesystems were reconciled. "
+              "Run `zrepl-reconcile plan` to see what remains.", file=out)
+    out.flush()
+
+
+# --------------------------------------------------------------------------- the command
+
+def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signals: StopSignals,
+            progress: ProgressSink | None = None) -> ApplyReport:
+    return apply_plan(plan, config, executors, progress=progress or progress_for_terminal(),
+                      stop=signals.stop, abort=signals.abort)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reconciler.config.load import load_config
+    from reconciler.execute.hosts import executors_for
+    from reconciler.render import render_text
+
+    config = load_config(args.config)
+    with ConfigLock(args.config), stop_signals() as signals:
+        executors: dict[str, Executor] = dict(executors_for(config))
+        try:
+            if args.plan:
+                plan = load_saved_plan(args, config, executors)
+            else:
+                config, _observed, plan = compute_plan(args, executors=executors)
+            render_text(plan)
+            sys.stdout.flush()
+            if not plan.has_changes:
+                return EXIT_OK
+            if not args.yes and not confirm(plan):
+                print("Apply cancelled; nothing was changed.")
+                return EXIT_ERROR
+            if signals.stop.is_set():
+                print(f"Stopped by {signals.signal_name} before applying; nothing was changed.")
+                return EXIT_OK
+            report = execute(plan, config, executors, signals)
+        finally:
+            for executor in executors.values():
+                executor.close()
+    print_report(report)
+    if report.stopped:
+        print(f"Stopped by {signals.signal_name or 'request'} between actions.")
+    return EXIT_OK if report.ok else EXIT_ERROR
+

@@ -1,0 +1,458 @@
+"""Execute a plan's very actions, in dependency order, one filesystem's failure isolated.
+
+Order (KIND_ORDER, stable, so the planner's parents-first send order is kept):
+snapshot batches (ONE atomic ``zfs snapshot`` per batch key), create, abort_resume,
+hold, send, bookmark (the cursor move), release, destroy.
+
+Failure isolation (DESIGN.md invariant 6): an action that fails or is skipped marks
+the filesystems it touches; later actions that depend on a marked filesystem are
+skipped with the reason, everything else goes on. A send marks both its source and
+its target: the cursor move and the source destroys were planned assuming the send
+arrived, the target's destroys assuming the receive happened. Another send from the
+same source to a different target does not depend on the first one and still runs.
+
+Right before each destroy, the dataset (and its replication counterparts) are listed
+again and safety invariants 1-4 re-checked with the planner's own function; names no
+longer safe are dropped and reported as skipped, names that vanished likewise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reconciler.config.models import Config
+from reconciler.domain.actions import (
+    KIND_ORDER,
+    Action,
+    DestroyAction,
+    SendAction,
+    SnapshotAction,
+    snapshot_batch_argv,
+)
+from reconciler.domain.observed import Dataset
+from reconciler.domain.plan import Plan
+from reconciler.errors import ExecError, GatherError, ReconcileError
+from reconciler.execute import zfs_errors
+from reconciler.execute.executor import Executor
+from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
+from reconciler.gather.parse import LIST_COLUMNS, holds_argv, parse_zfs_holds, parse_zfs_list
+from reconciler.planning.invariants import check_destroy_allowed
+from reconciler.planning.selection import filter_decision
+
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+# Transport failures that make every further command on the host pointless.
+HOST_DOWN_CODES = frozenset({"unreachable", "auth_failed", "host_key_unknown", "host_key_changed"})
+
+Key = tuple[str, str]  # (host, dataset)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one action (or, for a destroy, to some of its names)."""
+
+    action: Action
+    status: str  # DONE | FAILED | SKIPPED
+    message: str = ""  # why it failed / was skipped (mapped zfs error), or a detail when done
+    code: str = ""  # ExecError code for failures ("held", "diverged", ...), "" otherwise
+    names: tuple[str, ...] = ()  # the destroy names this outcome covers (all when empty)
+    seconds: float = 0.0
+    bytes: int | None = None  # bytes streamed, for sends
+
+    def describe(self) -> str:
+        text = self.action.describe()
+        if self.names and isinstance(self.action, DestroyAction) and self.names != self.action.snapshots:
+            snaps = [n for n in self.names if not n.startswith("#")]
+            refs = [f"{self.action.dataset}{n}" for n in self.names if n.startswith("#")]
+            if snaps:
+                refs.insert(0, f"{self.action.dataset}@{','.join(snaps)}")
+            text = f"destroy {' '.join(refs)}"
+        return text
+
+    def line(self) -> str:
+        head = f"{self.status:<7} {self.describe()}"
+        if self.status == DONE and self.bytes is not None:
+            head += f" ({human_bytes(self.bytes)} in {self.seconds:.1f}s)"
+        return f"{head}: {self.message}" if self.message and self.status != DONE else head
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: bool = False  # a stop request ended the apply between actions
+
+    def _with(self, status: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def done(self) -> list[Outcome]:
+        return self._with(DONE)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return self._with(FAILED)
+
+    @property
+    def skipped(self) -> list[Outcome]:
+        return self._with(SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary_line(self) -> str:
+        text = f"Apply: {len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped."
+        if self.stopped:
+            text += " Stopped on request before the remaining actions."
+        return text
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+def ancestors(dataset: str) -> Iterator[str]:
+    """``dataset`` and each parent, nearest first (``a/b/c``, ``a/b``, ``a``)."""
+    parts = dataset.split("/")
+    for depth in range(len(parts), 0, -1):
+        yield "/".join(parts[:depth])
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Which filesystems and hosts are broken so far, and by which kind of action."""
+
+    broken: dict[Key, tuple[str, str]] = field(default_factory=dict)  # key -> (kind, why)
+    down_hosts: dict[str, str] = field(default_factory=dict)
+
+    def mark(self, key: Key, kind: str, why: str) -> None:
+        self.broken.setdefault(key, (kind, why))
+
+    def mark_action(self, action: Action, why: str) -> None:
+        for key in touched(action):
+            self.mark(key, action.kind, why)
+
+    def blocker(self, action: Action) -> str:
+        """Why ``action`` must not run now, or "" when it may."""
+        for host in hosts_of(action):
+            if host in self.down_hosts:
+                return f"host {host} is unavailable: {self.down_hosts[host]}"
+        for key, any_kind in depends_on(action):
+            entry = self.broken.get(key)
+            if entry is None:
+                continue
+            kind, why = entry
+            if any_kind or kind != "send":
+                return f"depends on {key[0]}:{key[1]}, where an earlier {why}"
+        return ""
+
+
+def hosts_of(action: Action) -> tuple[str, ...]:
+    if isinstance(action, SendAction):
+        return (action.host, action.target_host)
+    return (action.host,)
+
+
+def touched(action: Action) -> list[Key]:
+    """The filesystems an action's failure marks."""
+    if isinstance(action, SendAction):
+        return [(action.host, action.dataset), (action.target_host, action.target_dataset)]
+    return [(action.host, action.dataset)]
+
+
+def depends_on(action: Action) -> list[tuple[Key, bool]]:
+    """(filesystem, any failure counts) pairs an action needs intact.
+
+    A send needs its source intact except for other sends (they go elsewhere), and its
+    target and every parent of the target intact (a failed placeholder or parent receive
+    leaves nowhere to receive into).
+    """
+    if isinstance(action, SendAction):
+        return [((action.host, action.dataset), False),
+                *(((action.target_host, name), True) for name in ancestors(action.target_dataset))]
+    if action.kind == "create":
+        return [((action.host, name), True) for name in ancestors(action.dataset)]
+    return [((action.host, action.dataset), True)]
+
+
+def execution_order(actions: Sequence[Action]) -> list[Action]:
+    return sorted(actions, key=lambda a: KIND_ORDER.get(a.kind, len(KIND_ORDER)))
+
+
+def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
+    batches: dict[str, list[SnapshotAction]] = {}
+    for action in actions:
+        if isinstance(action, SnapshotAction):
+            batches.setdefault(f"{action.host}\0{action.batch}", []).append(action)
+    return batches
+
+
+# --------------------------------------------------------------------------- running commands
+
+def run_zfs(executor: Executor, argv: list[str], what: str) -> None:
+    """Run one zfs command; raise the mapped ExecError when it fails."""
+    result = executor.run(argv)
+    if not result.ok:
+        raise zfs_errors.exec_error(argv, result.returncode, result.stderr, what=what)
+
+
+def error_code(exc: ReconcileError) -> str:
+    return getattr(exc, "code", "command_failed")
+
+
+# --------------------------------------------------------------------------- destroy re-check
+
+@dataclass(frozen=True, slots=True)
+class DestroyContext:
+    """What the invariants need about one dataset: its policy's manage regex, its role,
+    and the datasets on the other side of its replication pairs."""
+
+    manage: str
+    target: bool
+    counterparts: tuple[Key, ...]
+
+
+def destroy_context(config: Config, host: str, dataset: str) -> DestroyContext | None:
+    """Find the dataset's role from the config alone (sources by filter, targets by root)."""
+    for entry in config.filesystems:
+        if entry.host == host and filter_decision(entry.filter, dataset):
+            policy = config.policies[entry.policy]
+            counterparts = tuple((t.host, t.target_dataset(dataset)) for t in entry.replicate_to)
+            return DestroyContext(policy.manage_regex, False, counterparts)
+    for entry in config.filesystems:
+        for target in entry.replicate_to:
+            prefix = target.root + "/"
+            if target.host != host or not dataset.startswith(prefix):
+                continue
+            source = dataset[len(prefix):]
+            if filter_decision(entry.filter, source):
+                return DestroyContext(config.policies[entry.policy].manage_regex, True,
+                                      ((entry.host, source),))
+    return None
+
+
+def dataset_list_argv(datasets: Sequence[str]) -> list[str]:
+    """Like gathering's one listing, restricted to these datasets (depth 1: their own
+    snapshots and bookmarks; children are listed too and ignored)."""
+    return ["zfs", "list", "-H", "-p", "-t", "filesystem,volume,snapshot,bookmark",
+            "-o", ",".join(LIST_COLUMNS), "-d", "1", *datasets]
+
+
+def fresh_dataset(executor: Executor, host: str, dataset: str) -> Dataset | None:
+    """The dataset as it is now, hold tags included; None when it does not exist."""
+    result = executor.run(dataset_list_argv([dataset]))
+    if not result.ok:
+        code, _ = zfs_errors.classify(result.stderr)
+        if code == zfs_errors.DATASET_MISSING:
+            return None
+        raise zfs_errors.exec_error(result.argv, result.returncode, result.stderr,
+                                    what=f"re-list {host}:{dataset} before destroy")
+    found = parse_zfs_list(result.stdout, host).get(dataset)
+    if found is None:
+        return None
+    held = [f"{dataset}@{s.name}" for s in found.snapshots if s.userrefs]
+    if held:
+        holds = executor.run(holds_argv(held))
+        tags = parse_zfs_holds(holds.stdout, host) if holds.ok else {}
+        for snap in found.snapshots:
+            snap.holds = tags.get(f"{dataset}@{snap.name}", snap.holds)
+    return found
+
+
+def newest_common_guid(target: Dataset, source: Dataset) -> int | None:
+    """GUID of the newest target snapshot the source still has as a snapshot or bookmark."""
+    on_source = {s.guid for s in source.snapshots} | {b.guid for b in source.bookmarks}
+    for snap in reversed(target.snapshots):
+        if snap.guid in on_source:
+            return snap.guid
+    return None
+
+
+def protected_bases(context: DestroyContext, dataset: Dataset,
+                    counterparts: Mapping[Key, Dataset | None]) -> set[int]:
+    bases: set[int] = set()
+    for key in context.counterparts:
+        other = counterparts.get(key)
+        if other is None:
+            continue
+        guid = newest_common_guid(dataset, other) if context.target else newest_common_guid(other, dataset)
+        if guid is not None:
+            bases.add(guid)
+    return bases
+
+
+def safe_destroy_names(action: DestroyAction, config: Config,
+                       executors: Mapping[str, Executor]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(names still safe to destroy, [(name, why not)]) from facts listed right now."""
+    context = destroy_context(config, action.host, action.dataset)
+    if context is None:
+        return [], [(n, "the dataset is no longer managed by the configuration") for n in action.snapshots]
+    dataset = fresh_dataset(executors[action.host], action.host, action.dataset)
+    if dataset is None:
+        return [], [(n, f"{action.dataset} no longer exists") for n in action.snapshots]
+    counterparts: dict[Key, Dataset | None] = {}
+    for host, name in context.counterparts:
+        executor = executors.get(host)
+        if executor is None:
+            continue
+        try:
+            counterparts[(host, name)] = fresh_dataset(executor, host, name)
+        except ReconcileError:
+            counterparts[(host, name)] = None  # unreachable now: as at plan time, no base known
+    refusals = dict(check_destroy_allowed(context.manage, dataset, action.snapshots,
+                                          bases=protected_bases(context, dataset, counterparts),
+                                          target=context.target))
+    existing = {s.name for s in dataset.snapshots} | {"#" + b.name for b in dataset.bookmarks}
+    keep: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for name in action.snapshots:
+        if name in refusals:
+            dropped.append((name, f"no longer safe: {refusals[name]}"))
+        elif name not in existing:
+            dropped.append((name, "no longer exists"))
+        else:
+            keep.append(name)
+    return keep, dropped
+
+
+# --------------------------------------------------------------------------- the apply loop
+
+class _Applier:
+    def __init__(self, config: Config, executors: Mapping[str, Executor], progress: ProgressSink,
+                 stop: threading.Event | None, abort: threading.Event | None) -> None:
+        self.config = config
+        self.executors = executors
+        self.progress = progress
+        self.stop = stop
+        self.abort = abort
+        self.ledger = Ledger()
+        self.report = ApplyReport()
+
+    def record(self, outcome: Outcome) -> None:
+        self.report.outcomes.append(outcome)
+        if outcome.status != DONE:
+            action = outcome.action
+            what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
+            self.ledger.mark_action(action, what)
+        self.progress.line(outcome.line())
+
+    def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = ()) -> None:
+        if isinstance(exc, GatherError) and exc.code in HOST_DOWN_CODES:
+            self.ledger.down_hosts.setdefault(exc.host, str(exc))
+        self.record(Outcome(action, FAILED, str(exc), error_code(exc), names,
+                            time.monotonic() - started))
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def run(self, actions: Sequence[Action]) -> ApplyReport:
+        ordered = execution_order(actions)
+        batches = snapshot_batches(ordered)
+        started_batches: set[str] = set()
+        for action in ordered:
+            if self.stopped():
+                self.report.stopped = True
+                self.record(Outcome(action, SKIPPED, "stopped on request before this action"))
+                continue
+            if isinstance(action, SnapshotAction):
+                key = f"{action.host}\0{action.batch}"
+                if key not in started_batches:
+                    started_batches.add(key)
+                    self.snapshot_batch(batches[key])
+                continue
+            why = self.ledger.blocker(action)
+            if why:
+                self.record(Outcome(action, SKIPPED, why))
+            elif isinstance(action, SendAction):
+                self.send(action)
+            elif isinstance(action, DestroyAction):
+                self.destroy(action)
+            else:
+                self.simple(action)
+        return self.report
+
+    def snapshot_batch(self, batch: list[SnapshotAction]) -> None:
+        """One atomic ``zfs snapshot`` for the batch: all members share its outcome."""
+        blocked = [(a, self.ledger.blocker(a)) for a in batch]
+        for action, why in blocked:
+            if why:
+                self.record(Outcome(action, SKIPPED, why))
+        runnable = [a for a, why in blocked if not why]
+        if not runnable:
+            return
+        started = time.monotonic()
+        try:
+            run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
+                    f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
+        except ReconcileError as exc:
+            for action in runnable:
+                self.fail(action, exc, started)
+            return
+        for action in runnable:
+            self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def simple(self, action: Action) -> None:
+        started = time.monotonic()
+        try:
+            run_zfs(self.executors[action.host], action.argv(), "")
+        except ReconcileError as exc:
+            self.fail(action, exc, started)
+            return
+        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def send(self, action: SendAction) -> None:
+        started = time.monotonic()
+        try:
+            result = run_send(action, self.config, self.executors, progress=self.progress, abort=self.abort)
+        except ReconcileError as exc:
+            self.fail(action, exc, started)
+            return
+        self.record(Outcome(action, DONE, seconds=result.seconds, bytes=result.bytes))
+
+    def destroy(self, action: DestroyAction) -> None:
+        started = time.monotonic()
+        try:
+            keep, dropped = safe_destroy_names(action, self.config, self.executors)
+        except ReconcileError as exc:
+            self.fail(action, exc, started)
+            return
+        for name, why in dropped:
+            # Not a failure of the filesystem: later actions on it may still run.
+            self.report.outcomes.append(Outcome(action, SKIPPED, why, names=(name,)))
+            self.progress.line(self.report.outcomes[-1].line())
+        if not keep:
+            return
+        partial = DestroyAction(action.host, action.dataset, tuple(keep), action.reasons, action.reason)
+        for argv in partial.argv_batches():
+            names = batch_names(action.dataset, argv)
+            batch_started = time.monotonic()
+            try:
+                run_zfs(self.executors[action.host], argv, "")
+            except ReconcileError as exc:
+                self.fail(action, exc, batch_started, names)
+                continue  # the other batches of this dataset are independent snapshots
+            self.record(Outcome(action, DONE, names=names, seconds=time.monotonic() - batch_started))
+
+
+def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
+    """The short names one ``zfs destroy ds@a,b`` / ``zfs destroy ds#bm`` command covers."""
+    ref = argv[-1]
+    if ref.startswith(dataset + "#"):
+        return ("#" + ref[len(dataset) + 1:],)
+    return tuple(ref[len(dataset) + 1:].split(","))
+
+
+def apply_plan(plan: Plan, config: Config, executors: Mapping[str, Executor], *,
+               progress: ProgressSink | None = None, stop: threading.Event | None = None,
+               abort: threading.Event | None = None) -> ApplyReport:
+    """Execute the plan's actions (see module docstring). Never raises for a failing action:
+    failures are in the report. ``stop`` ends the apply between actions (the rest skipped);
+    ``abort`` also interrupts a running transfer (the receive stays resumable)."""
+    actions = plan.actions
+    missing = sorted({h for a in actions for h in hosts_of(a) if h not in executors})
+    if missing:
+        raise ExecError(f"no executor for host(s) {', '.join(missing)}")
+    return _Applier(config, executors, progress or NullProgress(), stop, abort).run(actions)

@@ -1,0 +1,209 @@
+"""``zrepl-reconcile apply`` end to end against stand-in zfs hosts (no real ZFS needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standin.state import StandinState
+
+from reconciler.cli import main
+
+NOW = "2025-11-24T16:00:00Z"  # conftest.NOW, the stand-in's clock
+NOW_TS = 1_764_000_000
+HOUR = 3600
+
+POLICY: dict[str, Any] = {
+    "snapshots": {"prefix": "zrepl_", "interval": "1h"},
+    "keep_source": [{"type": "not_replicated"},
+                    {"type": "grid", "grid": "1x1h(keep=all) | 24x1h | 14x1d", "regex": "^zrepl_"}],
+    "keep_target": [{"type": "grid", "grid": "1x1h(keep=all) | 24x1h | 30x1d", "regex": "^zrepl_"}],
+}
+
+
+def write_config(path: Path, hosts: dict[str, Any], filesystems: list[dict[str, Any]],
+                 policies: dict[str, Any] | None = None) -> Path:
+    """JSON is YAML. ``hosts`` values: a zfs_command list (local host) or a full host dict."""
+    config = {
+        "hosts": {name: ({"connection": "local", "zfs_command": cmd} if isinstance(cmd, list) else cmd)
+                  for name, cmd in hosts.items()},
+        "policies": policies or {"hourly": POLICY},
+        "filesystems": filesystems,
+    }
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+def hourly_history(st: StandinState, dataset: str, hours: int, size: int = 4096) -> None:
+    """One zrepl_ snapshot per hour for ``hours`` hours, ending 2 hours before NOW."""
+    for h in range(hours, 1, -1):
+        ts = NOW_TS - h * HOUR
+        name = "zrepl_" + time.strftime("%Y%m%d_%H%M%S", time.gmtime(ts))
+        st.snapshot(dataset, name, creation=ts, size=size)
+
+
+@pytest.fixture
+def two_hosts(tmp_path: Path,
+              standin: Callable[..., StandinState]) -> tuple[Path, StandinState, StandinState]:
+    """nas: tank/data, tank/data/a b:c, tank/other (40 h of hourly snapshots, so some expire)
+    replicated to backup:pool/nas (empty)."""
+    nas = standin("nas", seed=3)
+    for ds in ("tank/data", "tank/data/a b:c", "tank/other"):
+        nas.filesystem(ds)
+        hourly_history(nas, ds, 40)
+    nas.save()
+    backup = standin("backup", seed=4)
+    backup.filesystem("pool")
+    backup.save()
+    config = write_config(tmp_path / "zrepl-reconcile.yml",
+                          {"nas": nas.zfs_command, "backup": backup.zfs_command},
+                          [{"host": "nas", "filter": {"tank<": True}, "policy": "hourly",
+                            "replicate_to": [{"host": "backup", "root": "pool/nas"}]}])
+    return config, nas, backup
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def all_snapshots(st: StandinState) -> set[tuple[str, int]]:
+    st.reload()
+    return {(name, snap["guid"]) for name, ds in st.datasets.items() for snap in ds["snapshots"]}
+
+
+def test_apply_then_plan_says_no_changes(two_hosts: tuple[Path, StandinState, StandinState],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, backup = two_hosts
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
+    assert code == 0, out + err
+    assert "Apply: " in out and " 0 failed" in out
+    backup.reload()
+    assert "pool/nas/tank/data/a b:c" in backup.datasets
+    assert backup.datasets["pool/nas/tank/other"]["snapshots"]
+    code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW, "--detailed-exitcode")
+    assert code == 0, out + err
+    assert "No changes" in out
+
+
+def test_apply_no_changes_exits_0_without_asking(two_hosts: tuple[Path, StandinState, StandinState],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, _backup = two_hosts
+    assert cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")[0] == 0
+    # stdin is not a TTY under pytest: a changes-free apply must not need -y.
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW)
+    assert code == 0, out + err
+    assert "No changes" in out
+
+
+def test_apply_refuses_without_yes_when_stdin_is_not_a_tty(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    config, nas, _backup = two_hosts
+    before = all_snapshots(nas)
+    code, _out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW)
+    assert code == 1
+    assert "stdin is not a terminal" in err and "-y" in err
+    assert all_snapshots(nas) == before
+
+
+def test_saved_plan_applies_then_no_changes(two_hosts: tuple[Path, StandinState, StandinState],
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, _backup = two_hosts
+    plan_file = tmp_path / "plan.json"
+    code, _out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW, "--out", str(plan_file))
+    assert code == 0, err
+    saved = json.loads(plan_file.read_text())
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    assert code == 0, out + err
+    assert f"{len(saved['actions'])} done" in out or " 0 failed" in out
+    code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW)
+    assert code == 0 and "No changes" in out, out + err
+
+
+def test_stale_saved_plan_is_refused(two_hosts: tuple[Path, StandinState, StandinState],
+                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, nas, _backup = two_hosts
+    plan_file = tmp_path / "plan.json"
+    assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--out", str(plan_file))[0] == 0
+    nas.reload()
+    nas.snapshot("tank/other", "manual_by_someone", creation=NOW_TS - 60)
+    nas.save()
+    before = all_snapshots(nas)
+    code, _out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    assert code == 1
+    assert "stale" in err
+    assert all_snapshots(nas) == before
+
+
+def test_saved_plan_for_a_selection_needs_the_same_selection(
+        two_hosts: tuple[Path, StandinState, StandinState], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, _backup = two_hosts
+    plan_file = tmp_path / "plan.json"
+    assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--filesystem", "tank/other",
+               "--out", str(plan_file))[0] == 0
+    data = json.loads(plan_file.read_text())
+    if "selection" not in data:  # older plan files: the selection is given again to apply
+        code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y",
+                             "--filesystem", "tank/other")
+    else:
+        code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    assert code == 0, out + err
+
+
+def test_failing_filesystem_does_not_stop_the_others(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    config, nas, backup = two_hosts
+    assert cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")[0] == 0
+    # Next hour: a new snapshot everywhere, an incremental send, and more expire on the source.
+    later = "2025-11-24T19:00:00Z"
+    nas.reload()
+    nas.inject("destroy", "cannot destroy snapshot tank/other@x: dataset is busy", match="tank/other@")
+    nas.inject("send", "cannot open 'tank/data/a b:c@x': dataset does not exist", match="tank/data/a b:c@")
+    nas.save()
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", later, "-y")
+    assert code == 1, out + err
+    assert "Failed:" in out
+    assert "tank/other" in out and "dataset is busy" in out
+    assert "does not exist" in out
+    # tank/data (neither injected) got its send and its destroys.
+    backup.reload()
+    arrived = {s["name"] for s in backup.datasets["pool/nas/tank/data"]["snapshots"]}
+    assert "zrepl_20251124_190000" in arrived
+    # the failed send's filesystem: its source destroys were skipped, not run.
+    assert "skipped" in out.lower()
+    code, out, _err = cli(capsys, "plan", "-c", str(config), "--now", later)
+    assert "tank/data/a b:c" in out  # what remains is shown again
+
+
+def test_concurrent_apply_is_refused_with_the_holder_pid(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.execute.lock import ConfigLock
+
+    config, _nas, _backup = two_hosts
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\n"
+                               "from reconciler.execute.lock import ConfigLock\n"
+                               "with ConfigLock(sys.argv[1]):\n"
+                               "    print('locked', flush=True); time.sleep(30)\n", str(config)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        code, _out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
+        assert code == 1
+        assert f"PID {holder.pid}" in err and "running" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without cleaning up: the lock is free again (flock), the stale PID ignored.
+    with ConfigLock(config) as lock:
+        assert lock.stale_pid in (holder.pid, None)
+    assert os.path.exists(lock.path)
