@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from plan_builders import NOW, World, simple_config
 
+from reconciler.domain.actions import SendAction
 from reconciler.planning.fingerprint import facts_fingerprint
 from reconciler.planning.invariants import check_destroy_allowed
 from reconciler.planning.naming import cursor_name, cursor_prefix
@@ -109,3 +111,45 @@ def test_destroy_guard_from_config_and_fresh_facts() -> None:
     assert [r.name for r in refused] == ["zrepl_2"]
     stranger = destroy_guard(cfg, w.observed, "backup", "pool")
     assert stranger.check(w.ds("nas", "tank"), ["zrepl_1"])  # unmanaged: everything refused
+
+
+def _versions(host: str, name: str, spec: str, w: World) -> None:
+    """zrepl's fsvlist: "@a,1 #b,2": GUID and createtxg both equal the number."""
+    from reconciler.domain.observed import Bookmark, Snapshot
+
+    ds = w.fs(host, name)
+    for item in spec.split():
+        label, number = item.split(",")
+        n = int(number)
+        if label.startswith("#"):
+            ds.bookmarks.append(Bookmark(label[1:], n, n, n))
+        else:
+            ds.snapshots.append(Snapshot(label[1:], n, n, n))
+
+
+@pytest.mark.parametrize(("receiver", "sender", "expected"), [
+    # zrepl replication/logic/diff IncrementalPath vectors, as sends or conflicts
+    ("@a,1 @b,2", "@a,1 @b,2 @c,3 @d,4", [("b", "d", ("c", "d"))]),
+    ("@a,1 @b,2", "@c,3 @d,4", "no_common_snapshot"),
+    ("@a,1 @b1,2", "@a,1 @b2,3", "diverged"),
+    ("@a,1 @b,2 @c,3", "@a,1 @c,3 @d,4", [("c", "d", ("d",))]),
+    ("@c,3", "@a,1 @b,2 @c,3", []),
+    ("@a,1", "#a,1 @b,2", [("#a", "b", ("b",))]),
+    ("@a,1", "#a,1 #b,2 @c,3", [("#a", "c", ("c",))]),
+    ("@a,1", "#a,1 @a,1 @b,2", [("a", "b", ("b",))]),
+    ("@a,1", "@a,1 #a,1 @b,2", [("a", "b", ("b",))]),
+])
+def test_incremental_path_like_zrepl(receiver: str, sender: str, expected: object) -> None:
+    w = World()
+    w.fs("backup", "pool")
+    w.fs("backup", "pool/nas")
+    _versions("nas", "tank", sender, w)
+    _versions("backup", "pool/nas/tank", receiver, w)
+    cfg = simple_config(prefix=None, manage="^$")
+    plan = make_plan(cfg, w.observed, NOW)
+    if isinstance(expected, str):
+        assert [c.code for c in plan.conflicts] == [expected]
+        assert plan.actions == ()
+        return
+    sends = [(a.base, a.snapshot, a.snapshots) for a in plan.actions if isinstance(a, SendAction)]
+    assert sends == expected
