@@ -259,6 +259,9 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
         if explain and pair.observed_target is not None:
             why = f"target in conflict ({pair.conflict.code}): nothing is destroyed here"
             verdicts = [SnapshotVerdict(s.name, True, why) for s in pair.observed_target.snapshots]
+    if explain and pair.observed_target is not None:
+        verdicts += [SnapshotVerdict("#" + b.name, True, "bookmark: keep rules never destroy bookmarks")
+                     for b in pair.observed_target.bookmarks]
     report = FilesystemReport(pair.target.host, pair.target_dataset, "target", pair.source.policy_name,
                               "", "", tuple(verdicts), tuple(warnings))
     return report, destroy
