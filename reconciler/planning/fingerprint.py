@@ -21,11 +21,12 @@ def facts_fingerprint(config: Config, observed: ObservedState, *, hosts: Collect
                       filesystems: Collection[str] | None = None) -> str:
     """``sha256:<hex>`` of the config and the observed facts a plan for this selection uses."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
-    return fingerprint_selection(config, observed, selection.selected, (), selection.unavailable_hosts)
+    return fingerprint_selection(config, observed, selection.selected, selection.unavailable_hosts)
 
 
 def fingerprint_selection(config: Config, observed: ObservedState, selected: Iterable[Selected],
-                          _pairs: object, unavailable_sources: Iterable[str]) -> str:
+                          unavailable_sources: Iterable[str]) -> str:
+    """The fingerprint for an already computed selection (make_plan avoids selecting twice)."""
     digest = hashlib.sha256()
     digest.update(config.model_dump_json().encode())
     involved: set[str] = set(unavailable_sources)

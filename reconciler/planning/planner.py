@@ -80,7 +80,7 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
                             [s for p in all_pairs for s in p.sends], bookmarks, destroys)
     return Plan(
         now=now,
-        fingerprint=fingerprint_selection(config, observed, selection.selected, (),
+        fingerprint=fingerprint_selection(config, observed, selection.selected,
                                           selection.unavailable_hosts),
         actions=tuple(actions),
         conflicts=tuple(conflicts),
