@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from plan_builders import NOW, World, config_from
 
 from reconciler.config.models import Config
-from reconciler.domain.actions import DestroyAction
+from reconciler.domain.actions import DestroyAction, SendAction
 from reconciler.domain.observed import Dataset, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.planning.fingerprint import facts_fingerprint
@@ -169,7 +169,22 @@ def test_safety_invariants(case: Case) -> None:
     _assert_safe(case, case.observed, make_plan(case.config, case.observed, NOW))
 
 
+ORDER = ["snapshot", "create", "abort_resume", "send", "bookmark", "destroy"]
+
+
+def _assert_ordered(plan: Plan) -> None:
+    ranks = [ORDER.index(a.kind) for a in plan.actions]
+    assert ranks == sorted(ranks), [a.kind for a in plan.actions]
+    seen: list[tuple[str, str]] = []
+    for action in plan.actions:
+        if isinstance(action, SendAction):
+            child = (action.target_host, action.target_dataset)
+            assert not any(h == child[0] and d.startswith(child[1] + "/") for h, d in seen), "child sent first"
+            seen.append(child)
+
+
 def _assert_safe(case: Case, observed: ObservedState, plan: Plan) -> None:
+    _assert_ordered(plan)
     before = _state_before_destroys(observed, plan)
     after = simulate(observed, plan)
     manage = re.compile(case.policy_manage)
