@@ -32,14 +32,14 @@ from reconciler.domain.actions import (
     SnapshotAction,
     snapshot_batch_argv,
 )
-from reconciler.domain.observed import Dataset
+from reconciler.domain.observed import Dataset, HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, GatherError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
 from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
 from reconciler.gather.parse import LIST_COLUMNS, holds_argv, parse_zfs_holds, parse_zfs_list
-from reconciler.planning.invariants import check_destroy_allowed
+from reconciler.planning.invariants import destroy_guard
 from reconciler.planning.selection import filter_decision
 
 DONE = "done"
@@ -205,32 +205,18 @@ def error_code(exc: ReconcileError) -> str:
 
 # --------------------------------------------------------------------------- destroy re-check
 
-@dataclass(frozen=True, slots=True)
-class DestroyContext:
-    """What the invariants need about one dataset: its policy's manage regex, its role,
-    and the datasets on the other side of its replication pairs."""
-
-    manage: str
-    target: bool
-    counterparts: tuple[Key, ...]
-
-
-def destroy_context(config: Config, host: str, dataset: str) -> DestroyContext | None:
-    """Find the dataset's role from the config alone (sources by filter, targets by root)."""
+def partners(config: Config, host: str, dataset: str) -> list[Key] | None:
+    """The datasets on the other side of ``host:dataset``'s replication pairs (targets of a
+    source, the source of a target); None when no ``filesystems`` entry manages it."""
     for entry in config.filesystems:
         if entry.host == host and filter_decision(entry.filter, dataset):
-            policy = config.policies[entry.policy]
-            counterparts = tuple((t.host, t.target_dataset(dataset)) for t in entry.replicate_to)
-            return DestroyContext(policy.manage_regex, False, counterparts)
+            return [(t.host, t.target_dataset(dataset)) for t in entry.replicate_to]
     for entry in config.filesystems:
         for target in entry.replicate_to:
             prefix = target.root + "/"
-            if target.host != host or not dataset.startswith(prefix):
-                continue
-            source = dataset[len(prefix):]
-            if filter_decision(entry.filter, source):
-                return DestroyContext(config.policies[entry.policy].manage_regex, True,
-                                      ((entry.host, source),))
+            if target.host == host and dataset.startswith(prefix) \
+                    and filter_decision(entry.filter, dataset[len(prefix):]):
+                return [(entry.host, dataset[len(prefix):])]
     return None
 
 
@@ -262,49 +248,38 @@ def fresh_dataset(executor: Executor, host: str, dataset: str) -> Dataset | None
     return found
 
 
-def newest_common_guid(target: Dataset, source: Dataset) -> int | None:
-    """GUID of the newest target snapshot the source still has as a snapshot or bookmark."""
-    on_source = {s.guid for s in source.snapshots} | {b.guid for b in source.bookmarks}
-    for snap in reversed(target.snapshots):
-        if snap.guid in on_source:
-            return snap.guid
-    return None
-
-
-def protected_bases(context: DestroyContext, dataset: Dataset,
-                    counterparts: Mapping[Key, Dataset | None]) -> set[int]:
-    bases: set[int] = set()
-    for key in context.counterparts:
-        other = counterparts.get(key)
-        if other is None:
+def fresh_facts(config: Config, executors: Mapping[str, Executor], host: str,
+                dataset: str) -> tuple[Dataset | None, ObservedState]:
+    """The destroy's dataset and its replication partners, listed now (one small
+    ``zfs list -d 1`` each). A partner that cannot be listed counts as unavailable, as
+    at plan time: it then contributes no incremental base."""
+    state = ObservedState()
+    own = fresh_dataset(executors[host], host, dataset)
+    if own is not None:
+        state.hosts.setdefault(host, HostFacts(host)).datasets[dataset] = own
+    for partner_host, name in partners(config, host, dataset) or ():
+        executor = executors.get(partner_host)
+        if executor is None:
             continue
-        guid = newest_common_guid(dataset, other) if context.target else newest_common_guid(other, dataset)
-        if guid is not None:
-            bases.add(guid)
-    return bases
+        try:
+            found = fresh_dataset(executor, partner_host, name)
+        except ReconcileError:
+            continue
+        if found is not None:
+            state.hosts.setdefault(partner_host, HostFacts(partner_host)).datasets[name] = found
+    return own, state
 
 
 def safe_destroy_names(action: DestroyAction, config: Config,
                        executors: Mapping[str, Executor]) -> tuple[list[str], list[tuple[str, str]]]:
     """(names still safe to destroy, [(name, why not)]) from facts listed right now."""
-    context = destroy_context(config, action.host, action.dataset)
-    if context is None:
+    if partners(config, action.host, action.dataset) is None:
         return [], [(n, "the dataset is no longer managed by the configuration") for n in action.snapshots]
-    dataset = fresh_dataset(executors[action.host], action.host, action.dataset)
+    dataset, state = fresh_facts(config, executors, action.host, action.dataset)
     if dataset is None:
         return [], [(n, f"{action.dataset} no longer exists") for n in action.snapshots]
-    counterparts: dict[Key, Dataset | None] = {}
-    for host, name in context.counterparts:
-        executor = executors.get(host)
-        if executor is None:
-            continue
-        try:
-            counterparts[(host, name)] = fresh_dataset(executor, host, name)
-        except ReconcileError:
-            counterparts[(host, name)] = None  # unreachable now: as at plan time, no base known
-    refusals = dict(check_destroy_allowed(context.manage, dataset, action.snapshots,
-                                          bases=protected_bases(context, dataset, counterparts),
-                                          target=context.target))
+    guard = destroy_guard(config, state, action.host, action.dataset)
+    refusals = dict(guard.check(dataset, action.snapshots))
     existing = {s.name for s in dataset.snapshots} | {"#" + b.name for b in dataset.bookmarks}
     keep: list[str] = []
     dropped: list[tuple[str, str]] = []

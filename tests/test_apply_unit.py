@@ -1,0 +1,258 @@
+"""apply_plan with fake executors: order, atomic batches, isolation, destroy re-check, stop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from reconciler.config.models import Config
+from reconciler.domain.actions import (
+    Action,
+    BookmarkAction,
+    CreateAction,
+    DestroyAction,
+    SendAction,
+    SnapshotAction,
+)
+from reconciler.domain.plan import Plan
+from reconciler.errors import ExecError, GatherError
+from reconciler.execute.apply import (
+    DONE,
+    FAILED,
+    SKIPPED,
+    ApplyReport,
+    apply_plan,
+    batch_names,
+    execution_order,
+)
+from reconciler.execute.executor import CommandResult
+
+LIST_HEADER = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written", "referenced",
+               "receive_resume_token")
+
+
+class FakeExecutor:
+    """Records every argv; ``fail`` maps an argv substring to stderr; ``datasets`` answers
+    ``zfs list -d 1 <ds>`` with (name, guid, userrefs) snapshot rows and #bookmarks."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.calls: list[list[str]] = []
+        self.fail: dict[str, str] = {}
+        self.down = False
+        self.datasets: dict[str, list[tuple[str, int, int]]] = {}
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        if self.down:
+            raise GatherError(self.host, "unreachable", "connection refused")
+        argv = list(argv)
+        self.calls.append(argv)
+        joined = " ".join(argv)
+        for needle, stderr in self.fail.items():
+            if needle in joined:
+                return CommandResult(tuple(argv), 1, "", stderr)
+        if argv[:2] == ["zfs", "list"]:
+            return self.listing(argv[-1])
+        if argv[:2] == ["zfs", "holds"]:
+            return CommandResult(tuple(argv), 0, "".join(f"{n}\tkeep\tThu Jan  1 0:00 1970\n"
+                                                         for n in argv[3:]), "")
+        return CommandResult(tuple(argv), 0, "", "")
+
+    def listing(self, name: str) -> CommandResult:
+        if name not in self.datasets:
+            return CommandResult(("zfs",), 1, "", f"cannot open '{name}': dataset does not exist\n")
+        rows = [f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-"]
+        for txg, (snap, guid, refs) in enumerate(self.datasets[name], start=2):
+            if snap.startswith("#"):
+                rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-")
+            else:
+                rows.append(f"{name}@{snap}\tsnapshot\t{guid}\t{txg}\t0\t{refs}\t0\t0\t-")
+        return CommandResult(("zfs",), 0, "\n".join(rows) + "\n", "")
+
+    def close(self) -> None:
+        pass
+
+
+def make_config(**policy: object) -> Config:
+    return Config.model_validate({
+        "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}, **policy}},
+        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p",
+                         "replicate_to": [{"host": "backup", "root": "pool"}]}],
+    })
+
+
+def plan_of(*actions: Action) -> Plan:
+    return Plan(now=datetime(2026, 11, 24, 12, tzinfo=UTC), fingerprint="sha256:x", actions=actions)
+
+
+def send(ds: str, snap: str = "zrepl_2") -> SendAction:
+    return SendAction("nas", ds, snap, "backup", f"pool/{ds}", "zrepl_1", (snap,))
+
+
+@pytest.fixture
+def hosts() -> dict[str, FakeExecutor]:
+    return {"nas": FakeExecutor("nas"), "backup": FakeExecutor("backup")}
+
+
+def run(plan: Plan, hosts: dict[str, FakeExecutor], **kw: object) -> ApplyReport:
+    return apply_plan(plan, make_config(), hosts, **kw)  # type: ignore[arg-type]
+
+
+def statuses(report: ApplyReport) -> list[tuple[str, str]]:
+    return [(o.status, o.action.kind) for o in report.outcomes]
+
+
+def test_order_is_dependency_order_and_stable() -> None:
+    actions: list[Action] = [
+        DestroyAction("nas", "tank/a", ("zrepl_0",)),
+        BookmarkAction("nas", "tank/a", "zrepl_2", "zrr-cursor_x"),
+        send("tank/a"),
+        CreateAction("backup", "pool/tank"),
+        SnapshotAction("nas", "tank/b", "zrepl_2", "b1"),
+        SnapshotAction("nas", "tank/a", "zrepl_2", "b1"),
+    ]
+    kinds = [a.kind for a in execution_order(actions)]
+    assert kinds == ["snapshot", "snapshot", "create", "send", "bookmark", "destroy"]
+    assert [a.dataset for a in execution_order(actions)[:2]] == ["tank/b", "tank/a"]
+
+
+def test_snapshot_batch_is_one_atomic_command(hosts: dict[str, FakeExecutor]) -> None:
+    report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"),
+                         SnapshotAction("nas", "tank/b", "zrepl_2", "k"),
+                         SnapshotAction("nas", "tank/c", "zrepl_2", "other")), hosts)
+    assert hosts["nas"].calls == [["zfs", "snapshot", "tank/a@zrepl_2", "tank/b@zrepl_2"],
+                                  ["zfs", "snapshot", "tank/c@zrepl_2"]]
+    assert [o.status for o in report.outcomes] == [DONE, DONE, DONE]
+
+
+def test_failed_snapshot_batch_fails_every_member_and_skips_their_sends(
+        hosts: dict[str, FakeExecutor]) -> None:
+    hosts["nas"].fail["tank/a@zrepl_2"] = "cannot create snapshots : out of space"
+    report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"),
+                         SnapshotAction("nas", "tank/b", "zrepl_2", "k"),
+                         send("tank/a"), send("tank/b"),
+                         SnapshotAction("nas", "tank/c", "zrepl_2", "k2"), send("tank/c")), hosts)
+    by = {(o.action.kind, o.action.dataset): o for o in report.outcomes}
+    assert by[("snapshot", "tank/a")].status == FAILED and by[("snapshot", "tank/a")].code == "no_space"
+    assert by[("snapshot", "tank/b")].status == FAILED
+    assert by[("send", "tank/a")].status == SKIPPED and by[("send", "tank/b")].status == SKIPPED
+    assert "out of space" in by[("snapshot", "tank/a")].message
+    assert by[("snapshot", "tank/c")].status == DONE
+
+
+def test_failed_send_skips_cursor_and_destroys_of_source_and_target_only(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_send(action: SendAction, *args: object, **kw: object) -> object:
+        if action.dataset == "tank/a":
+            raise ExecError("destination has been modified", code="diverged")
+        return type("R", (), {"seconds": 0.1, "bytes": 10})()
+
+    monkeypatch.setattr("reconciler.execute.apply.run_send", fake_send)
+    hosts["nas"].datasets = {"tank/b": [("zrepl_0", 1, 0), ("zrepl_2", 2, 0)]}
+    hosts["backup"].datasets = {"pool/tank/b": [("zrepl_2", 2, 0)]}
+    report = run(plan_of(
+        send("tank/a"), send("tank/b"),
+        BookmarkAction("nas", "tank/a", "zrepl_2", "zrr-cursor_x"),
+        BookmarkAction("nas", "tank/b", "zrepl_2", "zrr-cursor_x"),
+        DestroyAction("nas", "tank/a", ("zrepl_0",)), DestroyAction("backup", "pool/tank/a", ("zrepl_0",)),
+        DestroyAction("nas", "tank/b", ("zrepl_0",))), hosts)
+    got = [(o.status, o.action.kind, o.action.dataset) for o in report.outcomes]
+    assert got == [(FAILED, "send", "tank/a"), (DONE, "send", "tank/b"),
+                   (SKIPPED, "bookmark", "tank/a"), (DONE, "bookmark", "tank/b"),
+                   (SKIPPED, "destroy", "tank/a"), (SKIPPED, "destroy", "pool/tank/a"),
+                   (DONE, "destroy", "tank/b")]
+    assert not report.ok and "diverged" in report.skipped[0].message
+
+
+def test_failed_placeholder_skips_sends_below_it(hosts: dict[str, FakeExecutor]) -> None:
+    hosts["backup"].fail["zfs create"] = "cannot create 'pool/tank': permission denied"
+    report = run(plan_of(CreateAction("backup", "pool/tank"), send("tank/a")), hosts)
+    assert statuses(report) == [(FAILED, "create"), (SKIPPED, "send")]
+    assert report.failed[0].code == "permission_denied"
+
+
+def test_destroy_recheck_drops_held_newest_and_vanished(hosts: dict[str, FakeExecutor]) -> None:
+    # On the target: zrepl_3 is newest (invariant 4), zrepl_1 became held, zrepl_9 vanished.
+    hosts["backup"].datasets = {"pool/tank/a": [("zrepl_0", 10, 0), ("zrepl_1", 11, 1), ("zrepl_2", 12, 0),
+                                                ("zrepl_3", 13, 0)]}
+    hosts["nas"].datasets = {"tank/a": [("zrepl_2", 12, 0), ("zrepl_3", 13, 0)]}
+    report = run(plan_of(DestroyAction("backup", "pool/tank/a",
+                                       ("zrepl_0", "zrepl_1", "zrepl_3", "zrepl_9"))), hosts)
+    done = [o.names for o in report.done]
+    skipped = {o.names[0]: o.message for o in report.skipped}
+    assert done == [("zrepl_0",)]
+    assert "held" in skipped["zrepl_1"] and "newest" in skipped["zrepl_3"]
+    assert "no longer exists" in skipped["zrepl_9"]
+    assert ["zfs", "destroy", "pool/tank/a@zrepl_0"] in hosts["backup"].calls
+    assert report.ok  # dropping unsafe names is not a failure
+
+
+def test_destroy_recheck_protects_the_incremental_base_on_the_source(hosts: dict[str, FakeExecutor]) -> None:
+    # The target's newest snapshot zrepl_2 is the base; the source has no bookmark of it.
+    hosts["nas"].datasets = {"tank/a": [("zrepl_1", 1, 0), ("zrepl_2", 2, 0), ("zrepl_3", 3, 0)]}
+    hosts["backup"].datasets = {"pool/tank/a": [("zrepl_1", 1, 0), ("zrepl_2", 2, 0)]}
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("zrepl_1", "zrepl_2"))), hosts)
+    assert [o.names for o in report.done] == [("zrepl_1",)]
+    assert "base" in report.skipped[0].message
+    # With a bookmark of the base (e.g. the cursor) the snapshot may go.
+    hosts["nas"].datasets["tank/a"].append(("#zrr-cursor_backup_x_zrepl_2", 2, 0))
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("zrepl_2",))), hosts)
+    assert [o.names for o in report.done] == [("zrepl_2",)]
+
+
+def test_destroy_of_unmanaged_snapshot_is_refused_even_if_planned(hosts: dict[str, FakeExecutor]) -> None:
+    hosts["nas"].datasets = {"tank/a": [("manual", 1, 0), ("zrepl_2", 2, 0)]}
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("manual",))), hosts)
+    assert not report.done and "unmanaged" in report.skipped[0].message
+    assert not any(c[:2] == ["zfs", "destroy"] for c in hosts["nas"].calls)
+
+
+def test_destroy_batches_failures_are_per_batch(hosts: dict[str, FakeExecutor]) -> None:
+    hosts["nas"].datasets = {"tank/a": [("zrepl_1", 1, 0), ("zrepl_2", 2, 0), ("zrepl_3", 3, 0),
+                                        ("#zrr-cursor_old", 1, 0)]}
+    hosts["nas"].fail["tank/a#zrr"] = "cannot destroy 'tank/a#zrr-cursor_old': permission denied"
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("zrepl_1", "zrepl_2", "#zrr-cursor_old"))), hosts)
+    assert [(o.status, o.names) for o in report.outcomes] == [
+        (FAILED, ("#zrr-cursor_old",)), (DONE, ("zrepl_1", "zrepl_2"))]
+
+
+def test_batch_names() -> None:
+    assert batch_names("a b/c", ["zfs", "destroy", "a b/c@x,y"]) == ("x", "y")
+    assert batch_names("a b/c", ["zfs", "destroy", "a b/c#bm"]) == ("#bm",)
+
+
+def test_unreachable_host_skips_its_remaining_actions(hosts: dict[str, FakeExecutor]) -> None:
+    hosts["backup"].down = True
+    report = run(plan_of(CreateAction("backup", "pool/x"), CreateAction("backup", "pool/y"),
+                         SnapshotAction("nas", "tank/a", "zrepl_2", "k")), hosts)
+    assert statuses(report) == [(DONE, "snapshot"), (FAILED, "create"), (SKIPPED, "create")]
+    assert "unavailable" in report.skipped[0].message
+
+
+def test_stop_between_actions_skips_the_rest(hosts: dict[str, FakeExecutor]) -> None:
+    stop = threading.Event()
+
+    class Sink:
+        def line(self, text: str) -> None:
+            if text.startswith("done") and "tank/a" in text:
+                stop.set()  # as a SIGTERM arriving during the first action
+
+        def transfer(self, label: str, total: int | None) -> object:
+            raise AssertionError("no transfer expected")
+
+    report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k1"),
+                         SnapshotAction("nas", "tank/b", "zrepl_2", "k2"),
+                         CreateAction("backup", "pool/z")), hosts, stop=stop, progress=Sink())
+    assert statuses(report) == [(DONE, "snapshot"), (SKIPPED, "snapshot"), (SKIPPED, "create")]
+    assert report.stopped and report.ok
+    assert "Stopped" in report.summary_line()
+
+
+def test_missing_executor_is_an_error(hosts: dict[str, FakeExecutor]) -> None:
+    del hosts["backup"]
+    with pytest.raises(ExecError, match="no executor for host"):
+        run(plan_of(send("tank/a")), hosts)
