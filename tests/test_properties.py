@@ -179,7 +179,7 @@ def _assert_ordered(plan: Plan) -> None:
     for action in plan.actions:
         if isinstance(action, SendAction):
             child = (action.target_host, action.target_dataset)
-            assert not any(h == child[0] and d.startswith(child[1] + "/") for h, d in seen), "child sent first"
+            assert not any(h == child[0] and d.startswith(child[1] + "/") for h, d in seen), "child first"
             seen.append(child)
 
 
