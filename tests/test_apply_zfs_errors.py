@@ -1,0 +1,87 @@
+"""zfs stderr (OpenZFS 2.1 / 2.2 wording) -> ExecError codes and clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.execute import zfs_errors
+from reconciler.execute.zfs_errors import classify, exec_error, significant_line
+
+DATA = Path(__file__).parent / "data" / "zfs"
+
+CASES = [
+    ("cannot open 'tank/missing': dataset does not exist", zfs_errors.DATASET_MISSING),
+    ("could not find any snapshots to destroy; check snapshot names.", zfs_errors.DATASET_MISSING),
+    ("cannot destroy 'tank/a#b': bookmark does not exist", zfs_errors.DATASET_MISSING),
+    ("cannot create snapshot 'tank/a@x': permission denied", zfs_errors.PERMISSION_DENIED),
+    ("Permission denied the ZFS utilities must be run as root.", zfs_errors.PERMISSION_DENIED),
+    ("sudo: a password is required", zfs_errors.PERMISSION_DENIED),
+    ("cannot destroy snapshot tank/a@x: dataset is busy", zfs_errors.BUSY),
+    ("cannot destroy snapshot tank/a@x: it's being held. Run 'zfs holds -r tank/a@x' to see holders.",
+     zfs_errors.HELD),
+    ("cannot receive incremental stream: destination pool/a has been modified\n"
+     "since most recent snapshot", zfs_errors.DIVERGED),
+    ("cannot receive incremental stream: most recent snapshot of pool/a does not\n"
+     "match incremental source", zfs_errors.DIVERGED),
+    ("cannot receive new filesystem stream: destination has snapshots (eg. pool/a@x)\n"
+     "must destroy them to overwrite it", zfs_errors.DIVERGED),
+    ("cannot receive new filesystem stream: destination 'pool/a' exists\n"
+     "must specify -F to overwrite it", zfs_errors.EXISTS),
+    ("cannot create snapshot 'tank/a@x': dataset already exists", zfs_errors.EXISTS),
+    ("cannot receive incremental stream: out of space", zfs_errors.NO_SPACE),
+    ("cannot resume send: 'tank/a@x' used in the initial send no longer exists",
+     zfs_errors.RESUME_TOKEN_INVALID),
+    ("cannot resume send: kernel modules must be upgraded to receive this stream.",
+     zfs_errors.RESUME_TOKEN_INVALID),
+    ("resume token is corrupt", zfs_errors.RESUME_TOKEN_INVALID),
+    ("cannot receive resume stream: destination pool/a contains partially-complete state from "
+     "\"zfs receive -s\".", zfs_errors.RESUME_STATE_EXISTS),
+    ("cannot receive: failed to read from stream", zfs_errors.STREAM_BROKEN),
+    ("warning: cannot send 'tank/a@x': signal received", zfs_errors.STREAM_BROKEN),
+    ("host 'backup': command timed out after 600s: zfs destroy x", zfs_errors.TIMEOUT),
+    ("sh: 1: zfs: not found", zfs_errors.ZFS_NOT_FOUND),
+    ("something entirely new", zfs_errors.COMMAND_FAILED),
+]
+
+
+@pytest.mark.parametrize(("stderr", "code"), CASES)
+def test_classify(stderr: str, code: str) -> None:
+    assert classify(stderr)[0] == code
+
+
+def test_message_names_action_meaning_and_zfs_words() -> None:
+    err = exec_error(["zfs", "recv"], 1, "cannot receive incremental stream: destination pool/a has been "
+                     "modified\nsince most recent snapshot\n", what="send tank/a")
+    assert err.code == "diverged"
+    assert str(err).startswith("send tank/a: the target diverged")
+    assert "zfs: cannot receive incremental stream" in str(err)
+    assert "has been modified" in err.stderr
+
+
+def test_significant_line_prefers_the_cannot_line() -> None:
+    assert significant_line("cannot receive: x\nmust specify -F\n") == "cannot receive: x"
+    assert significant_line("\n\nweird\n") == "weird"
+    assert significant_line("") == ""
+
+
+def test_empty_stderr_says_exit_status() -> None:
+    assert "(exit 3)" in str(exec_error(["zfs"], 3, ""))
+
+
+@pytest.mark.skipif(not list(DATA.glob("real-err-*.txt")), reason="no captured real zfs stderr yet")
+def test_captured_real_stderr_is_never_unknown() -> None:
+    # Files tests/data/zfs/real-err-<code>-*.txt come from the real-ZFS guest; the code in
+    # the name is what the mapping must give (files named real-err-<other>.txt need only
+    # not be "command_failed").
+    known = {getattr(zfs_errors, n) for n in dir(zfs_errors) if n.isupper() and isinstance(
+        getattr(zfs_errors, n), str)}
+    for path in sorted(DATA.glob("real-err-*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        code = classify(text)[0]
+        expected = next((k for k in known if path.stem.startswith(f"real-err-{k}")), None)
+        if expected is not None:
+            assert code == expected, path.name
+        else:
+            assert code != zfs_errors.COMMAND_FAILED, f"{path.name}: {text!r}"
