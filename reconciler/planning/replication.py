@@ -260,6 +260,8 @@ def _plan_resume(pair: PairPlan, source: SourceView, target: Dataset, base_index
     info = decode_resume_token(token)
     base_guid = target.snapshots[base_index].guid if base_index is not None else 0
     snap = source.by_guid.get(info.toguid) if info is not None else None
+    if info is not None and info.dataset != source.dataset.name:
+        snap = None  # the source was renamed: zfs send -t would look for the old name
     from_ok = info is not None and (info.fromguid == base_guid if info.fromguid else not target.snapshots)
     if info is None or snap is None or not from_ok:
         why = ("the token cannot be decoded" if info is None else
