@@ -1,0 +1,181 @@
+"""send | controller | recv: pump, argv, progress, error choice; every pairing through a real sshd."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_sshd import SshServer
+from standin.state import StandinState
+from test_apply_cli import NOW, hourly_history, write_config
+
+from reconciler.cli import main
+from reconciler.config.models import LocalHost, SshHost
+from reconciler.domain.actions import SendAction
+from reconciler.execute.transfer import (
+    CHUNK,
+    LogProgress,
+    TransferResult,
+    host_argv,
+    parse_send_size,
+    pump,
+    ssh_client_argv,
+    stream,
+    transfer_error,
+)
+
+PY = sys.executable
+
+
+# --------------------------------------------------------------------------- units
+
+@pytest.mark.parametrize("use_splice", [True, False])
+def test_stream_moves_every_byte_with_bounded_buffer(use_splice: bool) -> None:
+    size = 5 * CHUNK + 12345
+    seen: list[int] = []
+    result = stream(["head", "-c", str(size), "/dev/urandom"],
+                    [PY, "-c", "import sys, hashlib; d = sys.stdin.buffer.read(); "
+                               "sys.stderr.write(str(len(d)))"],
+                    on_progress=seen.append, use_splice=use_splice)
+    assert result.ok and result.bytes == size
+    assert result.recv_stderr.strip() == str(size)
+    assert all(a <= b for a, b in itertools.pairwise(seen))
+
+
+def test_pump_between_plain_pipes() -> None:
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    os.write(w1, b"x" * 1000)
+    os.close(w1)
+    assert pump(r1, w2) == 1000
+    os.close(w2)
+    assert os.read(r2, 2000) == b"x" * 1000
+    os.close(r1)
+    os.close(r2)
+
+
+def test_receiver_failure_stops_the_sender_and_keeps_both_stderrs() -> None:
+    result = stream(["sh", "-c", "echo starting >&2; exec cat /dev/zero"],
+                    ["sh", "-c", "head -c 100 >/dev/null; echo 'cannot receive incremental stream: "
+                                 "destination pool/a has been modified' >&2; exit 1"])
+    assert not result.ok and result.recv_returncode == 1
+    assert result.send_returncode != 0  # stopped by us, not left running
+    assert "starting" in result.send_stderr and "has been modified" in result.recv_stderr
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", "s1", ("s2",))
+    error = transfer_error(action, result)
+    assert error.code == "diverged" and "has been modified" in str(error)
+
+
+def test_sender_failure_is_reported_over_the_receivers_complaint() -> None:
+    result = stream(["sh", "-c", "echo \"cannot open 'tank/a@s2': dataset does not exist\" >&2; exit 1"],
+                    ["sh", "-c", "cat >/dev/null; echo 'cannot receive: failed to read from stream' >&2; "
+                                 "exit 1"])
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", "s1", ("s2",))
+    error = transfer_error(action, result)
+    assert error.code == "dataset_missing" and "recv stderr" in error.stderr
+
+
+def test_abort_interrupts_a_running_transfer() -> None:
+    import threading
+
+    abort = threading.Event()
+    result = stream(["cat", "/dev/zero"], ["sh", "-c", "cat >/dev/null"],
+                    on_progress=lambda n: abort.set() if n > 10 * CHUNK else None, abort=abort)
+    assert result.aborted and not result.ok and result.bytes > 0
+
+
+def test_missing_program_is_a_clear_error() -> None:
+    from reconciler.errors import ExecError
+
+    with pytest.raises(ExecError, match="not found"):
+        stream(["/nonexistent/zfs", "send"], ["cat"])
+
+
+def test_parse_send_size() -> None:
+    assert parse_send_size("full\ttank/a@s\t123\nsize\t123\n") == 123
+    assert parse_send_size("incremental\ts1\ttank/a@s2\t7\nsize\t7\n") == 7
+    assert parse_send_size("nothing useful\n") is None
+
+
+def test_host_argv_quotes_once_for_ssh() -> None:
+    local = LocalHost(connection="local", zfs_command=["sudo", "-n", "zfs"])
+    assert host_argv(local, ["zfs", "recv", "-s", "-u", "pool/a b"]) == [
+        "sudo", "-n", "zfs", "recv", "-s", "-u", "pool/a b"]
+    remote = SshHost(connection="ssh", address="backup.example.org", port=2222, user="zrepl",
+                     identity_file="~/.ssh/id", known_hosts="/etc/kh", zfs_command=["zfs"])
+    argv = host_argv(remote, ["zfs", "send", "tank/a b@x:y"])
+    assert argv[-1] == shlex.join(["zfs", "send", "tank/a b@x:y"])
+    assert argv[-3:-1] == ["backup.example.org", "--"]
+    assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
+    assert "UserKnownHostsFile=/etc/kh" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
+    assert os.path.expanduser("~/.ssh/id") in argv
+    assert "-o" in ssh_client_argv(remote)
+
+
+def test_log_progress_lines_every_ten_percent() -> None:
+    out = io.StringIO()
+    bar = LogProgress(out, interval=3600).transfer("full nas:tank/a@s -> b:pool/a", 1000)
+    for done in range(0, 1001, 50):
+        bar.update(done)
+    bar.finish(1000, True)
+    lines = out.getvalue().splitlines()
+    assert 9 <= len(lines) <= 11
+    assert "(50 %)" in lines[4] and "ETA" in lines[4] and "/s" in lines[4]
+
+
+def test_failed_result_error_when_aborted() -> None:
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", None, ("s2",))
+    error = transfer_error(action, TransferResult(10, 1.0, -15, 1, "", "", aborted=True))
+    assert error.code == "aborted" and "resumable" in str(error)
+
+
+# --------------------------------------------------------------------------- through sshd
+
+def ssh_standin(sshd: SshServer, st: StandinState) -> dict[str, Any]:
+    """A host entry reaching the stand-in through the loopback sshd (clock passed along)."""
+    return sshd.host_config(zfs_command=["env", f"ZFS_STANDIN_NOW={os.environ['ZFS_STANDIN_NOW']}",
+                                         *st.zfs_command])
+
+
+@pytest.mark.parametrize("pairing", ["local->ssh", "ssh->local", "ssh->ssh"])
+def test_apply_replicates_through_sshd(pairing: str, sshd: SshServer, tmp_path: Path,
+                                       standin: Callable[..., StandinState],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    nas = standin("nas", seed=21)
+    nas.filesystem("tank/data")
+    hourly_history(nas, "tank/data", 5, size=3 * 2**20)
+    nas.save()
+    backup = standin("backup", seed=22)
+    backup.filesystem("pool")
+    backup.save()
+    source_ssh, target_ssh = pairing.split("->")[0] == "ssh", pairing.split("->")[1] == "ssh"
+    hosts = {"nas": ssh_standin(sshd, nas) if source_ssh else nas.zfs_command,
+             "backup": ssh_standin(sshd, backup) if target_ssh else backup.zfs_command}
+    config = write_config(tmp_path / "c.yml", hosts,
+                          [{"host": "nas", "filter": {"tank/data": True}, "policy": "hourly",
+                            "replicate_to": [{"host": "backup", "root": "pool/nas"}]}])
+    code = main(["apply", "-c", str(config), "--now", NOW, "-y"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    backup.reload()
+    nas.reload()
+    assert [s["guid"] for s in backup.datasets["pool/nas/tank/data"]["snapshots"]] == \
+        [nas.datasets["tank/data"]["snapshots"][-1]["guid"]]
+    assert main(["plan", "-c", str(config), "--now", NOW]) == 0
+    assert "No changes" in capsys.readouterr().out
+
+
+def test_data_path_refuses_an_unknown_host_key(sshd: SshServer, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    host = SshHost.model_validate(sshd.host_config(known_hosts=str(empty), zfs_command=["cat"]))
+    result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
+    assert not result.ok
+    assert "Host key verification failed" in result.send_stderr
