@@ -464,3 +464,17 @@ def test_explain_lists_conflicting_target_snapshots_as_kept() -> None:
     target = next(f for f in plan.filesystems if f.role == "target")
     assert [(v.name, v.keep) for v in target.verdicts] == [("zrepl_1", True), ("local_change", True)]
     assert "diverged" in target.verdicts[0].reason
+
+
+def test_benchmark_scenario_converges() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+    from bench_plan import NOW as BENCH_NOW
+    from bench_plan import build_config, build_facts
+
+    cfg, facts = build_config(), build_facts(50)
+    plan = make_plan(cfg, facts, BENCH_NOW)
+    assert len(of(plan, SendAction)) == 50 and len(of(plan, DestroyAction)) == 100
+    assert make_plan(cfg, simulate(facts, plan), BENCH_NOW).actions == ()
