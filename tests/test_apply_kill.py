@@ -1,0 +1,124 @@
+"""kill -9 of apply in the middle of a send: the next plan + apply resume and converge, and
+no snapshot that existed before is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from standin.state import StandinState, read_log
+from test_apply_cli import NOW, hourly_history, write_config
+
+from reconciler.cli import main
+
+# Wraps the target's zfs: a ``recv`` gets its stream at ~4 MiB/s, so a send of a few
+# dozen MiB is still running when the test kills apply; every other command runs as is.
+THROTTLE = """
+import os, subprocess, sys, time
+argv = sys.argv[1:]
+if "recv" not in argv:
+    os.execvp(argv[0], argv)
+child = subprocess.Popen(argv, stdin=subprocess.PIPE)
+src = sys.stdin.buffer.raw
+try:
+    while chunk := src.read(65536):
+        child.stdin.write(chunk)
+        time.sleep(0.015)
+    child.stdin.close()
+except BrokenPipeError:
+    pass
+sys.exit(child.wait())
+"""
+
+KEEP_ALL = {
+    "snapshots": {"prefix": "zrepl_", "interval": "1h"},
+    "keep_source": [{"type": "not_replicated"}, {"type": "last_n", "count": 100}],
+    "keep_target": [{"type": "last_n", "count": 100}],
+}
+
+
+def snapshot_guids(st: StandinState) -> dict[str, set[int]]:
+    st.reload()
+    return {name: {s["guid"] for s in ds["snapshots"]} for name, ds in st.datasets.items()}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_during_send_then_apply_resumes_and_converges(
+        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    nas = standin("nas", seed=31)
+    nas.filesystem("tank/big")
+    hourly_history(nas, "tank/big", 4, size=16 * 2**20)
+    nas.filesystem("tank/small")
+    hourly_history(nas, "tank/small", 3)
+    nas.save()
+    backup = standin("backup", seed=32)
+    backup.filesystem("pool")
+    backup.save()
+    throttled = [sys.executable, "-c", THROTTLE, *backup.zfs_command]
+    config = write_config(tmp_path / "c.yml", {"nas": nas.zfs_command, "backup": throttled},
+                          [{"host": "nas", "filter": {"tank<": True}, "policy": "keep",
+                            "replicate_to": [{"host": "backup", "root": "pool/nas", "initial": "all"}]}],
+                          {"keep": KEEP_ALL})
+    before = snapshot_guids(nas)
+
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+                             "--now", NOW, "-y"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ))
+    try:
+        def receiving_big() -> bool:
+            return any(argv[:1] == ["recv"] and "pool/nas/tank/big" in argv[-1]
+                       for argv in read_log(backup.path or ""))
+
+        wait_for(receiving_big, 60, "the send of tank/big to start")
+        time.sleep(1.0)
+        assert proc.poll() is None, "apply finished before it could be killed; make the send slower"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The orphaned zfs processes notice the dead controller (broken pipe / EOF) and the
+    # resumable receive saves its state.
+    wait_for(lambda: any(ds.get("resume_token") for ds in backup.reload().datasets.values()), 30,
+             "the interrupted receive to leave a resume token")
+
+    # The rest needs no throttle (same stand-in state, plain zfs_command).
+    write_config(config, {"nas": nas.zfs_command, "backup": backup.zfs_command},
+                 [{"host": "nas", "filter": {"tank<": True}, "policy": "keep",
+                   "replicate_to": [{"host": "backup", "root": "pool/nas", "initial": "all"}]}],
+                 {"keep": KEEP_ALL})
+    plan_file = tmp_path / "plan.json"
+    assert main(["plan", "-c", str(config), "--now", NOW, "--out", str(plan_file)]) == 0
+    capsys.readouterr()
+    sends = [a for a in json.loads(plan_file.read_text())["actions"] if a["kind"] == "send"]
+    assert any(a["resume_token"] for a in sends), sends
+
+    code = main(["apply", "-c", str(config), "--plan", str(plan_file), "-y"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "resume send" in out
+    assert main(["plan", "-c", str(config), "--now", NOW]) == 0
+    assert "No changes" in capsys.readouterr().out
+
+    after = snapshot_guids(nas)
+    for dataset, guids in before.items():
+        assert guids <= after[dataset], f"snapshots of {dataset} lost"
+    replicated = snapshot_guids(backup)
+    for dataset in ("tank/big", "tank/small"):
+        assert before[dataset] <= replicated[f"pool/nas/{dataset}"]
