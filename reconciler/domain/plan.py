@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from reconciler.domain.actions import Action, action_from_json
+from reconciler.domain.actions import Action, DestroyAction, action_from_json
 
 FORMAT_VERSION = 1
 
@@ -17,6 +17,8 @@ DIVERGED = "diverged"
 GUID_MISMATCH = "guid_mismatch"
 TARGET_NOT_FILESYSTEM = "target_not_filesystem"
 HOST_UNAVAILABLE = "host_unavailable"
+CLAIMED_TWICE = "claimed_twice"
+TARGET_POOL_MISSING = "target_pool_missing"
 
 # Which side of the rule from zrepl's history applies to a filesystem's source pruning.
 PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless
@@ -101,7 +103,7 @@ class Plan:
     def summary(self) -> dict[str, int]:
         counts = Counter(a.kind for a in self.actions)
         out = {"snapshot": counts["snapshot"], "send": counts["send"],
-               "destroy": sum(len(a.snapshots) for a in self.actions if a.kind == "destroy")}
+               "destroy": sum(len(a.snapshots) for a in self.actions if isinstance(a, DestroyAction))}
         for kind, n in sorted(counts.items()):
             if kind not in out:
                 out[kind] = n
