@@ -1,0 +1,170 @@
+"""Local and SSH executors against real processes and a real loopback sshd."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures_sshd import SshServer, free_port, keygen
+from reconciler.config.models import LocalHost, SshHost
+from reconciler.errors import GatherError
+from reconciler.execute.executor import ProcessHandle, StreamingExecutor
+from reconciler.execute.hosts import make_executor
+from reconciler.execute.local import LocalExecutor
+from reconciler.execute.ssh import SshExecutor, fingerprint
+
+
+def ssh_executor(server: SshServer, **overrides: object) -> SshExecutor:
+    return SshExecutor("remote", SshHost.model_validate(server.host_config(**overrides)))
+
+
+def ssh_keygen_fingerprint(public_key: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(public_key)], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()[1]
+
+
+def feed_and_read(proc: ProcessHandle, payload: bytes) -> bytes:
+    """Write stdin from a thread while reading stdout, as a send | recv pump must."""
+
+    def feed() -> None:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    data = proc.stdout.read()
+    writer.join(10)
+    return data
+
+
+# ----------------------------------------------------------------------------- local
+
+def test_local_replaces_leading_zfs_and_never_uses_a_shell() -> None:
+    ex = LocalExecutor("nas", ["echo", "sudo-ish"])
+    result = ex.run(["zfs", "list", "a b;$(reboot)", "c'd"])
+    assert result.ok and result.stdout == "sudo-ish list a b;$(reboot) c'd\n"
+    assert result.argv == ("echo", "sudo-ish", "list", "a b;$(reboot)", "c'd")
+
+
+def test_local_missing_command_is_127() -> None:
+    result = LocalExecutor("nas", ["/nonexistent/zfs"]).run(["zfs", "list"])
+    assert result.returncode == 127 and "command not found" in result.stderr
+
+
+def test_local_timeout_is_typed() -> None:
+    started = time.monotonic()
+    with pytest.raises(GatherError) as info:
+        LocalExecutor("nas", ["sleep"]).run(["zfs", "10"], timeout=0.3)
+    assert info.value.code == "timeout" and "timed out after 0.3s" in str(info.value)
+    assert time.monotonic() - started < 5
+
+
+def test_local_streaming_process() -> None:
+    ex: StreamingExecutor = LocalExecutor("nas", ["cat"])
+    proc = ex.open_process(["zfs"])
+    payload = b"x" * (3 << 20)
+    assert feed_and_read(proc, payload) == payload
+    assert proc.wait(5) == 0
+
+
+def test_make_executor_picks_transport() -> None:
+    assert isinstance(make_executor("a", LocalHost(connection="local")), LocalExecutor)
+    remote = SshHost(connection="ssh", address="127.0.0.1", port=free_port())
+    assert isinstance(make_executor("b", remote), SshExecutor)  # no connection until first use
+
+
+# ----------------------------------------------------------------------------- ssh
+
+def test_ssh_key_auth_quotes_argv_once_and_reuses_connection(sshd: SshServer) -> None:
+    ex = ssh_executor(sshd, zfs_command=["printf", "%s|"])
+    try:
+        result = ex.run(["zfs", "a b", "c'd", "$(id)", "e\"f"])
+        assert result.ok, result.stderr
+        assert result.stdout == "a b|c'd|$(id)|e\"f|"
+        transport = ex.transport()
+        assert ex.run(["zfs", "x"]).stdout == "x|"
+        assert ex.transport() is transport
+    finally:
+        ex.close()
+
+
+def test_ssh_nonzero_exit_and_stderr_are_returned(sshd: SshServer) -> None:
+    ex = ssh_executor(sshd, zfs_command=["/nonexistent/zfs"])
+    try:
+        result = ex.run(["zfs", "list"])
+        assert result.returncode == 127 and "/nonexistent/zfs" in result.stderr
+    finally:
+        ex.close()
+
+
+def test_ssh_unknown_host_key_refused_with_fingerprint(sshd: SshServer, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    for known in (empty, tmp_path / "missing"):
+        with pytest.raises(GatherError) as info:
+            ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
+        assert info.value.code == "host_key_unknown"
+        message = str(info.value)
+        assert "ssh-ed25519" in message
+        assert ssh_keygen_fingerprint(sshd.host_key.with_suffix(".pub")) in message
+
+
+def test_ssh_changed_host_key_refused(sshd: SshServer, tmp_path: Path) -> None:
+    other = keygen(tmp_path / "impostor")
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line(other.with_suffix(".pub")))
+    with pytest.raises(GatherError) as info:
+        ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
+    assert info.value.code == "host_key_changed"
+    message = str(info.value)
+    assert ssh_keygen_fingerprint(sshd.host_key.with_suffix(".pub")) in message
+    assert ssh_keygen_fingerprint(other.with_suffix(".pub")) in message
+
+
+def test_ssh_wrong_client_key_is_auth_failed(sshd: SshServer, tmp_path: Path) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    with pytest.raises(GatherError) as info:
+        ssh_executor(sshd, identity_file=str(stranger)).run(["zfs", "list"])
+    assert info.value.code == "auth_failed" and "authentication as" in str(info.value)
+
+
+def test_ssh_connection_refused_is_unreachable() -> None:
+    config = SshHost(connection="ssh", address="127.0.0.1", port=free_port(), connect_timeout=3)
+    with pytest.raises(GatherError) as info:
+        SshExecutor("gone", config).run(["zfs", "list"])
+    assert info.value.code == "unreachable" and "Connection refused" in str(info.value)
+
+
+def test_ssh_command_timeout_keeps_connection_usable(sshd: SshServer) -> None:
+    ex = ssh_executor(sshd, zfs_command=["sleep"])
+    try:
+        started = time.monotonic()
+        with pytest.raises(GatherError) as info:
+            ex.run(["zfs", "20"], timeout=1)
+        assert info.value.code == "timeout" and time.monotonic() - started < 5
+        assert ex.run(["zfs", "0"]).ok
+    finally:
+        ex.close()
+
+
+def test_ssh_streaming_process_round_trip(sshd: SshServer) -> None:
+    ex = ssh_executor(sshd, zfs_command=["cat"])
+    try:
+        proc = ex.open_process(["zfs"])
+        payload = bytes(range(256)) * 8192  # 2 MiB
+        assert feed_and_read(proc, payload) == payload
+        assert proc.wait(10) == 0
+    finally:
+        ex.close()
+
+
+def test_fingerprint_matches_ssh_keygen(sshd: SshServer) -> None:
+    import paramiko
+
+    key = paramiko.PKey.from_path(str(sshd.host_key))
+    assert fingerprint(key) == ssh_keygen_fingerprint(sshd.host_key.with_suffix(".pub"))
