@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures_sshd import SshServer, free_port, keygen
+
 from reconciler.config.models import LocalHost, SshHost
 from reconciler.errors import GatherError
 from reconciler.execute.executor import ProcessHandle, StreamingExecutor
