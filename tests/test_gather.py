@@ -1,0 +1,154 @@
+"""gather(): one zfs list per host, holds only for held snapshots, failures isolated per host."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_sshd import SshServer, free_port
+from standin.state import StandinState
+
+from reconciler.cli import main
+from reconciler.config.models import Config
+from reconciler.execute.local import LocalExecutor
+from reconciler.gather import facts as facts_module
+from reconciler.gather.facts import gather, gather_host
+
+
+def config_for(hosts: dict[str, dict[str, Any]]) -> Config:
+    first = next(iter(hosts))
+    return Config.model_validate({
+        "hosts": hosts,
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": first, "filter": {"tank<": True}, "policy": "p"}],
+    })
+
+
+def local(st: StandinState) -> dict[str, Any]:
+    return {"connection": "local", "zfs_command": st.zfs_command}
+
+
+@pytest.fixture
+def nas(standin: Callable[..., StandinState]) -> StandinState:
+    st = standin("nas")
+    st.filesystem("tank/data")
+    for i in range(5):
+        st.snapshot("tank/data", f"zrepl_{i}", holds=("keep", "zrepl") if i in (1, 3) else ())
+    st.bookmark("tank/data", "zrepl_2", "cursor")
+    st.filesystem("tank/a b:c")
+    st.save()
+    return st
+
+
+def test_gather_one_list_and_holds_only_for_held(nas: StandinState) -> None:
+    state = gather(config_for({"nas": local(nas)}))
+    assert not state.unavailable
+    data = state.dataset("nas", "tank/data")
+    assert data is not None
+    assert [s.name for s in data.snapshots] == [f"zrepl_{i}" for i in range(5)]
+    assert data.snapshots[1].holds == ("keep", "zrepl") and data.snapshots[0].holds == ()
+    assert data.bookmarks[0].name == "cursor"
+    assert state.dataset("nas", "tank/a b:c") is not None
+    log = nas.log()
+    assert [argv[0] for argv in log] == ["list", "holds"]
+    assert log[1] == ["holds", "-H", "tank/data@zrepl_1", "tank/data@zrepl_3"]
+
+
+def test_holds_are_batched(nas: StandinState, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(facts_module, "HOLDS_ARGV_BYTES", 20)
+    facts = gather_host(LocalExecutor("nas", nas.zfs_command), "nas")
+    assert [argv[0] for argv in nas.log()] == ["list", "holds", "holds"]
+    assert facts.datasets["tank/data"].snapshots[3].holds == ("keep", "zrepl")
+
+
+def test_no_holds_call_without_held_snapshots(standin: Callable[..., StandinState]) -> None:
+    st = standin("plain")
+    st.snapshot("tank/x", "s")
+    st.save()
+    gather_host(LocalExecutor("plain", st.zfs_command))
+    assert [argv[0] for argv in st.log()] == ["list"]
+
+
+@pytest.mark.parametrize(("host", "code", "words"), [
+    ({"connection": "local", "zfs_command": ["/nonexistent/zfs"]}, "zfs_not_found", "zfs command not found"),
+    ({"connection": "local", "zfs_command": ["sh", "-c", "echo 'sudo: a password is required' >&2; exit 1"]},
+     "permission_denied", "a password is required"),
+    ({"connection": "local", "zfs_command": ["echo", "garbage"]}, "bad_output", "line 1"),
+    ({"connection": "local", "zfs_command": ["sh", "-c", "sleep 5"], "command_timeout": 0.5},
+     "timeout", "timed out"),
+    ({"connection": "local", "zfs_command": ["sh", "-c", "echo boom >&2; exit 3"]}, "command_failed", "boom"),
+])
+def test_failing_host_is_unavailable_and_others_gathered(nas: StandinState, host: dict[str, Any], code: str,
+                                                         words: str) -> None:
+    state = gather(config_for({"nas": local(nas), "broken": host}))
+    assert "nas" in state.hosts and state.dataset("nas", "tank/data") is not None
+    reason = state.unavailable["broken"]
+    assert reason.code == code and words in reason.message and "'broken'" in reason.message
+
+
+def test_zfs_permission_denied_from_zfs_itself(nas: StandinState,
+                                               standin: Callable[..., StandinState]) -> None:
+    denied = standin("denied")
+    denied.inject("list", "cannot open 'tank': permission denied")
+    denied.save()
+    state = gather(config_for({"nas": local(nas), "denied": local(denied)}))
+    assert state.unavailable["denied"].code == "permission_denied" and "nas" in state.hosts
+
+
+def test_host_selection_and_unknown_host(nas: StandinState) -> None:
+    config = config_for({"nas": local(nas), "other": {"connection": "local", "zfs_command": ["false"]}})
+    assert list(gather(config, ["nas"]).hosts) == ["nas"]
+    with pytest.raises(Exception, match="unknown host"):
+        gather(config, ["nope"])
+
+
+def test_ssh_gathering_with_failures_isolated(sshd: SshServer, nas: StandinState, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    config = config_for({
+        "remote": sshd.host_config(zfs_command=nas.zfs_command),
+        "local": local(nas),
+        "refused": {"connection": "ssh", "address": "127.0.0.1", "port": free_port(), "connect_timeout": 3},
+        "stranger": sshd.host_config(known_hosts=str(empty)),
+        "nozfs": sshd.host_config(zfs_command=["/nonexistent/zfs"]),
+    })
+    state = gather(config)
+    assert set(state.hosts) == {"remote", "local"}
+    remote = state.dataset("remote", "tank/data")
+    assert remote is not None and remote.snapshots[3].holds == ("keep", "zrepl")
+    codes = {name: u.code for name, u in state.unavailable.items()}
+    assert codes == {"refused": "unreachable", "stranger": "host_key_unknown", "nozfs": "zfs_not_found"}
+    assert "SHA256:" in state.unavailable["stranger"].message
+
+
+def write_config(tmp_path: Path, hosts: dict[str, dict[str, Any]]) -> Path:
+    path = tmp_path / "zrepl-reconcile.yml"
+    path.write_text(json.dumps({  # JSON is YAML
+        "hosts": hosts, "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": next(iter(hosts)), "filter": {"tank<": True}, "policy": "p"}]}))
+    return path
+
+
+def test_facts_command_plain_and_json(nas: StandinState, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    path = write_config(tmp_path, {"nas": local(nas)})
+    assert main(["facts", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "host nas: 3 datasets, 5 snapshots" in out and "tank/a b:c" in out
+    assert main(["facts", "-c", str(path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    snaps = data["hosts"]["nas"]["datasets"]["tank/data"]["snapshots"]
+    assert snaps[1]["holds"] == ["keep", "zrepl"] and data["unavailable"] == {}
+
+
+def test_facts_command_exit_1_when_a_host_fails(nas: StandinState, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, {"nas": local(nas),
+                                   "bad": {"connection": "local", "zfs_command": ["/nonexistent/zfs"]}})
+    assert main(["facts", "-c", str(path), "--snapshots"]) == 1
+    out = capsys.readouterr().out
+    assert "@zrepl_4" in out and "host bad: UNAVAILABLE (zfs_not_found)" in out
+    assert main(["facts", "-c", str(path), "--host", "nas"]) == 0

@@ -1,0 +1,145 @@
+"""The zfs list / zfs holds parsers against captured output and hostile input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.errors import GatherError
+from reconciler.gather.parse import LIST_COLUMNS, list_argv, parse_zfs_holds, parse_zfs_list
+
+DATA = Path(__file__).parent / "data" / "zfs"
+GOOD_SNAP = "tank/a@s1\tsnapshot\t12\t5\t1700000000\t0\t10\t20\t-"
+GOOD_FS = "tank/a\tfilesystem\t11\t4\t1700000000\t-\t0\t20\t-"
+
+
+def list_fixtures() -> list[Path]:
+    return sorted(DATA.glob("list-*.txt")) + sorted(DATA.glob("real-list*.txt"))
+
+
+def test_argv_asks_for_exactly_the_parsed_columns() -> None:
+    argv = list_argv()
+    assert argv[:4] == ["zfs", "list", "-H", "-p"]
+    assert argv[argv.index("-o") + 1].split(",") == list(LIST_COLUMNS)
+    assert argv[argv.index("-t") + 1] == "filesystem,volume,snapshot,bookmark"
+
+
+@pytest.mark.parametrize("path", list_fixtures(), ids=lambda p: p.name)
+def test_every_captured_listing_parses(path: Path) -> None:
+    text = path.read_text()
+    datasets = parse_zfs_list(text, "h")
+    lines = [line for line in text.splitlines() if line]
+    assert len(datasets) + sum(len(d.snapshots) + len(d.bookmarks) for d in datasets.values()) == len(lines)
+    for ds in datasets.values():
+        assert [s.createtxg for s in ds.snapshots] == sorted(s.createtxg for s in ds.snapshots)
+
+
+def test_documented_listing_details() -> None:
+    datasets = parse_zfs_list((DATA / "list-documented.txt").read_text(), "nas")
+    data = datasets["tank/data"]
+    assert [s.name for s in data.snapshots] == ["zrepl_20231114_220000_000", "zrepl_20231114_230000_000",
+                                                "manual before-upgrade"]
+    assert data.snapshots[1].userrefs == 1 and data.snapshots[1].held
+    assert data.snapshots[0].written == 4194304 and data.snapshots[0].referenced == 8388608
+    assert data.bookmarks[0].name == "zrepl_CURSOR_G_0000000000000001_J_backup"
+    assert data.bookmarks[0].guid == data.snapshots[0].guid
+    assert datasets["tank/data/a b:c.d-e_f"].snapshots[0].name == "s 1:2"
+    assert datasets["tank/vol1"].kind == "volume"
+    assert datasets["pool/nas/tank/data"].resume_token is not None
+    assert datasets["pool/nas/tank/data"].resume_token.startswith("1-e604ea4bf-e0-")
+    assert datasets["tank"].resume_token is None
+    assert datasets["tank/data"].guid == 9876543210123456789
+
+
+def test_holds_parse() -> None:
+    holds = parse_zfs_holds((DATA / "holds-documented.txt").read_text(), "nas")
+    assert holds == {"tank/data@zrepl_20231114_230000_000": ("zrepl_STEP_J_backup",),
+                     "tank/data@manual before-upgrade": ("keep", "legal hold: 2023")}
+    assert parse_zfs_holds("", "nas") == {}
+
+
+def test_empty_listing_is_a_host_without_pools() -> None:
+    assert parse_zfs_list("", "h") == {}
+
+
+def test_out_of_order_snapshots_are_sorted_by_createtxg() -> None:
+    text = "\n".join([GOOD_FS, "tank/a@late\tsnapshot\t13\t9\t1\t0\t1\t1\t-", GOOD_SNAP]) + "\n"
+    assert [s.name for s in parse_zfs_list(text, "h")["tank/a"].snapshots] == ["s1", "late"]
+
+
+HOSTILE = {
+    "wrong column count": GOOD_FS + "\textra",
+    "too few columns": "tank/a\tfilesystem\t11",
+    "forbidden character": "tank/a$b\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "quote": "tank/a'b\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "non-ascii": "tank/ä\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "carriage return": GOOD_FS + "\r",
+    "non-numeric guid": "tank/a\tfilesystem\t0x11\t4\t1\t-\t0\t0\t-",
+    "negative guid": "tank/a\tfilesystem\t-11\t4\t1\t-\t0\t0\t-",
+    "guid too large": "tank/a\tfilesystem\t18446744073709551616\t4\t1\t-\t0\t0\t-",
+    "zero guid": "tank/a\tfilesystem\t0\t4\t1\t-\t0\t0\t-",
+    "underscore number": "tank/a\tfilesystem\t1_1\t4\t1\t-\t0\t0\t-",
+    "unknown type": "tank/a\tzvol\t11\t4\t1\t-\t0\t0\t-",
+    "empty component": "tank//a\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "trailing slash": "tank/a/\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "pool not a letter": "1tank\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "snapshot without @": "tank/a\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
+    "filesystem with @": "tank/a@x\tfilesystem\t12\t5\t1\t-\t1\t1\t-",
+    "two @": "tank/a@x@y\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
+    "bookmark with @": "tank/a@x\tbookmark\t12\t5\t1\t-\t-\t-\t-",
+    "empty snapshot name": "tank/a@\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
+    "userrefs not numeric": "tank/a@s\tsnapshot\t12\t5\t1\tx\t1\t1\t-",
+    "header line": "NAME\tTYPE\tGUID\tCREATETXG\tCREATION\tUSERREFS\tWRITTEN\tREFER\tRECEIVE_RESUME_TOKEN",
+    "blank line": "",
+    "human-readable numbers": "tank/a\tfilesystem\t11\t4\tTue Nov 14 22:13 2023\t-\t0\t0\t-",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_lines_are_rejected_with_host_and_line_number(case: str) -> None:
+    text = GOOD_FS + "\n" + HOSTILE[case] + "\n" + GOOD_SNAP.replace("@s1", "@s9") + "\n"
+    with pytest.raises(GatherError) as info:
+        parse_zfs_list(text, "backup")
+    assert info.value.host == "backup" and info.value.code == "bad_output"
+    assert "host 'backup'" in str(info.value) and "line 2" in str(info.value)
+
+
+def test_snapshot_before_its_dataset_is_rejected() -> None:
+    with pytest.raises(GatherError, match="line 1: snapshot of 'tank/a' before that dataset"):
+        parse_zfs_list(GOOD_SNAP + "\n" + GOOD_FS + "\n", "h")
+
+
+def test_duplicate_dataset_is_rejected() -> None:
+    with pytest.raises(GatherError, match="line 2: dataset 'tank/a' listed twice"):
+        parse_zfs_list(GOOD_FS + "\n" + GOOD_FS + "\n", "h")
+
+
+def test_hostile_holds_are_rejected() -> None:
+    for text in ("tank/a\tkeep\tTue Nov 14 22:13 2023", "tank/a@s", "tank/a@s\t\tTue", "ta$nk/a@s\tk\tTue"):
+        with pytest.raises(GatherError, match="zfs holds output at line 1"):
+            parse_zfs_holds(text + "\n", "h")
+
+
+COMPONENT = st.text(alphabet="abcXYZ019_.:- ", min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(COMPONENT, st.lists(COMPONENT, max_size=4, unique=True)), min_size=1, max_size=5,
+                unique_by=lambda t: t[0]))
+def test_any_legal_names_round_trip(tree: list[tuple[str, list[str]]]) -> None:
+    lines = ["tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-"]
+    guid = 100
+    for child, snaps in tree:
+        lines.append(f"tank/{child}\tvolume\t{guid}\t{guid}\t7\t-\t0\t0\t-")
+        for snap in snaps:
+            guid += 1
+            lines.append(f"tank/{child}@{snap}\tsnapshot\t{guid}\t{guid}\t7\t1\t5\t6\t-")
+            lines.append(f"tank/{child}#{snap}\tbookmark\t{guid}\t{guid}\t7\t-\t-\t-\t-")
+        guid += 1
+    datasets = parse_zfs_list("\n".join(lines) + "\n", "h")
+    for child, snaps in tree:
+        ds = datasets[f"tank/{child}"]
+        assert [s.name for s in ds.snapshots] == snaps == [b.name for b in ds.bookmarks]
