@@ -39,6 +39,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Column
 
 from reconciler.config.models import Config, LocalHost, SshHost
 from reconciler.domain.actions import SendAction
@@ -149,9 +150,12 @@ class LogProgress:
 
 class _RichTransfer:
     def __init__(self, sink: RichProgress, label: str, total: int | None) -> None:
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        # The label gives way (ellipsis) before the numbers do on a narrow terminal.
+        label_column = Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=10)
+        self.progress = Progress(TextColumn("{task.description}", table_column=label_column),
+                                 BarColumn(bar_width=24), DownloadColumn(binary_units=True),
                                  TransferSpeedColumn(), TimeRemainingColumn(),
-                                 console=sink.console, transient=False)
+                                 console=sink.console, transient=False, expand=True)
         self.task = self.progress.add_task(label, total=total)
         self.progress.start()
 
@@ -172,7 +176,7 @@ class RichProgress:
         self.console = console if console is not None else Console(stderr=True)
 
     def line(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def transfer(self, label: str, total: int | None) -> TransferProgress:
         return _RichTransfer(self, label, total)
