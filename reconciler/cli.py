@@ -10,6 +10,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from reconciler import __version__
 from reconciler.errors import ReconcileError
@@ -21,8 +22,16 @@ EXIT_CHANGES = 2
 COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "demo")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which would read as "changes pending"; we exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="zrepl-reconcile",
         description="Declarative reconciler for ZFS snapshots, retention and replication.",
     )
