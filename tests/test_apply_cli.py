@@ -151,12 +151,18 @@ def test_saved_plan_for_a_selection_needs_the_same_selection(
     assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--filesystem", "tank/other",
                "--out", str(plan_file))[0] == 0
     data = json.loads(plan_file.read_text())
-    if "selection" not in data:  # older plan files: the selection is given again to apply
-        code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y",
-                             "--filesystem", "tank/other")
-    else:
-        code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    data.pop("selection", None)
+    plan_file.write_text(json.dumps(data))
+    # Without the selection recorded, apply needs it again; a wrong one looks stale.
+    code, _out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    assert code == 1 and "stale" in err and "--filesystem" in err
+    # Recorded in the file (top-level "selection"), apply takes it from there.
+    data["selection"] = {"hosts": None, "filesystems": ["tank/other"]}
+    plan_file.write_text(json.dumps(data))
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
     assert code == 0, out + err
+    code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW, "--filesystem", "tank/other")
+    assert code == 0 and "No changes" in out, out + err
 
 
 def test_failing_filesystem_does_not_stop_the_others(

@@ -129,9 +129,13 @@ def load_saved_plan(args: argparse.Namespace, config: Config,
     observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
     current = facts_fingerprint(config, observed, hosts=hosts, filesystems=filesystems)
     if current != plan.fingerprint:
+        hint = ""
+        if not isinstance(data.get(SELECTION_KEY), dict):
+            hint = (" (if the plan was made with --host/--filesystem, give apply the same options;"
+                    " this plan file does not record them)")
         raise StalePlanError(
             f"the saved plan {args.plan} is stale: the configuration or the ZFS facts changed since it "
-            f"was computed (fingerprint {plan.fingerprint[:19]}… now {current[:19]}…); "
+            f"was computed (fingerprint {plan.fingerprint[:19]}… now {current[:19]}…){hint}; "
             "run `zrepl-reconcile plan --out` again and review the new plan")
     return plan
 
@@ -182,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.render import render_text
 
     config = load_config(args.config)
-    with ConfigLock(args.config), stop_signals() as signals:
+    with ConfigLock(args.config):
         executors: dict[str, Executor] = dict(executors_for(config))
         try:
             if args.plan:
@@ -196,10 +200,10 @@ def run(args: argparse.Namespace) -> int:
             if not args.yes and not confirm(plan):
                 print("Apply cancelled; nothing was changed.")
                 return EXIT_ERROR
-            if signals.stop.is_set():
-                print(f"Stopped by {signals.signal_name} before applying; nothing was changed.")
-                return EXIT_OK
-            report = execute(plan, config, executors, signals)
+            # Until here Ctrl-C / SIGTERM simply end the command (nothing changed yet);
+            # from now on they stop between actions.
+            with stop_signals() as signals:
+                report = execute(plan, config, executors, signals)
         finally:
             for executor in executors.values():
                 executor.close()
@@ -207,4 +211,3 @@ def run(args: argparse.Namespace) -> int:
     if report.stopped:
         print(f"Stopped by {signals.signal_name or 'request'} between actions.")
     return EXIT_OK if report.ok else EXIT_ERROR
-
