@@ -43,6 +43,10 @@ CASES = [
     ("host 'backup': command timed out after 600s: zfs destroy x", zfs_errors.TIMEOUT),
     ("sh: 1: zfs: not found", zfs_errors.ZFS_NOT_FOUND),
     ("something entirely new", zfs_errors.COMMAND_FAILED),
+    ("Host key verification failed.", zfs_errors.HOST_KEY),
+    ("zrepl@backup: Permission denied (publickey).", zfs_errors.AUTH_FAILED),
+    ("ssh: connect to host backup port 22: Connection refused", zfs_errors.UNREACHABLE),
+    ("ssh: Could not resolve hostname backup: Name or service not known", zfs_errors.UNREACHABLE),
 ]
 
 

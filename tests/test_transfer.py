@@ -179,3 +179,5 @@ def test_data_path_refuses_an_unknown_host_key(sshd: SshServer, tmp_path: Path) 
     result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
     assert not result.ok
     assert "Host key verification failed" in result.send_stderr
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", None, ("s2",))
+    assert transfer_error(action, result).code == "host_key_changed"

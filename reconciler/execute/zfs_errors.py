@@ -27,6 +27,9 @@ RESUME_STATE_EXISTS = "resume_state_exists"
 STREAM_BROKEN = "stream_broken"
 TIMEOUT = "timeout"
 ZFS_NOT_FOUND = "zfs_not_found"
+UNREACHABLE = "unreachable"  # the system ssh client of the data path could not connect
+HOST_KEY = "host_key_changed"  # ... or refused the host key (unknown or changed)
+AUTH_FAILED = "auth_failed"
 COMMAND_FAILED = "command_failed"
 
 
@@ -44,6 +47,15 @@ def _p(code: str, regex: str, message: str) -> Pattern:
 # Most specific first: e.g. "resume ... does not exist" must not become dataset_missing,
 # and "it's being held" must win over the generic "dataset is busy" printed beside it.
 PATTERNS: tuple[Pattern, ...] = (
+    # OpenSSH client messages (send/recv run through the system ssh client).
+    _p(HOST_KEY, r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED"
+       r"|No \S+ host key is known for",
+       "the SSH host key is unknown or changed (check known_hosts); the data path was refused"),
+    _p(AUTH_FAILED, r"Permission denied \((publickey|password|keyboard)",
+       "SSH authentication failed (check user and identity_file)"),
+    _p(UNREACHABLE, r"ssh: connect to host|Could not resolve hostname|ssh_exchange_identification"
+       r"|kex_exchange_identification|Connection closed by remote host",
+       "the host could not be reached over SSH"),
     _p(ZFS_NOT_FOUND, r"(zfs|sudo): (command )?not found|No such file or directory: '?zfs"
        r"|exec: .*zfs.*: not found",
        "the zfs command was not found on the host (check zfs_command)"),
