@@ -69,14 +69,16 @@ def test_ten_megabyte_file_is_refused_without_parsing(tmp_path: Path) -> None:
         out.write("hosts:\n")
         out.writelines(line.format(i) for i in range(10 * 1024 * 1024 // len(line)))
     assert path.stat().st_size > 9 * 1024 * 1024
-    assert str(error_of(path)) == f"{path}:1:1: larger than 2 MiB: not a zrepl-reconcile configuration"
+    assert str(error_of(path)) == f"{path}:1:1: larger than 1 MiB: not a zrepl-reconcile configuration"
 
 
 FLOW_LISTS = "[" * 10000 + "]" * 10000
 BLOCK_LISTS = "a:\n" + "".join(" " * i + "- \n" for i in range(1, 500))
+# Shallow enough for ruamel's recursive composer: our own depth limit must catch it.
+HUNDRED_LEVELS = "a:\n" + "".join(" " * i + "- \n" for i in range(1, 100))
 
 
-@pytest.mark.parametrize("text", [FLOW_LISTS, BLOCK_LISTS])
+@pytest.mark.parametrize("text", [FLOW_LISTS, BLOCK_LISTS, HUNDRED_LEVELS])
 def test_deep_nesting(tmp_path: Path, text: str) -> None:
     path = tmp_path / "deep.yml"
     path.write_text(text)

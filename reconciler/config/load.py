@@ -17,10 +17,10 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jsonschema
 from pydantic import ValidationError
@@ -33,8 +33,9 @@ from reconciler.config.models import Config
 from reconciler.config.schema import config_json_schema
 from reconciler.errors import ConfigError, ConfigProblem
 
-# A real configuration is a few kilobytes; anything this big is the wrong file.
-MAX_CONFIG_BYTES = 2 * 1024 * 1024
+# A real configuration is a few kilobytes (3000 entries are ~400 KB and take ~2 s to
+# parse); anything bigger than this is the wrong file.
+MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 # Bounds alias expansion ("billion laughs") as well as plain size.
 MAX_NODES = 200_000
@@ -43,6 +44,8 @@ PathElem = str | int
 Path = tuple[PathElem, ...]
 Position = tuple[int, int]  # 1-based line, column
 
+_T = TypeVar("_T")
+_K = TypeVar("_K", bound=Hashable)
 _TAG = "tag:yaml.org,2002:"
 _BELOW = "/\uffff"  # a child name no filter key can contain: stands for "any other child"
 _TOO_BIG = f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a zrepl-reconcile configuration"
@@ -181,11 +184,15 @@ def parse_document(text: str, filename: str) -> Document:
 def _compose(text: str, filename: str) -> Node | None:
     yaml = YAML(typ="rt")
     try:
-        _check_depth(yaml.parse(text), filename)
         node: Node | None = yaml.compose(text)
     except MarkedYAMLError as exc:
         raise ConfigError(_yaml_problem(exc, filename)) from None
-    except (YAMLError, RecursionError, ValueError, TypeError) as exc:
+    except RecursionError:
+        # The composer recurses per nesting level; only then pay for a second, flat pass
+        # over the events to say where the nesting went too deep.
+        _check_depth(yaml.parse(text), filename)
+        raise ConfigError(f"{filename}: nested too deeply: not a zrepl-reconcile configuration") from None
+    except (YAMLError, ValueError, TypeError) as exc:
         raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
     return node
 
@@ -244,8 +251,10 @@ class _PlainBuilder:
         self._nodes += 1
         if self._nodes > MAX_NODES or depth > MAX_DEPTH:
             line, column = _mark(node)
-            reason = "too many values (alias expansion?)" if self._nodes > MAX_NODES else "nested too deeply"
-            raise ConfigError(ConfigProblem(self.filename, line, column, format_path(path),
+            reason = ("too many values (alias expansion?)" if self._nodes > MAX_NODES
+                      else f"nested more than {MAX_DEPTH} levels deep")
+            # No field path: at this depth it would be a line of [0][0]... and say nothing more.
+            raise ConfigError(ConfigProblem(self.filename, line, column, "",
                                             f"{reason}: not a zrepl-reconcile configuration"))
         if id(node) in self._active:
             line, column = _mark(node)
@@ -693,25 +702,63 @@ def _undefined_references(document: Document, entries: list[_Entry]) -> list[Con
     return problems
 
 
+def shared_selections(filters: Sequence[Mapping[str, bool]]) -> list[tuple[str, list[int]]]:
+    """Each probe dataset selected by two or more of ``filters``, with their indexes.
+
+    The probes are those of ``filters_overlap`` over all filters at once; each probe is
+    only checked against filters with a key at or above it (the only ones that can
+    select it), so thousands of entries stay fast.
+    """
+    owners: dict[str, list[int]] = {}
+    for index, filter_ in enumerate(filters):
+        for path in {key.removesuffix("<") for key in filter_}:
+            owners.setdefault(path, []).append(index)
+    shared: list[tuple[str, list[int]]] = []
+    for path in sorted(owners):
+        parts = path.split("/")
+        ancestors = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+        candidates = sorted({i for ancestor in ancestors for i in owners.get(ancestor, [])})
+        for probe in (path, path + _BELOW):
+            selecting = [i for i in candidates if filter_selects(filters[i], probe)]
+            if len(selecting) > 1:
+                shared.append((probe, selecting))
+    return shared
+
+
+def _by(items: Iterable[_T], key: Callable[[_T], _K]) -> dict[_K, list[_T]]:
+    groups: dict[_K, list[_T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
 def _overlapping_claims(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
     """A dataset may belong to one entry per host: two policies on one dataset fight each other."""
     problems: list[ConfigProblem] = []
-    for later_pos, later in enumerate(entries):
-        for earlier in entries[:later_pos]:
-            if later.host is None or later.host != earlier.host:
-                continue
-            probe = filters_overlap(earlier.filter, later.filter)
-            if probe is None:
-                continue
-            first = ("filesystems", earlier.index, "filter", _deciding_key(earlier.filter, probe) or "")
-            second = ("filesystems", later.index, "filter", _deciding_key(later.filter, probe) or "")
-            verb = "are" if probe.endswith(_BELOW) else "is"
-            problems.append(document.problem(second, (
-                f"{_describe_dataset(probe)} on host {later.host!r} {verb} claimed by "
-                f"filesystems[{earlier.index}] ({document.where(first)}) and "
-                f"filesystems[{later.index}] ({document.where(second)}): "
-                "a dataset must belong to one entry per host"), key=True))
+    reported: set[tuple[int, int]] = set()
+    for host, group in _by(entries, lambda e: e.host).items():
+        if host is None:
+            continue
+        for probe, selecting in shared_selections([e.filter for e in group]):
+            earlier = group[selecting[0]]
+            for later in (group[i] for i in selecting[1:]):
+                if (earlier.index, later.index) in reported:
+                    continue
+                reported.add((earlier.index, later.index))
+                problems.append(_claim_problem(document, host, probe, earlier, later))
     return problems
+
+
+def _claim_problem(document: Document, host: str, probe: str,
+                   earlier: _Entry, later: _Entry) -> ConfigProblem:
+    first = ("filesystems", earlier.index, "filter", _deciding_key(earlier.filter, probe) or "")
+    second = ("filesystems", later.index, "filter", _deciding_key(later.filter, probe) or "")
+    verb = "are" if probe.endswith(_BELOW) else "is"
+    return document.problem(second, (
+        f"{_describe_dataset(probe)} on host {host!r} {verb} claimed by "
+        f"filesystems[{earlier.index}] ({document.where(first)}) and "
+        f"filesystems[{later.index}] ({document.where(second)}): "
+        "a dataset must belong to one entry per host"), key=True)
 
 
 def _self_replication(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
@@ -736,30 +783,39 @@ def _self_replication(document: Document, entries: list[_Entry]) -> list[ConfigP
 
 def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
     """Two source hosts replicating the same dataset names under one target root overwrite each other."""
+    problems = _repeated_targets(document, entries)
+    uses = [(entry, j, host, root) for entry in entries for j, host, root in entry.targets
+            if host is not None and root is not None]
+    reported: set[tuple[str | None, str | None, str, str]] = set()
+    for (host, root), group in _by(uses, lambda use: (use[2], use[3])).items():
+        firsts: dict[int, tuple[_Entry, int, str, str]] = {}
+        for use in group:
+            firsts.setdefault(use[0].index, use)  # an entry's first use of this target
+        users = list(firsts.values())
+        for probe, selecting in shared_selections([use[0].filter for use in users]):
+            first_entry, first_j = users[selecting[0]][0], users[selecting[0]][1]
+            for entry, j, _h, _r in (users[i] for i in selecting[1:]):
+                pair = (first_entry.host, entry.host, host, root)
+                if entry.host == first_entry.host or pair in reported:
+                    continue  # same source host: _overlapping_claims keeps its datasets apart
+                reported.add(pair)
+                first: Path = ("filesystems", first_entry.index, "replicate_to", first_j)
+                problems.append(document.problem(("filesystems", entry.index, "replicate_to", j), (
+                    f"hosts {first_entry.host!r} and {entry.host!r} both replicate "
+                    f"{_describe_dataset(probe)} to {host}:{root} "
+                    f"(also at {document.where(first)}): give each source host its own root")))
+    return problems
+
+
+def _repeated_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
-    seen: list[tuple[_Entry, int, str, str]] = []
     for entry in entries:
+        seen: dict[tuple[str | None, str | None], int] = {}
         for j, host, root in entry.targets:
-            if host is None or root is None:
-                continue
-            for other, other_j, other_host, other_root in seen:
-                if (other_host, other_root) != (host, root):
-                    continue
-                same_entry = other.index == entry.index
-                if not same_entry and other.host == entry.host:
-                    continue  # same source host: _overlapping_claims already keeps their datasets apart
-                probe = None if same_entry else filters_overlap(other.filter, entry.filter)
-                if not same_entry and probe is None:
-                    continue
-                path: Path = ("filesystems", entry.index, "replicate_to", j)
-                first: Path = ("filesystems", other.index, "replicate_to", other_j)
-                if same_entry:
-                    message = f"target {host}:{root} is listed twice (first at {document.where(first)})"
-                else:
-                    message = (f"hosts {other.host!r} and {entry.host!r} both replicate "
-                               f"{_describe_dataset(probe or '')} to {host}:{root} "
-                               f"(also at {document.where(first)}): give each source host its own root")
-                problems.append(document.problem(path, message))
-                break  # one report per target is enough
-            seen.append((entry, j, host, root))
+            if (host, root) in seen and host is not None and root is not None:
+                first: Path = ("filesystems", entry.index, "replicate_to", seen[(host, root)])
+                problems.append(document.problem(
+                    ("filesystems", entry.index, "replicate_to", j),
+                    f"target {host}:{root} is listed twice (first at {document.where(first)})"))
+            seen.setdefault((host, root), j)
     return problems
