@@ -7,6 +7,7 @@ import itertools
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,17 @@ def test_abort_interrupts_a_running_transfer() -> None:
     result = stream(["cat", "/dev/zero"], ["sh", "-c", "cat >/dev/null"],
                     on_progress=lambda n: abort.set() if n > 10 * CHUNK else None, abort=abort)
     assert result.aborted and not result.ok and result.bytes > 0
+
+
+def test_abort_is_noticed_while_the_sender_stalls() -> None:
+    import threading
+
+    abort = threading.Event()
+    timer = threading.Timer(0.3, abort.set)
+    timer.start()
+    started = time.monotonic()
+    result = stream(["sleep", "30"], ["cat"], abort=abort)
+    assert result.aborted and time.monotonic() - started < 10
 
 
 def test_missing_program_is_a_clear_error() -> None:

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import math
 import os
+import select
 import shlex
 import subprocess
 import sys
@@ -50,6 +51,7 @@ from reconciler.execute.executor import Executor, with_zfs_command
 CHUNK = 1 << 20  # bytes moved per step; also the pipe size we ask the kernel for
 STDERR_KEEP = 64 * 1024  # bytes of each side's stderr kept for the report
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping a side
+ABORT_POLL = 0.5  # seconds a stalled sender may delay noticing an abort
 PROGRESS_EVERY = 0.25  # seconds between progress updates (counting stays exact)
 
 
@@ -311,8 +313,13 @@ def pump(src_fd: int, dst_fd: int, on_progress: Callable[[int], None] | None = N
     splice = getattr(os, "splice", None) if use_splice else None
     buf = memoryview(bytearray(CHUNK)) if splice is None else None
     while True:
-        if abort is not None and abort.is_set():
-            raise InterruptedError("transfer aborted")
+        if abort is not None:
+            # Wait for data in slices so an abort is noticed even while the sender stalls.
+            while not select.select([src_fd], [], [], ABORT_POLL)[0]:
+                if abort.is_set():
+                    raise InterruptedError("transfer aborted")
+            if abort.is_set():
+                raise InterruptedError("transfer aborted")
         if splice is not None:
             try:
                 n = splice(src_fd, dst_fd, CHUNK)
