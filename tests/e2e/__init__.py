@@ -1,0 +1,1 @@
+"""End-to-end tests against real OpenZFS in a QEMU guest (marker realzfs)."""
