@@ -78,7 +78,8 @@ BLOCK_LISTS = "a:\n" + "".join(" " * i + "- \n" for i in range(1, 500))
 HUNDRED_LEVELS = "a:\n" + "".join(" " * i + "- \n" for i in range(1, 100))
 
 
-@pytest.mark.parametrize("text", [FLOW_LISTS, BLOCK_LISTS, HUNDRED_LEVELS])
+@pytest.mark.parametrize("text", [FLOW_LISTS, BLOCK_LISTS, HUNDRED_LEVELS],
+                         ids=["flow-10000", "block-500", "block-100"])
 def test_deep_nesting(tmp_path: Path, text: str) -> None:
     path = tmp_path / "deep.yml"
     path.write_text(text)

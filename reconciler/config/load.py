@@ -184,6 +184,10 @@ def parse_document(text: str, filename: str) -> Document:
 def _compose(text: str, filename: str) -> Node | None:
     yaml = YAML(typ="rt")
     try:
+        if _flow_depth_hint(text) > MAX_DEPTH:
+            # ruamel's scanner slows down sharply with flow nesting ("[[[[..."): find the
+            # place with a flat pass over the events instead of letting the composer dig.
+            _check_depth(yaml.parse(text), filename)
         node: Node | None = yaml.compose(text)
     except MarkedYAMLError as exc:
         raise ConfigError(_yaml_problem(exc, filename)) from None
@@ -195,6 +199,18 @@ def _compose(text: str, filename: str) -> Node | None:
     except (YAMLError, ValueError, TypeError) as exc:
         raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
     return node
+
+
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|(?:^|(?<=\s))#[^\n]*', re.MULTILINE)
+
+
+def _flow_depth_hint(text: str) -> int:
+    """Deepest ``[``/``{`` nesting outside quotes and comments: a cheap, approximate trigger."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", _QUOTED_OR_COMMENT.sub("", text)):
+        depth = depth + 1 if bracket in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _check_depth(events: Iterable[Any], filename: str) -> None:
