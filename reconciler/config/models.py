@@ -68,8 +68,9 @@ def check_regex(value: str) -> str:
 
 
 class LocalHost(Model):
-    connection: Literal["local"]
-    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
+    connection: Literal["local"] = Field(description="run zfs on this machine")
+    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1,
+                                   description="argv prefix for zfs, e.g. [sudo, -n, zfs]")
     command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
 
     @field_validator("zfs_command")
@@ -79,14 +80,16 @@ class LocalHost(Model):
 
 
 class SshHost(Model):
-    connection: Literal["ssh"]
-    address: str
+    connection: Literal["ssh"] = Field(description="run zfs over SSH (strict host key checking)")
+    address: str = Field(description="host name or IP address")
     port: int = Field(default=22, ge=1, le=65535)
     user: str = "root"
-    identity_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
-    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    identity_file: str | None = Field(default=None, description="private key; default: keys from the agent")
+    known_hosts: str = Field(default="~/.ssh/known_hosts",
+                             description="pinned host keys; an unknown or changed key is refused")
+    zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1,
+                                   description="argv prefix for zfs on that host, e.g. [sudo, -n, zfs]")
+    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
     command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
 
     @field_validator("zfs_command")
@@ -113,7 +116,7 @@ HostConfig = Annotated[LocalHost | SshHost, Field(discriminator="connection")]
 
 
 class SnapshotSchedule(Model):
-    prefix: str = Field(min_length=1)
+    prefix: str = Field(min_length=1, description="snapshots are named <prefix><UTC timestamp>")
     interval: str = Field(description="e.g. 10m, 1h, 1d; units s m h d w")
 
     @field_validator("prefix")
@@ -136,8 +139,8 @@ class SnapshotSchedule(Model):
 
 class KeepGrid(Model):
     type: Literal["grid"]
-    grid: str
-    regex: str = ".*"
+    grid: str = Field(description="zrepl grid, e.g. '1x1h(keep=all) | 24x1h | 14x1d'")
+    regex: str = Field(default=".*", description="only snapshots whose name matches take part")
 
     @field_validator("grid")
     @classmethod
@@ -157,8 +160,8 @@ class KeepGrid(Model):
 
 class KeepLastN(Model):
     type: Literal["last_n"]
-    count: int = Field(ge=1)
-    regex: str = ".*"
+    count: int = Field(ge=1, description="keep the newest N matching snapshots")
+    regex: str = Field(default=".*", description="only snapshots whose name matches take part")
 
     @field_validator("regex")
     @classmethod
@@ -168,8 +171,8 @@ class KeepLastN(Model):
 
 class KeepRegex(Model):
     type: Literal["regex"]
-    regex: str
-    negate: bool = False
+    regex: str = Field(description="keep snapshots whose name matches")
+    negate: bool = Field(default=False, description="keep those that do NOT match instead")
 
     @field_validator("regex")
     @classmethod
@@ -188,8 +191,12 @@ class Policy(Model):
     snapshots: SnapshotSchedule | None = None
     manage: str | None = Field(
         default=None, description="regex of snapshot names this policy may destroy; default ^<prefix>")
-    keep_source: list[KeepRule] = Field(default_factory=list)
-    keep_target: list[KeepRule] = Field(default_factory=list)
+    keep_source: list[KeepRule] = Field(
+        default_factory=list,
+        description="a snapshot is kept if any rule keeps it; without not_replicated, pruning wins "
+                    "over stalled replication; empty keeps everything")
+    keep_target: list[KeepRule] = Field(
+        default_factory=list, description="retention on the targets; empty keeps everything")
 
     @field_validator("manage")
     @classmethod
@@ -255,6 +262,7 @@ class FilesystemEntry(Model):
 
 
 class Config(Model):
-    hosts: dict[HostName, HostConfig] = Field(min_length=1)
-    policies: dict[str, Policy] = Field(min_length=1)
-    filesystems: list[FilesystemEntry] = Field(min_length=1)
+    hosts: dict[HostName, HostConfig] = Field(min_length=1, description="machines by name")
+    policies: dict[str, Policy] = Field(min_length=1, description="snapshot and retention policies by name")
+    filesystems: list[FilesystemEntry] = Field(
+        min_length=1, description="which datasets on which host follow which policy, and where they go")
