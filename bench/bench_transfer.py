@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,7 +84,8 @@ def plain_pipe(host: SshHost | None, nbytes: int) -> float:
 def controller(host: SshHost | None, nbytes: int, use_splice: bool) -> float:
     left = sender(host, nbytes)
     start = time.monotonic()
-    result = stream(left, SINK, use_splice=use_splice)
+    # As apply runs it: with an abort event (the pump then polls before each chunk).
+    result = stream(left, SINK, use_splice=use_splice, abort=threading.Event())
     assert result.ok and result.bytes == nbytes, result
     return time.monotonic() - start
 
