@@ -387,3 +387,25 @@ _universe = ["p", "p/a", "p/a/b", "p/a/b/c", "p/a/x", "p/b", "p/b/x", "p/ab", "p
 def test_overlap_probe_agrees_with_brute_force(a: dict[str, bool], b: dict[str, bool]) -> None:
     brute = any(filter_selects(a, d) and filter_selects(b, d) for d in _universe)
     assert (filters_overlap(a, b) is not None) == brute
+
+
+def test_self_replication_with_the_root_inside_the_source_subtree() -> None:
+    lines = problems(HOSTS + """\
+filesystems:
+  - host: nas
+    filter: {"tank/data<": true}
+    policy: hourly
+    replicate_to: [{host: nas, root: tank/data/replica}]
+""")
+    assert lines == [
+        "13:38: filesystems[0].replicate_to[0].root: replicating tank/data onto its own host 'nas' under "
+        "'tank/data/replica' writes tank/data/replica/tank/data, which this entry's filter selects again: "
+        "each run would replicate the replica; use a root outside the selected datasets or exclude it with "
+        "\"tank/data/replica<\": false"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_filters, st.sampled_from(_universe))
+def test_config_checks_and_planner_agree_on_filters(filter_: dict[str, bool], dataset: str) -> None:
+    selection = pytest.importorskip("reconciler.planning.selection")
+    assert filter_selects(filter_, dataset) == selection.filter_decision(filter_, dataset)
