@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -256,3 +257,58 @@ def test_missing_executor_is_an_error(hosts: dict[str, FakeExecutor]) -> None:
     del hosts["backup"]
     with pytest.raises(ExecError, match="no executor for host"):
         run(plan_of(send("tank/a")), hosts)
+
+
+# --------------------------------------------------------------------------- properties
+
+DATASETS = ("tank/a", "tank/b", "tank/a/c")
+
+
+def action_strategy() -> Any:
+    from hypothesis import strategies as st
+
+    ds = st.sampled_from(DATASETS)
+    return st.one_of(
+        st.builds(lambda d: SnapshotAction("nas", d, "zrepl_2", "k"), ds),
+        st.builds(lambda d: send(d), ds),
+        st.builds(lambda d: BookmarkAction("nas", d, "zrepl_2", "zrr-cursor_x"), ds),
+        st.builds(lambda d: DestroyAction("nas", d, ("zrepl_0",)), ds),
+        st.builds(lambda d: DestroyAction("backup", f"pool/{d}", ("zrepl_0",)), ds),
+        st.builds(lambda d: CreateAction("backup", f"pool/{d}"), ds),
+    )
+
+
+def test_property_every_action_is_accounted_for_and_nothing_runs_after_its_send_failed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(action_strategy(), max_size=10, unique=True), st.sets(st.sampled_from(DATASETS)))
+    def check(actions: list[Action], failing: set[str]) -> None:
+        def fake_send(action: SendAction, *args: object, **kw: object) -> object:
+            if action.dataset in failing:
+                raise ExecError("cannot receive: out of space", code="no_space")
+            return type("R", (), {"seconds": 0.0, "bytes": 1})()
+
+        monkeypatch.setattr("reconciler.execute.apply.run_send", fake_send)
+        executors = {"nas": FakeExecutor("nas"), "backup": FakeExecutor("backup")}
+        for ex in executors.values():
+            for d in DATASETS:
+                ex.datasets[d] = ex.datasets[f"pool/{d}"] = [("zrepl_0", 1, 0), ("zrepl_1", 2, 0),
+                                                             ("zrepl_2", 3, 0)]
+        report = apply_plan(plan_of(*actions), make_config(), executors)  # type: ignore[arg-type]
+        # Every action is reported (destroys possibly per name).
+        assert {id(o.action) for o in report.outcomes} == {id(a) for a in actions}
+        status = {id(o.action): o.status for o in report.outcomes}
+        order = execution_order(actions)
+        for position, action in enumerate(order):
+            if action.kind not in ("bookmark", "destroy") or status[id(action)] != DONE:
+                continue
+            # No cursor move or destroy on a filesystem after a send touching it did not happen.
+            for earlier in order[:position]:
+                if isinstance(earlier, SendAction) and status[id(earlier)] != DONE:
+                    touched = {(earlier.host, earlier.dataset), (earlier.target_host, earlier.target_dataset)}
+                    assert (action.host, action.dataset) not in touched, (action, earlier)
+
+    check()
