@@ -143,3 +143,20 @@ def test_any_legal_names_round_trip(tree: list[tuple[str, list[str]]]) -> None:
     for child, snaps in tree:
         ds = datasets[f"tank/{child}"]
         assert [s.name for s in ds.snapshots] == snaps == [b.name for b in ds.bookmarks]
+
+
+DOCUMENTED = (DATA / "list-documented.txt").read_text()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, len(DOCUMENTED) - 1), st.sampled_from(["", "\t", "\n", "\t-", "tank", "\n\n"]),
+       st.integers(0, 2))
+def test_fast_path_never_accepts_what_the_line_parser_rejects(at: int, insert: str, drop: int) -> None:
+    from reconciler.gather.parse import _Doubt, _parse_lines, _parse_records
+
+    mutated = DOCUMENTED[:at] + insert + DOCUMENTED[at + drop:]
+    try:
+        fast = _parse_records(mutated)
+    except _Doubt:
+        return
+    assert _parse_lines(mutated, "h") == fast

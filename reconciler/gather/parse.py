@@ -9,7 +9,10 @@ naming the host and the line number.
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Iterator
+from itertools import repeat
 
 from reconciler.domain.observed import Bookmark, Dataset, Snapshot
 from reconciler.errors import GatherError
@@ -23,7 +26,11 @@ MAX_GUID = (1 << 64) - 1
 # (zfs(8) "Naming": alphanumerics, '_', '-', ':', '.', ' '), the delimiters '/', '@', '#',
 # numbers, '-' for "not applicable", hex resume tokens, tabs and newlines.
 FORBIDDEN = re.compile(r"[^A-Za-z0-9_.:\- /@#\t\n]")
-TOKEN = re.compile(r"[0-9a-zA-Z_\-]+")
+# receive_resume_token: "<version>-<checksum>-<length>-<zlib nvlist>", all hex (libzfs).
+TOKEN = re.compile(r"[0-9]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+")
+ALLOWED_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:- /@#\t\n"
+CHUNK_CHARS = 1 << 20
+TYPES = frozenset(("filesystem", "volume", "snapshot", "bookmark"))
 
 
 def list_argv() -> list[str]:
@@ -41,6 +48,10 @@ def bad_output(host: str, lineno: int, reason: str, line: str) -> GatherError:
 
 
 def check_characters(text: str, host: str, what: str = "zfs list") -> None:
+    # bytes.translate deleting every allowed byte is ~3x faster than the regex scan; the
+    # regex runs only to point at the offending character.
+    if text.isascii() and not text.encode("ascii").translate(None, ALLOWED_BYTES):
+        return
     match = FORBIDDEN.search(text)
     if match is None:
         return
@@ -66,7 +77,125 @@ def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
 
     Returns datasets by full name, each with its snapshots and bookmarks ordered by createtxg.
     """
+    # A million new objects would trigger many full garbage collections that find nothing
+    # to free (the records hold no cycles); pausing the collector makes parsing ~20% faster.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_zfs_list(text, host)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
     check_characters(text, host)
+    try:
+        return _parse_records(text)
+    except _Doubt:
+        pass
+    return _parse_lines(text, host)  # authoritative: raises naming the first bad line
+
+
+class _Doubt(Exception):
+    """The fast path met something it does not accept; the line parser decides."""
+
+
+def _chunks(text: str) -> Iterator[str]:
+    """Pieces of about CHUNK_CHARS, each ending with a newline (bounded memory per piece)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", min(start + CHUNK_CHARS, size - 1))
+        if end < 0:
+            yield text[start:] + "\n"
+            return
+        yield text[start:end + 1]
+        start = end + 1
+
+
+def _parse_records(text: str) -> dict[str, Dataset]:
+    """The fast path: split a chunk into one flat field list and walk it nine at a time.
+
+    It accepts only what the line parser accepts. A line with too few or too many fields
+    shifts every later record, which then fails a check (a name never passes isdigit, a
+    type test or the token pattern), so any doubt raises _Doubt and the caller re-parses
+    line by line for a precise error.
+    """
+    datasets: dict[str, Dataset] = {}
+    unsorted: set[str] = set()
+    current: Dataset | None = None
+    current_name = ""
+    last_txg = -1
+    snapshot_cls, bookmark_cls, dataset_cls = Snapshot, Bookmark, Dataset
+    get_dataset = datasets.get
+    append_snapshot = None
+    for chunk in _chunks(text):
+        # Tabs and newlines are conflated below, so first make sure every line has exactly
+        # eight tabs (str.count per line runs in C through map).
+        lines = chunk.split("\n")
+        lines.pop()  # the empty piece after the chunk's final newline
+        tabs = list(map(str.count, lines, repeat("\t", len(lines))))
+        if min(tabs) != 8 or max(tabs) != 8:
+            raise _Doubt
+        del lines, tabs
+        flat = chunk.replace("\n", "\t").split("\t")
+        flat.pop()
+        it = iter(flat)
+        for name, kind, guid, txg, creation, userrefs, written, referenced, token in zip(
+                it, it, it, it, it, it, it, it, it, strict=True):
+            if (kind == "snapshot" and token == "-" and guid.isdigit() and txg.isdigit()
+                    and creation.isdigit() and userrefs.isdigit() and written.isdigit()
+                    and referenced.isdigit()):
+                guid_value, txg_value, creation_value, refs, written_value, referenced_value = map(
+                    int, (guid, txg, creation, userrefs, written, referenced))
+                ds_name, _, short = name.partition("@")
+                if ds_name != current_name:
+                    current = get_dataset(ds_name)
+                    if current is None:
+                        raise _Doubt
+                    current_name, last_txg, append_snapshot = ds_name, -1, current.snapshots.append
+                if not short or "@" in short or "#" in short or not 0 < guid_value <= MAX_GUID:
+                    raise _Doubt
+                if txg_value < last_txg:
+                    unsorted.add(ds_name)
+                last_txg = txg_value
+                append_snapshot(snapshot_cls(  # type: ignore[misc]
+                    short, guid_value, txg_value, creation_value, refs, written_value, referenced_value))
+            elif kind == "bookmark" and userrefs == "-" and token == "-" and guid.isdigit() \
+                    and txg.isdigit() and creation.isdigit():
+                ds_name, _, short = name.partition("#")
+                guid_value, txg_value = int(guid), int(txg)
+                if ds_name != current_name:
+                    current = get_dataset(ds_name)
+                    if current is None:
+                        raise _Doubt
+                    current_name, last_txg, append_snapshot = ds_name, -1, current.snapshots.append
+                if not short or "#" in short or "@" in short or not 0 < guid_value <= MAX_GUID:
+                    raise _Doubt
+                if txg_value < last_txg:
+                    unsorted.add(ds_name)
+                last_txg = txg_value
+                current.bookmarks.append(  # type: ignore[union-attr]
+                    bookmark_cls(short, guid_value, txg_value, int(creation)))
+            elif (kind == "filesystem" or kind == "volume") and userrefs == "-" and guid.isdigit() \
+                    and txg.isdigit() and creation.isdigit() and (written.isdigit() or written == "-") \
+                    and (referenced.isdigit() or referenced == "-") \
+                    and (token == "-" or TOKEN.fullmatch(token)):
+                guid_value = int(guid)
+                if bad_dataset_name(name) or name in datasets or not 0 < guid_value <= MAX_GUID:
+                    raise _Doubt
+                current = datasets[name] = dataset_cls(name, kind, guid_value, int(txg),
+                                                       None if token == "-" else token)
+                current_name, last_txg, append_snapshot = name, -1, current.snapshots.append
+            else:
+                raise _Doubt
+    for name in unsorted:
+        order_by_createtxg(datasets[name])
+    return datasets
+
+
+def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
+    """The reference parser, line by line: slower, but names the first bad line exactly."""
     datasets: dict[str, Dataset] = {}
     unsorted: set[str] = set()
     lines = text.split("\n")
@@ -76,6 +205,7 @@ def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
     current_name = ""
     last_txg = -1
     snapshot_cls, bookmark_cls, dataset_cls = Snapshot, Bookmark, Dataset
+    get_dataset = datasets.get
     for index, line in enumerate(lines):
         fields = line.split("\t")
         if len(fields) != 9:
@@ -84,43 +214,50 @@ def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
         if not (guid.isdigit() and txg.isdigit() and creation.isdigit()):
             raise bad_output(host, index + 1, "guid, createtxg and creation must be decimal numbers", line)
         guid_value = int(guid)
-        if guid_value > MAX_GUID or guid_value == 0:
+        if guid_value > MAX_GUID or not guid_value:
             raise bad_output(host, index + 1, "guid is not a non-zero 64-bit number", line)
         txg_value = int(txg)
         if kind == "snapshot":
+            # The dataset part was validated on its own line (it must exist already).
             ds_name, _, short = name.partition("@")
-            if not short or "@" in short or "#" in name or bad_dataset_name(ds_name) or token != "-":
-                raise bad_output(host, index + 1, "not a valid snapshot line", line)
-            if not userrefs.isdigit() or not (written.isdigit() or written == "-") \
-                    or not (referenced.isdigit() or referenced == "-"):
-                raise bad_output(host, index + 1, "userrefs, written and referenced must be numbers", line)
             if ds_name != current_name:
-                current = datasets.get(ds_name)
+                current = get_dataset(ds_name)
                 if current is None:
                     raise bad_output(host, index + 1, f"snapshot of {ds_name!r} before that dataset", line)
                 current_name, last_txg = ds_name, -1
-            assert current is not None
+            if not short or "@" in short or "#" in short or token != "-" or not userrefs.isdigit():
+                raise bad_output(host, index + 1, "not a valid snapshot line", line)
+            if written.isdigit():
+                written_value: int | None = int(written)
+            elif written == "-":
+                written_value = None
+            else:
+                raise bad_output(host, index + 1, "written must be a number", line)
+            if referenced.isdigit():
+                referenced_value: int | None = int(referenced)
+            elif referenced == "-":
+                referenced_value = None
+            else:
+                raise bad_output(host, index + 1, "referenced must be a number", line)
             if txg_value < last_txg:
                 unsorted.add(ds_name)
             last_txg = txg_value
-            current.snapshots.append(snapshot_cls(
-                short, guid_value, txg_value, int(creation), int(userrefs),
-                int(written) if written != "-" else None, int(referenced) if referenced != "-" else None))
+            current.snapshots.append(snapshot_cls(  # type: ignore[union-attr]
+                short, guid_value, txg_value, int(creation), int(userrefs), written_value, referenced_value))
         elif kind == "bookmark":
             ds_name, _, short = name.partition("#")
-            if not short or "#" in short or "@" in name or bad_dataset_name(ds_name) \
-                    or userrefs != "-" or token != "-":
-                raise bad_output(host, index + 1, "not a valid bookmark line", line)
             if ds_name != current_name:
-                current = datasets.get(ds_name)
+                current = get_dataset(ds_name)
                 if current is None:
                     raise bad_output(host, index + 1, f"bookmark of {ds_name!r} before that dataset", line)
                 current_name, last_txg = ds_name, -1
-            assert current is not None
+            if not short or "#" in short or "@" in short or userrefs != "-" or token != "-":
+                raise bad_output(host, index + 1, "not a valid bookmark line", line)
             if txg_value < last_txg:
                 unsorted.add(ds_name)
             last_txg = txg_value
-            current.bookmarks.append(bookmark_cls(short, guid_value, txg_value, int(creation)))
+            current.bookmarks.append(  # type: ignore[union-attr]
+                bookmark_cls(short, guid_value, txg_value, int(creation)))
         elif kind == "filesystem" or kind == "volume":
             if bad_dataset_name(name) or userrefs != "-":
                 raise bad_output(host, index + 1, f"not a valid {kind} line", line)
@@ -128,6 +265,8 @@ def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
                 raise bad_output(host, index + 1, f"dataset {name!r} listed twice", line)
             if token != "-" and not TOKEN.fullmatch(token):
                 raise bad_output(host, index + 1, "receive_resume_token is not a token", line)
+            if not (written.isdigit() or written == "-") or not (referenced.isdigit() or referenced == "-"):
+                raise bad_output(host, index + 1, "written and referenced must be numbers", line)
             current = datasets[name] = dataset_cls(name, kind, guid_value, txg_value,
                                                    None if token == "-" else token)
             current_name, last_txg = name, -1
