@@ -213,3 +213,28 @@ def test_concurrent_apply_is_refused_with_the_holder_pid(
     with ConfigLock(config) as lock:
         assert lock.stale_pid in (holder.pid, None)
     assert os.path.exists(lock.path)
+
+
+@pytest.mark.parametrize(("answer", "expected_code"), [("y\n", 0), ("no\n", 1)])
+def test_confirmation_on_a_terminal(two_hosts: tuple[Path, StandinState, StandinState],
+                                    answer: str, expected_code: int) -> None:
+    import pty
+
+    config, nas, _backup = two_hosts
+    before = all_snapshots(nas)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+                                 "--now", NOW], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_COLOR="1"))
+        os.write(master, answer.encode())
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == expected_code, out + err
+    assert "Apply these" in out
+    if expected_code == 0:
+        assert "Apply: " in out and all_snapshots(nas) != before
+    else:
+        assert "cancelled" in out and all_snapshots(nas) == before
