@@ -123,6 +123,16 @@ def _parse_records(text: str) -> dict[str, Dataset]:
     """
     datasets: dict[str, Dataset] = {}
     unsorted: set[str] = set()
+    try:
+        _walk_records(text, datasets, unsorted)
+    except ValueError:  # int("") of an empty field
+        raise _Doubt from None
+    for name in unsorted:
+        order_by_createtxg(datasets[name])
+    return datasets
+
+
+def _walk_records(text: str, datasets: dict[str, Dataset], unsorted: set[str]) -> None:
     current: Dataset | None = None
     current_name = ""
     last_txg = -1
@@ -141,13 +151,15 @@ def _parse_records(text: str) -> dict[str, Dataset]:
         flat = chunk.replace("\n", "\t").split("\t")
         flat.pop()
         it = iter(flat)
-        for name, kind, guid, txg, creation, userrefs, written, referenced, token in zip(
-                it, it, it, it, it, it, it, it, it, strict=True):
-            if (kind == "snapshot" and token == "-" and guid.isdigit() and txg.isdigit()
-                    and creation.isdigit() and userrefs.isdigit() and written.isdigit()
-                    and referenced.isdigit()):
+        # Every line has nine fields (checked above), so zip() walks whole lines.
+        for name, kind, guid, txg, creation, userrefs, written, referenced, token in zip(  # noqa: B905
+                it, it, it, it, it, it, it, it, it):
+            numbers = (guid, txg, creation, userrefs, written, referenced)
+            # One isdigit() over the joined numbers rules out what int() would also accept
+            # (" 1", "1_0", "-1"); an empty field makes int() raise, which is caught below.
+            if kind == "snapshot" and token == "-" and "".join(numbers).isdigit():
                 guid_value, txg_value, creation_value, refs, written_value, referenced_value = map(
-                    int, (guid, txg, creation, userrefs, written, referenced))
+                    int, numbers)
                 ds_name, _, short = name.partition("@")
                 if ds_name != current_name:
                     current = get_dataset(ds_name)
@@ -189,9 +201,6 @@ def _parse_records(text: str) -> dict[str, Dataset]:
                 current_name, last_txg, append_snapshot = name, -1, current.snapshots.append
             else:
                 raise _Doubt
-    for name in unsorted:
-        order_by_createtxg(datasets[name])
-    return datasets
 
 
 def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
