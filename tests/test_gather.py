@@ -152,3 +152,12 @@ def test_facts_command_exit_1_when_a_host_fails(nas: StandinState, tmp_path: Pat
     out = capsys.readouterr().out
     assert "@zrepl_4" in out and "host bad: UNAVAILABLE (zfs_not_found)" in out
     assert main(["facts", "-c", str(path), "--host", "nas"]) == 0
+
+
+def test_facts_command_over_ssh(sshd: SshServer, nas: StandinState, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, {"remote": sshd.host_config(zfs_command=nas.zfs_command)})
+    assert main(["facts", "-c", str(path), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in data["hosts"]["remote"]["datasets"]["tank/data"]["snapshots"]] == [
+        f"zrepl_{i}" for i in range(5)]
