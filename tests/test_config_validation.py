@@ -409,3 +409,11 @@ filesystems:
 def test_config_checks_and_planner_agree_on_filters(filter_: dict[str, bool], dataset: str) -> None:
     selection = pytest.importorskip("reconciler.planning.selection")
     assert filter_selects(filter_, dataset) == selection.filter_decision(filter_, dataset)
+
+
+def test_top_level_keys_that_look_like_union_tags() -> None:
+    # found by fuzzing: the tag-stripping once removed 'hosts' from this path and crashed
+    assert problems("connection: hosts\n")[:2] == [
+        "1:1: connection: unknown key 'connection' (allowed: filesystems, hosts, policies)",
+        "1:1: filesystems: missing required key 'filesystems'",
+    ]

@@ -562,9 +562,9 @@ def _model_problem(document: Document, error: Mapping[str, Any]) -> ConfigProble
         return document.problem(_strip_union_tags(document.data, loc[:-1]), message, key=True)
     path = _strip_union_tags(document.data, loc)
     if kind == "missing":
-        return document.problem(path, f"missing required key {path[-1]!r}", key=True)
+        return document.problem(path, f"missing required key {path[-1] if path else ''!r}", key=True)
     if kind == "extra_forbidden":
-        return document.problem(path, f"unknown key {path[-1]!r}", key=True)
+        return document.problem(path, f"unknown key {path[-1] if path else ''!r}", key=True)
     # A problem with a whole mapping (a policy) points at its name, not at its '{'.
     return document.problem(path, message, key=isinstance(error.get("input"), dict))
 
@@ -584,25 +584,43 @@ def _model_message(kind: str, message: str, ctx: Mapping[str, Any]) -> str:
 
 
 def _strip_union_tags(data: Any, loc: Path) -> Path:
-    """Drop the tags pydantic inserts for tagged unions (``hosts.nas.ssh.port`` -> ``hosts.nas.port``)."""
+    """Drop the tags pydantic inserts for tagged unions (``hosts.nas.ssh.port`` -> ``hosts.nas.port``).
+
+    Only two places hold tagged unions: ``hosts.<name>`` (by connection) and the items of
+    ``keep_source``/``keep_target`` (by type); the tag comes right after them, even when a
+    field has the same name (a grid rule's ``grid``).
+    """
     path: list[PathElem] = []
-    node = data
-    tag_skipped_at: int | None = None
+    tag_skipped_at: set[int] = set()
     for elem in loc:
-        # Every mapping with a connection/type key is a union member, and pydantic puts the
-        # tag first, even when a field has the same name (a grid rule's "grid").
-        is_tag = isinstance(node, dict) and elem in (node.get("connection"), node.get("type"))
-        if is_tag and tag_skipped_at != id(node):
-            tag_skipped_at = id(node)
+        if len(path) not in tag_skipped_at and _is_union_tag(data, path, elem):
+            tag_skipped_at.add(len(path))
             continue
         path.append(elem)
+    return tuple(path)
+
+
+def _is_union_tag(data: Any, path: Sequence[PathElem], elem: PathElem) -> bool:
+    if len(path) == 2 and path[0] == "hosts":
+        field = "connection"
+    elif len(path) == 4 and path[0] == "policies" and path[2] in ("keep_source", "keep_target"):
+        field = "type"
+    else:
+        return False
+    node = _value_at(data, path)
+    return isinstance(node, dict) and node.get(field) == elem
+
+
+def _value_at(data: Any, path: Sequence[PathElem]) -> Any:
+    node = data
+    for elem in path:
         if isinstance(node, dict) and isinstance(elem, str):
             node = node.get(elem)
         elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
             node = node[elem]
         else:
-            node = None
-    return tuple(path)
+            return None
+    return node
 
 
 # --------------------------------------------------------------------------- cross references
