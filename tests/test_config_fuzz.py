@@ -30,6 +30,10 @@ def loads_or_config_error(text: str) -> None:
     except ConfigError as exc:
         assert str(exc).startswith("fuzz.yml")
         assert "Traceback" not in str(exc)
+        lines = text.split("\n")
+        for problem in exc.problems:  # every position points into the text
+            assert 1 <= problem.line <= len(lines)
+            assert 1 <= problem.column <= len(lines[problem.line - 1]) + 1
 
 
 def dump(data: Any) -> str:
