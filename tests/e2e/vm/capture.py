@@ -135,14 +135,31 @@ def error_captures() -> dict[str, list[str]]:
         "real-err-holds-missing.txt": ["zfs", "holds", "-H", "src/data@does_not_exist"],
         "real-err-send-bad-token.txt": ["zfs", "send", "-t", "1-bogus-token-0"],
         "real-err-recv-modified.txt": ["sh", "-c", f"{incremental} | zfs recv -u dst/modified"],
-        "real-err-recv-target-newer-snapshot.txt": ["sh", "-c", f"{incremental} | zfs recv -u dst/diverged"],
         "real-err-recv-no-common-snapshot.txt": ["sh", "-c", f"{incremental} | zfs recv -u dst/unrelated"],
         "real-err-recv-full-onto-existing.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/nested@{T2}')} | zfs recv -u dst/replica"],
-        "real-err-recv-partial-state.txt": [
+        "real-err-recv-full-onto-partial.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/big@{T1}')} | zfs recv -s -u dst/partial-full"],
+        "real-err-recv-incremental-onto-partial.txt": [
+            "sh", "-c", f"zfs send -i {q(f'@{T1}')} {q(f'src/data/big@{T2}')} | zfs recv -s -u dst/partial-incr"],
         "real-err-recv-missing-parent.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/nested@{T1}')} | zfs recv -u dst/no/such/parent"],
+    }
+
+
+def observation_captures() -> dict[str, list[str]]:
+    """Behaviour worth pinning down, captured after the errors above."""
+    incremental = f"zfs send -i {q(f'@{T1}')} {q(f'src/data/nested@{T2}')}"
+    return {
+        # OpenZFS 2.1 accepts an incremental whose base is an OLDER target snapshot, even
+        # when the target has a newer snapshot of its own (only a modified head is
+        # refused): divergence must be detected by the planner, zfs will not refuse it.
+        "real-recv-onto-newer-snapshot.txt": [
+            "sh", "-c", f"{incremental} | zfs recv -u dst/diverged && "
+            "zfs list -H -p -t snapshot -o name,guid,createtxg -r dst/diverged"],
+        # A batch destroy (fs@a,b) with one held snapshot fails as a whole: nothing is destroyed.
+        "real-list-after-failed-batch-destroy.txt": [
+            "zfs", "list", "-H", "-t", "snapshot", "-o", "name", "-d", "1", "src/data"],
     }
 
 
@@ -160,6 +177,10 @@ def capture_fixtures(guest: Guest, outdir: Path = DEFAULT_OUTDIR) -> list[Captur
         if result.returncode == 0:
             raise RuntimeError(f"{shlex.join(argv)} was expected to fail but succeeded")
         (outdir / name).write_text(f"# exit {result.returncode}\n{result.stderr}")
+        done.append(Captured(name, argv, result.returncode))
+    for name, argv in observation_captures().items():
+        result = guest.ssh(argv, check=True)
+        (outdir / name).write_text(result.stdout)
         done.append(Captured(name, argv, result.returncode))
     write_index(outdir, done, guest.ssh(["zfs", "version"], check=True).stdout.split()[0])
     return done
