@@ -417,3 +417,16 @@ def test_top_level_keys_that_look_like_union_tags() -> None:
         "1:1: connection: unknown key 'connection' (allowed: filesystems, hosts, policies)",
         "1:1: filesystems: missing required key 'filesystems'",
     ]
+
+
+@pytest.mark.parametrize("host_b", ['{<<: *ssh, address: "x;y"}', '{address: "x;y", <<: *ssh}'])
+def test_explicit_keys_beside_a_merge_keep_their_own_position(host_b: str) -> None:
+    lines = problems(f"""\
+hosts:
+  a: &ssh {{connection: ssh, address: a.example.org, user: zrepl}}
+  b: {host_b}
+policies: {{p: {{snapshots: {{prefix: z_, interval: 1h}}}}}}
+filesystems: [{{host: a, filter: {{"t<": true}}, policy: p}}]
+""")
+    column = host_b.index('"x;y"') + 7
+    assert lines == [f"3:{column}: hosts.b.address: 'x;y' is not a host name or IP address"]

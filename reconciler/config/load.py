@@ -26,7 +26,7 @@ import jsonschema
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import MappingStartEvent, SequenceStartEvent
+from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.config.models import Config
@@ -121,8 +121,10 @@ def decode_config_bytes(data: bytes, filename: str) -> str:
 
 
 def _position_of_offset(data: bytes, offset: int) -> Position:
-    line = data.count(b"\n", 0, offset) + 1
-    return line, offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    """1-based line and column (in characters, as editors count) of a byte offset."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
 
 
 # --------------------------------------------------------------------------- YAML layer
@@ -194,7 +196,10 @@ def _compose(text: str, filename: str) -> Node | None:
     except RecursionError:
         # The composer recurses per nesting level; only then pay for a second, flat pass
         # over the events to say where the nesting went too deep.
-        _check_depth(yaml.parse(text), filename)
+        try:
+            _check_depth(yaml.parse(text), filename)
+        except MarkedYAMLError as exc:
+            raise ConfigError(_yaml_problem(exc, filename)) from None
         raise ConfigError(f"{filename}: nested too deeply: not a zrepl-reconcile configuration") from None
     except (YAMLError, ValueError, TypeError) as exc:
         raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
@@ -224,7 +229,7 @@ def _check_depth(events: Iterable[Any], filename: str) -> None:
                 raise ConfigError(ConfigProblem(
                     filename, line, column, "",
                     f"nested more than {MAX_DEPTH} levels deep: not a zrepl-reconcile configuration"))
-        elif type(event).__name__ in ("MappingEndEvent", "SequenceEndEvent"):
+        elif isinstance(event, MappingEndEvent | SequenceEndEvent):
             depth -= 1
 
 
@@ -298,9 +303,13 @@ class _PlainBuilder:
     def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, Position] = {}
-        for key_node, value_node in node.value:
-            if str(key_node.tag) == _TAG + "merge":
+        # Merges first, wherever they are written: explicit keys then win, values and positions.
+        is_merge = [str(key_node.tag) == _TAG + "merge" for key_node, _ in node.value]
+        for (_, value_node), merge in zip(node.value, is_merge, strict=True):
+            if merge:
                 self._merge(result, value_node, path, depth)
+        for (key_node, value_node), merge in zip(node.value, is_merge, strict=True):
+            if merge:
                 continue
             if not isinstance(key_node, ScalarNode):
                 line, column = _mark(key_node)
@@ -317,7 +326,7 @@ class _PlainBuilder:
         return result
 
     def _merge(self, result: dict[str, Any], value_node: Node, path: Path, depth: int) -> None:
-        """YAML merge keys (``<<: *defaults``): explicit keys, written later, win."""
+        """YAML merge keys (``<<: *defaults``); with several sources the first one wins."""
         sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
         for source in sources:
             merged = self._value(source, path, depth)
