@@ -428,5 +428,5 @@ hosts:
 policies: {{p: {{snapshots: {{prefix: z_, interval: 1h}}}}}}
 filesystems: [{{host: a, filter: {{"t<": true}}, policy: p}}]
 """)
-    column = host_b.index('"x;y"') + 7
+    column = len("  b: ") + host_b.index('"x;y"') + 1
     assert lines == [f"3:{column}: hosts.b.address: 'x;y' is not a host name or IP address"]
