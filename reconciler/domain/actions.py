@@ -9,7 +9,7 @@ contract of DESIGN.md). Rendering and executing read the very same objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 # Linux ARG_MAX is far larger, but ssh and sudo add their own limits; stay well inside.
 MAX_ARGV_BYTES = 64 * 1024
@@ -175,19 +175,18 @@ class BookmarkAction:
 
 
 @dataclass(frozen=True, slots=True)
-class HoldAction:
-    kind: ClassVar[str] = "hold"
+class _TagAction:
+    """A user hold (``tag``) placed on or released from ``dataset@snapshot``."""
+
+    kind: ClassVar[str]
     host: str
     dataset: str
     snapshot: str
     tag: str
     reason: str = ""
 
-    def describe(self) -> str:
-        return f"hold {self.dataset}@{self.snapshot} with tag {self.tag}"
-
     def argv(self) -> list[str]:
-        return ["zfs", "hold", self.tag, f"{self.dataset}@{self.snapshot}"]
+        return ["zfs", self.kind, self.tag, f"{self.dataset}@{self.snapshot}"]
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
@@ -195,23 +194,19 @@ class HoldAction:
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseAction:
+class HoldAction(_TagAction):
+    kind: ClassVar[str] = "hold"
+
+    def describe(self) -> str:
+        return f"hold {self.dataset}@{self.snapshot} with tag {self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAction(_TagAction):
     kind: ClassVar[str] = "release"
-    host: str
-    dataset: str
-    snapshot: str
-    tag: str
-    reason: str = ""
 
     def describe(self) -> str:
         return f"release hold {self.tag} on {self.dataset}@{self.snapshot}"
-
-    def argv(self) -> list[str]:
-        return ["zfs", "release", self.tag, f"{self.dataset}@{self.snapshot}"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
-                "snapshot": self.snapshot, "tag": self.tag, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +258,8 @@ class DestroyAction:
                 "reason": self.reason}
 
 
-Action = Union[SnapshotAction, CreateAction, SendAction, AbortResumeAction, BookmarkAction,
-               HoldAction, ReleaseAction, DestroyAction]
+Action = (SnapshotAction | CreateAction | SendAction | AbortResumeAction | BookmarkAction
+          | HoldAction | ReleaseAction | DestroyAction)
 
 # Apply order: snapshot, create, bookmark/hold, (abort) send, cursor move, release, destroy.
 KIND_ORDER = {"snapshot": 0, "create": 1, "abort_resume": 2, "hold": 3, "send": 4,

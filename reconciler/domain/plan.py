@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.domain.actions import Action, DestroyAction, action_from_json
@@ -113,7 +113,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
-            "now": self.now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "now": self.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "fingerprint": self.fingerprint,
             "actions": [a.to_json() for a in self.actions],
             "conflicts": [c.to_json() for c in self.conflicts],
@@ -128,7 +128,7 @@ class Plan:
     def from_json(cls, d: dict[str, Any]) -> Plan:
         if d.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported plan format_version {d.get('format_version')!r}")
-        now = datetime.strptime(d["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        now = datetime.strptime(d["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return cls(
             now=now, fingerprint=d["fingerprint"],
             actions=tuple(action_from_json(a) for a in d["actions"]),
