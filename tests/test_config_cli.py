@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.commands.validate import PROTECTED, PRUNE_WINS
+from reconciler.commands.validate import NOT_REPLICATED, PROTECTED, PRUNE_WINS
 
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 
@@ -74,3 +74,9 @@ def test_default_config_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["validate"]) == 1
     expected = "error: zrepl-reconcile.yml: no such file (give the configuration with -c FILE)\n"
     assert capsys.readouterr().err == expected
+
+
+def test_summary_of_a_policy_nothing_replicates(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_validate(PLAYBOOKS / "local-retention.yml", capsys)
+    assert code == 0
+    assert f"    prune rule   {NOT_REPLICATED}" in out.splitlines()

@@ -24,6 +24,7 @@ from reconciler.config.models import (
 
 PROTECTED = ("keep_source has not_replicated: snapshots not yet on every target are protected"
              " (pruning waits for stalled replication)")
+NOT_REPLICATED = "no filesystem entry with this policy replicates: the keep rules alone decide"
 PRUNE_WINS = ("keep_source has no not_replicated: pruning wins over stalled replication"
               " (bounded disk use; unreplicated snapshots may be destroyed)")
 
@@ -52,7 +53,8 @@ def summarize_config(config: Config, filename: str) -> list[str]:
     lines += [f"  {name:<{width}}  {describe_host(host)}" for name, host in config.hosts.items()]
     lines += ["", "policies:"]
     for name, policy in config.policies.items():
-        lines += [f"  {name}"] + [f"    {line}" for line in describe_policy(policy)]
+        replicated = any(e.replicate_to for e in config.filesystems if e.policy == name)
+        lines += [f"  {name}"] + [f"    {line}" for line in describe_policy(policy, replicated)]
     lines += ["", "filesystems:"]
     for index, entry in enumerate(config.filesystems):
         lines += [f"  {line}" for line in describe_entry(index, entry)]
@@ -66,7 +68,7 @@ def describe_host(host: HostConfig) -> str:
     return f"local  (runs: {command})"
 
 
-def describe_policy(policy: Policy) -> list[str]:
+def describe_policy(policy: Policy, replicated: bool = True) -> list[str]:
     if policy.snapshots is None:
         snapshots = "none (this policy creates no snapshots)"
     else:
@@ -74,7 +76,10 @@ def describe_policy(policy: Policy) -> list[str]:
     lines = [f"snapshots    {snapshots}", f"manage       {policy.manage_regex}"]
     lines += _rules("keep_source", policy.keep_source)
     lines += _rules("keep_target", policy.keep_target)
-    lines.append(f"prune rule   {PROTECTED if policy.protects_unreplicated else PRUNE_WINS}")
+    if replicated:
+        lines.append(f"prune rule   {PROTECTED if policy.protects_unreplicated else PRUNE_WINS}")
+    else:
+        lines.append(f"prune rule   {NOT_REPLICATED}")
     return lines
 
 
