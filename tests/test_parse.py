@@ -17,7 +17,7 @@ GOOD_FS = "tank/a\tfilesystem\t11\t4\t1700000000\t-\t0\t20\t-"
 
 
 def list_fixtures() -> list[Path]:
-    return sorted(DATA.glob("list-*.txt")) + sorted(DATA.glob("real-list*.txt"))
+    return sorted(DATA.glob("list-*.txt")) + sorted(DATA.glob("real-zfs-list*.txt"))
 
 
 def test_argv_asks_for_exactly_the_parsed_columns() -> None:
@@ -52,6 +52,29 @@ def test_documented_listing_details() -> None:
     assert datasets["pool/nas/tank/data"].resume_token.startswith("1-e604ea4bf-e0-")
     assert datasets["tank"].resume_token is None
     assert datasets["tank/data"].guid == 9876543210123456789
+
+
+def test_real_openzfs_2_1_listing() -> None:
+    datasets = parse_zfs_list((DATA / "real-zfs-list.txt").read_text(), "vm")
+    data = datasets["src/data"]
+    assert [s.name for s in data.snapshots] == [f"zrepl_20261124_{h}0000" for h in (10, 11, 12)]
+    assert data.snapshots[2].userrefs == 2
+    assert [(b.name, b.guid) for b in data.bookmarks] == [("zrepl_20261124_100000", data.snapshots[0].guid)]
+    spaced = datasets["src/data/with space"]
+    assert spaced.snapshots[-1].name == "snap with space" and spaced.bookmarks[0].name == "book mark"
+    assert datasets["src/data/colon:name"].snapshots[-1].name == "zrepl_2026-11-24T12:00:00Z"
+    assert datasets["src/vol"].kind == "volume"
+    partial = datasets["dst/partial-full"]
+    assert partial.resume_token is not None and not partial.snapshots
+    assert datasets["dst/partial-incr"].resume_token is not None
+    assert "%recv" not in "".join(datasets)
+
+
+def test_real_openzfs_2_1_holds() -> None:
+    holds = parse_zfs_holds((DATA / "real-zfs-holds.txt").read_text(), "vm")
+    assert holds == {"src/data@zrepl_20261124_120000": ("keep", "tag with space"),
+                     "src/data/nested@zrepl_20261124_100000": ("zrepl_hold",)}
+    assert parse_zfs_holds((DATA / "real-zfs-holds-none.txt").read_text(), "vm") == {}
 
 
 def test_holds_parse() -> None:
@@ -149,14 +172,14 @@ DOCUMENTED = (DATA / "list-documented.txt").read_text()
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, len(DOCUMENTED) - 1), st.sampled_from(["", "\t", "\n", "\t-", "tank", "\n\n"]),
-       st.integers(0, 2))
-def test_fast_path_never_accepts_what_the_line_parser_rejects(at: int, insert: str, drop: int) -> None:
-    from reconciler.gather.parse import _Doubt, _parse_lines, _parse_records
-
+@given(st.integers(0, len(DOCUMENTED) - 1),
+       st.sampled_from(["", "\t", "\n", "\t-", "tank", "\n\n", "@", "#"]), st.integers(0, 2))
+def test_mutated_output_is_parsed_or_rejected_as_bad_output(at: int, insert: str, drop: int) -> None:
     mutated = DOCUMENTED[:at] + insert + DOCUMENTED[at + drop:]
     try:
-        fast = _parse_records(mutated)
-    except _Doubt:
+        datasets = parse_zfs_list(mutated, "h")
+    except GatherError as exc:
+        assert exc.code == "bad_output" and "line " in str(exc)
         return
-    assert _parse_lines(mutated, "h") == fast
+    lines = [line for line in mutated.split("\n") if line]
+    assert len(datasets) + sum(len(d.snapshots) + len(d.bookmarks) for d in datasets.values()) == len(lines)

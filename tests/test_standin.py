@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from standin.state import StandinState
@@ -45,14 +46,15 @@ def dst(standin: Callable[..., StandinState]) -> StandinState:
 
 def test_list_order_columns_and_dashes(src: StandinState) -> None:
     rows = listing(src)
-    assert [r[0] for r in rows] == ["tank", "tank/a", "tank/a b:c", "tank/a b:c@s1", "tank/a b:c#b1",
-                                    "tank/a b:c@s2", "tank/a-y", "tank/a/x"]
+    # as OpenZFS 2.1 (tests/data/zfs/real-zfs-list.txt): snapshots, then bookmarks
+    assert [r[0] for r in rows] == ["tank", "tank/a", "tank/a b:c", "tank/a b:c@s1", "tank/a b:c@s2",
+                                    "tank/a b:c#b1", "tank/a-y", "tank/a/x"]
     assert all(len(r) == 9 for r in rows)
-    fs, snap, bm = rows[2], rows[3], rows[4]
+    fs, snap, bm = rows[2], rows[3], rows[5]
     assert fs[1] == "filesystem" and fs[5] == "-" and fs[8] == "-"
     assert snap[1] == "snapshot" and snap[5] == "1" and snap[6] == "5000"
-    assert bm[1] == "bookmark" and bm[2] == snap[2] and bm[5:] == ["-", "-", "-", "-"]
-    assert int(snap[3]) < int(rows[5][3])
+    assert bm[1] == "bookmark" and bm[2] == snap[2] and bm[5:] == ["-", "-", "5000", "-"]
+    assert int(snap[3]) < int(rows[4][3])
 
 
 def test_list_column_subset_and_bad_column(src: StandinState) -> None:
@@ -90,7 +92,7 @@ def test_destroy_refuses_filesystems_and_missing(src: StandinState) -> None:
 
 def test_snapshot_is_atomic(src: StandinState) -> None:
     proc = zfs(src, "snapshot", "tank/a-y@n1", "tank/missing@n1")
-    assert proc.returncode == 1 and b"cannot open 'tank/missing': dataset does not exist" in proc.stderr
+    assert proc.returncode == 2 and b"cannot open 'tank/missing': dataset does not exist" in proc.stderr
     assert src.reload().snapshot_names("tank/a-y") == []
     assert zfs(src, "snapshot", "tank/a-y@n1", "tank/a/x@n1").returncode == 0
     st = src.reload()
@@ -129,7 +131,9 @@ def test_full_then_incremental_keeps_guid_and_creation(src: StandinState, dst: S
 def test_send_estimate(src: StandinState) -> None:
     proc = zfs(src, "send", "-n", "-P", "-I", "tank/a b:c@s1", "tank/a b:c@s2")
     lines = proc.stdout.decode().splitlines()
-    assert lines[0] == "incremental\ttank/a b:c@s1\ttank/a b:c@s2\t3000"
+    assert lines[0] == "incremental\ts1\ttank/a b:c@s2\t3000"  # -I: short base name, as 2.1
+    single = zfs(src, "send", "-nP", "-i", "@s1", "tank/a b:c@s2").stdout.decode().splitlines()
+    assert single[0] == "incremental\ttank/a b:c@s1\ttank/a b:c@s2\t3000"
     assert lines[-1] == "size\t3000"
     full = zfs(src, "send", "-nP", "-w", "tank/a b:c@s1").stdout.decode().splitlines()
     assert full == ["full\ttank/a b:c@s1\t5000", "size\t5000"]
@@ -141,13 +145,32 @@ def test_incremental_from_bookmark(src: StandinState, dst: StandinState) -> None
     assert zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=inc.stdout).returncode == 0
 
 
-def test_diverged_target_refused(src: StandinState, dst: StandinState) -> None:
+def test_written_target_refused(src: StandinState, dst: StandinState) -> None:
     zfs(dst, "recv", "-u", "pool/nas/a", data=zfs(src, "send", "tank/a b:c@s1").stdout)
+    dst.reload().write("pool/nas/a")
+    dst.save()
     assert zfs(dst, "snapshot", "pool/nas/a@local").returncode == 0
     inc = zfs(src, "send", "-i", "tank/a b:c@s1", "tank/a b:c@s2")
     proc = zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=inc.stdout)
     assert proc.returncode == 1
     assert b"destination pool/nas/a has been modified\nsince most recent snapshot" in proc.stderr
+
+
+def test_recv_onto_newer_unwritten_snapshot_succeeds_like_zfs(src: StandinState, dst: StandinState) -> None:
+    # real-recv-onto-newer-snapshot.txt: zfs does not see this divergence; the planner must.
+    zfs(dst, "recv", "-u", "pool/nas/a", data=zfs(src, "send", "tank/a b:c@s1").stdout)
+    assert zfs(dst, "snapshot", "pool/nas/a@local_newer").returncode == 0
+    inc = zfs(src, "send", "-i", "tank/a b:c@s1", "tank/a b:c@s2")
+    assert zfs(dst, "recv", "-u", "pool/nas/a", data=inc.stdout).returncode == 0
+    assert dst.reload().snapshot_names("pool/nas/a") == ["s1", "local_newer", "s2"]
+
+
+def test_no_common_snapshot_refused(src: StandinState, dst: StandinState) -> None:
+    assert zfs(dst, "create", "pool/nas/a").returncode == 0
+    inc = zfs(src, "send", "-i", "tank/a b:c@s1", "tank/a b:c@s2")
+    proc = zfs(dst, "recv", "-u", "pool/nas/a", data=inc.stdout)
+    assert proc.stderr.decode().strip() == ("cannot receive incremental stream: most recent snapshot of "
+                                            "pool/nas/a does not\nmatch incremental source")
 
 
 def test_truncated_stream_is_resumable(src: StandinState, dst: StandinState) -> None:
@@ -158,6 +181,9 @@ def test_truncated_stream_is_resumable(src: StandinState, dst: StandinState) -> 
     token = {r[0]: r for r in listing(dst)}["pool/nas/a"][8]
     assert token != "-"
     assert b"contains partially-complete state" in zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=inc).stderr
+    bad = zfs(src, "send", "-t", "1-bogus-token-0")
+    assert bad.returncode == 255
+    assert bad.stderr.decode().strip() == "cannot resume send: resume token is corrupt (invalid format)"
     estimate = zfs(src, "send", "-nP", "-t", token).stdout.decode().splitlines()
     assert int(estimate[-1].split("\t")[1]) < 3000
     resumed = zfs(src, "send", "-t", token)
@@ -173,6 +199,25 @@ def test_truncated_full_receive_then_abort(src: StandinState, dst: StandinState)
     assert zfs(dst, "recv", "-A", "pool/nas/a").returncode == 0
     assert "pool/nas/a" not in {r[0] for r in listing(dst)}
     assert b"does not have any resumable receive state" in zfs(dst, "recv", "-A", "pool/nas").stderr
+    again = zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=full[: full.index(b"\n") + 100])
+    assert again.returncode == 1
+    onto_partial = zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=full)
+    assert b"destination 'pool/nas/a' exists\nmust specify -F to overwrite it" in onto_partial.stderr
+
+
+def test_real_error_wording_matches_captures(src: StandinState, dst: StandinState) -> None:
+    data = Path(__file__).parent / "data" / "zfs"
+    held = (data / "real-err-destroy-held.txt").read_text().splitlines()[1]
+    assert held.replace("src/data@zrepl_20261124_120000", "X") == "cannot destroy snapshot X: dataset is busy"
+    missing = zfs(src, "snapshot", "tank/nope@x")
+    real = (data / "real-err-snapshot-missing.txt").read_text().split("\n", 1)[1]
+    assert missing.returncode == 2
+    assert missing.stderr.decode() == real.replace("src/nope", "tank/nope")
+    holds = zfs(src, "holds", "-H", "tank/a b:c@nope")
+    assert holds.stderr.decode().splitlines()[-1] == "no datasets available"
+    parent = zfs(dst, "recv", "-u", "pool/no/such/parent", data=zfs(src, "send", "tank/a b:c@s1").stdout)
+    real = (data / "real-err-recv-missing-parent.txt").read_text().split("\n", 1)[1]
+    assert parent.stderr.decode() == real.replace("dst/no/such", "pool/no/such")
 
 
 def test_truncated_without_s_leaves_nothing(src: StandinState, dst: StandinState) -> None:

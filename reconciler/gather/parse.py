@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
-from itertools import repeat
 
 from reconciler.domain.observed import Bookmark, Dataset, Snapshot
 from reconciler.errors import GatherError
@@ -29,8 +27,6 @@ FORBIDDEN = re.compile(r"[^A-Za-z0-9_.:\- /@#\t\n]")
 # receive_resume_token: "<version>-<checksum>-<length>-<zlib nvlist>", all hex (libzfs).
 TOKEN = re.compile(r"[0-9]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+")
 ALLOWED_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:- /@#\t\n"
-CHUNK_CHARS = 1 << 20
-TYPES = frozenset(("filesystem", "volume", "snapshot", "bookmark"))
 
 
 def list_argv() -> list[str]:
@@ -90,121 +86,11 @@ def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
 
 def _parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
     check_characters(text, host)
-    try:
-        return _parse_records(text)
-    except _Doubt:
-        pass
-    return _parse_lines(text, host)  # authoritative: raises naming the first bad line
-
-
-class _Doubt(Exception):
-    """The fast path met something it does not accept; the line parser decides."""
-
-
-def _chunks(text: str) -> Iterator[str]:
-    """Pieces of about CHUNK_CHARS, each ending with a newline (bounded memory per piece)."""
-    start, size = 0, len(text)
-    while start < size:
-        end = text.find("\n", min(start + CHUNK_CHARS, size - 1))
-        if end < 0:
-            yield text[start:] + "\n"
-            return
-        yield text[start:end + 1]
-        start = end + 1
-
-
-def _parse_records(text: str) -> dict[str, Dataset]:
-    """The fast path: split a chunk into one flat field list and walk it nine at a time.
-
-    It accepts only what the line parser accepts. A line with too few or too many fields
-    shifts every later record, which then fails a check (a name never passes isdigit, a
-    type test or the token pattern), so any doubt raises _Doubt and the caller re-parses
-    line by line for a precise error.
-    """
-    datasets: dict[str, Dataset] = {}
-    unsorted: set[str] = set()
-    try:
-        _walk_records(text, datasets, unsorted)
-    except ValueError:  # int("") of an empty field
-        raise _Doubt from None
-    for name in unsorted:
-        order_by_createtxg(datasets[name])
-    return datasets
-
-
-def _walk_records(text: str, datasets: dict[str, Dataset], unsorted: set[str]) -> None:
-    current: Dataset | None = None
-    current_name = ""
-    last_txg = -1
-    snapshot_cls, bookmark_cls, dataset_cls = Snapshot, Bookmark, Dataset
-    get_dataset = datasets.get
-    append_snapshot = None
-    for chunk in _chunks(text):
-        # Tabs and newlines are conflated below, so first make sure every line has exactly
-        # eight tabs (str.count per line runs in C through map).
-        lines = chunk.split("\n")
-        lines.pop()  # the empty piece after the chunk's final newline
-        tabs = list(map(str.count, lines, repeat("\t", len(lines))))
-        if min(tabs) != 8 or max(tabs) != 8:
-            raise _Doubt
-        del lines, tabs
-        flat = chunk.replace("\n", "\t").split("\t")
-        flat.pop()
-        it = iter(flat)
-        # Every line has nine fields (checked above), so zip() walks whole lines.
-        for name, kind, guid, txg, creation, userrefs, written, referenced, token in zip(  # noqa: B905
-                it, it, it, it, it, it, it, it, it):
-            numbers = (guid, txg, creation, userrefs, written, referenced)
-            # One isdigit() over the joined numbers rules out what int() would also accept
-            # (" 1", "1_0", "-1"); an empty field makes int() raise, which is caught below.
-            if kind == "snapshot" and token == "-" and "".join(numbers).isdigit():
-                guid_value, txg_value, creation_value, refs, written_value, referenced_value = map(
-                    int, numbers)
-                ds_name, _, short = name.partition("@")
-                if ds_name != current_name:
-                    current = get_dataset(ds_name)
-                    if current is None:
-                        raise _Doubt
-                    current_name, last_txg, append_snapshot = ds_name, -1, current.snapshots.append
-                if not short or "@" in short or "#" in short or not 0 < guid_value <= MAX_GUID:
-                    raise _Doubt
-                if txg_value < last_txg:
-                    unsorted.add(ds_name)
-                last_txg = txg_value
-                append_snapshot(snapshot_cls(  # type: ignore[misc]
-                    short, guid_value, txg_value, creation_value, refs, written_value, referenced_value))
-            elif kind == "bookmark" and userrefs == "-" and token == "-" and guid.isdigit() \
-                    and txg.isdigit() and creation.isdigit():
-                ds_name, _, short = name.partition("#")
-                guid_value, txg_value = int(guid), int(txg)
-                if ds_name != current_name:
-                    current = get_dataset(ds_name)
-                    if current is None:
-                        raise _Doubt
-                    current_name, last_txg, append_snapshot = ds_name, -1, current.snapshots.append
-                if not short or "#" in short or "@" in short or not 0 < guid_value <= MAX_GUID:
-                    raise _Doubt
-                if txg_value < last_txg:
-                    unsorted.add(ds_name)
-                last_txg = txg_value
-                current.bookmarks.append(  # type: ignore[union-attr]
-                    bookmark_cls(short, guid_value, txg_value, int(creation)))
-            elif (kind == "filesystem" or kind == "volume") and userrefs == "-" and guid.isdigit() \
-                    and txg.isdigit() and creation.isdigit() and (written.isdigit() or written == "-") \
-                    and (referenced.isdigit() or referenced == "-") \
-                    and (token == "-" or TOKEN.fullmatch(token)):
-                guid_value = int(guid)
-                if bad_dataset_name(name) or name in datasets or not 0 < guid_value <= MAX_GUID:
-                    raise _Doubt
-                current = datasets[name] = dataset_cls(name, kind, guid_value, int(txg),
-                                                       None if token == "-" else token)
-                current_name, last_txg, append_snapshot = name, -1, current.snapshots.append
-            else:
-                raise _Doubt
+    return _parse_lines(text, host)
 
 
 def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
-    """The reference parser, line by line: slower, but names the first bad line exactly."""
+    """Line by line; the first line that is not valid zfs output raises, naming its number."""
     datasets: dict[str, Dataset] = {}
     unsorted: set[str] = set()
     lines = text.split("\n")
@@ -215,11 +101,36 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
     last_txg = -1
     snapshot_cls, bookmark_cls, dataset_cls = Snapshot, Bookmark, Dataset
     get_dataset = datasets.get
+    append_snapshot = None
     for index, line in enumerate(lines):
-        fields = line.split("\t")
-        if len(fields) != 9:
-            raise bad_output(host, index + 1, f"expected 9 tab-separated columns, got {len(fields)}", line)
-        name, kind, guid, txg, creation, userrefs, written, referenced, token = fields
+        try:
+            name, kind, guid, txg, creation, userrefs, written, referenced, token = line.split("\t")
+        except ValueError:
+            found = len(line.split("\t"))
+            raise bad_output(host, index + 1, f"expected 9 tab-separated columns, got {found}",
+                             line) from None
+        numbers = (guid, txg, creation, userrefs, written, referenced)
+        # Fast path for the common line (a snapshot with every number present and its
+        # dataset already seen). One isdigit() over the joined numbers rules out what int()
+        # would also accept (" 1", "1_0", "-1"); an empty field makes int() raise.
+        if kind == "snapshot" and token == "-" and "".join(numbers).isdigit():
+            ds_name, _, short = name.partition("@")
+            if ds_name == current_name and short and "@" not in short and "#" not in short:
+                try:
+                    fast_guid, fast_txg, fast_creation, fast_refs, fast_written, fast_referenced = map(
+                        int, numbers)
+                except ValueError:
+                    pass
+                else:
+                    if 0 < fast_guid <= MAX_GUID:
+                        if fast_txg < last_txg:
+                            unsorted.add(ds_name)
+                        last_txg = fast_txg
+                        append_snapshot(snapshot_cls(  # type: ignore[misc]
+                            short, fast_guid, fast_txg, fast_creation, fast_refs, fast_written,
+                            fast_referenced))
+                        continue
+        # Everything else takes the careful path, which names what is wrong.
         if not (guid.isdigit() and txg.isdigit() and creation.isdigit()):
             raise bad_output(host, index + 1, "guid, createtxg and creation must be decimal numbers", line)
         guid_value = int(guid)
@@ -234,6 +145,7 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
                 if current is None:
                     raise bad_output(host, index + 1, f"snapshot of {ds_name!r} before that dataset", line)
                 current_name, last_txg = ds_name, -1
+                append_snapshot = current.snapshots.append
             if not short or "@" in short or "#" in short or token != "-" or not userrefs.isdigit():
                 raise bad_output(host, index + 1, "not a valid snapshot line", line)
             if written.isdigit():
@@ -260,12 +172,14 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
                 if current is None:
                     raise bad_output(host, index + 1, f"bookmark of {ds_name!r} before that dataset", line)
                 current_name, last_txg = ds_name, -1
+                append_snapshot = current.snapshots.append
             if not short or "#" in short or "@" in short or userrefs != "-" or token != "-":
                 raise bad_output(host, index + 1, "not a valid bookmark line", line)
-            if txg_value < last_txg:
+            # OpenZFS 2.1 lists bookmarks after all snapshots, each group by createtxg.
+            marks = current.bookmarks  # type: ignore[union-attr]
+            if marks and txg_value < marks[-1].createtxg:
                 unsorted.add(ds_name)
-            last_txg = txg_value
-            current.bookmarks.append(  # type: ignore[union-attr]
+            marks.append(
                 bookmark_cls(short, guid_value, txg_value, int(creation)))
         elif kind == "filesystem" or kind == "volume":
             if bad_dataset_name(name) or userrefs != "-":
@@ -279,6 +193,7 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
             current = datasets[name] = dataset_cls(name, kind, guid_value, txg_value,
                                                    None if token == "-" else token)
             current_name, last_txg = name, -1
+            append_snapshot = current.snapshots.append
         else:
             raise bad_output(host, index + 1, f"unknown dataset type {kind!r}", line)
     for name in unsorted:

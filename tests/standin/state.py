@@ -164,9 +164,14 @@ class StandinState:
         ds = self.datasets[dataset]
         snap = next(s for s in ds["snapshots"] if s["name"] == snapshot)
         bm = {"name": name, "guid": snap["guid"], "createtxg": snap["createtxg"],
-              "creation": snap["creation"]}
+              "creation": snap["creation"], "referenced": snap.get("referenced", 0)}
         ds["bookmarks"].append(bm)
         return bm
+
+    def write(self, dataset: str) -> None:
+        """Simulate data written to ``dataset`` since its newest snapshot: an incremental
+        receive onto it then fails with "has been modified since most recent snapshot"."""
+        self.datasets[dataset]["modified"] = True
 
     def inject(self, command: str, stderr: str, *, match: str = "", returncode: int = 1,
                remaining: int | None = None) -> None:

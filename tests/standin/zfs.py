@@ -31,6 +31,9 @@ COLUMNS = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written
            "receive_resume_token", "used", "available", "mountpoint", "canmount")
 COMPONENT = re.compile(r"^[A-Za-z0-9_.: -]+$")
 CHUNK = 1 << 20
+SNAPSHOT_USAGE = ("usage:\n\tsnapshot [-r] [-o property=value] ... <filesystem|volume>@<snap> ...\n\n"
+                  "For the property list, run: zfs set|get\n\n"
+                  "For the delegated permission list, run: zfs allow|unallow")
 HEADER = b"ZSTANDIN "
 TRAILER = b"END\n"
 
@@ -144,9 +147,9 @@ def value_of(ds_name: str, ds: dict[str, Any], kind: str, item: dict[str, Any] |
             return "-"
         return str(item.get("written", item.get("size", 0))) if item is not None else "0"
     if col in ("referenced", "used"):
-        if kind == "bookmark":
+        if kind == "bookmark" and col == "used":
             return "-"
-        if item is not None:
+        if item is not None:  # a bookmark shows its snapshot's referenced (OpenZFS 2.1)
             return str(item.get("referenced", item.get("size", 0)))
         return str(sum(s.get("size", 0) for s in ds["snapshots"]))
     if col == "receive_resume_token":
@@ -198,8 +201,9 @@ def rows(state: State, names: list[str], types: set[str], recursive: bool, depth
         if names and not recursive and (not ({"snapshot", "bookmark"} & types)
                                         or (ds_name in names and "filesystem" in types)):
             continue
-        children = [("snapshot", s) for s in ds["snapshots"]] + [("bookmark", b) for b in ds["bookmarks"]]
-        children.sort(key=lambda pair: (pair[1]["createtxg"], pair[0] != "snapshot"))
+        # OpenZFS 2.1 lists a dataset's snapshots (by createtxg), then its bookmarks.
+        children = [("snapshot", s) for s in sorted(ds["snapshots"], key=lambda s: s["createtxg"])]
+        children += [("bookmark", b) for b in sorted(ds["bookmarks"], key=lambda b: b["createtxg"])]
         for kind, item in children:
             if kind in types:
                 yield ds_name, ds, kind, item
@@ -278,6 +282,8 @@ def cmd_holds(state: State, args: list[str], out: BinaryIO) -> int:
             stamp = str(when) if "p" in opts else ctime(when)
             lines.append(f"{ref}\t{tag}\t{stamp}")
     out.write("".join(line + "\n" for line in lines).encode())
+    if status:
+        sys.stderr.write("no datasets available\n")
     return status
 
 
@@ -297,7 +303,7 @@ def cmd_snapshot(state: State, args: list[str]) -> int:
         if reason:
             errors.append(f"cannot create snapshot '{ref}': {reason}")
         elif ds_name not in state["datasets"]:
-            errors.append(f"cannot open '{ds_name}': dataset does not exist")
+            raise ZfsFailure(f"cannot open '{ds_name}': dataset does not exist\n{SNAPSHOT_USAGE}", 2)
         elif find(state["datasets"][ds_name]["snapshots"], name) is not None:
             errors.append(f"cannot create snapshot '{ref}': dataset already exists")
         elif ds_name in seen:
@@ -311,9 +317,10 @@ def cmd_snapshot(state: State, args: list[str]) -> int:
         ds_name, _, name = split_ref(ref)
         ds = state["datasets"][ds_name]
         referenced = sum(s.get("size", 0) for s in ds["snapshots"])
+        dirty = bool(ds.pop("modified", False))  # the writes since the last snapshot
         ds["snapshots"].append({"name": name, "guid": st.new_guid(state), "createtxg": txg,
                                 "creation": created, "size": st.DEFAULT_SIZE, "written": 0,
-                                "referenced": referenced, "holds": {}})
+                                "referenced": referenced, "holds": {}, "has_writes": dirty})
     return 0
 
 
@@ -375,7 +382,7 @@ def cmd_bookmark(state: State, args: list[str]) -> int:
     if find(ds["bookmarks"], name) is not None:
         raise ZfsFailure(f"cannot create bookmark '{target}': bookmark exists")
     ds["bookmarks"].append({"name": name, "guid": origin["guid"], "createtxg": origin["createtxg"],
-                            "creation": origin["creation"]})
+                            "creation": origin["creation"], "referenced": origin.get("referenced", 0)})
     return 0
 
 
@@ -452,7 +459,7 @@ def encode_token(toguid: int, toname: str, fromguid: int, nbytes: int) -> str:
 
 def decode_token(token: str) -> dict[str, Any]:
     """Returns toguid, toname, fromguid, bytes; raises ZfsFailure for an unusable token."""
-    bad = ZfsFailure(f"cannot resume send: '{token}' is not a valid token")
+    bad = ZfsFailure("cannot resume send: resume token is corrupt (invalid format)", 255)
     if token.startswith("1-0-"):
         try:
             decoded: dict[str, Any] = json.loads(bytes.fromhex(token.split("-", 3)[3]))
@@ -516,12 +523,13 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
         chain = [snap]
     records = []
     fromguid = base["guid"]
-    fromname = base_ref
+    # zfs send -nP names the base in full for -i, by its short name for -I (2.1 output).
+    fromname = base_ref if "I" not in opts or base_sep != "@" else base_name
     for item in chain:
         rec = record(ds, f"{ds_name}@{item['name']}", item, fromguid, 0, raw)
         rec["fromname"] = fromname
         records.append(rec)
-        fromguid, fromname = item["guid"], rec["toname"]
+        fromguid, fromname = item["guid"], item["name"]
     return records
 
 
@@ -542,8 +550,8 @@ def cmd_send(state: State, args: list[str], out: BinaryIO) -> int:
             lines = []
             for rec in records:
                 if "t" in opts:
-                    lines.append("resume token contents:\nnvlist version: 0\n"
-                                 f"\tfromguid = 0x{rec['fromguid']:x}\n\tobject = 0x1\n"
+                    fromguid = f"\tfromguid = 0x{rec['fromguid']:x}\n" if rec["fromguid"] else ""
+                    lines.append(f"resume token contents:\nnvlist version: 0\n{fromguid}\tobject = 0x1\n"
                                  f"\toffset = 0x{rec['offset']:x}\n\tbytes = 0x{rec['offset']:x}\n"
                                  f"\ttoguid = 0x{rec['toguid']:x}\n\ttoname = {rec['toname']}")
                 if rec["fromguid"]:
@@ -582,6 +590,9 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
     kind = "incremental" if rec["fromguid"] else "new filesystem"
     if ds is not None and ds.get("partial"):
         partial = ds["partial"]
+        if rec["offset"] == 0 and not rec["fromguid"]:
+            raise ZfsFailure(f"cannot receive new filesystem stream: destination '{target}' exists\n"
+                             "must specify -F to overwrite it")
         if rec["offset"] == 0:
             raise ZfsFailure(f"cannot receive {kind} stream: destination {target} contains partially-complete"
                              ' state from "zfs receive -s".')
@@ -599,19 +610,23 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
                              "must specify -F to overwrite it")
         parent = target.rsplit("/", 1)[0] if "/" in target else None
         if parent is None or parent not in datasets:
-            raise ZfsFailure(f"cannot receive new filesystem stream: parent of '{target}' does not exist"
-                             if parent else f"cannot receive: '{target}' is not a valid target")
+            raise ZfsFailure(f"cannot open '{parent}': dataset does not exist\n"
+                             "cannot receive new filesystem stream: unable to restore to destination")
         return
     if ds is None:
         raise ZfsFailure(f"cannot receive incremental stream: destination '{target}' does not exist")
     if find(ds["snapshots"], short) is not None:
         raise ZfsFailure(f"cannot restore to {target}@{short}: destination already exists")
-    newest = ds["snapshots"][-1] if ds["snapshots"] else None
-    if newest is not None and newest["guid"] == rec["fromguid"] and not ds.get("modified"):
+    # Like dsl_dataset_recv_begin_check: the base may be any snapshot of the target (not
+    # only the newest), but nothing may have been written since it; snapshots taken
+    # without writes do not count (real-recv-onto-newer-snapshot.txt).
+    base_index = next((i for i, s in enumerate(ds["snapshots"]) if s["guid"] == rec["fromguid"]), None)
+    if base_index is not None:
+        later = ds["snapshots"][base_index + 1:]
+        if ds.get("modified") or any(s.get("has_writes") for s in later):
+            raise ZfsFailure(f"cannot receive incremental stream: destination {target} has been modified\n"
+                             "since most recent snapshot")
         return
-    if any(s["guid"] == rec["fromguid"] for s in ds["snapshots"]) or ds.get("modified"):
-        raise ZfsFailure(f"cannot receive incremental stream: destination {target} has been modified\n"
-                         "since most recent snapshot")
     raise ZfsFailure(f"cannot receive incremental stream: most recent snapshot of {target} does not\n"
                      "match incremental source")
 
