@@ -183,3 +183,16 @@ def test_mutated_output_is_parsed_or_rejected_as_bad_output(at: int, insert: str
         return
     lines = [line for line in mutated.split("\n") if line]
     assert len(datasets) + sum(len(d.snapshots) + len(d.bookmarks) for d in datasets.values()) == len(lines)
+
+
+def test_line_numbers_across_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.gather import parse
+
+    monkeypatch.setattr(parse, "CHUNK_CHARS", 50)
+    lines = [GOOD_FS] + [GOOD_SNAP.replace("@s1", f"@s{i}").replace("\t5\t", f"\t{i + 5}\t")
+                         for i in range(40)]
+    text = "\n".join(lines) + "\n"
+    assert len(parse_zfs_list(text, "h")["tank/a"].snapshots) == 40
+    lines[33] = lines[33].replace("\tsnapshot\t", "\tsnapshots\t")
+    with pytest.raises(GatherError, match="line 34: unknown dataset type 'snapshots'"):
+        parse_zfs_list("\n".join(lines), "h")
