@@ -71,10 +71,12 @@ def dataset_row(ds: Dataset) -> tuple[str, ...]:
 
 
 def snapshot_rows(ds: Dataset) -> list[tuple[str, ...]]:
+    """One row per snapshot and bookmark under its dataset (``--snapshots``); the
+    "newest snapshot" column carries creation time and createtxg, "held" the hold tags."""
     rows: list[tuple[str, ...]] = [
-        (f"  @{s.name}", "snapshot", str(s.guid), str(s.createtxg), iso(s.creation),
-         ",".join(s.holds) or "-", "-") for s in ds.snapshots]
-    rows += [(f"  #{b.name}", "bookmark", str(b.guid), str(b.createtxg), iso(b.creation), "-", "-")
+        (f"  @{s.name}", "snapshot", "", "", f"{iso(s.creation)} txg {s.createtxg}",
+         ",".join(s.holds) or "-", "") for s in ds.snapshots]
+    rows += [(f"  #{b.name}", "bookmark", "", "", f"{iso(b.creation)} txg {b.createtxg}", "-", "")
              for b in ds.bookmarks]
     return rows
 
