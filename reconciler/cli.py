@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from reconciler import __version__
-from reconciler.errors import ReconcileError
+from reconciler.errors import ConfigError, ReconcileError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -56,6 +56,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
                         help="desired-state YAML file (default: %(default)s)")
 
 
+def error_message(exc: ReconcileError) -> str:
+    """One clear message; a config with several problems lists them one per line."""
+    if isinstance(exc, ConfigError) and len(exc.problems) > 1:
+        lines = "\n".join(str(p) for p in exc.problems)  # FILE:LINE:COL at column 0 for editors
+        return f"error: {len(exc.problems)} problems in the configuration:\n{lines}"
+    return f"error: {exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReconcileError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_message(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

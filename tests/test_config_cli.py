@@ -62,7 +62,8 @@ def test_invalid_config_exits_1_listing_every_problem(tmp_path: Path,
     code, out, err = run_validate(path, capsys)
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        f"error: {path}:3:22: filesystems[0].host: undefined host 'nsa'; did you mean 'nas'? "
+        "error: 2 problems in the configuration:",
+        f"{path}:3:22: filesystems[0].host: undefined host 'nsa'; did you mean 'nas'? "
         "(defined hosts: nas)",
         f"{path}:3:57: filesystems[0].policy: undefined policy 'q' (defined policies: p)",
     ]
