@@ -93,6 +93,14 @@ def test_ssh_key_auth_quotes_argv_once_and_reuses_connection(sshd: SshServer) ->
         ex.close()
 
 
+def test_ssh_run_gives_the_command_no_stdin(sshd: SshServer) -> None:
+    ex = ssh_executor(sshd, zfs_command=["cat"])
+    try:
+        assert ex.run(["zfs"], timeout=10).stdout == ""
+    finally:
+        ex.close()
+
+
 def test_ssh_nonzero_exit_and_stderr_are_returned(sshd: SshServer) -> None:
     ex = ssh_executor(sshd, zfs_command=["/nonexistent/zfs"])
     try:

@@ -166,6 +166,7 @@ class SshExecutor:
         limit = timeout if timeout is not None else self.timeout
         channel = self._open_channel(command)
         try:
+            channel.shutdown_write()  # no stdin, like subprocess.DEVNULL: a reader sees EOF
             out, err = self._collect(channel, command, limit)
             status = channel.recv_exit_status()
         finally:
