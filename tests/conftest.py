@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fixtures_sshd import pytest_collection_modifyitems, sshd  # noqa: F401  (fixture and hook)
 from standin.state import StandinState
-
-pytest_plugins = ["fixtures_sshd"]
 
 NOW = 1_764_000_000  # 2025-11-24T16:00:00Z: a fixed clock for reproducible stand-in facts
 
