@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -140,3 +142,35 @@ def config_file(zfs_guest: Guest, tmp_path: Path) -> Callable[..., Path]:
         return write_config(tmp_path / name, build_config(zfs_guest, **kwargs))
 
     return make
+
+
+# ---------------------------------------------------------------------- running the product
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_guest_clock(guest: Guest, ts: int) -> None:
+    """ZFS stamps a snapshot's creation with the guest's clock: tests set it to place
+    snapshots in time and run the product with --now at the same instant."""
+    guest.ssh(["date", "-u", "-s", f"@{ts}"], check=True)
+
+
+def reconcile(config: Path, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+    """Run the zrepl-reconcile CLI of the working tree, plain text (no colour)."""
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "TERM": "dumb"}
+    command = [sys.executable, "-m", "reconciler.cli", *args[:1], "-c", str(config), *args[1:]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def snapshots(guest: Guest, dataset: str) -> dict[str, str]:
+    """Snapshot name -> GUID of ``dataset`` (in createtxg order); empty when it does not exist."""
+    out = guest.ssh(["zfs", "list", "-H", "-p", "-t", "snapshot", "-o", "name,guid", "-s", "createtxg",
+                     "-d", "1", dataset])
+    if out.returncode != 0:
+        return {}
+    result: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        name, guid = line.split("\t")
+        result[name.split("@", 1)[1]] = guid
+    return result

@@ -141,7 +141,8 @@ def error_captures() -> dict[str, list[str]]:
         "real-err-recv-full-onto-partial.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/big@{T1}')} | zfs recv -s -u dst/partial-full"],
         "real-err-recv-incremental-onto-partial.txt": [
-            "sh", "-c", f"zfs send -i {q(f'@{T1}')} {q(f'src/data/big@{T2}')} | zfs recv -s -u dst/partial-incr"],
+            "sh", "-c",
+            f"zfs send -i {q(f'@{T1}')} {q(f'src/data/big@{T2}')} | zfs recv -s -u dst/partial-incr"],
         "real-err-recv-missing-parent.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/nested@{T1}')} | zfs recv -u dst/no/such/parent"],
     }
