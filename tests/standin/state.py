@@ -42,9 +42,11 @@ STANDIN_ZFS = str(Path(__file__).resolve().with_name("zfs.py"))
 DEFAULT_SIZE = 1024
 
 
-def zfs_command(state_path: str | os.PathLike[str]) -> list[str]:
-    """The ``zfs_command`` of a host whose pools live in ``state_path``."""
-    return [sys.executable, STANDIN_ZFS, "--state", str(Path(state_path).resolve())]
+def zfs_command(state_path: str | os.PathLike[str], now: int | None = None) -> list[str]:
+    """The ``zfs_command`` of a host whose pools live in ``state_path``. With ``now`` the
+    stand-in's clock is fixed through ``env`` (SSH sessions do not pass our environment)."""
+    command = [sys.executable, STANDIN_ZFS, "--state", str(Path(state_path).resolve())]
+    return ["env", f"ZFS_STANDIN_NOW={now}", *command] if now is not None else command
 
 
 def empty_state(seed: int | None = None, txg: int = 1) -> dict[str, Any]:
