@@ -82,6 +82,7 @@ PATTERNS: tuple[Pattern, ...] = (
        r"destination '?[^']*'? exists|dataset already exists|already exists"
        r"|must specify -F to overwrite|tag already exists",
        "the target already exists (zrepl-reconcile never overwrites with recv -F)"),
+    _p(EXISTS, r"bookmark exists", "a bookmark of that name already exists"),
     _p(BUSY, r"dataset is busy|pool is busy|resource busy|device busy",
        "the dataset is busy (mounted and in use, a clone depends on it, or a hold)"),
     _p(NO_SPACE, r"out of space|no space left|quota exceeded|insufficient space",
@@ -93,6 +94,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(DATASET_MISSING,
        r"dataset does not exist|could not find any snapshots to destroy|no such pool"
        r"|could not find .* (snapshot|bookmark)|snapshot does not exist|bookmark does not exist"
+       r"|bookmark '[^']*' does not exist"
        r"|no such (dataset|snapshot|bookmark|file or directory)",
        "the dataset or snapshot does not exist (anymore)"),
     _p(STREAM_BROKEN,
