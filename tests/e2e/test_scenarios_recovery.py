@@ -1,0 +1,185 @@
+"""Real OpenZFS: bookmark as incremental base, interrupted send resumed by token, kill -9
+of apply mid-send, stale saved plan (issue 7, scenarios 7, 8, 12, 13).
+
+Receives are interrupted with test wrappers installed as the target host's zfs_command
+(a receive that reads only 2 MiB of its stream; one that reads at ~1 MiB/s so apply can
+be killed mid-send); the product itself runs unchanged over real SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.conftest import GuestZfs, guest_hosts
+from e2e.scenario_helpers import (
+    CUT_WRAPPER,
+    KEEP_ALL,
+    SLOW_WRAPPER,
+    advance_clock,
+    apply,
+    assert_applied,
+    assert_no_changes,
+    bookmarks,
+    cli,
+    cli_argv,
+    entry,
+    exists,
+    guest_now,
+    install_wrapper,
+    plan,
+    policy,
+    prop,
+    snapshots,
+    write_random,
+)
+
+pytestmark = pytest.mark.realzfs
+
+ConfigFile = Callable[..., Path]
+HOUR = 3600
+
+
+def hosts_with_target_wrapper(guest: Any, wrapper: str) -> dict[str, Any]:
+    hosts = guest_hosts(guest)
+    hosts["dst"] = guest.ssh_host_config(zfs_command=[wrapper])
+    return hosts
+
+
+def test_pruned_base_survives_as_bookmark_and_is_the_incremental_base(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
+    guest_zfs("create", "src/bm")
+    write_random(zfs_guest, "/src/bm/a", 256)
+    config = config_file(
+        policies={"p": policy(keep_source=[{"type": "last_n", "count": 1}], keep_target=KEEP_ALL)},
+        filesystems=[entry("src/bm")])
+    assert_applied(apply(config, guest_now(zfs_guest)))
+    (base,) = snapshots(guest_zfs, "src/bm")
+    assert any(name.endswith(base) for name in bookmarks(guest_zfs, "src/bm"))
+
+    # Something else prunes the base snapshot on the source; only the cursor bookmark is left.
+    guest_zfs("destroy", f"src/bm@{base}")
+    write_random(zfs_guest, "/src/bm/b", 256)
+    now = advance_clock(zfs_guest, HOUR + 60)
+    shown = plan(config, now)
+    assert "#zrr-cursor" in shown.output and "bookmark" in shown.output, shown.output
+    plan_json = json.loads(plan(config, now, "--format", "json").output)
+    (send,) = [action for action in plan_json["actions"] if action["kind"] == "send"]
+    assert send["base"].startswith("#") and send["base"].endswith(base), send
+
+    result = apply(config, now)
+    assert_applied(result)
+    source, target = snapshots(guest_zfs, "src/bm"), snapshots(guest_zfs, "dst/backup/src/bm")
+    (newest,) = source
+    assert target[newest] == source[newest] and base in target
+    assert_no_changes(config, now)
+
+
+def test_interrupted_send_is_resumed_by_token(pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs,
+                                              config_file: ConfigFile) -> None:
+    guest_zfs("create", "src/res")
+    write_random(zfs_guest, "/src/res/blob", 5 * 1024)
+    keep = {"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)}
+    cut = install_wrapper(zfs_guest, "zfs-cut", CUT_WRAPPER)
+    cutting = config_file("cut.yml", policies=keep, filesystems=[entry("src/res")],
+                          hosts=hosts_with_target_wrapper(zfs_guest, cut))
+    config = config_file("plain.yml", policies=keep, filesystems=[entry("src/res")])
+
+    now = guest_now(zfs_guest)
+    broken = apply(cutting, now)
+    assert broken.returncode == 1, broken.output
+    assert "resum" in broken.output, broken.output
+    token = prop(guest_zfs, "dst/backup/src/res", "receive_resume_token")
+    assert token not in ("", "-")
+
+    shown = plan(config, now, "--detailed-exitcode")
+    assert shown.returncode == 2, shown.output
+    assert "resume send of src/res@" in shown.output, shown.output
+    assert token in plan(config, now, "--format", "json").output
+
+    resumed = apply(config, now)
+    assert_applied(resumed)
+    assert "resume send" in resumed.output
+    assert prop(guest_zfs, "dst/backup/src/res", "receive_resume_token") == "-"
+    assert snapshots(guest_zfs, "dst/backup/src/res") == snapshots(guest_zfs, "src/res")
+    assert_no_changes(config, now)
+
+
+def all_snapshots(guest_zfs: GuestZfs, *datasets: str) -> set[tuple[str, str]]:
+    return {(dataset, f"{name}:{guid}") for dataset in datasets
+            for name, guid in snapshots(guest_zfs, dataset).items()}
+
+
+def test_kill_9_during_a_send_then_converges_without_losing_snapshots(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
+    guest_zfs("create", "src/kill")
+    write_random(zfs_guest, "/src/kill/a", 512)
+    keep = {"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)}
+    config = config_file("plain.yml", policies=keep, filesystems=[entry("src/kill")])
+    assert_applied(apply(config, guest_now(zfs_guest)))
+
+    write_random(zfs_guest, "/src/kill/big", 6 * 1024)
+    guest_zfs("snapshot", "src/kill@zrepl_by_hand")
+    before = all_snapshots(guest_zfs, "src/kill", "dst/backup/src/kill")
+    slow = install_wrapper(zfs_guest, "zfs-slow", SLOW_WRAPPER)
+    slowed = config_file("slow.yml", policies=keep, filesystems=[entry("src/kill")],
+                         hosts=hosts_with_target_wrapper(zfs_guest, slow))
+
+    now = advance_clock(zfs_guest, HOUR + 60)
+    proc = subprocess.Popen(cli_argv("apply", "-y", "-c", str(slowed), "--now", now),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "400"})
+    seen: list[str] = []
+    killed = False
+    deadline = time.monotonic() + 240
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "src:src/kill" in line and " / " in line and "%" in line:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    proc.wait(timeout=60)
+    assert killed and proc.returncode == -signal.SIGKILL, "".join(seen)
+
+    shown = plan(config, now)
+    assert "resume send" in shown.output or "incremental send" in shown.output, shown.output
+    result = apply(config, now)
+    assert_applied(result)
+    assert_no_changes(config, now)
+    after = all_snapshots(guest_zfs, "src/kill", "dst/backup/src/kill")
+    assert before <= after, before - after
+    assert snapshots(guest_zfs, "dst/backup/src/kill") == snapshots(guest_zfs, "src/kill")
+    assert prop(guest_zfs, "dst/backup/src/kill", "receive_resume_token") == "-"
+
+
+def test_stale_saved_plan_is_refused(pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs,
+                                     config_file: ConfigFile, tmp_path: Path) -> None:
+    guest_zfs("create", "src/stale")
+    config = config_file(policies={"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)},
+                         filesystems=[entry("src/stale")])
+    now = guest_now(zfs_guest)
+    saved = tmp_path / "plan.json"
+    written = plan(config, now, "--out", str(saved))
+    assert written.returncode == 0 and saved.is_file(), written.output
+
+    guest_zfs("snapshot", "src/stale@someone-else")
+    refused = cli("apply", "-y", "-c", str(config), "--plan", str(saved))
+    assert refused.returncode == 1, refused.output
+    assert "stale" in refused.output, refused.output
+    assert set(snapshots(guest_zfs, "src/stale")) == {"someone-else"}  # nothing was applied
+    assert not exists(guest_zfs, "dst/backup/src/stale")
+
+    # A fresh saved plan applies.
+    plan(config, now, "--out", str(saved))
+    assert_applied(cli("apply", "-y", "-c", str(config), "--plan", str(saved)))
+    assert_no_changes(config, now)
