@@ -65,7 +65,8 @@ def test_full_then_incremental_with_intermediates_then_no_changes(
     set_guest_clock(zfs_guest, T0 + LATER)
     second = reconcile(config, "apply", "-y", "--now", iso(T0 + LATER))
     assert second.returncode == 0, second.stdout + second.stderr
-    assert list(snapshots(zfs_guest, "src/rep/a")) == [stamp(T0), "manual: v1.2 in-between_x", stamp(T0 + LATER)]
+    manual = "manual: v1.2 in-between_x"
+    assert list(snapshots(zfs_guest, "src/rep/a")) == [stamp(T0), manual, stamp(T0 + LATER)]
     for ds in ["src/rep", *sources]:
         assert snapshots(zfs_guest, f"dst/rep/{ds}") == snapshots(zfs_guest, ds), ds
     assert_no_changes(config, T0 + LATER)

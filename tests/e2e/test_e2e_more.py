@@ -69,33 +69,45 @@ def test_target_retention_after_initial_all(pools: tuple[str, ...], zfs_guest: G
     assert again.returncode == 0 and "No changes" in again.stdout, again.stdout + again.stderr
 
 
-def test_bookmark_is_the_incremental_base_when_the_source_lost_it(
-        pools: tuple[str, ...], zfs_guest: Guest, guest_zfs: GuestZfs,
-        config_file: Callable[..., Path]) -> None:
+def test_bookmark_is_the_incremental_base_after_the_source_pruned_it(
+        pools: tuple[str, ...], zfs_guest: Guest, guest_zfs: GuestZfs, tmp_path: Path) -> None:
     now = T0 + 300 * HOUR
     ds, target = "src/bm/a", "dst/bm/src/bm/a"
     guest_zfs("create", "-p", ds)
     guest_zfs("create", "dst/bm")
-    config = config_file(filesystems=[entry("src/bm", "dst/bm")])
-    set_guest_clock(zfs_guest, now)
-    first = reconcile(config, "apply", "-y", "--now", iso(now))
-    assert first.returncode == 0, first.stdout + first.stderr
-    bookmarks = guest_zfs("list", "-H", "-t", "bookmark", "-o", "name", "-r", ds).stdout.split()
-    assert bookmarks, "apply left no replication cursor bookmark"
+    policy = {**DEFAULT_POLICY, "keep_source": [{"type": "last_n", "count": 1, "regex": "^zrepl_"}]}
+    reachable = write_config(tmp_path / "ok.yml", build_config(
+        zfs_guest, policies={"p": policy}, filesystems=[entry("src/bm", "dst/bm")]))
+    hosts = {"src": zfs_guest.ssh_host_config(),
+             "dst": {**zfs_guest.ssh_host_config(), "port": free_port(), "connect_timeout": 3}}
+    unreachable = write_config(tmp_path / "down.yml", build_config(
+        zfs_guest, hosts=hosts, policies={"p": policy}, filesystems=[entry("src/bm", "dst/bm")]))
 
-    guest_zfs("destroy", f"{ds}@{stamp(now)}")  # the base is gone on the source
+    set_guest_clock(zfs_guest, now)
+    first = reconcile(reachable, "apply", "-y", "--now", iso(now))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert list(snapshots(zfs_guest, target)) == [stamp(now)]
+
+    # The target is down for the next run: the source snapshots and prunes (last_n 1,
+    # prune wins), so the only common snapshot is gone there; the cursor bookmark stays.
     write_data(zfs_guest, ds)
     set_guest_clock(zfs_guest, now + LATER)
-    plan = reconcile(config, "plan", "--now", iso(now + LATER), "--format", "json")
+    reconcile(unreachable, "apply", "-y", "--now", iso(now + LATER))
+    assert list(snapshots(zfs_guest, ds)) == [stamp(now + LATER)]
+    assert guest_zfs("list", "-H", "-t", "bookmark", "-o", "name", "-r", ds).stdout.strip()
+
+    plan = reconcile(reachable, "plan", "--now", iso(now + LATER), "--format", "json")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     sends = [a for a in json.loads(plan.stdout)["actions"]
              if a["kind"] == "send" and a["target"]["dataset"] == target]
     assert len(sends) == 1 and str(sends[0]["base"]).startswith("#"), sends
 
-    second = reconcile(config, "apply", "-y", "--now", iso(now + LATER))
+    second = reconcile(reachable, "apply", "-y", "--now", iso(now + LATER))
     assert second.returncode == 0, second.stdout + second.stderr
     assert list(snapshots(zfs_guest, target)) == [stamp(now), stamp(now + LATER)]
     assert snapshots(zfs_guest, target)[stamp(now + LATER)] == snapshots(zfs_guest, ds)[stamp(now + LATER)]
+    again = reconcile(reachable, "plan", "--now", iso(now + LATER), "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes" in again.stdout, again.stdout + again.stderr
 
 
 @pytest.mark.parametrize("protect", [False, True], ids=["prune-wins", "not_replicated"])
