@@ -55,6 +55,20 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(message)
 
 
+_cannot_run: list[str | None] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip realzfs tests from this hook rather than from the fixture: pytest then reports
+    the skip at one location, folded into ONE summary line however many tests there are."""
+    if item.get_closest_marker("realzfs") is None:
+        return
+    if not _cannot_run:
+        _cannot_run.append(qemu_cannot_run())
+    if _cannot_run[0] is not None:
+        skip_or_fail(_cannot_run[0])
+
+
 @pytest.fixture(scope="session")
 def zfs_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     reason = qemu_cannot_run()
