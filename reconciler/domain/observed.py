@@ -43,6 +43,9 @@ class Dataset:
     resume_token: str | None = None  # receive_resume_token, None when "-"
     snapshots: list[Snapshot] = field(default_factory=list)  # ordered by createtxg
     bookmarks: list[Bookmark] = field(default_factory=list)  # ordered by createtxg
+    # Bytes written since the newest snapshot (zfs "written"); > 0 on a target means an
+    # incremental receive fails with "has been modified since most recent snapshot".
+    written: int | None = None
 
     @property
     def pool(self) -> str:

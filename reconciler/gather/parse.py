@@ -206,6 +206,7 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
                 raise bad_output(host, index + 1, "written and referenced must be numbers", line)
             current = datasets[name] = dataset_cls(name, kind, guid_value, txg_value,
                                                    None if token == "-" else token)
+            current.written = int(written) if written.isdigit() else None
             current_name, last_txg = name, -1
             append_snapshot = current.snapshots.append
         else:

@@ -193,8 +193,29 @@ def _plan_existing(pair: PairPlan, source: SourceView, target: Dataset) -> None:
         return  # an aborted initial receive left nothing: _plan_resume planned a full send
     assert base_index is not None
     base = target.snapshots[base_index]
-    pair.sends += incremental_sends(pair, source, base.guid)
+    sends = incremental_sends(pair, source, base.guid)
+    if sends and _modified_since_newest(pair, target):
+        return
+    pair.sends += sends
     _arrive(pair, target.snapshots, [s for send in pair.sends for s in _sent(source, send)])
+
+
+def _modified_since_newest(pair: PairPlan, target: Dataset) -> bool:
+    """Record a conflict if data was written to the target after its newest snapshot.
+
+    OpenZFS refuses an incremental receive onto such a target ("destination has been
+    modified since most recent snapshot"); only recv -F would overwrite the changes, and
+    that is the user's decision, so the plan says so instead of letting apply fail.
+    """
+    newest = target.newest_snapshot()
+    if not target.written or newest is None:
+        return False
+    _conflict(pair, DIVERGED,
+              f"{pair.target.host}:{target.name} was modified since its newest snapshot {newest.name}"
+              f" ({target.written} bytes written on the target); an incremental receive would be refused",
+              f"on {pair.target.host}: `zfs rollback {shlex.quote(f'{target.name}@{newest.name}')}`"
+              " (discards what was written on the target since)")
+    return True
 
 
 def newest_common_index(target: Dataset, source: SourceView) -> int | None:
