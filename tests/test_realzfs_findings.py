@@ -8,11 +8,13 @@ reports it as a conflict with the rollback that fixes it, instead of a failed ap
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from plan_builders import NOW, World, simple_config
 
 from reconciler.domain.actions import SendAction
+from reconciler.execute.transfer import _LogTransfer
 from reconciler.gather.parse import parse_zfs_list
 from reconciler.planning.planner import make_plan
 
@@ -60,3 +62,12 @@ def test_parser_keeps_a_filesystems_written_from_real_output() -> None:
     assert datasets["dst/replica"].written == 0
     assert datasets["dst/partial-full"].written == 1982464
     assert all(ds.written is not None for ds in datasets.values())
+
+
+def test_log_progress_past_a_low_send_estimate_shows_no_negative_eta() -> None:
+    # Real OpenZFS 2.1 estimated 624 B for an incremental zvol stream of 1.5 KiB.
+    out = io.StringIO()
+    progress = _LogTransfer(out, "incr a -> b", 624, interval=0.0)
+    progress.update(1536)
+    line = out.getvalue()
+    assert "estimated 624 B" in line and "ETA" not in line and "-" not in line.split(":", 1)[1]

@@ -118,7 +118,11 @@ class _LogTransfer:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = done / elapsed
         text = f"{self.label}: {human_bytes(done)}"
-        if self.total:
+        if self.total and done > self.total:
+            # zfs send -nP underestimates small incrementals (real 2.1: 624 B for a 1.5 KiB
+            # stream): no percentage or negative ETA past the estimate.
+            text += f" (estimated {human_bytes(self.total)}), {human_bytes(rate)}/s"
+        elif self.total:
             pct = min(100.0, 100.0 * done / self.total)
             eta = (self.total - done) / rate if rate > 0 else math.inf
             text += (f" / {human_bytes(self.total)} ({pct:.0f} %), {human_bytes(rate)}/s,"
