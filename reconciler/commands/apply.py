@@ -25,6 +25,7 @@ from typing import Any
 from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
 from reconciler.commands.common import UsageError, add_selection_arguments, check_selection, compute_plan
 from reconciler.config.models import Config
+from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
 from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan, hosts_of
@@ -166,7 +167,9 @@ def print_report(report: ApplyReport, out: Any = None) -> None:
                 print(f"  {outcome.describe()}: {outcome.message}", file=out)
     print(f"\n{report.summary_line()}", file=out)
     if report.failed:
-        hosts = sorted({o.action.host for o in report.failed})
+        # A failed send may be the receiving end's fault (modified target, full pool): name both.
+        hosts = sorted({o.action.host for o in report.failed}
+                       | {o.action.target_host for o in report.failed if isinstance(o.action, SendAction)})
         print(f"Failed on {', '.join(hosts)}; the other filesystems were reconciled. "
               "Run `zrepl-reconcile plan` to see what remains.", file=out)
     out.flush()
