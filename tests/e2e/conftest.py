@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import pytest
 from ruamel.yaml import YAML
 
-from e2e.vm.guest import (
+from reconciler.testbed.guest import (
     Guest,
     GuestError,
     QemuUnavailable,
@@ -42,7 +42,8 @@ def qemu_cannot_run() -> str | None:
         return "qemu-system-x86_64/qemu-img not installed (apt-get install qemu-system-x86 qemu-utils)"
     if not image_is_built():
         if os.geteuid() != 0:
-            return "the guest image is not built and building it needs root (run tests/e2e/vm/build-image.sh)"
+            return ("the guest image is not built and building it needs root"
+                    " (run reconciler/testbed/build-image.sh)")
         if shutil.which("debootstrap") is None:
             return "the guest image is not built and debootstrap is not installed"
     return None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from e2e.conftest import GuestZfs, iso, reconcile, set_guest_clock, snapshots
-from e2e.vm.guest import Guest
+from reconciler.testbed.guest import Guest
 
 pytestmark = pytest.mark.realzfs
 

@@ -27,7 +27,7 @@ from e2e.conftest import (
     write_config,
 )
 from e2e.test_e2e_basic import HOUR, LATER, T0, stamp, write_data
-from e2e.vm.guest import Guest, free_port
+from reconciler.testbed.guest import Guest, free_port
 
 pytestmark = pytest.mark.realzfs
 

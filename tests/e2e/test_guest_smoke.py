@@ -7,7 +7,7 @@ import time
 import pytest
 
 from e2e.conftest import GuestZfs
-from e2e.vm.guest import Guest
+from reconciler.testbed.guest import Guest
 
 pytestmark = pytest.mark.realzfs
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.vm.guest import Guest, boot, recreate_pool
+from reconciler.testbed.guest import Guest, boot, recreate_pool
 
 DEFAULT_OUTDIR = Path(__file__).resolve().parents[2] / "data" / "zfs"
 
