@@ -14,7 +14,7 @@ from pathlib import Path
 from plan_builders import NOW, World, simple_config
 
 from reconciler.domain.actions import SendAction
-from reconciler.execute.transfer import _LogTransfer
+from reconciler.execute.transfer import TransferResult, _LogTransfer, transfer_error
 from reconciler.gather.parse import parse_zfs_list
 from reconciler.planning.planner import make_plan
 
@@ -71,3 +71,12 @@ def test_log_progress_past_a_low_send_estimate_shows_no_negative_eta() -> None:
     progress.update(1536)
     line = out.getvalue()
     assert "estimated 624 B" in line and "ETA" not in line and "-" not in line.split(":", 1)[1]
+
+
+def test_receiver_cut_off_is_reported_as_resumable_not_as_the_stopped_senders_exit() -> None:
+    # Real run: the receive read 2 MiB and failed; the controller then stopped the sending
+    # system ssh client, which exits 255 on SIGTERM. The cause is the receiver's.
+    action = SendAction("src", "src/res", "s1", "dst", "dst/backup/src/res", None, ("s1",))
+    stderr = "cannot receive new filesystem stream: checksum mismatch or incomplete stream.\n"
+    error = transfer_error(action, TransferResult(2 << 20, 3.0, 255, 1, "", stderr, sender_stopped=True))
+    assert error.code == "stream_broken" and "resum" in str(error), str(error)

@@ -361,6 +361,9 @@ class TransferResult:
     send_stderr: str
     recv_stderr: str
     aborted: bool = False
+    # The controller stopped the sender because the receiver went away: the sender's exit
+    # (255 from the system ssh client on SIGTERM) is a consequence, not the cause.
+    sender_stopped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -387,7 +390,7 @@ def stream(send_argv: list[str], recv_argv: list[str], *,
     send_err, recv_err = _StderrTail(send.stderr), _StderrTail(recv.stderr)
     _enlarge_pipe(send.stdout.fileno())
     _enlarge_pipe(recv.stdin.fileno())
-    moved, aborted = 0, False
+    moved, aborted, sender_stopped = 0, False, False
     counted = [0]
 
     def progress(n: int) -> None:
@@ -398,7 +401,7 @@ def stream(send_argv: list[str], recv_argv: list[str], *,
     try:
         moved = pump(send.stdout.fileno(), recv.stdin.fileno(), progress, abort, use_splice=use_splice)
     except BrokenPipeError:
-        moved = counted[0]
+        moved, sender_stopped = counted[0], send.poll() is None
         _stop(send)  # the receiver failed: the sender has nobody to talk to
     except InterruptedError:
         moved, aborted = counted[0], True
@@ -421,7 +424,7 @@ def stream(send_argv: list[str], recv_argv: list[str], *,
             _stop(recv)
     recv_rc = recv.wait()
     return TransferResult(moved, time.monotonic() - start, send_rc, recv_rc,
-                          send_err.text(), recv_err.text(), aborted)
+                          send_err.text(), recv_err.text(), aborted, sender_stopped)
 
 
 def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
@@ -434,7 +437,8 @@ def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
     recv_error = zfs_errors.exec_error([], result.recv_returncode, result.recv_stderr, what=what)
     send_error = zfs_errors.exec_error([], result.send_returncode, result.send_stderr, what=what)
     vague = (zfs_errors.STREAM_BROKEN, zfs_errors.COMMAND_FAILED)
-    if result.recv_returncode != 0 and (recv_error.code not in vague or result.send_returncode == 0):
+    if result.recv_returncode != 0 and (recv_error.code not in vague or result.send_returncode == 0
+                                        or result.sender_stopped):
         return _both(recv_error, result)
     if result.send_returncode != 0:
         return _both(send_error, result)
