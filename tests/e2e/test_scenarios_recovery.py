@@ -1,5 +1,6 @@
-"""Real OpenZFS: bookmark as incremental base, interrupted send resumed by token, kill -9
-of apply mid-send, stale saved plan (issue 7, scenarios 7, 8, 12, 13).
+"""Real OpenZFS: a transfer interrupted during apply and resumed by token, kill -9 of apply
+during an incremental send, a saved plan applied and a stale one refused (issue 7,
+scenarios 8, 12, 13; the bookmark base of scenario 7 is in test_e2e_more.py).
 
 Receives are interrupted with test wrappers installed as the target host's zfs_command
 (a receive that reads only 2 MiB of its stream; one that reads at ~1 MiB/s so apply can
@@ -8,7 +9,6 @@ be killed mid-send); the product itself runs unchanged over real SSH.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -28,7 +28,6 @@ from e2e.scenario_helpers import (
     apply,
     assert_applied,
     assert_no_changes,
-    bookmarks,
     cli,
     cli_argv,
     entry,
@@ -52,35 +51,6 @@ def hosts_with_target_wrapper(guest: Any, wrapper: str) -> dict[str, Any]:
     hosts = guest_hosts(guest)
     hosts["dst"] = guest.ssh_host_config(zfs_command=[wrapper])
     return hosts
-
-
-def test_pruned_base_survives_as_bookmark_and_is_the_incremental_base(
-        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
-    guest_zfs("create", "src/bm")
-    write_random(zfs_guest, "/src/bm/a", 256)
-    config = config_file(
-        policies={"p": policy(keep_source=[{"type": "last_n", "count": 1}], keep_target=KEEP_ALL)},
-        filesystems=[entry("src/bm")])
-    assert_applied(apply(config, guest_now(zfs_guest)))
-    (base,) = snapshots(guest_zfs, "src/bm")
-    assert any(name.endswith(base) for name in bookmarks(guest_zfs, "src/bm"))
-
-    # Something else prunes the base snapshot on the source; only the cursor bookmark is left.
-    guest_zfs("destroy", f"src/bm@{base}")
-    write_random(zfs_guest, "/src/bm/b", 256)
-    now = advance_clock(zfs_guest, HOUR + 60)
-    shown = plan(config, now)
-    assert "#zrr-cursor" in shown.output and "bookmark" in shown.output, shown.output
-    plan_json = json.loads(plan(config, now, "--format", "json").output)
-    (send,) = [action for action in plan_json["actions"] if action["kind"] == "send"]
-    assert send["base"].startswith("#") and send["base"].endswith(base), send
-
-    result = apply(config, now)
-    assert_applied(result)
-    source, target = snapshots(guest_zfs, "src/bm"), snapshots(guest_zfs, "dst/backup/src/bm")
-    (newest,) = source
-    assert target[newest] == source[newest] and base in target
-    assert_no_changes(config, now)
 
 
 def test_interrupted_send_is_resumed_by_token(pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs,
@@ -162,8 +132,9 @@ def test_kill_9_during_a_send_then_converges_without_losing_snapshots(
     assert prop(guest_zfs, "dst/backup/src/kill", "receive_resume_token") == "-"
 
 
-def test_stale_saved_plan_is_refused(pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs,
-                                     config_file: ConfigFile, tmp_path: Path) -> None:
+def test_saved_plan_applies_and_a_stale_one_is_refused(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile,
+        tmp_path: Path) -> None:
     guest_zfs("create", "src/stale")
     config = config_file(policies={"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)},
                          filesystems=[entry("src/stale")])
