@@ -1,0 +1,24 @@
+"""`zrepl-reconcile demo` against real OpenZFS: plan -> apply -> plan says No changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.demo import run_demo
+from reconciler.testbed.guest import Guest
+
+pytestmark = pytest.mark.realzfs
+
+
+def test_demo_converges_on_real_openzfs(zfs_guest: Guest, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(tmp_path, guest=zfs_guest, say=lambda _: None) == 0
+    out = capsys.readouterr().out
+    assert "Plan: 4 snapshots to create, 4 sends" in out
+    assert "Apply: 13 done, 0 failed, 0 skipped." in out
+    assert out.rstrip().endswith("Demo finished: the second plan is empty.")
+    assert "No changes." in out
+    # The unmanaged snapshot survives and is explained as such.
+    assert "manual-before-upgrade" in out and "unmanaged" in out
