@@ -137,21 +137,19 @@ class SnapshotSchedule(Model):
         return parse_duration(self.interval)
 
 
+Regex = Annotated[str, AfterValidator(check_regex)]  # a Python regex, checked to compile
+
+
 class KeepGrid(Model):
     type: Literal["grid"]
     grid: str = Field(description="zrepl grid, e.g. '1x1h(keep=all) | 24x1h | 14x1d'")
-    regex: str = Field(default=".*", description="only snapshots whose name matches take part")
+    regex: Regex = Field(default=".*", description="only snapshots whose name matches take part")
 
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: str) -> str:
         parse_grid(v)
         return v
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return check_regex(v)
 
     @property
     def intervals(self) -> tuple[GridInterval, ...]:
@@ -161,23 +159,13 @@ class KeepGrid(Model):
 class KeepLastN(Model):
     type: Literal["last_n"]
     count: int = Field(ge=1, description="keep the newest N matching snapshots")
-    regex: str = Field(default=".*", description="only snapshots whose name matches take part")
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return check_regex(v)
+    regex: Regex = Field(default=".*", description="only snapshots whose name matches take part")
 
 
 class KeepRegex(Model):
     type: Literal["regex"]
-    regex: str = Field(description="keep snapshots whose name matches")
+    regex: Regex = Field(description="keep snapshots whose name matches")
     negate: bool = Field(default=False, description="keep those that do NOT match instead")
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return check_regex(v)
 
 
 class KeepNotReplicated(Model):
