@@ -154,3 +154,23 @@ def test_saved_plan_applies_and_a_stale_one_is_refused(
     plan(config, now, "--out", str(saved))
     assert_applied(cli("apply", "-y", "-c", str(config), "--plan", str(saved)))
     assert_no_changes(config, now)
+
+
+def test_target_out_of_space_is_reported_then_converges_once_there_is_room(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
+    guest_zfs("create", "src/full")
+    write_random(zfs_guest, "/src/full/blob", 4 * 1024)
+    guest_zfs("create", "-o", "quota=1M", "dst/small")
+    config = config_file(policies={"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)},
+                         filesystems=[entry("src/full", root="dst/small")])
+    now = guest_now(zfs_guest)
+    failed = apply(config, now)
+    assert failed.returncode == 1, failed.output
+    assert "out of space" in failed.output, failed.output
+    assert "Failed on dst, src" in failed.output
+
+    guest_zfs("set", "quota=none", "dst/small")
+    healed = apply(config, now)
+    assert_applied(healed)
+    assert snapshots(guest_zfs, "dst/small/src/full") == snapshots(guest_zfs, "src/full")
+    assert_no_changes(config, now)
