@@ -1,0 +1,214 @@
+"""Host side of the peer benchmark on real OpenZFS (issue 8): one QEMU guest, four tools.
+
+Every tool sees the same data (101 datasets: src/data and 100 children, 50 hourly
+snapshots each on a fixed past timeline, already replicated to dst/r), named the way
+that tool names its snapshots, restored from a saved pool image before every run. Every
+zfs/zpool call goes through /usr/local/sbin/zfs-logged in the guest, so counts are exact.
+
+zrepl-reconcile runs on the host (the controller) and reaches the guest over SSH with
+``zfs_command: [/usr/local/sbin/zfs-logged]``: the real user path. The peers run inside
+the guest with the wrapper first in PATH.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parents[1]
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(REPO / "tests"))  # the harness (one place to adapt if it moves)
+
+from e2e.vm.guest import Guest  # noqa: E402
+
+from reconciler.planning.naming import cursor_prefix  # noqa: E402
+
+HELPER = Path(__file__).resolve().parent / "guest_helper.py"
+GUEST_HELPER = "/usr/local/lib/bench_helper.py"
+WRAPPER = "/usr/local/sbin/zfs-logged"
+LAST = 1763633400  # keep in sync with guest_helper.LAST
+NOTHING_DUE = LAST + 5 * 60
+ONE_DUE = LAST + 65 * 60
+TOOLS = ("zrepl-reconcile", "sanoid", "zfs-autobackup", "pyznap")
+SCENARIOS = ("a", "b", "c")
+APT_PACKAGES = ("sanoid", "python3-venv", "mbuffer", "pv", "lzop")
+PIP_PACKAGES = ("zfs-autobackup", "pyznap")
+SLOW_RUN_SECONDS = 90.0  # a single run slower than this is not repeated (time budget)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def helper(guest: Guest, *args: str, timeout: float = 1800) -> Any:
+    result = guest.ssh(["python3", GUEST_HELPER, *args], timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"guest helper {args} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def install(guest: Guest) -> dict[str, Any]:
+    """Peers from Debian's archive and PyPI, installed now into the running guest."""
+    facts: dict[str, Any] = {}
+    guest.ssh(["sh", "-c", f"cat > {GUEST_HELPER}"], input=HELPER.read_text(), check=True)
+    helper(guest, "install-wrapper")
+    started = time.monotonic()
+    have = guest.ssh(["sh", "-c", "command -v syncoid && test -x /opt/peers/bin/pyznap"]).returncode == 0
+    if not have:
+        guest.sh("apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                 + " ".join(APT_PACKAGES) + " >/tmp/apt.log 2>&1", timeout=1800)
+        # The host's CA bundle: PyPI may be reached through an intercepting proxy.
+        guest.ssh(["sh", "-c", "cat > /tmp/host-ca.crt"],
+                  input=Path("/etc/ssl/certs/ca-certificates.crt").read_text(), check=True)
+        guest.sh("python3 -m venv /opt/peers && /opt/peers/bin/pip install -q --cert /tmp/host-ca.crt "
+                 + " ".join(PIP_PACKAGES) + " >/tmp/pip.log 2>&1", timeout=1800)
+    facts["install_seconds"] = round(time.monotonic() - started, 1)
+    zettarepl = guest.ssh(["sh", "-c", "/opt/peers/bin/pip download --cert /tmp/host-ca.crt -q --no-deps "
+                           "-d /tmp/zt zettarepl 2>&1 | tail -1"])
+    facts["zettarepl_pip"] = (zettarepl.stdout or zettarepl.stderr).strip() or "downloaded"
+    versions = guest.sh(
+        "zfs version | head -1; dpkg-query -W -f='${Version}\\n' sanoid; "
+        "/opt/peers/bin/pip show zfs-autobackup pyznap | grep ^Version; uname -r; nproc")
+    facts["versions"] = versions.stdout.split("\n")
+    return facts
+
+
+def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False) -> Path:
+    """zrepl-reconcile's config for a scenario (JSON is YAML)."""
+    ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
+    if big:
+        config: dict[str, Any] = {
+            "hosts": {"src": ssh, "dst": ssh},
+            "policies": {"copy": {"keep_source": [], "keep_target": []}},
+            "filesystems": [{"host": "src", "filter": {"bsrc/big": True}, "policy": "copy",
+                             "replicate_to": [{"host": "dst", "root": "bdst/r"}]}]}
+    else:
+        config = {
+            "hosts": {"src": ssh, "dst": ssh},
+            "policies": {"hourly": {
+                "snapshots": {"prefix": "zrepl_", "interval": "1h"},
+                "keep_source": [{"type": "not_replicated"},
+                                {"type": "last_n", "count": keep_source, "regex": "^zrepl_"}],
+                "keep_target": [{"type": "last_n", "count": 60, "regex": "^zrepl_"}]}},
+            "filesystems": [{"host": "src", "filter": {"src/data<": True}, "policy": "hourly",
+                             "replicate_to": [{"host": "dst", "root": "dst/r"}]}]}
+    path = workdir / ("big.yml" if big else f"ours-keep{keep_source}.yml")
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
+    argv = ["zrepl-reconcile", "apply", "-y", "-c", str(config), "--now", iso(now_epoch)]
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    return {"seconds": seconds, "commands": [{"argv": argv, "rc": done.returncode,
+                                              "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
+
+
+def one_run(guest: Guest, workdir: Path, tool: str, scenario: str) -> dict[str, Any]:
+    now = ONE_DUE if scenario == "b" else NOTHING_DUE
+    helper(guest, "setup", scenario, str(now))
+    if tool == "zrepl-reconcile":
+        result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60), now)
+    else:
+        result = helper(guest, "run", tool, scenario)
+    result.update(helper(guest, "collect"))
+    result["ok"] = all(c["rc"] == 0 for c in result["commands"])
+    return result
+
+
+def median_runs(fn: Callable[[], dict[str, Any]], runs: int) -> dict[str, Any]:
+    results = [fn()]
+    if results[0]["seconds"] <= SLOW_RUN_SECONDS:
+        results += [fn() for _ in range(runs - 1)]
+    summary = dict(results[0])
+    summary["runs"] = [round(r["seconds"], 2) for r in results]
+    summary["seconds"] = statistics.median(r["seconds"] for r in results)
+    summary["zfs_runs"] = [r["zfs"] for r in results]
+    summary["ok"] = all(r["ok"] for r in results)
+    return summary
+
+
+def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
+              save: Callable[[], None], tools: tuple[str, ...]) -> None:
+    prefix = cursor_prefix("dst", "dst/r")
+    for tool in tools:
+        log(f"preparing the data for {tool}")
+        out.setdefault("prepare", {})[tool] = helper(guest, "prepare", tool, prefix)
+        for scenario in SCENARIOS:
+            log(f"{tool}: scenario ({scenario})")
+            result = median_runs(functools.partial(one_run, guest, workdir, tool, scenario), runs)
+            out.setdefault("scenarios", {}).setdefault(scenario, {})[tool] = result
+            log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, {result['bytes']} bytes, "
+                f"ok={result['ok']}")
+            save()
+
+
+def plain_ssh(guest: Guest, argv: list[str]) -> list[str]:
+    """A fresh SSH connection, no multiplexing: what a user's plain pipe does."""
+    base = guest.ssh_argv()
+    cut = base.index("ControlMaster=auto") - 1
+    return [*base[:cut], *base[cut + 6:], "--", shlex.join(argv)]
+
+
+def plain_pipe(guest: Guest) -> float:
+    helper(guest, "big-reset")
+    started = time.monotonic()
+    send = subprocess.Popen(plain_ssh(guest, ["zfs", "send", "bsrc/big@s"]), stdout=subprocess.PIPE)
+    recv = subprocess.run(plain_ssh(guest, ["zfs", "recv", "-u", "bdst/r/bsrc/big"]), stdin=send.stdout)
+    assert send.stdout is not None
+    send.stdout.close()
+    if send.wait() != 0 or recv.returncode != 0:
+        raise RuntimeError("plain pipe failed")
+    return time.monotonic() - started
+
+
+def big_ours(guest: Guest, workdir: Path) -> dict[str, Any]:
+    helper(guest, "big-reset")
+    return run_ours(guest, our_config(guest, workdir, 0, big=True), int(time.time()))
+
+
+def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any]:
+    log(f"scenario (d): {mib} MiB full send")
+    prepared = helper(guest, "big-prepare", str(mib))
+    pipe, ours, local = [], [], []
+    calls: dict[str, Any] = {}
+    for _ in range(runs):  # interleaved, so load changes hit both alike
+        pipe.append(plain_pipe(guest))
+        result = big_ours(guest, workdir)
+        result.update(helper(guest, "calls"))
+        if result["commands"][0]["rc"] != 0:
+            raise RuntimeError(f"zrepl-reconcile failed in (d): {result['commands'][0]['stderr']}")
+        ours.append(result["seconds"])
+        calls = {k: result[k] for k in ("zfs", "zfs_by_subcommand")}
+        local.append(helper(guest, "big-local")["seconds"])
+    return {"bytes": prepared["bytes"], "mib": mib, "plain_pipe": pipe, "ours": ours, "guest_local": local,
+            "ours_calls": calls, "plain_pipe_calls": 2,
+            "plain_pipe_seconds": statistics.median(pipe), "ours_seconds": statistics.median(ours),
+            "guest_local_seconds": statistics.median(local)}
+
+
+def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
+        save: Callable[[], None], tools: tuple[str, ...] = TOOLS) -> None:
+    out["guest"] = install(guest)
+    save()
+    out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
+    out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
+    save()
+    scenarios(guest, workdir, scenario_runs, out, save, tools)
+    out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    save()

@@ -1,0 +1,186 @@
+"""Render bench/results.json into BENCHMARKS.md (tables) and docs/benchmarks.png (the plot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TOOLS = ("zrepl-reconcile", "sanoid", "zfs-autobackup", "pyznap")
+LABEL = {"zrepl-reconcile": "zrepl-reconcile (host controller, over SSH)",
+         "sanoid": "sanoid + syncoid (in guest)",
+         "zfs-autobackup": "zfs-autobackup (in guest)",
+         "pyznap": "pyznap (in guest)"}
+SCENARIO_TITLE = {
+    "a": "(a) 101 datasets x 50 snapshots, nothing to do",
+    "b": "(b) one new snapshot per filesystem + incremental replication to the second pool",
+    "c": "(c) retention pruning: keep 30 of 50 on the source (2,020 snapshots destroyed)",
+}
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
+    present = [t for t in TOOLS if t in rows]
+    peers = [t for t in present if t != "zrepl-reconcile" and rows[t]["ok"]]
+    best_time = min((rows[t]["seconds"] for t in peers), default=None)
+    best_calls = min((rows[t]["zfs"] for t in peers), default=None)
+    floor_calls = 2 if name == "a" else None
+    out = [f"### {SCENARIO_TITLE[name]}", "",
+           "| tool | wall time (median) | runs | zfs calls | zpool calls | bytes moved | "
+           "source snapshots after | time / best peer | calls / best peer | ok |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for tool in present:
+        r = rows[tool]
+        t_ratio = f"{r['seconds'] / best_time:.2f}x" if best_time else "-"
+        c_ratio = f"{r['zfs'] / best_calls:.2f}x" if best_calls else "-"
+        runs = ", ".join(f"{s:.1f}" for s in r.get("runs", []))
+        out.append(f"| {LABEL[tool]} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {r['zpool']} | "
+                   f"{fmt_bytes(r['bytes'])} | {r['source_snapshots_after']} | {t_ratio} | {c_ratio} | "
+                   f"{'yes' if r['ok'] else 'NO'} |")
+    for tool in TOOLS:
+        if tool not in rows:
+            out.append(f"| {LABEL[tool]} | not measured in this run (time budget) | | | | | | | | |")
+    out.append("")
+    if floor_calls:
+        ours = rows.get("zrepl-reconcile")
+        if ours:
+            out.append(f"Physical floor: {floor_calls} zfs calls (one `zfs list` per host); "
+                       f"zrepl-reconcile made {ours['zfs']}.")
+            out.append("")
+    out.append("zfs calls by subcommand (first run):")
+    out.append("")
+    for tool in present:
+        by_sub = rows[tool].get("zfs_by_subcommand", {})
+        subs = ", ".join(f"`{k}` {v}" for k, v in sorted(by_sub.items(), key=lambda kv: -kv[1]))
+        out.append(f"- {tool}: {subs}")
+    failed = [t for t in present if not rows[t]["ok"]]
+    for tool in failed:
+        for command in rows[tool]["commands"]:
+            if command["rc"] != 0:
+                err = command["stderr"].strip().replace("\n", " ")[-300:]
+                out.append(f"- **{tool} failed**: `{' '.join(command['argv'])}` exit {command['rc']}: {err}")
+    out.append("")
+    return out
+
+
+def runs_text(runs: list[float]) -> str:
+    return ", ".join(f"{s:.1f}" for s in runs)
+
+
+def full_send_table(d: dict[str, Any]) -> list[str]:
+    mib = d["bytes"] / 2**20
+    pipe, ours, local = d["plain_pipe_seconds"], d["ours_seconds"], d["guest_local_seconds"]
+    return [
+        f"### (d) one {d['mib']} MiB filesystem, full send ({mib:.0f} MiB stream from `zfs send -nP`)", "",
+        "| path | wall time (median) | runs | MiB/s | vs plain pipe |",
+        "|---|---:|---|---:|---:|",
+        f"| plain pipe: `ssh guest zfs send` \\| `ssh guest zfs recv` (host, two fresh connections) | "
+        f"{pipe:.1f} s | {', '.join(f'{s:.1f}' for s in d['plain_pipe'])} | {mib / pipe:.1f} | 100 % |",
+        f"| zrepl-reconcile apply (gather + plan + send -nP + send\\|recv via the controller + cursor) | "
+        f"{ours:.1f} s | {runs_text(d['ours'])} | {mib / ours:.1f} | {100 * pipe / ours:.0f} % |",
+        f"| reference: `zfs send \\| zfs recv` inside the guest (no SSH) | {local:.1f} s | "
+        f"{runs_text(d['guest_local'])} | {mib / local:.1f} | {100 * pipe / local:.0f} % |",
+        "",
+        f"zrepl-reconcile's zfs calls in (d): {d['ours_calls'].get('zfs')} "
+        f"({', '.join(f'`{k}` {v}' for k, v in d['ours_calls'].get('zfs_by_subcommand', {}).items())}); "
+        f"plain pipe: {d['plain_pipe_calls']}.", ""]
+
+
+def plan_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["| filesystems | snapshot records | make_plan wall time | peak RSS | actions |",
+           "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['filesystems']:,} | {r['snapshot_records']:,} | {r['seconds']:.2f} s | "
+                   f"{r['peak_rss_mib']:,} MiB | {r['actions']:,} |")
+    if len(rows) >= 2:
+        out += ["", f"Growth {rows[0]['filesystems']:,} -> {rows[-1]['filesystems']:,} filesystems: "
+                f"{rows[-1]['seconds'] / max(rows[0]['seconds'], 1e-9):.1f}x time for "
+                f"{rows[-1]['filesystems'] / rows[0]['filesystems']:.0f}x facts (linear = equal)."]
+    return [*out, ""]
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    real = results.get("realzfs", {}).get("scenarios", {})
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    colors = {"zrepl-reconcile": "#1f77b4", "sanoid": "#ff7f0e", "zfs-autobackup": "#2ca02c",
+              "pyznap": "#d62728"}
+    for ax, key, title in ((axes[0], "seconds", "wall time (s, median of 3)"),
+                           (axes[1], "zfs", "zfs invocations (log scale)")):
+        width = 0.2
+        for i, tool in enumerate(TOOLS):
+            xs, ys = [], []
+            for j, scenario in enumerate(("a", "b", "c")):
+                row = real.get(scenario, {}).get(tool)
+                if row is not None:
+                    xs.append(j + (i - 1.5) * width)
+                    ys.append(max(row[key], 0.5))
+            ax.bar(xs, ys, width, label=tool, color=colors[tool])
+        ax.set_xticks(range(3), ["(a) nothing to do", "(b) snapshot+replicate", "(c) prune 2,020"])
+        ax.set_title(title)
+        if key == "zfs":
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    plan = results.get("plan", [])
+    if plan:
+        xs = [r["filesystems"] for r in plan]
+        axes[2].plot(xs, [r["seconds"] for r in plan], "o-", label="make_plan wall time")
+        base = plan[0]["seconds"] / plan[0]["filesystems"]
+        axes[2].plot(xs, [base * x for x in xs], "--", color="grey", label="linear from 1,000")
+        axes[2].set_xlabel("filesystems (x100 snapshots, replicated)")
+        axes[2].set_ylabel("seconds")
+        axes[2].set_title("planning on synthetic facts")
+        axes[2].legend(fontsize=8)
+    fig.suptitle("zrepl-reconcile vs peers on real OpenZFS 2.1 (QEMU guest, software emulation)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
+    from notes import NOTES  # the measured causes and method text, kept next to the numbers
+
+    m = results.get("machine", {})
+    real = results.get("realzfs", {})
+    lines = ["# Benchmarks", "",
+             f"Date: {m.get('date', '?')}. Machine: {m.get('os', '?')}, {m.get('cpus', '?')} CPUs "
+             f"({m.get('cpu', '?')}), {m.get('mem_gib', '?')} GiB RAM, Python {m.get('python', '?')}; "
+             f"load average at start {' '.join(m.get('load', []))} (the 2 cores are shared with other "
+             "jobs: expect noise; medians are reported).", "",
+             "Reproduce everything with `python3 bench/run_all.py` (results in `bench/results.json`; "
+             "`--report-only` re-renders this page and the plot).", "",
+             "![benchmarks](docs/benchmarks.png)", "",
+             NOTES["method"].format(
+                 versions="; ".join(v for v in real.get("guest", {}).get("versions", []) if v),
+                 boot=real.get("boot_seconds", "?"),
+                 install=real.get("guest", {}).get("install_seconds", "?"),
+                 zettarepl=real.get("guest", {}).get("zettarepl_pip", "?")), ""]
+    lines += ["## Peers on real OpenZFS", ""]
+    for scenario in ("a", "b", "c"):
+        rows = real.get("scenarios", {}).get(scenario)
+        if rows:
+            lines += scenario_table(scenario, rows)
+    if "d" in real:
+        lines += full_send_table(real["d"])
+    lines += [NOTES["analysis"], ""]
+    if results.get("plan"):
+        lines += ["## Planning on synthetic facts (`bench/bench_plan.py`)", "",
+                  "Each filesystem has 100 hourly snapshots replicated to one target with a cursor "
+                  "bookmark: the plan snapshots, sends, moves the cursor and prunes on both sides.", ""]
+        lines += plan_table(results["plan"])
+    if results.get("parse"):
+        lines += ["## Parsing `zfs list` (`bench/bench_parse.py`)", "", results["parse"], ""]
+    if results.get("transfer"):
+        lines += ["## Transfer path on loopback SSH (`bench/bench_transfer.py --mib 256`)", "",
+                  results["transfer"], ""]
+    markdown.write_text("\n".join(lines).rstrip() + "\n")
+    plot(results, png)
