@@ -30,7 +30,14 @@ from reconciler.domain.actions import (
     ReleaseAction,
     SendAction,
 )
-from reconciler.domain.plan import PRUNE_WINS, REPLICATION_PROTECTED, Conflict, FilesystemReport, Plan
+from reconciler.domain.plan import (
+    PRUNE_WINS,
+    REPLICATION_PROTECTED,
+    Conflict,
+    FilesystemReport,
+    Plan,
+    SnapshotVerdict,
+)
 
 Explain = str | bool | None
 
@@ -78,7 +85,11 @@ class FilesystemView:
     @property
     def changed(self) -> bool:
         """Shown as a full block: something happens here or needs attention."""
-        return bool(self.actions or self.conflicts or self.warnings or self.incoming)
+        return bool(self.actions or self.conflicts or self.warnings or self.incoming or self.protected)
+
+    @property
+    def protected(self) -> tuple[SnapshotVerdict, ...]:
+        return self.report.protected if self.report else ()
 
 
 def group_by_host(plan: Plan) -> dict[str, dict[str, FilesystemView]]:
@@ -372,6 +383,8 @@ def text_filesystem(out: TextLines, fs: FilesystemView, explain: set[tuple[str, 
         text_action(out, action, 4)
     for warning in fs.warnings:
         out.add(4, (f"! warning: {warning}", WARNING_STYLE))
+    for kept in fs.protected:
+        out.add(4, (f"= keeps {kept.name}: {kept.reason}, although the keep rules would destroy it", "dim"))
     for conflict in fs.conflicts:
         out.add(4, (f"! conflict {conflict.code} on {conflict.host}:{conflict.dataset}"
                     " (see Conflicts below)", CONFLICT_STYLE))
@@ -553,6 +566,9 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str
                 lines += md_destroy_list(action, "  ")
     for warning in fs.warnings:
         lines.append(f"- ⚠️ **warning:** {md_text(warning)}")
+    for kept in fs.protected:
+        lines.append(f"- 🔒 keeps {md_code(kept.name)}: {md_text(kept.reason)}, although the keep rules"
+                     " would destroy it")
     for conflict in fs.conflicts:
         lines.append(f"- ⛔ **conflict {md_text(conflict.code)}** on "
                      f"{md_code(f'{conflict.host}:{conflict.dataset}')} (see conflicts above)")

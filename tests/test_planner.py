@@ -19,6 +19,7 @@ from reconciler.domain.plan import PRUNE_WINS, REPLICATION_PROTECTED, Plan
 from reconciler.planning.naming import cursor_prefix
 from reconciler.planning.planner import hosts_needed, make_plan
 from reconciler.planning.simulate import simulate
+from reconciler.render import render_markdown, render_text_to_string
 
 LAST1 = [{"type": "last_n", "count": 1}]
 PREFIX = cursor_prefix("backup", "pool/nas")
@@ -364,6 +365,23 @@ def test_unmanaged_and_held_never_destroyed_and_explained() -> None:
     assert verdicts["manual"].keep and verdicts["manual"].reason.startswith("unmanaged")
     assert verdicts["zrepl_held"].keep and verdicts["zrepl_held"].reason.startswith("held (tags backup-job)")
     assert verdicts["zrepl_2"].keep
+
+
+def test_unmanaged_and_held_that_rules_would_destroy_are_listed_without_explain() -> None:
+    # DESIGN invariant 2: such snapshots are listed as unmanaged / held, never silently.
+    w = world(("zrepl_1", 5), ("manual", 4))
+    w.snap("nas", "tank", "zrepl_held", 3, holds=("backup-job",))
+    w.snap("nas", "tank", "zrepl_2", 0.5)
+    plan = make_plan(simple_config(keep_source=LAST1, targets=[]), w.observed, NOW)
+    report = plan.filesystems[0]
+    assert report.verdicts == ()
+    assert [(v.name, v.reason.split(" ")[0]) for v in report.protected] == [
+        ("manual", "unmanaged"), ("zrepl_held", "held")]
+    text = render_text_to_string(plan, width=200)
+    assert "= keeps zrepl_held: held (tags backup-job), although the keep rules would destroy it" in text
+    assert "keeps `manual`: unmanaged" in render_markdown(plan)
+    again = Plan.from_json(plan.to_json())
+    assert again.filesystems[0].protected == report.protected
 
 
 def test_source_base_without_bookmark_is_kept_for_conflicting_target() -> None:

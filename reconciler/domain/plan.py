@@ -68,20 +68,25 @@ class FilesystemReport:
     prune_rule_why: str  # one sentence saying why that case applies
     verdicts: tuple[SnapshotVerdict, ...] = ()
     warnings: tuple[str, ...] = ()  # e.g. snapshots destroyed unreplicated
+    # Snapshots the keep rules would destroy but a safety rule keeps (unmanaged, held,
+    # incremental base, newest on target): always listed, never kept silently.
+    protected: tuple[SnapshotVerdict, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "dataset": self.dataset, "role": self.role,
                 "policy": self.policy, "prune_rule": self.prune_rule,
                 "prune_rule_why": self.prune_rule_why, "warnings": list(self.warnings),
                 "snapshots": [{"name": v.name, "keep": v.keep, "reason": v.reason}
-                              for v in self.verdicts]}
+                              for v in self.verdicts],
+                "protected": [{"name": v.name, "reason": v.reason} for v in self.protected]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FilesystemReport:
         return cls(d["host"], d["dataset"], d["role"], d["policy"], d["prune_rule"],
                    d["prune_rule_why"],
                    tuple(SnapshotVerdict(s["name"], s["keep"], s["reason"]) for s in d["snapshots"]),
-                   tuple(d.get("warnings", ())))
+                   tuple(d.get("warnings", ())),
+                   tuple(SnapshotVerdict(p["name"], True, p["reason"]) for p in d.get("protected", ())))
 
 
 @dataclass(frozen=True, slots=True)

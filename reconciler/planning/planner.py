@@ -130,6 +130,7 @@ class Pruning:
 
     destroy: list[tuple[Snapshot, str]] = field(default_factory=list)
     verdicts: list[SnapshotVerdict] = field(default_factory=list)
+    protected: list[SnapshotVerdict] = field(default_factory=list)  # vetoed by a safety rule
 
 
 def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
@@ -165,7 +166,7 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
     report = FilesystemReport(
         item.host, item.name, "source", item.policy_name,
         REPLICATION_PROTECTED if protected else PRUNE_WINS, _prune_rule_why(protected, pairs),
-        tuple(pruning.verdicts), tuple(warnings))
+        tuple(pruning.verdicts), tuple(warnings), tuple(pruning.protected))
     destroy = (DestroyAction(item.host, item.name, tuple(names), tuple(reasons),
                              f"policy {item.policy_name}: keep_source") if names else None)
     return report, destroy
@@ -237,6 +238,7 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
     policy = pair.source.policy
     warnings = list(pair.warnings)
     verdicts: list[SnapshotVerdict] = []
+    protected: list[SnapshotVerdict] = []
     destroy = None
     if pair.state == OK and pair.target_after:
         newest = pair.target_after[-1].guid
@@ -249,7 +251,7 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
             return ""
 
         pruning = apply_keep_rules(policy, policy.keep_target, pair.target_after, _always, guard, explain)
-        verdicts = pruning.verdicts
+        verdicts, protected = pruning.verdicts, pruning.protected
         names, reasons = _destroy_lists(pruning.destroy)
         if names:
             destroy = DestroyAction(pair.target.host, pair.target_dataset, tuple(names), tuple(reasons),
@@ -263,7 +265,7 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
         verdicts += [SnapshotVerdict("#" + b.name, True, "bookmark: keep rules never destroy bookmarks")
                      for b in pair.observed_target.bookmarks]
     report = FilesystemReport(pair.target.host, pair.target_dataset, "target", pair.source.policy_name,
-                              "", "", tuple(verdicts), tuple(warnings))
+                              "", "", tuple(verdicts), tuple(warnings), tuple(protected))
     return report, destroy
 
 
@@ -291,6 +293,7 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
         if not keep:
             veto = _safety_veto(snap, manage, guard)
             if veto:
+                result.protected.append(SnapshotVerdict(snap.name, True, veto))
                 keep, reason = True, f"{veto} (keep rules would destroy it: {reason})"
             else:
                 result.destroy.append((snap, reason))
