@@ -60,7 +60,10 @@ measured in this run" did not get their turn before the deadline. `python3
 bench/run_all.py` (default: 3 runs everywhere) measures all of them; it takes about an hour
 under emulation.
 
-- **(a) nothing to do: target met for zfs calls.** zrepl-reconcile makes exactly the
+- **(a) nothing to do: we win, target met.** 2 zfs calls and 19.9 s against sanoid +
+  syncoid's 609 calls (syncoid: ~6 `zfs get` per filesystem to compare source and target)
+  and 243 s: 12x faster, 300x fewer calls, although we pay SSH and peers do not.
+  zrepl-reconcile makes exactly the
   floor: one `zfs list` per host (2 calls: hosts `src` and `dst` are the same guest here)
   and nothing else. Its wall time (~20 s; 44 s in an earlier run under heavier load) is
   almost all those two listings: each lists *every* pool of the host with 9 columns
@@ -72,7 +75,7 @@ under emulation.
   `zfs snapshot` for all 101 datasets (the floor), but then per filesystem: `send -nP`
   (size for the progress bar), `send`, `recv`, `bookmark` (new cursor), and for the old
   cursor's `destroy` the safety re-check of DESIGN.md lists the dataset and its partner
-  first (`list -d 1` x 2): 7 calls per filesystem, ~700 in all. Time per filesystem is
+  first (`list -d 1` x 2): 7 calls per filesystem, 710 in all (433 s). Time per filesystem is
   ~2.4 s in the call log, dominated by the data path opening **two new system-ssh
   connections per send** (guest -> controller -> guest; ~0.65 s each under emulation)
   and the `send -nP` round trip; peers replicate locally inside the guest and pay no
@@ -82,7 +85,11 @@ under emulation.
   of `send -nP`, and re-list once per host per destroy phase instead of per destroy.
 - **(c) pruning 2,020 snapshots: fewest destroy calls** (one `zfs destroy ds@a,b,...` per
   filesystem, 101 instead of one per snapshot), but each destroy is preceded by the
-  per-dataset re-list (2 `zfs list -d 1`), so the re-check costs twice the destroys.
+  per-dataset re-list (2 `zfs list -d 1`: the dataset and its replication partner), so
+  305 calls = 2 gather + 101 x (2 re-lists + 1 destroy); 266 s = ~52 s gather, then
+  ~2.1 s per filesystem, mostly the two re-list round trips. The known fix (one re-list
+  per host per destroy phase, still right before the destroys) would cut this to
+  2 + 2 + 101 calls; not made in this session.
 - **(d) full send: target NOT met** (~55 % of the plain pipe in wall time). The transfer
   itself is not the gap: the apply's fixed cost is. Before the first byte moves, apply
   gathers both hosts (the same full-host `zfs list` as in (a), ~20-35 s here because the
@@ -90,6 +97,10 @@ under emulation.
   the cursor `bookmark`. The plain pipe pays none of that. On a host with few snapshots
   the fixed cost shrinks to a few seconds; the loopback-sshd transfer benchmark below
   measures the data path alone.
+
+Parse benchmark: FAIL against its own target in this run (4.9x the bare split in CPU
+time, target <= 3x), measured while the QEMU guests ran. Transfer benchmark
+(`bench/bench_transfer.py`): not re-run in this session (time budget); run_all runs it.
 
 Product fixes made in this session: none (no time left to re-measure after a fix; the
 causes above are measured from the call logs in `bench/results.json`)."""

@@ -38,7 +38,7 @@ def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
     for tool in present:
         r = rows[tool]
         t_ratio = f"{r['seconds'] / best_time:.2f}x" if best_time else "-"
-        c_ratio = f"{r['zfs'] / best_calls:.2f}x" if best_calls else "-"
+        c_ratio = f"{r['zfs'] / best_calls:.3f}x" if best_calls else "-"
         runs = ", ".join(f"{s:.1f}" for s in r.get("runs", []))
         out.append(f"| {LABEL[tool]} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {r['zpool']} | "
                    f"{fmt_bytes(r['bytes'])} | {r['source_snapshots_after']} | {t_ratio} | {c_ratio} | "
@@ -111,10 +111,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     real = results.get("realzfs", {}).get("scenarios", {})
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     colors = {"zrepl-reconcile": "#1f77b4", "sanoid": "#ff7f0e", "zfs-autobackup": "#2ca02c",
               "pyznap": "#d62728"}
-    for ax, key, title in ((axes[0], "seconds", "wall time (s, median of 3)"),
+    for ax, key, title in ((axes[0], "seconds", "wall time (s)"),
                            (axes[1], "zfs", "zfs invocations (log scale)")):
         width = 0.2
         for i, tool in enumerate(TOOLS):
@@ -124,12 +124,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 if row is not None:
                     xs.append(j + (i - 1.5) * width)
                     ys.append(max(row[key], 0.5))
-            ax.bar(xs, ys, width, label=tool, color=colors[tool])
+            if xs:
+                ax.bar(xs, ys, width, label=tool, color=colors[tool])
         ax.set_xticks(range(3), ["(a) nothing to do", "(b) snapshot+replicate", "(c) prune 2,020"])
         ax.set_title(title)
         if key == "zfs":
             ax.set_yscale("log")
         ax.legend(fontsize=8)
+    d = results.get("realzfs", {}).get("d")
+    if d:
+        mib = d["bytes"] / 2**20
+        labels = ["plain pipe\n(ssh|ssh)", "zrepl-reconcile\napply", "in-guest\nsend|recv"]
+        values = [mib / d["plain_pipe_seconds"], mib / d["ours_seconds"], mib / d["guest_local_seconds"]]
+        axes[3].bar(labels, values, color=["grey", colors["zrepl-reconcile"], "lightgrey"])
+        axes[3].set_title(f"(d) {d['mib']} MiB full send: MiB/s (wall)")
     plan = results.get("plan", [])
     if plan:
         xs = [r["filesystems"] for r in plan]
