@@ -6,7 +6,7 @@ analysis when the numbers change.
 
 METHOD = """## Method
 
-- **Guest**: real OpenZFS in the project's QEMU guest (tests/e2e/vm/guest.py; Debian 12,
+- **Guest**: real OpenZFS in the project's QEMU guest (reconciler/testbed/guest.py; Debian 12,
   2 vCPUs, 2 GiB, software emulation (TCG): `/dev/kvm` here is kvm_pvm, on which a stock
   kernel hangs). Versions: {versions}. Boot {boot} s; peers installed into the running
   guest at benchmark time in {install} s (0 when already present).
@@ -102,7 +102,11 @@ Parse benchmark: FAIL against its own target in this run (4.9x the bare split in
 time, target <= 3x), measured while the QEMU guests ran. Transfer benchmark
 (`bench/bench_transfer.py`): not re-run in this session (time budget); run_all runs it.
 
-Product fixes made in this session: none (no time left to re-measure after a fix; the
-causes above are measured from the call logs in `bench/results.json`)."""
+Product fixes made after this run, not yet re-measured here: the data path now reuses
+one SSH master connection per host (OpenSSH ControlMaster, keyed by every connection
+option), and a send takes its progress-bar size from the planner's estimate (`written`)
+before asking `zfs send -nP`: together they remove two SSH handshakes and one round trip
+per send in (b) and (d). Still open, with its measured cause above: one re-list per host
+per destroy phase instead of per destroy ((b), (c))."""
 
 NOTES = {"method": METHOD, "analysis": ANALYSIS}

@@ -5,7 +5,7 @@
     python3 bench/run_all.py --skip-realzfs   # only the synthetic benchmarks (plan, parse, transfer)
     python3 bench/run_all.py --report-only    # re-render BENCHMARKS.md and the plot from results.json
 
-The real-OpenZFS part boots one QEMU guest (tests/e2e/vm/guest.py), installs the peers
+The real-OpenZFS part boots one QEMU guest (reconciler/testbed/guest.py), installs the peers
 into it (Debian: sanoid/syncoid; PyPI: zfs-autobackup, pyznap), runs scenarios (a)-(d)
 for every tool and stops the guest. See bench/peers/realzfs.py.
 """
@@ -26,7 +26,6 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "tests"))
 RESULTS = BENCH / "results.json"
 PLAN_SIZES = (1000, 2500, 5000, 10000)
 
@@ -66,9 +65,9 @@ def run_text_bench(script: str, *args: str) -> str:
 
 
 def attached_guest(info: Path) -> Any:
-    """A guest booted earlier (e.g. by `python3 tests/e2e/vm/guest.py`; saves the ~6 min
+    """A guest booted earlier (e.g. by `python3 -m reconciler.testbed.guest`; saves the ~6 min
     of boot and peer installation when iterating); it is stopped at the end as usual."""
-    from e2e.vm.guest import Guest, ensure_image
+    from reconciler.testbed.guest import Guest, ensure_image
     facts = json.loads(info.read_text())
     run_dir = Path(facts["workdir"])
     return Guest(name=facts["name"], image=ensure_image(), workdir=run_dir, port=facts["port"],
@@ -78,8 +77,9 @@ def attached_guest(info: Path) -> Any:
 
 def run_realzfs(results: dict[str, Any], runs: int, scenario_runs: int, mib: int,
                 tools: tuple[str, ...], attach: str | None) -> None:
-    from e2e.vm.guest import boot, ensure_image
     from peers import realzfs
+
+    from reconciler.testbed.guest import boot, ensure_image
 
     def save() -> None:
         RESULTS.write_text(json.dumps(results, indent=1, default=str))

@@ -24,13 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.planning.naming import cursor_prefix
+from reconciler.testbed.guest import Guest
+
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
-sys.path.insert(0, str(REPO / "tests"))  # the harness (one place to adapt if it moves)
-
-from e2e.vm.guest import Guest  # noqa: E402
-
-from reconciler.planning.naming import cursor_prefix  # noqa: E402
 
 HELPER = Path(__file__).resolve().parent / "guest_helper.py"
 GUEST_HELPER = "/usr/local/lib/bench_helper.py"
