@@ -1,1 +1,1 @@
-"""The QEMU guest harness: build-image.sh (image), guest.py (boot/ssh/stop), capture.py (fixtures)."""
+"""Fixture capture from the real-OpenZFS guest (capture.py); the guest itself is reconciler.testbed."""
