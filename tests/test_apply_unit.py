@@ -56,22 +56,27 @@ class FakeExecutor:
             if needle in joined:
                 return CommandResult(tuple(argv), 1, "", stderr)
         if argv[:2] == ["zfs", "list"]:
-            return self.listing(argv[-1])
+            return self.listing(argv[argv.index("-d") + 2:])
         if argv[:2] == ["zfs", "holds"]:
             return CommandResult(tuple(argv), 0, "".join(f"{n}\tkeep\tThu Jan  1 0:00 1970\n"
                                                          for n in argv[3:]), "")
         return CommandResult(tuple(argv), 0, "", "")
 
-    def listing(self, name: str) -> CommandResult:
-        if name not in self.datasets:
-            return CommandResult(("zfs",), 1, "", f"cannot open '{name}': dataset does not exist\n")
-        rows = [f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-"]
-        for txg, (snap, guid, refs) in enumerate(self.datasets[name], start=2):
-            if snap.startswith("#"):
-                rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-")
-            else:
-                rows.append(f"{name}@{snap}\tsnapshot\t{guid}\t{txg}\t0\t{refs}\t0\t0\t-")
-        return CommandResult(("zfs",), 0, "\n".join(rows) + "\n", "")
+    def listing(self, names: list[str]) -> CommandResult:
+        """Like zfs: missing datasets named on stderr (exit 1), the others listed."""
+        rows: list[str] = []
+        missing = [n for n in names if n not in self.datasets]
+        for name in names:
+            if name in missing:
+                continue
+            rows.append(f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-")
+            for txg, (snap, guid, refs) in enumerate(self.datasets[name], start=2):
+                if snap.startswith("#"):
+                    rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-")
+                else:
+                    rows.append(f"{name}@{snap}\tsnapshot\t{guid}\t{txg}\t0\t{refs}\t0\t0\t-")
+        stderr = "".join(f"cannot open '{n}': dataset does not exist\n" for n in missing)
+        return CommandResult(("zfs",), 1 if missing else 0, "".join(r + "\n" for r in rows), stderr)
 
     def close(self) -> None:
         pass
@@ -219,6 +224,26 @@ def test_destroy_batches_failures_are_per_batch(hosts: dict[str, FakeExecutor]) 
     report = run(plan_of(DestroyAction("nas", "tank/a", ("zrepl_1", "zrepl_2", "#zrr-cursor_old"))), hosts)
     assert [(o.status, o.names) for o in report.outcomes] == [
         (FAILED, ("#zrr-cursor_old",)), (DONE, ("zrepl_1", "zrepl_2"))]
+
+
+def test_destroy_phase_relists_once_per_host_not_once_per_destroy(hosts: dict[str, FakeExecutor]) -> None:
+    names = ["tank/a", "tank/b", "tank/c"]
+    rows = [("zrepl_1", 1, 0), ("zrepl_2", 2, 0), ("#zrr-cursor_backup_x_zrepl_2", 2, 0)]
+    hosts["nas"].datasets = {ds: rows for ds in names}
+    hosts["backup"].datasets = {f"pool/{ds}": [("zrepl_2", 2, 0)] for ds in names[:2]}  # pool/tank/c gone
+    report = run(plan_of(*(DestroyAction("nas", ds, ("zrepl_1",)) for ds in names)), hosts)
+    assert [o.names for o in report.done] == [("zrepl_1",)] * 3
+    lists = {h: [c for c in e.calls if c[:2] == ["zfs", "list"]] for h, e in hosts.items()}
+    assert [c[c.index("-d") + 2:] for c in lists["nas"]] == [names]
+    assert [c[c.index("-d") + 2:] for c in lists["backup"]] == [[f"pool/{ds}" for ds in names]]
+
+
+def test_destroy_fails_when_its_host_cannot_be_relisted(hosts: dict[str, FakeExecutor]) -> None:
+    hosts["nas"].datasets = {"tank/a": [("zrepl_1", 1, 0), ("zrepl_2", 2, 0)]}
+    hosts["nas"].fail["zfs list"] = "cannot iterate filesystems: I/O error"
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("zrepl_1",))), hosts)
+    assert [o.status for o in report.outcomes] == [FAILED]
+    assert not any(c[:2] == ["zfs", "destroy"] for c in hosts["nas"].calls)
 
 
 def test_batch_names() -> None:

@@ -57,6 +57,17 @@ def test_list_order_columns_and_dashes(src: StandinState) -> None:
     assert int(snap[3]) < int(rows[4][3])
 
 
+def test_list_of_several_datasets_names_missing_ones_and_lists_the_rest(src: StandinState) -> None:
+    # as OpenZFS 2.1 (checked in the guest): stderr per missing dataset, exit 1, others listed
+    proc = zfs(src, *LIST, "-d", "1", "tank/a-y", "tank/gone", "tank/a b:c")
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == "cannot open 'tank/gone': dataset does not exist\n"
+    names = [line.split("\t")[0] for line in proc.stdout.decode().splitlines()]
+    assert names == ["tank/a b:c", "tank/a b:c@s1", "tank/a b:c@s2", "tank/a b:c#b1", "tank/a-y"]
+    only_missing = zfs(src, *LIST, "-d", "1", "tank/gone")
+    assert (only_missing.returncode, only_missing.stdout) == (1, b"")
+
+
 def test_list_column_subset_and_bad_column(src: StandinState) -> None:
     proc = zfs(src, "list", "-H", "-p", "-t", "snapshot", "-o", "name,guid")
     assert proc.stdout.decode().splitlines()[0].split("\t")[0] == "tank/a b:c@s1"

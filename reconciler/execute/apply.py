@@ -11,9 +11,10 @@ its target: the cursor move and the source destroys were planned assuming the se
 arrived, the target's destroys assuming the receive happened. Another send from the
 same source to a different target does not depend on the first one and still runs.
 
-Right before each destroy, the dataset (and its replication counterparts) are listed
-again and safety invariants 1-4 re-checked with the planner's own function; names no
-longer safe are dropped and reported as skipped, names that vanished likewise.
+Right before the destroys, their datasets (and their replication counterparts) are
+listed again, one ``zfs list -d 1`` per host, and safety invariants 1-4 re-checked for
+each destroy with the planner's own function; names no longer safe are dropped and
+reported as skipped, names that vanished likewise.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from reconciler.domain.actions import (
     SnapshotAction,
     snapshot_batch_argv,
 )
-from reconciler.domain.observed import Dataset, HostFacts, ObservedState
+from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, GatherError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
 from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
-from reconciler.gather.parse import LIST_COLUMNS, holds_argv, parse_zfs_holds, parse_zfs_list
+from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
 from reconciler.planning.selection import filter_decision
 
@@ -220,65 +221,41 @@ def partners(config: Config, host: str, dataset: str) -> list[Key] | None:
     return None
 
 
-def dataset_list_argv(datasets: Sequence[str]) -> list[str]:
-    """Like gathering's one listing, restricted to these datasets (depth 1: their own
-    snapshots and bookmarks; children are listed too and ignored)."""
-    return ["zfs", "list", "-H", "-p", "-t", "filesystem,volume,snapshot,bookmark",
-            "-o", ",".join(LIST_COLUMNS), "-d", "1", *datasets]
-
-
-def fresh_dataset(executor: Executor, host: str, dataset: str) -> Dataset | None:
-    """The dataset as it is now, hold tags included; None when it does not exist."""
-    result = executor.run(dataset_list_argv([dataset]))
-    if not result.ok:
-        code, _ = zfs_errors.classify(result.stderr)
-        if code == zfs_errors.DATASET_MISSING:
-            return None
-        raise zfs_errors.exec_error(result.argv, result.returncode, result.stderr,
-                                    what=f"re-list {host}:{dataset} before destroy")
-    found = parse_zfs_list(result.stdout, host).get(dataset)
-    if found is None:
-        return None
-    held = [f"{dataset}@{s.name}" for s in found.snapshots if s.userrefs]
-    if held:
-        holds = executor.run(holds_argv(held))
-        tags = parse_zfs_holds(holds.stdout, host) if holds.ok else {}
-        for snap in found.snapshots:
-            snap.holds = tags.get(f"{dataset}@{snap.name}", snap.holds)
-    return found
-
-
-def fresh_facts(config: Config, executors: Mapping[str, Executor], host: str,
-                dataset: str) -> tuple[Dataset | None, ObservedState]:
-    """The destroy's dataset and its replication partners, listed now (one small
-    ``zfs list -d 1`` each). A partner that cannot be listed counts as unavailable, as
-    at plan time: it then contributes no incremental base."""
+def fresh_facts(config: Config, executors: Mapping[str, Executor],
+                destroys: Iterable[DestroyAction]) -> tuple[ObservedState, dict[str, ReconcileError]]:
+    """The destroys' datasets and their replication partners as they are now: ONE
+    ``zfs list -d 1`` per host for all of them (plus ``zfs holds`` where held), taken
+    right before the destroy phase (no destroy runs between this listing and the
+    re-check except those of other datasets). Returns the state and, per host, the
+    error that kept it from being listed: a destroy on such a host fails; a partner
+    there counts as unavailable, as at plan time (it then contributes no base)."""
+    wanted: dict[str, set[str]] = {}
+    for action in destroys:
+        wanted.setdefault(action.host, set()).add(action.dataset)
+        for partner_host, name in partners(config, action.host, action.dataset) or ():
+            wanted.setdefault(partner_host, set()).add(name)
     state = ObservedState()
-    own = fresh_dataset(executors[host], host, dataset)
-    if own is not None:
-        state.hosts.setdefault(host, HostFacts(host)).datasets[dataset] = own
-    for partner_host, name in partners(config, host, dataset) or ():
-        executor = executors.get(partner_host)
+    errors: dict[str, ReconcileError] = {}
+    for host, names in wanted.items():
+        executor = executors.get(host)
         if executor is None:
             continue
         try:
-            found = fresh_dataset(executor, partner_host, name)
-        except ReconcileError:
-            continue
-        if found is not None:
-            state.hosts.setdefault(partner_host, HostFacts(partner_host)).datasets[name] = found
-    return own, state
+            state.hosts[host] = HostFacts(host, list_datasets(executor, host, names))
+        except ReconcileError as exc:
+            errors[host] = exc
+    return state, errors
 
 
-def safe_destroy_names(action: DestroyAction, config: Config,
-                       executors: Mapping[str, Executor]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(names still safe to destroy, [(name, why not)]) from facts listed right now."""
+def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedState,
+                       ) -> tuple[list[str], list[tuple[str, str]]]:
+    """(names still safe to destroy, [(name, why not)]) from the facts listed just before."""
     if partners(config, action.host, action.dataset) is None:
         return [], [(n, "the dataset is no longer managed by the configuration") for n in action.snapshots]
-    dataset, state = fresh_facts(config, executors, action.host, action.dataset)
+    dataset = fresh.dataset(action.host, action.dataset)
     if dataset is None:
         return [], [(n, f"{action.dataset} no longer exists") for n in action.snapshots]
-    guard = destroy_guard(config, state, action.host, action.dataset)
+    guard = destroy_guard(config, fresh, action.host, action.dataset)
     refusals = dict(guard.check(dataset, action.snapshots))
     existing = {s.name for s in dataset.snapshots} | {"#" + b.name for b in dataset.bookmarks}
     keep: list[str] = []
@@ -305,6 +282,8 @@ class _Applier:
         self.abort = abort
         self.ledger = Ledger()
         self.report = ApplyReport()
+        self.destroys: list[DestroyAction] = []
+        self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
 
     def record(self, outcome: Outcome) -> None:
         self.report.outcomes.append(outcome)
@@ -326,6 +305,7 @@ class _Applier:
     def run(self, actions: Sequence[Action]) -> ApplyReport:
         ordered = execution_order(actions)
         batches = snapshot_batches(ordered)
+        self.destroys = [a for a in ordered if isinstance(a, DestroyAction)]
         started_batches: set[str] = set()
         for action in ordered:
             if self.stopped():
@@ -389,11 +369,14 @@ class _Applier:
 
     def destroy(self, action: DestroyAction) -> None:
         started = time.monotonic()
-        try:
-            keep, dropped = safe_destroy_names(action, self.config, self.executors)
-        except ReconcileError as exc:
-            self.fail(action, exc, started)
+        if self.fresh is None:  # the first destroy: list every destroy's facts once per host
+            self.fresh = fresh_facts(self.config, self.executors,
+                                     [a for a in self.destroys if not self.ledger.blocker(a)])
+        state, errors = self.fresh
+        if action.host in errors:
+            self.fail(action, errors[action.host], started)
             return
+        keep, dropped = safe_destroy_names(action, self.config, state)
         for name, why in dropped:
             # Not a failure of the filesystem: later actions on it may still run.
             self.report.outcomes.append(Outcome(action, SKIPPED, why, names=(name,)))

@@ -7,11 +7,11 @@ Hosts are gathered in parallel threads; a host that fails lands in
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.config.models import Config
-from reconciler.domain.observed import HostFacts, HostUnavailable, ObservedState
+from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
 from reconciler.errors import ConfigError, GatherError, ReconcileError
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
@@ -81,19 +81,46 @@ def gather_host(executor: Executor, host: str | None = None) -> HostFacts:
     if not result.ok:
         raise command_failure(name, result)
     datasets = parse_zfs_list(result.stdout, name)
+    fill_holds(executor, name, datasets)
+    return HostFacts(name, datasets)
+
+
+def list_datasets(executor: Executor, host: str, names: Iterable[str]) -> dict[str, Dataset]:
+    """These datasets of one host as they are now, with their snapshots, bookmarks and hold
+    tags: one ``zfs list -d 1`` for all of them (argv-batched). Missing ones are absent:
+    zfs lists the others and names each missing one on stderr."""
+    wanted = sorted(set(names))
+    found: dict[str, Dataset] = {}
+    for batch in batches(wanted, HOLDS_ARGV_BYTES):
+        result = executor.run(dataset_list_argv(batch))
+        if not result.ok and not only_vanished(result.stderr):
+            raise command_failure(host, result)
+        listed = parse_zfs_list(result.stdout, host)
+        found.update((n, listed[n]) for n in batch if n in listed)
+    fill_holds(executor, host, found)
+    return found
+
+
+def dataset_list_argv(datasets: Sequence[str]) -> list[str]:
+    """Gathering's listing restricted to these datasets (depth 1: their own snapshots and
+    bookmarks; their child datasets are listed too and ignored)."""
+    return [*list_argv(), "-d", "1", *datasets]
+
+
+def fill_holds(executor: Executor, host: str, datasets: dict[str, Dataset]) -> None:
+    """Hold tags for every held snapshot, ``zfs holds`` batched within argv limits."""
     held = {f"{ds.name}@{snap.name}": snap
             for ds in datasets.values() for snap in ds.snapshots if snap.userrefs}
     for batch in batches(list(held), HOLDS_ARGV_BYTES):
         result = executor.run(holds_argv(batch))
         if not result.ok and not only_vanished(result.stderr):
-            raise command_failure(name, result)
-        for full_name, tags in parse_zfs_holds(result.stdout, name).items():
+            raise command_failure(host, result)
+        for full_name, tags in parse_zfs_holds(result.stdout, host).items():
             snap = held.get(full_name)
             if snap is None:
-                raise GatherError(name, "bad_output",
+                raise GatherError(host, "bad_output",
                                   f"zfs holds listed {full_name!r}, which was not asked for")
             snap.holds = tags
-    return HostFacts(name, datasets)
 
 
 def batches(names: list[str], max_bytes: int) -> Iterator[list[str]]:

@@ -240,10 +240,17 @@ def cmd_list(state: State, args: list[str], out: BinaryIO) -> int:
     lines: list[str] = []
     if "H" not in opts:
         lines.append("\t".join(c.upper() for c in cols))
-    for ds_name, ds, kind, item in rows(state, names, types, "r" in opts or depth is not None, depth):
-        lines.append("\t".join(value_of(ds_name, ds, kind, item, c, parsable) for c in cols))
+    # Like zfs: a missing dataset argument is named on stderr, the others are still listed,
+    # and the exit status is 1.
+    missing = [n for n in names if "@" not in n and "#" not in n and n not in state["datasets"]]
+    for name in missing:
+        sys.stderr.write(f"cannot open '{name}': dataset does not exist\n")
+    present = [n for n in names if n not in missing]
+    if not names or present:
+        for ds_name, ds, kind, item in rows(state, present, types, "r" in opts or depth is not None, depth):
+            lines.append("\t".join(value_of(ds_name, ds, kind, item, c, parsable) for c in cols))
     out.write("".join(line + "\n" for line in lines).encode())
-    return 0
+    return 1 if missing else 0
 
 
 def cmd_get(state: State, args: list[str], out: BinaryIO) -> int:
