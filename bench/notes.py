@@ -102,11 +102,14 @@ Parse benchmark: FAIL against its own target in this run (4.9x the bare split in
 time, target <= 3x), measured while the QEMU guests ran. Transfer benchmark
 (`bench/bench_transfer.py`): not re-run in this session (time budget); run_all runs it.
 
-Product fixes made after this run, not yet re-measured here: the data path now reuses
-one SSH master connection per host (OpenSSH ControlMaster, keyed by every connection
-option), and a send takes its progress-bar size from the planner's estimate (`written`)
-before asking `zfs send -nP`: together they remove two SSH handshakes and one round trip
-per send in (b) and (d). Still open, with its measured cause above: one re-list per host
-per destroy phase instead of per destroy ((b), (c))."""
+Product fixes made after this run, not yet re-measured here: a send takes its
+progress-bar size from the planner's estimate (`written`) before asking `zfs send -nP`
+(one round trip less per send in (b) and (d)), and the destroy phase re-lists its
+datasets once per host instead of once per destroy ((b): 2 lists instead of 202; (c): 2
+instead of 202). Tried and reverted: reusing one OpenSSH master connection (ControlMaster)
+for the data path. After a `kill -9` of apply the persistent master kept the remote
+`zfs recv` alive, so the next apply's resume found the target busy (two real-ZFS
+recovery tests failed); connection reuse for the data path needs a design that ends
+remote processes with the controller (e.g. one paramiko transport per host)."""
 
 NOTES = {"method": METHOD, "analysis": ANALYSIS}

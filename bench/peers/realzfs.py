@@ -54,13 +54,15 @@ def helper(guest: Guest, *args: str, timeout: float = 1800) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def install(guest: Guest) -> dict[str, Any]:
-    """Peers from Debian's archive and PyPI, installed now into the running guest."""
+def install(guest: Guest, peers: bool = True) -> dict[str, Any]:
+    """The zfs-logging wrapper, and (``peers``) the peers from Debian's archive and PyPI,
+    installed now into the running guest."""
     facts: dict[str, Any] = {}
     guest.ssh(["sh", "-c", f"cat > {GUEST_HELPER}"], input=HELPER.read_text(), check=True)
     helper(guest, "install-wrapper")
     started = time.monotonic()
-    have = guest.ssh(["sh", "-c", "command -v syncoid && test -x /opt/peers/bin/pyznap"]).returncode == 0
+    have = not peers or guest.ssh(["sh", "-c", "command -v syncoid && test -x /opt/peers/bin/pyznap"]
+                                  ).returncode == 0
     if not have:
         guest.sh("apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                  + " ".join(APT_PACKAGES) + " >/tmp/apt.log 2>&1", timeout=1800)
@@ -202,7 +204,7 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
         save: Callable[[], None], tools: tuple[str, ...] = TOOLS) -> None:
-    out["guest"] = install(guest)
+    out["guest"] = install(guest, peers=any(t != "zrepl-reconcile" for t in tools))
     save()
     out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap

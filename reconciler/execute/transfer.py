@@ -16,19 +16,15 @@ offers it, else with one fixed 1 MiB buffer; the stream is never held in memory.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
 import fcntl
-import hashlib
 import math
 import os
 import select
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -202,22 +198,6 @@ def progress_for_terminal(stream: TextIO | None = None) -> ProgressSink:
 
 # --------------------------------------------------------------------------- argv
 
-_CONTROL_DIRECTORY: list[str] = []
-
-
-def control_directory() -> str:
-    """A private directory (0700) for this process's SSH master sockets, removed at exit."""
-    if not _CONTROL_DIRECTORY:
-        path = tempfile.mkdtemp(prefix="zrr-ssh-")
-        atexit.register(shutil.rmtree, path, True)
-        _CONTROL_DIRECTORY.append(path)
-    return _CONTROL_DIRECTORY[0]
-
-
-def connection_key(host: SshHost) -> str:
-    return hashlib.sha256(host.model_dump_json().encode()).hexdigest()[:12]
-
-
 def ssh_client_argv(host: SshHost) -> list[str]:
     """OpenSSH client options equivalent to the paramiko executor's: strict host keys, batch."""
     known_hosts = os.path.expanduser(host.known_hosts)
@@ -230,13 +210,6 @@ def ssh_client_argv(host: SshHost) -> list[str]:
             "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=4",
             "-o", "LogLevel=ERROR",
-            # One master connection per host for every send and receive of this process:
-            # a new SSH handshake per transfer dominated small incremental sends.
-            "-o", "ControlMaster=auto",
-            # Keyed by every connection option too, so a master is never reused under
-            # other host-key or identity settings (%C alone is host, port and user).
-            "-o", f"ControlPath={control_directory()}/{connection_key(host)}-%C",
-            "-o", "ControlPersist=30",
             "-p", str(host.port),
             "-l", host.user]
     if host.identity_file:
