@@ -53,63 +53,52 @@ METHOD = """## Method
 
 ANALYSIS = """## Where we win, where we lose, and why (measured)
 
-This run had to fit the session's time budget on 2 shared cores (another engineer's
-QEMU guest ran real-ZFS tests at the same time; load average 4-7): scenarios (a)-(c) ran
-**once per tool** (`--scenario-runs 1`), (d) three times interleaved; peers marked "not
-measured in this run" did not get their turn before the deadline. `python3
-bench/run_all.py` (default: 3 runs everywhere) measures all of them; it takes about an hour
-under emulation.
+Two runs on 2 shared cores (other QEMU guests and test suites ran at the same time; load
+average 4-7). Peers: the first run (14:45 UTC), where (a)-(c) ran **once per tool**
+(`--scenario-runs 1`) and peers marked "not measured in this run" did not get their turn
+before the deadline. zrepl-reconcile: re-measured at 15:39 UTC after the fixes below, with
+`--tools zrepl-reconcile --runs 3 --scenario-runs 1` (so (d) is a median of 3, interleaved
+with the plain pipe, and (a)-(c) one run each); the peers' rows were kept from the first
+run. `python3 bench/run_all.py` (default: 3 runs everywhere) measures all tools; about an
+hour under emulation.
 
-- **(a) nothing to do: we win, target met.** 2 zfs calls and 19.9 s against sanoid +
-  syncoid's 609 calls (syncoid: ~6 `zfs get` per filesystem to compare source and target)
-  and 243 s: 12x faster, 300x fewer calls, although we pay SSH and peers do not.
-  zrepl-reconcile makes exactly the
-  floor: one `zfs list` per host (2 calls: hosts `src` and `dst` are the same guest here)
-  and nothing else. Its wall time (~20 s; 44 s in an earlier run under heavier load) is
-  almost all those two listings: each lists *every* pool of the host with 9 columns
-  (~5,300 records incl. `written`/`referenced`/`userrefs`, which ZFS computes per
-  snapshot) under software emulation; in the call log the two lists start at t=0 and the
-  next command (in (b)) starts 35 s later. The plan itself is well under 1 s (see
-  the synthetic benchmark: 1,000 filesystems x 100 snapshots in 0.75 s).
-- **(b) snapshot + incremental replication: we lose on time and calls.** One atomic
-  `zfs snapshot` for all 101 datasets (the floor), but then per filesystem: `send -nP`
-  (size for the progress bar), `send`, `recv`, `bookmark` (new cursor), and for the old
-  cursor's `destroy` the safety re-check of DESIGN.md lists the dataset and its partner
-  first (`list -d 1` x 2): 7 calls per filesystem, 710 in all (433 s). Time per filesystem is
-  ~2.4 s in the call log, dominated by the data path opening **two new system-ssh
-  connections per send** (guest -> controller -> guest; ~0.65 s each under emulation)
-  and the `send -nP` round trip; peers replicate locally inside the guest and pay no
-  SSH at all. Fixes, not made in this session (measured cause only): reuse the SSH
-  connection for the data path (ControlMaster for the system ssh, or one paramiko
-  transport per host), take the size estimate from the planner's facts (`written`) instead
-  of `send -nP`, and re-list once per host per destroy phase instead of per destroy.
-- **(c) pruning 2,020 snapshots: fewest destroy calls** (one `zfs destroy ds@a,b,...` per
-  filesystem, 101 instead of one per snapshot), but each destroy is preceded by the
-  per-dataset re-list (2 `zfs list -d 1`: the dataset and its replication partner), so
-  305 calls = 2 gather + 101 x (2 re-lists + 1 destroy); 266 s = ~52 s gather, then
-  ~2.1 s per filesystem, mostly the two re-list round trips. The known fix (one re-list
-  per host per destroy phase, still right before the destroys) would cut this to
-  2 + 2 + 101 calls; not made in this session.
-- **(d) full send: target NOT met** (~55 % of the plain pipe in wall time). The transfer
-  itself is not the gap: the apply's fixed cost is. Before the first byte moves, apply
-  gathers both hosts (the same full-host `zfs list` as in (a), ~20-35 s here because the
-  guest still holds the 5,050 snapshots of (a)-(c)'s pools), then `send -nP`; after it,
-  the cursor `bookmark`. The plain pipe pays none of that. On a host with few snapshots
-  the fixed cost shrinks to a few seconds; the loopback-sshd transfer benchmark below
-  measures the data path alone.
+Fixes made between the two runs, from the first run's call logs: the destroy phase
+re-lists its datasets once per host (2 `zfs list -d 1`) instead of twice per destroy
+(202), and a send takes its progress total from the plan's estimate when it has one
+instead of asking `zfs send -nP` (full sends; incremental sends of a snapshot taken in
+the same run still ask, since its size is unknown at plan time).
 
-Parse benchmark: FAIL against its own target in this run (4.9x the bare split in CPU
-time, target <= 3x), measured while the QEMU guests ran. Transfer benchmark
-(`bench/bench_transfer.py`): not re-run in this session (time budget); run_all runs it.
+- **(a) nothing to do: we win, target met.** 2 zfs calls (the floor: one `zfs list` per
+  host) against sanoid + syncoid's 609 calls (syncoid: ~6 `zfs get` per filesystem) and
+  243 s. Our wall time (20 s in the first run, 43 s in the second under heavier load) is
+  almost all the two full-host listings under software emulation (~5,300 records each);
+  the plan itself takes well under 1 s (synthetic benchmark below).
+- **(b) snapshot + incremental replication:** 433 s / 710 calls before the fixes,
+  **193 s / 510 calls after** (`list` 4, `snapshot` 1, `send` 202 = 101 transfers + 101
+  size estimates, `recv` 101, `bookmark` 101, `destroy` 101 for the old cursors). No peer
+  was measured in (b) in this session, so "fewest calls / fastest" is unproven. What is
+  left per filesystem: each transfer opens two fresh system-ssh connections (guest ->
+  controller -> guest; ~0.65 s each under emulation) and one `send -nP` round trip; peers
+  replicate locally inside the guest and pay no SSH. Reusing connections for the data path
+  with OpenSSH's ControlMaster was tried and reverted: after `kill -9` of apply the
+  persistent master kept the remote `zfs recv` alive and the next resume found the target
+  busy (two real-ZFS recovery tests failed).
+- **(c) pruning 2,020 snapshots:** 266 s / 305 calls before, **67 s / 105 calls after**:
+  2 gather + 2 re-lists + 101 batched `zfs destroy ds@a,b,...` (one per filesystem, the
+  floor for per-dataset batching). No peer measured in (c) in this session.
+- **(d) 256 MiB full send: target met after the fixes.** zrepl-reconcile's whole
+  `apply` (gather both hosts, plan, transfer through the controller, cursor bookmark)
+  took a median 50.5 s against 48.5 s for a bare `ssh guest zfs send | ssh guest zfs recv`
+  pipe in the same run: **96 % of the pipe** (target >= 90 %). The first run's 54 % came
+  from fixed costs measured there: both hosts still held the 5,050 snapshots of (a)-(c)
+  (20-35 s of listing before the first byte) and a `send -nP` round trip; (d) now runs
+  first, on the pools it uses, and the estimate comes from the plan.
 
-Product fixes made after this run, not yet re-measured here: a send takes its
-progress-bar size from the planner's estimate (`written`) before asking `zfs send -nP`
-(one round trip less per send in (b) and (d)), and the destroy phase re-lists its
-datasets once per host instead of once per destroy ((b): 2 lists instead of 202; (c): 2
-instead of 202). Tried and reverted: reusing one OpenSSH master connection (ControlMaster)
-for the data path. After a `kill -9` of apply the persistent master kept the remote
-`zfs recv` alive, so the next apply's resume found the target busy (two real-ZFS
-recovery tests failed); connection reuse for the data path needs a design that ends
-remote processes with the controller (e.g. one paramiko transport per host)."""
+Parse benchmark: FAILS its own target (4.9x the bare split in CPU time, target <= 3x);
+see its section. Transfer benchmark (`bench/bench_transfer.py`, loopback sshd, data path
+alone): system ssh + controller 302 MiB/s vs plain `ssh | cat` pipe 280 MiB/s (108 %),
+paramiko channel 43 % (and a rekey timeout at 512 MiB), measured by the apply work this
+session; not re-run by run_all here."""
+
 
 NOTES = {"method": METHOD, "analysis": ANALYSIS}

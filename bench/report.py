@@ -82,7 +82,7 @@ def full_send_table(d: dict[str, Any]) -> list[str]:
         "|---|---:|---|---:|---:|",
         f"| plain pipe: `ssh guest zfs send` \\| `ssh guest zfs recv` (host, two fresh connections) | "
         f"{pipe:.1f} s | {', '.join(f'{s:.1f}' for s in d['plain_pipe'])} | {mib / pipe:.1f} | 100 % |",
-        f"| zrepl-reconcile apply (gather + plan + send -nP + send\\|recv via the controller + cursor) | "
+        f"| zrepl-reconcile apply (gather + plan + send\\|recv via the controller + cursor) | "
         f"{ours:.1f} s | {runs_text(d['ours'])} | {mib / ours:.1f} | {100 * pipe / ours:.0f} % |",
         f"| reference: `zfs send \\| zfs recv` inside the guest (no SSH) | {local:.1f} s | "
         f"{runs_text(d['guest_local'])} | {mib / local:.1f} | {100 * pipe / local:.0f} % |",
