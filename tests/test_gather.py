@@ -58,7 +58,7 @@ def test_gather_one_list_and_holds_only_for_held(nas: StandinState) -> None:
 
 
 def test_holds_are_batched(nas: StandinState, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(facts_module, "HOLDS_ARGV_BYTES", 20)
+    monkeypatch.setattr(facts_module, "MAX_ARGV_BYTES", 20)
     facts = gather_host(LocalExecutor("nas", nas.zfs_command), "nas")
     assert [argv[0] for argv in nas.log()] == ["list", "holds", "holds"]
     assert facts.datasets["tank/data"].snapshots[3].holds == ("keep", "zrepl")

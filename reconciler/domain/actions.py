@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-# Linux ARG_MAX is far larger, but ssh and sudo add their own limits; stay well inside.
+# Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
+# inside. Every batched zfs command (destroy, holds, list) uses this bound.
 MAX_ARGV_BYTES = 64 * 1024
 
 

@@ -11,13 +11,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.config.models import Config
+from reconciler.domain.actions import MAX_ARGV_BYTES
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
 from reconciler.errors import ConfigError, GatherError, ReconcileError
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
 
-HOLDS_ARGV_BYTES = 64 * 1024  # well below ARG_MAX and sshd's command line limits
 MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
 PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is required",
@@ -91,7 +91,7 @@ def list_datasets(executor: Executor, host: str, names: Iterable[str]) -> dict[s
     zfs lists the others and names each missing one on stderr."""
     wanted = sorted(set(names))
     found: dict[str, Dataset] = {}
-    for batch in batches(wanted, HOLDS_ARGV_BYTES):
+    for batch in batches(wanted, MAX_ARGV_BYTES):
         result = executor.run(dataset_list_argv(batch))
         if not result.ok and not only_vanished(result.stderr):
             raise command_failure(host, result)
@@ -111,7 +111,7 @@ def fill_holds(executor: Executor, host: str, datasets: dict[str, Dataset]) -> N
     """Hold tags for every held snapshot, ``zfs holds`` batched within argv limits."""
     held = {f"{ds.name}@{snap.name}": snap
             for ds in datasets.values() for snap in ds.snapshots if snap.userrefs}
-    for batch in batches(list(held), HOLDS_ARGV_BYTES):
+    for batch in batches(list(held), MAX_ARGV_BYTES):
         result = executor.run(holds_argv(batch))
         if not result.ok and not only_vanished(result.stderr):
             raise command_failure(host, result)

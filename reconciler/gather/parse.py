@@ -70,6 +70,15 @@ def bad_dataset_name(name: str) -> bool:
             or "#" in name)
 
 
+def optional_number(value: str, column: str, host: str, index: int, line: str) -> int | None:
+    """A decimal column, or None for zfs's "-" (not applicable); anything else is bad output."""
+    if value.isdigit():
+        return int(value)
+    if value == "-":
+        return None
+    raise bad_output(host, index + 1, f"{column} must be a number", line)
+
+
 def parse_zfs_list(text: str, host: str) -> dict[str, Dataset]:
     """Parse ``zfs list -H -p -t filesystem,volume,snapshot,bookmark -o <LIST_COLUMNS>``.
 
@@ -162,18 +171,8 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
                 append_snapshot = current.snapshots.append
             if not short or "@" in short or "#" in short or token != "-" or not userrefs.isdigit():
                 raise bad_output(host, index + 1, "not a valid snapshot line", line)
-            if written.isdigit():
-                written_value: int | None = int(written)
-            elif written == "-":
-                written_value = None
-            else:
-                raise bad_output(host, index + 1, "written must be a number", line)
-            if referenced.isdigit():
-                referenced_value: int | None = int(referenced)
-            elif referenced == "-":
-                referenced_value = None
-            else:
-                raise bad_output(host, index + 1, "referenced must be a number", line)
+            written_value = optional_number(written, "written", host, index, line)
+            referenced_value = optional_number(referenced, "referenced", host, index, line)
             if txg_value < last_txg:
                 unsorted.add(ds_name)
             last_txg = txg_value
@@ -202,11 +201,11 @@ def _parse_lines(text: str, host: str) -> dict[str, Dataset]:
                 raise bad_output(host, index + 1, f"dataset {name!r} listed twice", line)
             if token != "-" and not TOKEN.fullmatch(token):
                 raise bad_output(host, index + 1, "receive_resume_token is not a token", line)
-            if not (written.isdigit() or written == "-") or not (referenced.isdigit() or referenced == "-"):
-                raise bad_output(host, index + 1, "written and referenced must be numbers", line)
+            dataset_written = optional_number(written, "written", host, index, line)
+            optional_number(referenced, "referenced", host, index, line)  # checked, not kept
             current = datasets[name] = dataset_cls(name, kind, guid_value, txg_value,
                                                    None if token == "-" else token)
-            current.written = int(written) if written.isdigit() else None
+            current.written = dataset_written
             current_name, last_txg = name, -1
             append_snapshot = current.snapshots.append
         else:
