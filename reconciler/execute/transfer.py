@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Protocol, TextIO
 
 from rich.console import Console
@@ -47,12 +47,18 @@ from reconciler.domain.actions import SendAction
 from reconciler.errors import ExecError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor, with_zfs_command
+from reconciler.planning.resume_token import decode_resume_token
 
 CHUNK = 1 << 20  # bytes moved per step; also the pipe size we ask the kernel for
 STDERR_KEEP = 64 * 1024  # bytes of each side's stderr kept for the report
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping a side
 ABORT_POLL = 0.5  # seconds a stalled sender may delay noticing an abort
 PROGRESS_EVERY = 0.25  # seconds between progress updates (counting stays exact)
+# Seconds to wait before each new attempt of a resume that found the interrupted receive
+# still running (busy) or its token moved on: a receive cut off by a killed controller
+# drains what was in flight and saves its state a few seconds later.
+RESUME_RETRY_WAITS = (2.0, 5.0, 10.0, 15.0)
+RESUME_RETRY_CODES = (zfs_errors.BUSY, zfs_errors.RESUME_TOKEN_INVALID, zfs_errors.RESUME_STATE_EXISTS)
 
 
 # --------------------------------------------------------------------------- progress
@@ -457,8 +463,32 @@ def transfer_label(action: SendAction) -> str:
 
 
 def run_send(action: SendAction, config: Config, executors: Mapping[str, Executor], *,
-             progress: ProgressSink | None = None, abort: threading.Event | None = None) -> TransferResult:
-    """Execute one SendAction end to end; raises ExecError (mapped zfs message) on failure."""
+             progress: ProgressSink | None = None, abort: threading.Event | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> TransferResult:
+    """Execute one SendAction end to end; raises ExecError (mapped zfs message) on failure.
+
+    A resume reads the target's token right before it starts: the interrupted receive
+    may have saved more since the facts were gathered (a receive whose controller was
+    killed finishes draining later), and zfs refuses a token whose offset is behind.
+    While the old receive still runs (busy) or its token moves, the resume waits and
+    tries again, a bounded number of times."""
+    sink = progress or NullProgress()
+    waits = iter(RESUME_RETRY_WAITS if action.resume_token else ())
+    while True:
+        if action.resume_token and action.target_host in executors:
+            action = current_resume(action, executors[action.target_host], sink)
+        try:
+            return _run_send_once(action, config, executors, sink, abort)
+        except ExecError as exc:
+            wait = next(waits, None) if exc.code in RESUME_RETRY_CODES else None
+            if wait is None or (abort is not None and abort.is_set()):
+                raise
+            sink.line(f"retry   {action.describe()} in {wait:g}s: {exc}")
+            sleep(wait)
+
+
+def _run_send_once(action: SendAction, config: Config, executors: Mapping[str, Executor],
+                   sink: ProgressSink, abort: threading.Event | None) -> TransferResult:
     source_host = config.hosts[action.host]
     target_host = config.hosts[action.target_host]
     # The planner's estimate (from the gathered `written` sizes) saves a `zfs send -nP`
@@ -466,7 +496,7 @@ def run_send(action: SendAction, config: Config, executors: Mapping[str, Executo
     total = action.estimated_bytes
     if total is None and action.host in executors:
         total = estimate_send_size(action, executors[action.host])
-    bar = (progress or NullProgress()).transfer(transfer_label(action), total)
+    bar = sink.transfer(transfer_label(action), total)
     result = stream(host_argv(source_host, action.send_argv()),
                     host_argv(target_host, action.recv_argv()),
                     on_progress=bar.update, abort=abort)
@@ -474,3 +504,28 @@ def run_send(action: SendAction, config: Config, executors: Mapping[str, Executo
     if not result.ok:
         raise transfer_error(action, result)
     return result
+
+
+def current_resume(action: SendAction, target: Executor, sink: ProgressSink) -> SendAction:
+    """``action`` with the target's current resume token (same snapshot), or ExecError."""
+    result = target.run(["zfs", "get", "-H", "-p", "-o", "value", "receive_resume_token",
+                         action.target_dataset], timeout=120.0)
+    if not result.ok:
+        raise zfs_errors.exec_error(result.argv, result.returncode, result.stderr,
+                                    what=f"reading the resume token of {action.target_dataset}")
+    token = result.stdout.strip()
+    if token == action.resume_token:
+        return action
+    if token in ("", "-"):
+        raise ExecError(f"the interrupted receive on {action.target_host}:{action.target_dataset}"
+                        " is gone (aborted since the plan was made); run plan again",
+                        code=zfs_errors.RESUME_TOKEN_INVALID)
+    planned = decode_resume_token(action.resume_token or "")
+    now = decode_resume_token(token)
+    if planned is None or now is None or (now.toguid, now.fromguid) != (planned.toguid, planned.fromguid):
+        raise ExecError(f"the interrupted receive on {action.target_host}:{action.target_dataset}"
+                        " is no longer the one planned (its resume token names another stream);"
+                        " run plan again", code=zfs_errors.RESUME_TOKEN_INVALID)
+    sink.line(f"resume  {action.target_host}:{action.target_dataset} saved more since the plan"
+              f" ({human_bytes(planned.bytes)} -> {human_bytes(now.bytes)}); resuming from there")
+    return replace(action, resume_token=token)

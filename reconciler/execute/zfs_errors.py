@@ -64,8 +64,8 @@ PATTERNS: tuple[Pattern, ...] = (
        r"|kernel (module )?lacks resume|resuming (is|was) not supported"
        r"|cannot resume send:.*(no longer exists|does not exist|modified)"
        r"|token.*(invalid|corrupt)|bad resume token|unsupported resume token",
-       "the resume token of the interrupted receive can no longer be used;"
-       " discard the partial state with 'zfs recv -A' (the next plan does that)"),
+       "the target refused the resume token of the interrupted receive; if this repeats,"
+       " discard the partial state with 'zfs recv -A <target>' and the next plan sends afresh"),
     _p(RESUME_STATE_EXISTS,
        r"contains partially-complete state|partially-complete state from \"?zfs receive -s",
        "the target holds an interrupted receive; it must be resumed or aborted first"),
