@@ -10,20 +10,73 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
+def _size(value: int | str | None) -> int | None:
+    """A size as zfs printed it (checked digits, or "-" for none) or already converted."""
+    if not isinstance(value, str):
+        return value
+    return None if value == "-" else int(value)
+
+
 class Snapshot:
-    name: str  # short name, without "dataset@"
-    guid: int
-    createtxg: int
-    creation: int  # unix seconds
-    userrefs: int = 0
-    written: int | None = None  # bytes written since the previous snapshot (send-size estimate)
-    referenced: int | None = None
-    holds: tuple[str, ...] = ()  # hold tags; filled only for snapshots with userrefs > 0
+    """One snapshot. ``written`` (bytes written since the previous snapshot, for send-size
+    estimates) and ``referenced`` may be given as the text zfs printed (digits or "-",
+    checked by the parser): they are converted on first read, because only the snapshots
+    a plan sends ever need them and a host may list a million."""
+
+    __slots__ = ("_referenced", "_written", "createtxg", "creation", "guid", "holds", "name", "userrefs")
+
+    def __init__(self, name: str, guid: int, createtxg: int, creation: int, userrefs: int = 0,
+                 written: int | str | None = None, referenced: int | str | None = None,
+                 holds: tuple[str, ...] = ()) -> None:
+        self.name = name  # short name, without "dataset@"
+        self.guid = guid
+        self.createtxg = createtxg
+        self.creation = creation  # unix seconds
+        self.userrefs = userrefs
+        self._written = written
+        self._referenced = referenced
+        self.holds = holds  # hold tags; filled only for snapshots with userrefs > 0
+
+    @property
+    def written(self) -> int | None:
+        value = self._written
+        if isinstance(value, str):
+            value = self._written = _size(value)
+        return value
+
+    @written.setter
+    def written(self, value: int | None) -> None:
+        self._written = value
+
+    @property
+    def referenced(self) -> int | None:
+        value = self._referenced
+        if isinstance(value, str):
+            value = self._referenced = _size(value)
+        return value
+
+    @referenced.setter
+    def referenced(self, value: int | None) -> None:
+        self._referenced = value
 
     @property
     def held(self) -> bool:
         return self.userrefs > 0
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.guid, self.createtxg, self.creation, self.userrefs, self.written,
+                self.referenced, self.holds)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the other records
+
+    def __repr__(self) -> str:
+        fields = ("name", "guid", "createtxg", "creation", "userrefs", "written", "referenced", "holds")
+        return f"Snapshot({', '.join(f'{f}={v!r}' for f, v in zip(fields, self._key(), strict=True))})"
 
 
 @dataclass(slots=True)
