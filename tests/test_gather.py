@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,71 @@ def test_facts_command_over_ssh(sshd: SshServer, nas: StandinState, tmp_path: Pa
     data = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in data["hosts"]["remote"]["datasets"]["tank/data"]["snapshots"]] == [
         f"zrepl_{i}" for i in range(5)]
+
+
+# --------------------------------------------------------------------------- scoped listing
+
+def scoped_config(nas: StandinState, backup: StandinState, root: str = "pool/nas") -> Config:
+    return Config.model_validate({
+        "hosts": {"nas": local(nas), "backup": local(backup)},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [
+            {"host": "nas", "filter": {"tank/data<": True, "tank/data/tmp": False, "tank/data/x": True},
+             "policy": "p", "replicate_to": [{"host": "backup", "root": root}]},
+            {"host": "backup", "filter": {"pool<": True}, "policy": "p"}],
+    })
+
+
+def test_listing_roots_are_the_outermost_subtrees_the_config_touches(
+        nas: StandinState, standin: Callable[..., StandinState]) -> None:
+    roots = facts_module.listing_roots(scoped_config(nas, standin("backup")))
+    # tank/data/x lies in tank/data's subtree; pool/nas in pool's (a source there too).
+    assert roots == {"nas": ["tank/data"], "backup": ["pool"]}
+
+
+def test_gathering_lists_only_the_configured_subtrees(nas: StandinState,
+                                                     standin: Callable[..., StandinState]) -> None:
+    backup = standin("backup")
+    backup.filesystem("pool/nas")
+    backup.filesystem("other/big")
+    backup.save()
+    config = scoped_config(nas, backup, root="pool/nas")
+    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
+    state = gather(config)
+    assert set(state.hosts["nas"].datasets) == {"tank/data"}  # not tank, not "tank/a b:c"
+    assert state.hosts["nas"].scope == ("tank/data",)
+    assert nas.log()[0][-2:] == ["-r", "tank/data"]
+    assert set(state.hosts["backup"].datasets) == {"pool/nas"}  # not other/big
+    # Ancestors of a listed root exist, though the scoped listing does not show them.
+    assert state.exists("backup", "pool") and not state.exists("backup", "other")
+    assert state.dataset("backup", "pool") is None
+
+
+def test_a_missing_root_lists_the_whole_host(nas: StandinState, standin: Callable[..., StandinState]) -> None:
+    backup = standin("backup")
+    backup.filesystem("pool")
+    backup.save()
+    config = scoped_config(nas, backup, root="pool/nas")
+    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
+    state = gather(config)
+    assert state.hosts["backup"].scope is None and set(state.hosts["backup"].datasets) == {"pool"}
+    assert [argv[0] for argv in backup.log()] == ["list", "list"]
+
+
+def test_a_plan_on_scoped_facts_knows_the_parents_above_the_root(
+        nas: StandinState, standin: Callable[..., StandinState]) -> None:
+    from reconciler.domain.actions import CreateAction, SendAction
+    from reconciler.planning.planner import make_plan
+
+    backup = standin("backup")
+    backup.filesystem("pool/nas")
+    backup.save()
+    config = scoped_config(nas, backup, root="pool/nas")
+    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
+    state = gather(config)
+    assert state.hosts["backup"].scope == ("pool/nas",)
+    plan = make_plan(config, state, datetime(2026, 11, 25, tzinfo=UTC))
+    assert not plan.conflicts  # the pool exists: pool/nas was listed
+    creates = [a.dataset for a in plan.actions if isinstance(a, CreateAction)]
+    assert creates == ["pool/nas/tank"]  # pool/nas exists; only the missing parent below it
+    assert [a.target_dataset for a in plan.actions if isinstance(a, SendAction)] == ["pool/nas/tank/data"]

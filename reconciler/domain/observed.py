@@ -132,6 +132,13 @@ class Dataset:
 class HostFacts:
     host: str  # host name as in the config
     datasets: dict[str, Dataset] = field(default_factory=dict)  # by full dataset name
+    # The subtrees that were listed (``zfs list -r ROOT...``), or None: the whole host.
+    scope: tuple[str, ...] | None = None
+
+    def exists(self, name: str) -> bool:
+        """The dataset exists: it was listed, or it is an ancestor of a listed subtree's
+        root (ZFS has no orphans), which a scoped listing does not show itself."""
+        return name in self.datasets or any(root.startswith(name + "/") for root in self.scope or ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +156,7 @@ class ObservedState:
     def dataset(self, host: str, name: str) -> Dataset | None:
         facts = self.hosts.get(host)
         return facts.datasets.get(name) if facts else None
+
+    def exists(self, host: str, name: str) -> bool:
+        facts = self.hosts.get(host)
+        return facts is not None and facts.exists(name)

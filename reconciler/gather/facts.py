@@ -1,4 +1,5 @@
-"""Gather the observed ZFS state: one ``zfs list`` per host, holds only where userrefs > 0.
+"""Gather the observed ZFS state: one ``zfs list`` per host (of the subtrees the config can
+touch), holds only where userrefs > 0.
 
 Hosts are gathered in parallel threads; a host that fails lands in
 ``ObservedState.unavailable`` with a typed reason and never stops the others.
@@ -40,8 +41,9 @@ def gather(config: Config, host_names: Iterable[str] | None = None, *,
     owned = executors_for(config, [n for n in names if n not in given])
     chosen: dict[str, Executor] = {**owned, **{n: given[n] for n in names if n in given}}
     state = ObservedState()
+    roots = listing_roots(config)
     try:
-        for name, outcome in gather_parallel([(n, chosen[n]) for n in names]):
+        for name, outcome in gather_parallel([(n, chosen[n], roots.get(n)) for n in names]):
             if isinstance(outcome, HostFacts):
                 state.hosts[name] = outcome
             else:
@@ -52,20 +54,44 @@ def gather(config: Config, host_names: Iterable[str] | None = None, *,
     return state
 
 
-def gather_parallel(pairs: list[tuple[str, Executor]]) -> Iterator[tuple[str, HostFacts | HostUnavailable]]:
+def listing_roots(config: Config) -> dict[str, list[str]]:
+    """Per host, the subtrees the configuration can touch: what the source filters select
+    and the targets' roots, nested ones left out (their ancestor's listing holds them).
+    Gathering lists only these, so a host's unrelated datasets cost nothing."""
+    wanted: dict[str, set[str]] = {}
+    for entry in config.filesystems:
+        for key, included in entry.filter.items():
+            if included:
+                wanted.setdefault(entry.host, set()).add(key.rstrip("<"))
+        for target in entry.replicate_to:
+            wanted.setdefault(target.host, set()).add(target.root)
+    roots: dict[str, list[str]] = {}
+    for host, paths in wanted.items():
+        kept: list[str] = []
+        for path in sorted(paths):  # an ancestor sorts before its descendants
+            if not any(path == root or path.startswith(root + "/") for root in kept):
+                kept.append(path)
+        roots[host] = kept
+    return roots
+
+
+def gather_parallel(items: list[tuple[str, Executor, list[str] | None]]
+                    ) -> Iterator[tuple[str, HostFacts | HostUnavailable]]:
     """(host, facts or the reason it is unavailable) in the given order."""
-    if not pairs:
+    if not items:
         return
-    with ThreadPoolExecutor(max_workers=min(len(pairs), MAX_PARALLEL_HOSTS),
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_PARALLEL_HOSTS),
                             thread_name_prefix="gather") as pool:
-        futures = [(name, pool.submit(gather_host_or_reason, executor, name)) for name, executor in pairs]
+        futures = [(name, pool.submit(gather_host_or_reason, executor, name, roots))
+                   for name, executor, roots in items]
         for name, future in futures:
             yield name, future.result()
 
 
-def gather_host_or_reason(executor: Executor, host: str) -> HostFacts | HostUnavailable:
+def gather_host_or_reason(executor: Executor, host: str, roots: list[str] | None = None
+                          ) -> HostFacts | HostUnavailable:
     try:
-        return gather_host(executor, host)
+        return gather_host(executor, host, roots)
     except GatherError as exc:
         return HostUnavailable(host, exc.code, str(exc))
     except ReconcileError as exc:
@@ -74,15 +100,21 @@ def gather_host_or_reason(executor: Executor, host: str) -> HostFacts | HostUnav
         return HostUnavailable(host, "command_failed", f"host {host!r}: {type(exc).__name__}: {exc}")
 
 
-def gather_host(executor: Executor, host: str | None = None) -> HostFacts:
-    """One host's datasets, snapshots and bookmarks; hold tags for held snapshots."""
+def gather_host(executor: Executor, host: str | None = None, roots: list[str] | None = None) -> HostFacts:
+    """One host's datasets, snapshots and bookmarks (the subtrees of ``roots``, or all);
+    hold tags for held snapshots. When a root does not exist (yet), the whole host is
+    listed instead: the plan then sees which of its parents exist."""
     name = host if host is not None else executor.host
-    result = executor.run(list_argv())
+    scope = tuple(roots) if roots else None
+    result = executor.run(list_argv() if scope is None else [*list_argv(), "-r", *scope])
+    if not result.ok and scope is not None and only_vanished(result.stderr):
+        scope = None
+        result = executor.run(list_argv())
     if not result.ok:
         raise command_failure(name, result)
     datasets = parse_zfs_list(result.stdout, name)
     fill_holds(executor, name, datasets)
-    return HostFacts(name, datasets)
+    return HostFacts(name, datasets, scope)
 
 
 def list_datasets(executor: Executor, host: str, names: Iterable[str]) -> dict[str, Dataset]:

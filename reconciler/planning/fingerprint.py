@@ -38,7 +38,7 @@ def fingerprint_selection(config: Config, observed: ObservedState, selected: Ite
             involved.add(target.host)
             digest.update(f"\x01target\0{target.host}\0{name}\0".encode())
             parents = name.split("/")
-            exists = "".join("1" if observed.dataset(target.host, "/".join(parents[:depth])) else "0"
+            exists = "".join("1" if observed.exists(target.host, "/".join(parents[:depth])) else "0"
                              for depth in range(1, len(parents)))
             digest.update(exists.encode())
             ds = observed.dataset(target.host, name)

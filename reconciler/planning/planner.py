@@ -339,7 +339,7 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
         for depth in range(2, len(parts)):
             ancestor = "/".join(parts[:depth])
             key = (pair.target.host, ancestor)
-            if key in created_by_sends or key in needed or observed.dataset(*key) is not None:
+            if key in created_by_sends or key in needed or observed.exists(*key):
                 continue
             needed[key] = CreateAction(pair.target.host, ancestor,
                                        f"missing parent of {pair.target_dataset} (placeholder)")

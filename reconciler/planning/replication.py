@@ -122,7 +122,7 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
         return _unreachable(pair, observed)
     existing = observed.dataset(target.host, target_dataset)
     pair.observed_target = existing
-    if existing is None and observed.dataset(target.host, target_dataset.split("/")[0]) is None:
+    if existing is None and not observed.exists(target.host, target_dataset.split("/")[0]):
         _conflict(pair, TARGET_POOL_MISSING,
                   f"{target.host} has no pool {target_dataset.split('/')[0]} for {target_dataset}",
                   f"fix replicate_to root {target.root!r}, or create the pool on {target.host}")

@@ -53,7 +53,7 @@ def copy_state(observed: ObservedState) -> ObservedState:
     """A copy whose datasets and lists may be changed without touching ``observed``."""
     hosts = {
         name: HostFacts(name, {key: replace(ds, snapshots=list(ds.snapshots), bookmarks=list(ds.bookmarks))
-                               for key, ds in facts.datasets.items()})
+                               for key, ds in facts.datasets.items()}, facts.scope)
         for name, facts in observed.hosts.items()
     }
     return ObservedState(hosts, dict(observed.unavailable))
