@@ -144,12 +144,12 @@ def median_runs(fn: Callable[[], dict[str, Any]], runs: int) -> dict[str, Any]:
 
 
 def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
-              save: Callable[[], None], tools: tuple[str, ...]) -> None:
+              save: Callable[[], None], tools: tuple[str, ...], which: tuple[str, ...] = SCENARIOS) -> None:
     prefix = cursor_prefix("dst", "dst/r")
     for tool in tools:
         log(f"preparing the data for {tool}")
         out.setdefault("prepare", {})[tool] = helper(guest, "prepare", tool, prefix)
-        for scenario in SCENARIOS:
+        for scenario in which:
             log(f"{tool}: scenario ({scenario})")
             result = median_runs(functools.partial(one_run, guest, workdir, tool, scenario), runs)
             out.setdefault("scenarios", {}).setdefault(scenario, {})[tool] = result
@@ -203,12 +203,14 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 
 
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
-        save: Callable[[], None], tools: tuple[str, ...] = TOOLS) -> None:
+        save: Callable[[], None], tools: tuple[str, ...] = TOOLS,
+        which: tuple[str, ...] = (*SCENARIOS, "d")) -> None:
     out["guest"] = install(guest, peers=any(t != "zrepl-reconcile" for t in tools))
     save()
     out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
-    out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
-    save()
-    scenarios(guest, workdir, scenario_runs, out, save, tools)
+    if "d" in which:
+        out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
+        save()
+    scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
     out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()
