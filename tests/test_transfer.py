@@ -7,6 +7,7 @@ import itertools
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from test_apply_cli import NOW, hourly_history, write_config
 from reconciler.cli import main
 from reconciler.config.models import LocalHost, SshHost
 from reconciler.domain.actions import SendAction
+from reconciler.execute import transfer
+from reconciler.execute.ssh import SshExecutor
 from reconciler.execute.transfer import (
     CHUNK,
     LogProgress,
@@ -156,10 +159,16 @@ def ssh_standin(sshd: SshServer, st: StandinState) -> dict[str, Any]:
                                          *st.zfs_command])
 
 
+@pytest.mark.parametrize("data_path", ["ssh client", "channel"])
 @pytest.mark.parametrize("pairing", ["local->ssh", "ssh->local", "ssh->ssh"])
-def test_apply_replicates_through_sshd(pairing: str, sshd: SshServer, tmp_path: Path,
+def test_apply_replicates_through_sshd(pairing: str, data_path: str, sshd: SshServer, tmp_path: Path,
                                        standin: Callable[..., StandinState],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same sends through the system ssh client (big) or channels on the hosts'
+    # paramiko connections (small: no handshake per send).
+    monkeypatch.setattr(transfer, "SMALL_SEND_BYTES", -1 if data_path == "ssh client" else 1 << 40)
+    channels = count_channel_sides(monkeypatch)
     nas = standin("nas", seed=21)
     nas.filesystem("tank/data")
     hourly_history(nas, "tank/data", 5, size=3 * 2**20)
@@ -182,6 +191,51 @@ def test_apply_replicates_through_sshd(pairing: str, sshd: SshServer, tmp_path: 
         [nas.datasets["tank/data"]["snapshots"][-1]["guid"]]
     assert main(["plan", "-c", str(config), "--now", NOW]) == 0
     assert "No changes" in capsys.readouterr().out
+    assert len(channels) == (0 if data_path == "ssh client" else source_ssh + target_ssh)
+
+
+def count_channel_sides(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    made: list[object] = []
+    original = transfer._ChannelSide.__init__
+
+    def counting(self: transfer._ChannelSide, process: Any) -> None:
+        made.append(process)
+        original(self, process)
+
+    monkeypatch.setattr(transfer._ChannelSide, "__init__", counting)
+    return made
+
+
+EXECUTORS: list[SshExecutor] = []  # alive for the test's duration, as apply keeps its own
+
+
+def channel(sshd: SshServer, command: list[str]) -> transfer._ChannelSide:
+    EXECUTORS.append(SshExecutor("h", SshHost.model_validate(sshd.host_config(zfs_command=command))))
+    return transfer._ChannelSide(EXECUTORS[-1].open_process(["zfs"]))
+
+
+def test_channel_receiver_that_fails_midway_is_reported_and_the_sender_stopped(sshd: SshServer) -> None:
+    fail = ["sh", "-c", "head -c 100000 >/dev/null; echo 'cannot receive incremental stream:"
+            " checksum mismatch or incomplete stream.' >&2; exit 1"]
+    result = transfer.stream_sides(lambda: transfer._ProcessSide(["cat", "/dev/zero"], sender=True),
+                                   lambda: channel(sshd, fail))
+    assert not result.ok and result.recv_returncode == 1 and result.sender_stopped
+    assert "checksum mismatch" in result.recv_stderr
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", "s1", ("s2",))
+    assert transfer_error(action, result).code == "stream_broken"
+
+
+def test_channel_sender_to_channel_receiver_moves_every_byte_and_can_be_aborted(sshd: SshServer) -> None:
+    payload = 3 * CHUNK + 12345
+    result = transfer.stream_sides(lambda: channel(sshd, ["head", "-c", str(payload), "/dev/zero"]),
+                                   lambda: channel(sshd, ["sh", "-c", "test $(wc -c) = " + str(payload)]))
+    assert result.ok and result.bytes == payload, result
+    abort = threading.Event()
+    abort.set()
+    started = time.monotonic()
+    stopped = transfer.stream_sides(lambda: channel(sshd, ["sleep", "30"]), lambda: channel(sshd, ["cat"]),
+                                    abort=abort)
+    assert stopped.aborted and not stopped.ok and time.monotonic() - started < 10
 
 
 def test_data_path_refuses_an_unknown_host_key(sshd: SshServer, tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ plain ``ssh | cat`` pipe that we require (see BENCHMARKS.md), while the OpenSSH 
 with strict host key checking against the same known_hosts file reaches it. Bytes move
 with ``os.splice`` between the two pipes (zero copy in user space) when the kernel
 offers it, else with one fixed 1 MiB buffer; the stream is never held in memory.
+
+Small sends (estimated at most SMALL_SEND_BYTES, the common incremental) run instead on
+channels of the hosts' existing paramiko connections: a new ssh client per side would
+cost a handshake each, more than the bytes (peer benchmark (b): a hundred sends).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from reconciler.domain.actions import SendAction
 from reconciler.errors import ExecError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor, with_zfs_command
+from reconciler.execute.ssh import SshExecutor, SshProcess
 from reconciler.planning.resume_token import decode_resume_token
 
 CHUNK = 1 << 20  # bytes moved per step; also the pipe size we ask the kernel for
@@ -54,6 +59,9 @@ STDERR_KEEP = 64 * 1024  # bytes of each side's stderr kept for the report
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping a side
 ABORT_POLL = 0.5  # seconds a stalled sender may delay noticing an abort
 PROGRESS_EVERY = 0.25  # seconds between progress updates (counting stays exact)
+# Estimated sends up to this size use channels on the hosts' SSH connections (paramiko:
+# ~100 MiB/s here, so under 0.1 s) instead of a system ssh client each (a handshake).
+SMALL_SEND_BYTES = 8 << 20
 # Seconds to wait before each new attempt of a resume that found the interrupted receive
 # still running (busy) or its token moved on: a receive cut off by a killed controller
 # drains what was in flight and saves its state a few seconds later.
@@ -380,22 +388,169 @@ class TransferResult:
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
 
 
+class _Side:
+    """One end of a transfer: a local process (zfs, or the system ssh client running it)
+    or a command on an SSH channel. The sender is read from, the receiver written to."""
+
+    def fileno(self) -> int:
+        """What select() waits on for the sender's output."""
+        raise NotImplementedError
+
+    def read(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        """All of ``data`` to the receiver; BrokenPipeError when it went away."""
+        raise NotImplementedError
+
+    def end_input(self) -> None:
+        """EOF to the receiver (and drop the sender's output)."""
+
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status; subprocess.TimeoutExpired when ``timeout`` passes first."""
+        raise NotImplementedError
+
+    def stderr(self) -> str:
+        raise NotImplementedError
+
+
+class _ProcessSide(_Side):
+    def __init__(self, argv: list[str], *, sender: bool) -> None:
+        if sender:
+            self.proc = _spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+            assert self.proc.stdout is not None
+            _enlarge_pipe(self.proc.stdout.fileno())
+        else:
+            self.proc = _spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            assert self.proc.stdin is not None
+            _enlarge_pipe(self.proc.stdin.fileno())
+        assert self.proc.stderr is not None
+        self._stderr = _StderrTail(self.proc.stderr)
+
+    def fileno(self) -> int:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.fileno()
+
+    def input_fileno(self) -> int:
+        assert self.proc.stdin is not None
+        return self.proc.stdin.fileno()
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fileno(), size)
+
+    def write(self, data: bytes) -> None:
+        _write_all(self.input_fileno(), memoryview(data))
+
+    def end_input(self) -> None:
+        for stream_ in (self.proc.stdin, self.proc.stdout):
+            if stream_ is not None:
+                with contextlib.suppress(OSError):
+                    stream_.close()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout)
+
+    def stderr(self) -> str:
+        return self._stderr.text()
+
+
+class _ChannelSide(_Side):
+    """A command on an exec channel of the host's existing SSH connection (no handshake)."""
+
+    def __init__(self, process: SshProcess) -> None:
+        self.process = process  # its stdin file, once collected, would send EOF
+        self.channel = process.channel
+
+    def fileno(self) -> int:
+        return self.channel.fileno()
+
+    def read(self, size: int) -> bytes:
+        data: bytes = self.channel.recv(size)
+        return data
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError) as exc:
+            raise BrokenPipeError(str(exc)) from None
+
+    def end_input(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            self.channel.shutdown_write()
+
+    def running(self) -> bool:
+        return not self.channel.exit_status_ready()
+
+    def stop(self) -> None:
+        # OpenSSH ignores signal requests without a tty: closing the channel hangs up on
+        # the remote command (a receive keeps its resumable state).
+        self.channel.close()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self.channel.status_event.wait(timeout):
+            raise subprocess.TimeoutExpired("ssh channel", timeout or 0.0)
+        return int(self.channel.recv_exit_status())
+
+    def stderr(self) -> str:
+        chunks = []
+        while self.channel.recv_stderr_ready():
+            chunks.append(self.channel.recv_stderr(STDERR_KEEP))
+        return b"".join(chunks)[-STDERR_KEEP:].decode("utf-8", "replace")
+
+
+def _copy(send: _Side, recv: _Side, on_progress: Callable[[int], None] | None,
+          abort: threading.Event | None) -> int:
+    """``pump`` for sides that are not both pipes (a channel: bytes pass through Python)."""
+    total = 0
+    last_report = time.monotonic()
+    while True:
+        while not select.select([send], [], [], ABORT_POLL)[0]:
+            if abort is not None and abort.is_set():
+                raise InterruptedError("transfer aborted")
+        if abort is not None and abort.is_set():
+            raise InterruptedError("transfer aborted")
+        data = send.read(CHUNK)
+        if not data:
+            return total
+        recv.write(data)
+        total += len(data)
+        if on_progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY:
+            last_report = time.monotonic()
+            on_progress(total)
+
+
 def stream(send_argv: list[str], recv_argv: list[str], *,
            on_progress: Callable[[int], None] | None = None,
            abort: threading.Event | None = None, use_splice: bool = True) -> TransferResult:
     """Run ``send_argv | controller | recv_argv`` (local argvs, e.g. ssh ... -- zfs send ...)."""
+    return stream_sides(lambda: _ProcessSide(send_argv, sender=True),
+                        lambda: _ProcessSide(recv_argv, sender=False),
+                        on_progress=on_progress, abort=abort, use_splice=use_splice)
+
+
+def stream_sides(open_send: Callable[[], _Side], open_recv: Callable[[], _Side], *,
+                 on_progress: Callable[[int], None] | None = None,
+                 abort: threading.Event | None = None, use_splice: bool = True) -> TransferResult:
+    """Start the receiver, then the sender, and move the stream from one to the other."""
     start = time.monotonic()
-    recv = _spawn(recv_argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    recv = open_recv()
     try:
-        send = _spawn(send_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        send = open_send()
     except BaseException:
-        _stop(recv)
+        recv.stop()
         raise
-    assert send.stdout is not None and send.stderr is not None
-    assert recv.stdin is not None and recv.stderr is not None
-    send_err, recv_err = _StderrTail(send.stderr), _StderrTail(recv.stderr)
-    _enlarge_pipe(send.stdout.fileno())
-    _enlarge_pipe(recv.stdin.fileno())
     moved, aborted, sender_stopped = 0, False, False
     counted = [0]
 
@@ -405,32 +560,33 @@ def stream(send_argv: list[str], recv_argv: list[str], *,
             on_progress(n)
 
     try:
-        moved = pump(send.stdout.fileno(), recv.stdin.fileno(), progress, abort, use_splice=use_splice)
+        if isinstance(send, _ProcessSide) and isinstance(recv, _ProcessSide):
+            moved = pump(send.fileno(), recv.input_fileno(), progress, abort, use_splice=use_splice)
+        else:
+            moved = _copy(send, recv, progress, abort)
     except BrokenPipeError:
-        moved, sender_stopped = counted[0], send.poll() is None
-        _stop(send)  # the receiver failed: the sender has nobody to talk to
+        moved, sender_stopped = counted[0], send.running()
+        send.stop()  # the receiver failed: the sender has nobody to talk to
     except InterruptedError:
         moved, aborted = counted[0], True
-        _stop(send)  # resumable: recv -s keeps the partial state and its token
+        send.stop()  # resumable: recv -s keeps the partial state and its token
     except BaseException:
-        _stop(send)
-        _stop(recv)
+        send.stop()
+        recv.stop()
         raise
     finally:
-        with contextlib.suppress(OSError):
-            send.stdout.close()
-        with contextlib.suppress(OSError):
-            recv.stdin.close()
+        send.end_input()
+        recv.end_input()
     send_rc = send.wait()
     if send_rc != 0 or aborted:
         # zfs recv of a truncated stream fails by itself; don't let it wait for more.
         try:
             recv.wait(KILL_GRACE * 6)
         except subprocess.TimeoutExpired:
-            _stop(recv)
+            recv.stop()
     recv_rc = recv.wait()
     return TransferResult(moved, time.monotonic() - start, send_rc, recv_rc,
-                          send_err.text(), recv_err.text(), aborted, sender_stopped)
+                          send.stderr(), recv.stderr(), aborted, sender_stopped)
 
 
 def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
@@ -497,9 +653,19 @@ def _run_send_once(action: SendAction, config: Config, executors: Mapping[str, E
     if total is None and action.host in executors:
         total = estimate_send_size(action, executors[action.host])
     bar = sink.transfer(transfer_label(action), total)
-    result = stream(host_argv(source_host, action.send_argv()),
-                    host_argv(target_host, action.recv_argv()),
-                    on_progress=bar.update, abort=abort)
+    # A small send over a host's existing SSH connection: no handshake per send, which
+    # costs more than the bytes; a big one through the system ssh client (throughput).
+    small = total is not None and total <= SMALL_SEND_BYTES
+
+    def side(host: LocalHost | SshHost, executor: Executor | None, argv: list[str], sender: bool) -> _Side:
+        if small and isinstance(executor, SshExecutor):
+            return _ChannelSide(executor.open_process(argv))
+        return _ProcessSide(host_argv(host, argv), sender=sender)
+
+    source, target = executors.get(action.host), executors.get(action.target_host)
+    result = stream_sides(lambda: side(source_host, source, action.send_argv(), True),
+                          lambda: side(target_host, target, action.recv_argv(), False),
+                          on_progress=bar.update, abort=abort)
     bar.finish(result.bytes, result.ok)
     if not result.ok:
         raise transfer_error(action, result)
