@@ -166,33 +166,38 @@ def test_facts_command_over_ssh(sshd: SshServer, nas: StandinState, tmp_path: Pa
 
 # --------------------------------------------------------------------------- scoped listing
 
-def scoped_config(nas: StandinState, backup: StandinState, root: str = "pool/nas") -> Config:
+def scoped_config(nas: StandinState, backup: StandinState, *, backup_is_source: bool = True) -> Config:
+    """tank/data of nas replicated to backup:pool/nas; backup's own pool<, or not."""
+    filesystems: list[dict[str, Any]] = [
+        {"host": "nas", "filter": {"tank/data<": True, "tank/data/tmp": False, "tank/data/x": True},
+         "policy": "p", "replicate_to": [{"host": "backup", "root": "pool/nas"}]}]
+    if backup_is_source:
+        filesystems.append({"host": "backup", "filter": {"pool<": True}, "policy": "p"})
     return Config.model_validate({
         "hosts": {"nas": local(nas), "backup": local(backup)},
         "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
-        "filesystems": [
-            {"host": "nas", "filter": {"tank/data<": True, "tank/data/tmp": False, "tank/data/x": True},
-             "policy": "p", "replicate_to": [{"host": "backup", "root": root}]},
-            {"host": "backup", "filter": {"pool<": True}, "policy": "p"}],
+        "filesystems": filesystems,
     })
+
+
+def backup_with(standin: Callable[..., StandinState], *filesystems: str) -> StandinState:
+    backup = standin("backup")
+    for name in filesystems:
+        backup.filesystem(name)
+    backup.save()
+    return backup
 
 
 def test_listing_roots_are_the_outermost_subtrees_the_config_touches(
         nas: StandinState, standin: Callable[..., StandinState]) -> None:
-    roots = facts_module.listing_roots(scoped_config(nas, standin("backup")))
+    roots = facts_module.listing_roots(scoped_config(nas, backup_with(standin)))
     # tank/data/x lies in tank/data's subtree; pool/nas in pool's (a source there too).
     assert roots == {"nas": ["tank/data"], "backup": ["pool"]}
 
 
 def test_gathering_lists_only_the_configured_subtrees(nas: StandinState,
                                                      standin: Callable[..., StandinState]) -> None:
-    backup = standin("backup")
-    backup.filesystem("pool/nas")
-    backup.filesystem("other/big")
-    backup.save()
-    config = scoped_config(nas, backup, root="pool/nas")
-    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
-    state = gather(config)
+    state = gather(scoped_config(nas, backup_with(standin, "pool/nas", "other/big"), backup_is_source=False))
     assert set(state.hosts["nas"].datasets) == {"tank/data"}  # not tank, not "tank/a b:c"
     assert state.hosts["nas"].scope == ("tank/data",)
     assert nas.log()[0][-2:] == ["-r", "tank/data"]
@@ -203,12 +208,8 @@ def test_gathering_lists_only_the_configured_subtrees(nas: StandinState,
 
 
 def test_a_missing_root_lists_the_whole_host(nas: StandinState, standin: Callable[..., StandinState]) -> None:
-    backup = standin("backup")
-    backup.filesystem("pool")
-    backup.save()
-    config = scoped_config(nas, backup, root="pool/nas")
-    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
-    state = gather(config)
+    backup = backup_with(standin, "pool")
+    state = gather(scoped_config(nas, backup, backup_is_source=False))
     assert state.hosts["backup"].scope is None and set(state.hosts["backup"].datasets) == {"pool"}
     assert [argv[0] for argv in backup.log()] == ["list", "list"]
 
@@ -218,11 +219,7 @@ def test_a_plan_on_scoped_facts_knows_the_parents_above_the_root(
     from reconciler.domain.actions import CreateAction, SendAction
     from reconciler.planning.planner import make_plan
 
-    backup = standin("backup")
-    backup.filesystem("pool/nas")
-    backup.save()
-    config = scoped_config(nas, backup, root="pool/nas")
-    config = config.model_copy(update={"filesystems": config.filesystems[:1]})
+    config = scoped_config(nas, backup_with(standin, "pool/nas"), backup_is_source=False)
     state = gather(config)
     assert state.hosts["backup"].scope == ("pool/nas",)
     plan = make_plan(config, state, datetime(2026, 11, 25, tzinfo=UTC))
