@@ -192,27 +192,3 @@ def test_a_plain_send_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ExecError):
         run_send(plain, simple_config(), {"backup": TokenTarget("-")}, sleep=lambda _: None)
     assert used == [None]
-
-
-def test_a_snapshot_this_plan_takes_is_sent_with_the_filesystems_own_sizes_as_estimate() -> None:
-    # Peer benchmark (b): every incremental of a just-planned snapshot cost one more
-    # `zfs send -nP` round trip for its progress bar. The filesystem's `written` (bytes
-    # since its newest snapshot) is what that snapshot adds; `referenced` is a full send.
-    w = World()
-    source = w.fs("nas", "tank")
-    w.fs("backup", "pool")
-    w.fs("backup", "pool/nas")
-    w.snaps("nas", "tank", [("zrepl_1", 5)])
-    w.replicate("nas", "tank", "backup", "pool/nas/tank")
-    source.written, source.referenced = 123_456, 9_999_999
-    plan = make_plan(simple_config(interval="1h"), w.observed, NOW)
-    (send,) = [a for a in plan.actions if isinstance(a, SendAction)]
-    assert send.base == "zrepl_1" and send.estimated_bytes == 123_456
-
-    fresh = World()
-    fresh.fs("nas", "tank").referenced = 9_999_999
-    fresh.fs("backup", "pool")
-    fresh.fs("backup", "pool/nas")
-    plan = make_plan(simple_config(interval="1h"), fresh.observed, NOW)
-    (send,) = [a for a in plan.actions if isinstance(a, SendAction)]
-    assert send.base is None and send.estimated_bytes == 9_999_999

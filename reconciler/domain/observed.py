@@ -98,9 +98,7 @@ class Dataset:
     bookmarks: list[Bookmark] = field(default_factory=list)  # ordered by createtxg
     # Bytes written since the newest snapshot (zfs "written"); > 0 on a target means an
     # incremental receive fails with "has been modified since most recent snapshot".
-    # Also what a snapshot taken now adds: the send estimate of a snapshot this plan takes.
     written: int | None = None
-    referenced: int | None = None  # bytes a full send of a snapshot taken now would move
 
     @property
     def pool(self) -> str:

@@ -206,10 +206,10 @@ class _Builder:
             if token != "-" and not TOKEN.fullmatch(token):
                 raise bad_output(host, index + 1, "receive_resume_token is not a token", line)
             dataset_written = optional_number(written, "written", host, index, line)
-            dataset_referenced = optional_number(referenced, "referenced", host, index, line)
+            optional_number(referenced, "referenced", host, index, line)  # checked, not kept
             current = self.current = self.datasets[name] = Dataset(
                 name, kind, guid_value, txg_value, None if token == "-" else token)
-            current.written, current.referenced = dataset_written, dataset_referenced
+            current.written = dataset_written
             self.last_txg = -1
         else:
             raise bad_output(host, index + 1, f"unknown dataset type {kind!r}", line)

@@ -38,15 +38,10 @@ def host_max_txg(facts: HostFacts | None) -> int:
     return best
 
 
-def planned_snapshot(action: SnapshotAction, txg: int, now: datetime, dataset: Dataset | None) -> Snapshot:
-    """The record a snapshot this plan takes will have (shared by planner and simulate).
-
-    Its sizes are the filesystem's own now: ``written`` since the newest snapshot is what
-    an incremental send of it moves, ``referenced`` what a full send moves (so sends of it
-    need no ``zfs send -nP`` for their progress bar)."""
-    written, referenced = (dataset.written, dataset.referenced) if dataset is not None else (None, None)
+def planned_snapshot(action: SnapshotAction, txg: int, now: datetime) -> Snapshot:
+    """The record a snapshot this plan takes will have (shared by planner and simulate)."""
     return Snapshot(action.snapshot, synthetic_guid(action.host, action.dataset, action.snapshot),
-                    txg, int(now.timestamp()), 0, written, referenced)
+                    txg, int(now.timestamp()))
 
 
 def copy_state(observed: ObservedState) -> ObservedState:
@@ -96,7 +91,7 @@ class _Simulation:
         if action.batch not in self.batch_txg:
             self.batch_txg[action.batch] = self.next_txg(action.host)
         ds = self.dataset(action.host, action.dataset)
-        ds.snapshots.append(planned_snapshot(action, self.batch_txg[action.batch], self.now, ds))
+        ds.snapshots.append(planned_snapshot(action, self.batch_txg[action.batch], self.now))
 
     def create(self, host: str, name: str, kind: str) -> Dataset:
         facts = self.state.hosts.setdefault(host, HostFacts(host))
