@@ -501,6 +501,11 @@ class _ChannelSide(_Side):
     def wait(self, timeout: float | None = None) -> int:
         if not self.channel.status_event.wait(timeout):
             raise subprocess.TimeoutExpired("ssh channel", timeout or 0.0)
+        # OpenSSH may send the exit status before the last of the command's output (the
+        # real suite lost zfs recv's "out of space" that way): wait for the channel's EOF.
+        drained = time.monotonic() + KILL_GRACE
+        while not (self.channel.eof_received or self.channel.closed) and time.monotonic() < drained:
+            time.sleep(0.01)
         return int(self.channel.recv_exit_status())
 
     def stderr(self) -> str:
