@@ -53,56 +53,61 @@ METHOD = """## Method
 
 ANALYSIS = """## Where we win, where we lose, and why (measured)
 
-Two runs on 2 shared cores (other QEMU guests and test suites ran at the same time; load
-average 4-7). Peers: the first run (14:45 UTC), where (a)-(c) ran **once per tool**
-(`--scenario-runs 1`) and peers marked "not measured in this run" did not get their turn
-before the deadline. zrepl-reconcile: re-measured at 15:39 UTC after the fixes below, with
-`--tools zrepl-reconcile --runs 3 --scenario-runs 1` (so (d) is a median of 3, interleaved
-with the plain pipe, and (a)-(c) one run each); the peers' rows were kept from the first
-run. `python3 bench/run_all.py` (default: 3 runs everywhere) measures all tools; about an
-hour under emulation.
+Two runs of the harness on 2 shared cores, 2026-11-25. The full run (16:28-17:52 UTC,
+all four tools) measured every peer and the first zrepl-reconcile rows; zrepl-reconcile's
+(a)-(c) were then re-measured at 18:07 UTC after the last product changes
+(`--tools zrepl-reconcile --scenarios a,b,c`; the harness merges those rows into the
+earlier results, so the peers' rows and (d) are from the full run). Medians of 3 where a
+run takes at most 90 s; a slower run is measured once to bound the total time under
+emulation: that is every peer run here (142 s to 811 s each; three of each would add
+about 3 hours), which the runs column shows.
 
-Fixes made between the two runs, from the first run's call logs: the destroy phase
-re-lists its datasets once per host (2 `zfs list -d 1`) instead of twice per destroy
-(202), and a send takes its progress total from the plan's estimate when it has one
-instead of asking `zfs send -nP` (full sends; incremental sends of a snapshot taken in
-the same run still ask, since its size is unknown at plan time).
+- **(a) nothing to do: we win, target met.** 2 zfs calls, the floor (one `zfs list` per
+  host, each listing only the subtrees the config touches) against 609-813 for the peers
+  (per-filesystem `zfs get`/`zfs list`), and 21 s against 142-166 s (0.15x the best peer,
+  pyznap). The full run measured 17 s with whole-host listings; the re-run with scoped
+  listings measured 21 s, a shift we could not attribute to the listing: measured alone
+  in the guest, `zfs list -r src/data` (5,151 lines) takes 15 s against 31 s for the
+  whole host (10,304 lines), and (c), which lists the same way, shifted by the same
+  4-5 s between the two runs an hour apart.
+- **(b) snapshot + incremental replication: we win.** 148 s / 510 calls against the best
+  peers' 200 s (pyznap 914 calls, zfs-autobackup 1118): 0.74x the best peer's time, 0.56x
+  its calls, although zrepl-reconcile drives the guest over SSH from the host while the
+  peers replicate locally inside it. Per filesystem: one `zfs send -nP` estimate, one
+  send, one receive, the new cursor bookmark and the old cursor's destroy. The full run
+  measured 168 s with one system `ssh` client per side of every send (two handshakes per
+  filesystem); small sends (at most 8 MiB estimated) now use channels on the hosts'
+  existing SSH connections: 20 s less although the estimate calls came back (+101 calls,
+  see below). An estimate from the filesystem's `written` at plan time (no `send -nP`)
+  was tried and reverted: `written` lags behind writes not yet synced (the real suite saw
+  24 KiB estimated for a 6 MiB stream, which also chose the small-send path).
+- **(c) pruning 2,020 snapshots: we win.** 105 calls (2 gather, 2 re-lists right before
+  destroying, 101 batched `zfs destroy ds@a,b,...`) and 74 s, against 2,629-4,853 calls
+  and 676-811 s for the peers (one `zfs destroy` per snapshot): 0.11x the best peer's
+  time.
+- **(d) 256 MiB full send: target met.** zrepl-reconcile's whole `apply` (gather both
+  hosts, plan, transfer through the controller, cursor bookmark) took a median 21.5 s
+  against 26.3 s for a bare `ssh guest zfs send | ssh guest zfs recv` pipe in the same
+  run: **122 % of the pipe** (target >= 90 %). Big sends keep the system `ssh` client and
+  `splice` through the controller.
 
-- **(a) nothing to do: we win, target met.** 2 zfs calls (the floor: one `zfs list` per
-  host) against sanoid + syncoid's 609 calls (syncoid: ~6 `zfs get` per filesystem) and
-  243 s. Our wall time (20 s in the first run, 43 s in the second under heavier load) is
-  almost all the two full-host listings under software emulation (~5,300 records each);
-  the plan itself takes well under 1 s (synthetic benchmark below).
-- **(b) snapshot + incremental replication:** 433 s / 710 calls before the fixes,
-  **193 s / 510 calls after** (`list` 4, `snapshot` 1, `send` 202 = 101 transfers + 101
-  size estimates, `recv` 101, `bookmark` 101, `destroy` 101 for the old cursors). No peer
-  was measured in (b) in this session, so "fewest calls / fastest" is unproven. What is
-  left per filesystem: each transfer opens two fresh system-ssh connections (guest ->
-  controller -> guest; ~0.65 s each under emulation) and one `send -nP` round trip; peers
-  replicate locally inside the guest and pay no SSH. Reusing connections for the data path
-  with OpenSSH's ControlMaster was tried and reverted: after `kill -9` of apply the
-  persistent master kept the remote `zfs recv` alive and the next resume found the target
-  busy (two real-ZFS recovery tests failed).
-- **(c) pruning 2,020 snapshots:** 266 s / 305 calls before, **67 s / 105 calls after**:
-  2 gather + 2 re-lists + 101 batched `zfs destroy ds@a,b,...` (one per filesystem, the
-  floor for per-dataset batching). No peer measured in (c) in this session.
-- **(d) 256 MiB full send: target met after the fixes.** zrepl-reconcile's whole
-  `apply` (gather both hosts, plan, transfer through the controller, cursor bookmark)
-  took a median 50.5 s against 48.5 s for a bare `ssh guest zfs send | ssh guest zfs recv`
-  pipe in the same run: **96 % of the pipe** (target >= 90 %). The first run's 54 % came
-  from fixed costs measured there: both hosts still held the 5,050 snapshots of (a)-(c)
-  (20-35 s of listing before the first byte) and a `send -nP` round trip; (d) now runs
-  first, on the pools it uses, and the estimate comes from the plan.
+Where a peer still wins: nowhere in these scenarios. What remains of ours: (b) is now
+dominated by the four zfs processes per filesystem in the emulated guest; a `zfs send
+-nP` per incremental is the one we could drop by reading the new snapshots' `written` in
+one `zfs list` per host after the snapshot batch (not done yet).
 
-The synthetic planning, parse and transfer benchmarks below were re-run at 15:57 UTC on a
-quiet machine (load 0.7, no guest running). Planning: 10,000 filesystems x 100 replicated
-snapshots in 4.69 s and 696 MiB (targets < 10 s, < 1.5 GiB: met), 10.2x the time of 1,000
-filesystems (linear). Parse: FAILS its own target (4.87x the bare split in CPU time,
-target <= 3x); merely converting the numbers and building the records, with no checks,
-already costs 3.9x. Transfer path (loopback sshd, data path alone): the system ssh client
-through the controller moves 119 % of a plain `ssh | cat` pipe, a paramiko channel 32 %,
-hence the system client for bulk data; the local controller path (49 % of a 7 GB/s
-`/dev/zero` pipe) is far above what `zfs send` produces."""
+Synthetic benchmarks (re-run 18:26 UTC, no guest running): planning 10,000 filesystems x
+100 replicated snapshots in 4.86 s and 696 MiB (targets < 10 s, < 1.5 GiB: met), 9.5x the
+time of 1,000 filesystems (linear). Parse: **met**, 2.97x the bare read + split in CPU
+time in this run (2.74x-2.86x in three runs earlier the same day; it was 4.87x): the
+common shape of a listing is checked and converted a column at a time by C loops, the
+row-by-row parser stays the reference for any other listing and every error. CPython's
+collector would walk the million new records in the next young collections (0.23 s): the
+parser moves them to the oldest generation, which a full collection still walks (0.3 s,
+rare). Transfer path (loopback sshd, data path alone): the system ssh client through the
+controller moves 121 % of a plain `ssh | cat` pipe, a paramiko channel 30 %, hence the
+system client for bulk data and channels only for small sends.
+"""
 
 
 NOTES = {"method": METHOD, "analysis": ANALYSIS}
