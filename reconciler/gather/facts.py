@@ -18,6 +18,7 @@ from reconciler.errors import ConfigError, GatherError, ReconcileError
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
+from reconciler.planning.selection import filter_roots, is_within
 
 MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
@@ -60,16 +61,14 @@ def listing_roots(config: Config) -> dict[str, list[str]]:
     Gathering lists only these, so a host's unrelated datasets cost nothing."""
     wanted: dict[str, set[str]] = {}
     for entry in config.filesystems:
-        for key, included in entry.filter.items():
-            if included:
-                wanted.setdefault(entry.host, set()).add(key.rstrip("<"))
+        wanted.setdefault(entry.host, set()).update(filter_roots(entry))
         for target in entry.replicate_to:
             wanted.setdefault(target.host, set()).add(target.root)
     roots: dict[str, list[str]] = {}
     for host, paths in wanted.items():
         kept: list[str] = []
         for path in sorted(paths):  # an ancestor sorts before its descendants
-            if not any(path == root or path.startswith(root + "/") for root in kept):
+            if not any(is_within(path, root) for root in kept):
                 kept.append(path)
         roots[host] = kept
     return roots

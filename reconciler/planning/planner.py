@@ -41,7 +41,7 @@ from reconciler.planning.fingerprint import fingerprint_selection
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
 from reconciler.planning.retention import evaluate_keep_rules
 from reconciler.planning.schedule import plan_snapshots
-from reconciler.planning.selection import Selected, select, wanted_by_restriction
+from reconciler.planning.selection import Selected, filter_roots, select, wanted_by_restriction
 from reconciler.planning.simulate import host_max_txg, planned_snapshot
 
 IsReplicated = Callable[[Snapshot], bool]
@@ -97,7 +97,7 @@ def hosts_needed(config: Config, hosts: Collection[str] | None = None,
     for entry in config.filesystems:
         if hosts is not None and entry.host not in hosts:
             continue
-        roots = [key.rstrip("<") for key, value in entry.filter.items() if value]
+        roots = filter_roots(entry)
         if filesystems is not None and not any(
                 wanted_by_restriction(root, filesystems) or wanted_by_restriction(name, [root])
                 for root in roots for name in filesystems):

@@ -42,7 +42,8 @@ class Selection:
     unavailable_hosts: set[str] = field(default_factory=set)
 
 
-def _is_within(dataset: str, root: str) -> bool:
+def is_within(dataset: str, root: str) -> bool:
+    """``dataset`` is ``root`` or lies below it."""
     return dataset == root or dataset.startswith(root + "/")
 
 
@@ -53,7 +54,7 @@ def filter_decision(filter_map: Mapping[str, bool], dataset: str) -> bool:
     for key, value in filter_map.items():
         subtree = key.endswith("<")
         path = key[:-1] if subtree else key
-        if not (_is_within(dataset, path) if subtree else dataset == path):
+        if not (is_within(dataset, path) if subtree else dataset == path):
             continue
         rank = (path.count("/") + 1, 0 if subtree else 1)
         if best is None or rank > best:
@@ -67,10 +68,11 @@ def entry_selected(entry_index: int, entry: FilesystemEntry, hosts: Collection[s
 
 def wanted_by_restriction(dataset: str, filesystems: Collection[str] | None) -> bool:
     """``--filesystem``: the dataset equals or lies below one of the names."""
-    return filesystems is None or any(_is_within(dataset, name) for name in filesystems)
+    return filesystems is None or any(is_within(dataset, name) for name in filesystems)
 
 
-def _filter_roots(entry: FilesystemEntry) -> list[str]:
+def filter_roots(entry: FilesystemEntry) -> list[str]:
+    """The paths of the entry's filter keys that include (``tank<`` -> ``tank``)."""
     return [key.rstrip("<") for key, value in entry.filter.items() if value]
 
 
@@ -116,7 +118,7 @@ def _warn_missing_filter_paths(entry: FilesystemEntry, index: int, datasets: Map
 def _source_unavailable(observed: ObservedState, entry: FilesystemEntry) -> Conflict:
     problem = observed.unavailable.get(entry.host)
     why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
-    roots = ", ".join(_filter_roots(entry)) or ", ".join(entry.filter)
+    roots = ", ".join(filter_roots(entry)) or ", ".join(entry.filter)
     return Conflict(HOST_UNAVAILABLE, entry.host, roots,
                     f"source host {entry.host} is unavailable ({why}); nothing is planned for {roots}",
                     f"check connectivity and credentials, e.g. `ssh {entry.host} zfs list`",
