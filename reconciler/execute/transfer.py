@@ -327,17 +327,11 @@ def pump(src_fd: int, dst_fd: int, on_progress: Callable[[int], None] | None = N
     Raises BrokenPipeError when the reader went away, InterruptedError on ``abort``.
     """
     total = 0
-    last_report = time.monotonic()
+    report = _Reporter(on_progress)
     splice = getattr(os, "splice", None) if use_splice else None
     buf = memoryview(bytearray(CHUNK)) if splice is None else None
     while True:
-        if abort is not None:
-            # Wait for data in slices so an abort is noticed even while the sender stalls.
-            while not select.select([src_fd], [], [], ABORT_POLL)[0]:
-                if abort.is_set():
-                    raise InterruptedError("transfer aborted")
-            if abort.is_set():
-                raise InterruptedError("transfer aborted")
+        _await_data(src_fd, abort)
         if splice is not None:
             try:
                 n = splice(src_fd, dst_fd, CHUNK)
@@ -356,12 +350,38 @@ def pump(src_fd: int, dst_fd: int, on_progress: Callable[[int], None] | None = N
         if not n:
             break
         total += n
-        if on_progress is not None:
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_EVERY:
-                last_report = now
-                on_progress(total)
+        report(total)
     return total
+
+
+class _Readable(Protocol):
+    def fileno(self) -> int: ...
+
+
+def _await_data(source: int | _Readable, abort: threading.Event | None) -> None:
+    """With ``abort``, wait for the sender's data in slices, so that an abort is noticed
+    even while the sender stalls; InterruptedError once it is set."""
+    if abort is None:
+        return
+    while not select.select([source], [], [], ABORT_POLL)[0]:
+        if abort.is_set():
+            raise InterruptedError("transfer aborted")
+    if abort.is_set():
+        raise InterruptedError("transfer aborted")
+
+
+class _Reporter:
+    """Passes the running byte count on at most every PROGRESS_EVERY seconds."""
+
+    def __init__(self, on_progress: Callable[[int], None] | None) -> None:
+        self.on_progress = on_progress
+        self.last = time.monotonic()
+
+    def __call__(self, total: int) -> None:
+        now = time.monotonic()
+        if self.on_progress is not None and now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            self.on_progress(total)
 
 
 # --------------------------------------------------------------------------- transfer
@@ -519,21 +539,15 @@ def _copy(send: _Side, recv: _Side, on_progress: Callable[[int], None] | None,
           abort: threading.Event | None) -> int:
     """``pump`` for sides that are not both pipes (a channel: bytes pass through Python)."""
     total = 0
-    last_report = time.monotonic()
+    report = _Reporter(on_progress)
     while True:
-        while not select.select([send], [], [], ABORT_POLL)[0]:
-            if abort is not None and abort.is_set():
-                raise InterruptedError("transfer aborted")
-        if abort is not None and abort.is_set():
-            raise InterruptedError("transfer aborted")
+        _await_data(send, abort)
         data = send.read(CHUNK)
         if not data:
             return total
         recv.write(data)
         total += len(data)
-        if on_progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY:
-            last_report = time.monotonic()
-            on_progress(total)
+        report(total)
 
 
 def stream(send_argv: list[str], recv_argv: list[str], *,
