@@ -7,6 +7,7 @@ second SIGTERM interrupts a running transfer, which the next apply resumes by to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,10 +45,18 @@ def host_clock(zfs_guest: Any) -> None:
     zfs_guest.ssh(["date", "-s", f"@{int(time.time())}"], check=True)
 
 
-def start_run(config: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(cli_argv("run", "-c", str(config), *extra), stdout=subprocess.PIPE,
+@contextlib.contextmanager
+def running(config: Path, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """`zrepl-reconcile run`, killed on the way out if a test failed before it ended."""
+    proc = subprocess.Popen(cli_argv("run", "-c", str(config), *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "NO_COLOR": "1", "COLUMNS": "400"})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def lines_until(proc: subprocess.Popen[str], wanted: str, seen: list[str],
@@ -71,18 +80,13 @@ def test_run_loop_converges_then_stops_cleanly_on_sigterm(
     write_random(zfs_guest, "/src/loop/a", 256)
     config = config_file(policies={"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)},
                          filesystems=[entry("src/loop")])
-    proc = start_run(config, "--every", "2s")
     seen: list[str] = []
-    try:
+    with running(config, "--every", "2s") as proc:
         for _ in lines_until(proc, "No changes", seen):
             pass
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         seen.append(out)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = "".join(seen)
     assert proc.returncode == 0, text
     assert "full send src/loop@zrepl_" in text and "exiting cleanly" in text, text
@@ -101,9 +105,8 @@ def test_second_sigterm_interrupts_a_transfer_that_the_next_apply_resumes(
     slowed = config_file("slow.yml", policies=keep, filesystems=[entry("src/term")], hosts=hosts)
     config = config_file("plain.yml", policies=keep, filesystems=[entry("src/term")])
 
-    proc = start_run(slowed, "--once")
     seen: list[str] = []
-    try:
+    with running(slowed, "--once") as proc:
         for line in lines_until(proc, "%", seen):
             if "src:src/term" in line and " / " in line:
                 break
@@ -112,10 +115,6 @@ def test_second_sigterm_interrupts_a_transfer_that_the_next_apply_resumes(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
         seen.append(out)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = "".join(seen)
     assert proc.returncode in (0, 1), text
     assert "resum" in text, text
