@@ -131,7 +131,27 @@ def test_incremental_from_newest_common_includes_planned_snapshot() -> None:
     (bm,) = of(plan, BookmarkAction)
     assert (bm.snapshot, bm.bookmark) == ("zrepl_20261124_120000", PREFIX + "zrepl_20261124_120000")
     assert kinds(plan) == ["snapshot", "send", "bookmark"]
+    # zrepl_3's size is known, the planned snapshot's is not: no partial sum (apply asks
+    # `zfs send -nP`; a partial one could send a big catch-up down the small-send path).
+    assert send.estimated_bytes is None
     assert_converges(cfg, w, plan)
+
+
+def test_estimate_counts_a_planned_snapshot_with_the_filesystems_written() -> None:
+    w = world(("zrepl_1", 5), ("zrepl_2", 4), ("zrepl_3", 3))
+    w.replicate("nas", "tank", "backup", "pool/nas/tank", ["zrepl_1", "zrepl_2"])
+    w.ds("nas", "tank").written = 5000
+    (send,) = of(make_plan(simple_config(), w.observed, NOW), SendAction)
+    assert send.snapshots == ("zrepl_3", "zrepl_20261124_120000")
+    assert send.estimated_bytes == 1000 + 5000
+
+
+def test_estimate_is_the_sum_of_written_when_every_snapshot_exists() -> None:
+    w = world(("zrepl_1", 5), ("zrepl_2", 4), ("zrepl_3", 3))
+    w.replicate("nas", "tank", "backup", "pool/nas/tank", ["zrepl_1"])
+    (send,) = of(make_plan(simple_config(interval="1d"), w.observed, NOW), SendAction)
+    assert send.snapshots == ("zrepl_2", "zrepl_3")
+    assert send.estimated_bytes == 2000  # written of zrepl_2 + zrepl_3 (1000 each)
 
 
 def test_matching_is_by_guid_not_name() -> None:

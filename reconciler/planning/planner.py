@@ -116,7 +116,8 @@ def _planned_snapshots(actions: list[SnapshotAction], observed: ObservedState,
     planned: dict[tuple[str, str], list[Snapshot]] = {}
     txg = {host: host_max_txg(observed.hosts.get(host)) + 1 for host in {a.host for a in actions}}
     for action in actions:
-        snap = planned_snapshot(action, txg[action.host], now)
+        dataset = observed.dataset(action.host, action.dataset)
+        snap = planned_snapshot(action, txg[action.host], now, dataset.written if dataset else None)
         planned.setdefault((action.host, action.dataset), []).append(snap)
     return planned
 

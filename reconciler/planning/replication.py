@@ -336,13 +336,16 @@ def _preferred_bookmark(marks: list[Bookmark], cursors: list[Bookmark]) -> Bookm
 
 
 def _send(pair: PairPlan, base: str | None, newest: Snapshot, snaps: list[Snapshot], why: str) -> SendAction:
+    # Unknown as soon as one size is: a partial sum would understate the transfer. (A
+    # snapshot this plan takes counts with the filesystem's `written`; apply asks
+    # `zfs send -nP` for such sends before choosing how to move them.)
     sizes = [s.referenced if base is None else s.written for s in snaps]
     known = [n for n in sizes if n is not None]
     return SendAction(
         host=pair.source.host, dataset=pair.source.name, snapshot=newest.name,
         target_host=pair.target.host, target_dataset=pair.target_dataset, base=base,
         snapshots=tuple(s.name for s in snaps), raw=pair.target.raw,
-        estimated_bytes=sum(known) if known else None, reason=why)
+        estimated_bytes=sum(known) if known and len(known) == len(sizes) else None, reason=why)
 
 
 def _sent(source: SourceView, send: SendAction) -> list[Snapshot]:

@@ -38,10 +38,12 @@ def host_max_txg(facts: HostFacts | None) -> int:
     return best
 
 
-def planned_snapshot(action: SnapshotAction, txg: int, now: datetime) -> Snapshot:
-    """The record a snapshot this plan takes will have (shared by planner and simulate)."""
+def planned_snapshot(action: SnapshotAction, txg: int, now: datetime, written: int | None = None) -> Snapshot:
+    """The record a snapshot this plan takes will have (shared by planner and simulate).
+    ``written``: the filesystem's bytes written since its newest snapshot, for the plan's
+    send estimate only (apply asks ``zfs send -nP`` for sends of snapshots it just took)."""
     return Snapshot(action.snapshot, synthetic_guid(action.host, action.dataset, action.snapshot),
-                    txg, int(now.timestamp()))
+                    txg, int(now.timestamp()), 0, written)
 
 
 def copy_state(observed: ObservedState) -> ObservedState:
