@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,19 +136,55 @@ def test_snapshot_batch_is_one_atomic_command(hosts: dict[str, FakeExecutor]) ->
     assert [o.status for o in report.outcomes] == [DONE, DONE, DONE]
 
 
-def test_failed_snapshot_batch_fails_every_member_and_skips_their_sends(
-        hosts: dict[str, FakeExecutor]) -> None:
+def test_failed_snapshot_batch_is_retried_one_by_one_and_only_the_broken_member_fails(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.execute.apply.run_send",
+                        lambda *a, **k: type("R", (), {"seconds": 0.1, "bytes": 10})())
     hosts["nas"].fail["tank/a@zrepl_2"] = "cannot create snapshots : out of space"
     report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"),
                          SnapshotAction("nas", "tank/b", "zrepl_2", "k"),
                          send("tank/a"), send("tank/b"),
                          SnapshotAction("nas", "tank/c", "zrepl_2", "k2"), send("tank/c")), hosts)
+    assert hosts["nas"].calls[:3] == [["zfs", "snapshot", "tank/a@zrepl_2", "tank/b@zrepl_2"],
+                                      ["zfs", "snapshot", "tank/a@zrepl_2"],
+                                      ["zfs", "snapshot", "tank/b@zrepl_2"]]
     by = {(o.action.kind, o.action.dataset): o for o in report.outcomes}
     assert by[("snapshot", "tank/a")].status == FAILED and by[("snapshot", "tank/a")].code == "no_space"
-    assert by[("snapshot", "tank/b")].status == FAILED
-    assert by[("send", "tank/a")].status == SKIPPED and by[("send", "tank/b")].status == SKIPPED
     assert "out of space" in by[("snapshot", "tank/a")].message
+    assert by[("snapshot", "tank/b")].status == DONE
+    assert "on its own" in by[("snapshot", "tank/b")].message
+    assert by[("send", "tank/a")].status == SKIPPED
+    assert by[("send", "tank/b")].status == DONE and by[("send", "tank/c")].status == DONE
     assert by[("snapshot", "tank/c")].status == DONE
+    assert not report.ok and len(report.failed) == 1
+
+
+def test_a_send_of_a_snapshot_taken_by_this_apply_is_sized_by_zfs_not_by_the_plan(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, int | None] = {}
+
+    def fake_send(action: SendAction, *args: object, **kw: object) -> object:
+        seen[action.dataset] = action.estimated_bytes
+        return type("R", (), {"seconds": 0.1, "bytes": 10})()
+
+    monkeypatch.setattr("reconciler.execute.apply.run_send", fake_send)
+    fresh = replace(send("tank/a"), estimated_bytes=4096)
+    old = replace(send("tank/b"), estimated_bytes=4096)  # zrepl_2 of tank/b existed before
+    run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"), fresh, old), hosts)
+    assert seen == {"tank/a": None, "tank/b": 4096}
+
+
+def test_snapshot_batch_on_a_host_that_is_down_fails_every_member_without_retrying(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(argv: list[str], **kw: object) -> object:
+        raise GatherError("nas", "unreachable", "nas: cannot connect: connection refused")
+
+    monkeypatch.setattr(hosts["nas"], "run", down)
+    report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"),
+                         SnapshotAction("nas", "tank/b", "zrepl_2", "k"), send("tank/a")), hosts)
+    assert [(o.status, o.action.kind) for o in report.outcomes] == [
+        (FAILED, "snapshot"), (FAILED, "snapshot"), (SKIPPED, "send")]
+    assert "unavailable" in report.skipped[0].message
 
 
 def test_failed_send_skips_cursor_and_destroys_of_source_and_target_only(

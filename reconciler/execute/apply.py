@@ -1,8 +1,9 @@
 """Execute a plan's very actions, in dependency order, one filesystem's failure isolated.
 
 Order (KIND_ORDER, stable, so the planner's parents-first send order is kept):
-snapshot batches (ONE atomic ``zfs snapshot`` per batch key), create, abort_resume,
-hold, send, bookmark (the cursor move), release, destroy.
+snapshot batches (ONE atomic ``zfs snapshot`` per batch key; when it fails, each member
+on its own so one broken filesystem does not hold back the others), create,
+abort_resume, hold, send, bookmark (the cursor move), release, destroy.
 
 Failure isolation (DESIGN.md invariant 6): an action that fails or is skipped marks
 the filesystems it touches; later actions that depend on a marked filesystem are
@@ -22,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
@@ -284,9 +285,12 @@ class _Applier:
         self.report = ApplyReport()
         self.destroys: list[DestroyAction] = []
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
+        self.taken: set[tuple[str, str, str]] = set()  # (host, dataset, snapshot) taken by this apply
 
     def record(self, outcome: Outcome) -> None:
         self.report.outcomes.append(outcome)
+        if outcome.status == DONE and isinstance(outcome.action, SnapshotAction):
+            self.taken.add((outcome.action.host, outcome.action.dataset, outcome.action.snapshot))
         if outcome.status != DONE:
             action = outcome.action
             what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
@@ -330,7 +334,9 @@ class _Applier:
         return self.report
 
     def snapshot_batch(self, batch: list[SnapshotAction]) -> None:
-        """One atomic ``zfs snapshot`` for the batch: all members share its outcome."""
+        """One atomic ``zfs snapshot`` for the batch. When it fails (zfs then takes none),
+        each member is taken on its own, so one broken filesystem (full, quota, gone)
+        does not stop the others; only a host that is down fails them all."""
         blocked = [(a, self.ledger.blocker(a)) for a in batch]
         for action, why in blocked:
             if why:
@@ -339,27 +345,42 @@ class _Applier:
         if not runnable:
             return
         started = time.monotonic()
+        executor = self.executors[runnable[0].host]
         try:
-            run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
+            run_zfs(executor, snapshot_batch_argv(runnable),
                     f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
         except ReconcileError as exc:
+            if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN_CODES):
+                for action in runnable:
+                    self.fail(action, exc, started)
+                return
+            self.progress.line(f"atomic snapshot of {len(runnable)} datasets failed ({exc}); "
+                               "taking them one at a time, not atomically")
             for action in runnable:
-                self.fail(action, exc, started)
+                self.simple(action, note="taken on its own after the atomic snapshot failed")
             return
         for action in runnable:
             self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
 
-    def simple(self, action: Action) -> None:
+    def simple(self, action: Action, note: str = "") -> None:
         started = time.monotonic()
+        if self.ledger.blocker(action):  # the host went down during a one-by-one batch
+            self.record(Outcome(action, SKIPPED, self.ledger.blocker(action)))
+            return
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
-        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+        self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
+        if action.estimated_bytes is not None and any(
+                (action.host, action.dataset, name) in self.taken for name in action.snapshots):
+            # The plan could only guess a just-taken snapshot's size (the filesystem's
+            # `written` lags unsynced writes): let `zfs send -nP` size the transfer.
+            action = replace(action, estimated_bytes=None)
         try:
             result = run_send(action, self.config, self.executors, progress=self.progress, abort=self.abort)
         except ReconcileError as exc:
