@@ -119,6 +119,16 @@ def test_parse_send_size() -> None:
     assert parse_send_size("nothing useful\n") is None
 
 
+@pytest.mark.parametrize(("name", "size"), [
+    ("real-send-nP-full.txt", 540496), ("real-send-nP-incremental.txt", 139048),
+    ("real-send-nP-intermediates.txt", 279120), ("real-send-nP-from-bookmark.txt", 272864),
+    ("real-send-nP-resume.txt", 4342952)])
+def test_parse_send_size_of_captured_real_output(name: str, size: int) -> None:
+    """`zfs send -nP` as real OpenZFS 2.1 printed it (tests/data/zfs, see its README)."""
+    text = (Path(__file__).parent / "data" / "zfs" / name).read_text()
+    assert parse_send_size(text) == size
+
+
 def test_host_argv_quotes_once_for_ssh() -> None:
     local = LocalHost(connection="local", zfs_command=["sudo", "-n", "zfs"])
     assert host_argv(local, ["zfs", "recv", "-s", "-u", "pool/a b"]) == [
