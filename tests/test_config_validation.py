@@ -430,3 +430,33 @@ filesystems: [{{host: a, filter: {{"t<": true}}, policy: p}}]
 """)
     column = len("  b: ") + host_b.index('"x;y"') + 1
     assert lines == [f"3:{column}: hosts.b.address: 'x;y' is not a host name or IP address"]
+
+
+def test_grid_rule_with_an_empty_regex_is_rejected_but_an_omitted_one_matches_all() -> None:
+    text = """\
+hosts: {nas: {connection: local}}
+policies:
+  p:
+    snapshots: {prefix: z_, interval: 1h}
+    keep_source:
+      - {type: grid, grid: "1x1h(keep=all)", regex: ""}
+filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
+"""
+    assert problems(text) == [
+        "6:53: policies.p.keep_source[0].regex: a grid rule's regex must not be empty (as in zrepl); "
+        "leave regex out to match every snapshot"]
+    config = valid(text.replace(', regex: ""', ""))
+    assert config.policies["p"].keep_source[0].regex == ".*"  # type: ignore[union-attr]
+
+
+def test_grid_parameter_with_blanks_is_rejected_like_zrepl() -> None:
+    assert problems("""\
+hosts: {nas: {connection: local}}
+policies:
+  p:
+    snapshots: {prefix: z_, interval: 1h}
+    keep_source: [{type: grid, grid: "1x1h(keep = all) | 24x1h"}]
+filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
+""") == [
+        "5:38: policies.p.keep_source[0].grid: interval 1 of 2 '1x1h(keep = all)': blanks around '=' or "
+        "after the value in (keep = all) are rejected, as by zrepl: write (keep=N) or (keep=all)"]

@@ -28,7 +28,8 @@ D = timedelta(days=1)
     ("2x1d(keep=5)", [GridInterval(D, 5)] * 2),
     ("1x1h(keep=all) | 24x1h | 14x1d",
      [GridInterval(H, None)] + [GridInterval(H, 1)] * 24 + [GridInterval(D, 1)] * 14),
-    ("  2 x 30m ( keep = 3 )  ", [GridInterval(timedelta(minutes=30), 3)] * 2),
+    ("  2 x 30m ( keep=3)  ", [GridInterval(timedelta(minutes=30), 3)] * 2),  # zrepl: blanks before keep
+    ("1x1h( keep=all)", [GridInterval(H, None)]),
     ("1x90s|1x1w", [GridInterval(timedelta(seconds=90), 1), GridInterval(timedelta(weeks=1), 1)]),
     ("1x1h|1x1h", [GridInterval(H, 1)] * 2),  # equal lengths are not a decrease
     # zrepl's exception: shorter intervals may follow when everything before is keep=all
@@ -59,6 +60,17 @@ def test_valid_grids(spec: str, expected: list[GridInterval]) -> None:
     ("1x1h(keep=many)", "keep must be a positive integer or 'all', not 'many'"),
     ("1x1h(keep=ALL)", "not 'ALL'"),
     ("1x1h(count=2)", "unknown interval parameter 'count=2'; only keep=N or keep=all"),
+    # zrepl's ^\s*keep=(.+)\s*$ keeps trailing blanks in the value and allows none around '='
+    ("1x1h(keep = all)", "interval 1 of 1 '1x1h(keep = all)': blanks around '=' or after the value in "
+        "(keep = all) are rejected, as by zrepl: write (keep=N) or (keep=all)"),
+    ("1x1h(keep= all)", "interval 1 of 1 '1x1h(keep= all)': blanks around '=' or after the value in "
+        "(keep= all) are rejected"),
+    ("1x1h(keep =2)", "interval 1 of 1 '1x1h(keep =2)': blanks around '='"),
+    ("1x1h | 1x1d(keep=all )", "interval 2 of 2 '1x1d(keep=all )': blanks around '=' or after the value in "
+        "(keep=all ) are rejected, as by zrepl: write (keep=N) or (keep=all)"),
+    ("2x1h(keep=5 )", "interval 1 of 1 '2x1h(keep=5 )': blanks around '=' or after the value in (keep=5 )"),
+    ("1x1h( keep = 3 )", "blanks around '=' or after the value in ( keep = 3 )"),
+    ("1x1h(keep=)", "keep must be a positive integer or 'all', not ''"),
     ("1x1h()", "unknown interval parameter ''"),
     ("1x1h(keep=1", "expected COUNTxDURATION"),
     ("1x1h | ", "interval 2 of 2 is empty (a stray '|'?)"),

@@ -3,7 +3,10 @@
 The grid grammar follows zrepl's ``ParseRetentionIntervalSpec`` and ``newKeepGrid``:
 intervals separated by ``|``, each ``COUNT x DURATION`` with an optional
 ``(keep=N|all)`` (default keep=1), ``COUNT`` >= 1, and interval lengths must not
-decrease unless every interval before is ``keep=all``. We are stricter than zrepl where
+decrease unless every interval before is ``keep=all``. The parameter is read as zrepl
+reads it (``^\\s*keep=(.+)\\s*$``, whose greedy value keeps trailing blanks): blanks may
+precede ``keep`` but not surround ``=`` or follow the value, so ``(keep = 3)`` and
+``(keep=all )`` are rejected as zrepl rejects them. We are stricter than zrepl where
 zrepl silently accepts nonsense (``keep=0``, ``keep=-1`` meaning "all", Go units such
 as ``ms``), and every rejection names the offending interval.
 """
@@ -19,7 +22,6 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # [0-9] rather than \d: Python's \d also accepts non-ASCII digits such as '٣'.
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhdw])\s*$")
 _INTERVAL = re.compile(r"^([0-9]+)\s*x\s*([^()]*?)\s*(?:\((.*)\))?$")
-_KEEP = re.compile(r"^\s*keep\s*=\s*(\S+)\s*$")
 # timedelta tops out near 2.7 million years; a bucket longer than a century is a typo.
 _MAX_DURATION_SECONDS = 100 * 366 * 86400
 # Each bucket is materialised; zrepl has no cap, but a million buckets is a typo, not a policy.
@@ -108,10 +110,13 @@ def _parse_interval(text: str, where: str) -> tuple[int, GridInterval]:
 
 
 def _parse_keep(params: str, text: str, where: str) -> int | None:
-    m = _KEEP.match(params)
-    if not m:
+    """zrepl's ``^\\s*keep=(.+)\\s*$``: blanks before ``keep`` only; its (.+) keeps trailing blanks."""
+    name, equals, value = params.lstrip().partition("=")
+    if not equals or name.strip() != "keep":
         raise ValueError(f"{where} {text!r}: unknown interval parameter {params!r}; only keep=N or keep=all")
-    value = m.group(1)
+    if name != "keep" or value != value.strip():
+        raise ValueError(f"{where} {text!r}: blanks around '=' or after the value in ({params}) are "
+                         "rejected, as by zrepl: write (keep=N) or (keep=all)")
     if value == "all":
         return None
     if not value.isascii() or not value.isdigit() or int(value) < 1:

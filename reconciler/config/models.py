@@ -151,6 +151,14 @@ class KeepGrid(Model):
         parse_grid(v)
         return v
 
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        if not v:  # zrepl's NewKeepGrid: "Regex must not be empty"
+            raise ValueError("a grid rule's regex must not be empty (as in zrepl); leave regex out to"
+                             " match every snapshot")
+        return v
+
     @property
     def intervals(self) -> tuple[GridInterval, ...]:
         return parse_grid(self.grid)
