@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
 from reconciler.config.models import Config
 from reconciler.config.schema import config_json_schema
@@ -167,13 +168,13 @@ def parse_document(text: str, filename: str) -> Document:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
     if "\0" in text:
-        line, column = _position_of_offset(text.encode(), text.encode().find(b"\0"))
+        line, column = _position_of_index(text, text.find("\0"))
         raise ConfigError(ConfigProblem(filename, line, column, "",
                                         "binary data (a NUL byte): not a YAML text file"))
     root = _compose(text, filename)
     if root is None:
         raise ConfigError(ConfigProblem(filename, 1, 1, "", _EMPTY))
-    builder = _PlainBuilder(filename)
+    builder = _PlainBuilder(filename, text)
     data = builder.build(root)
     if not isinstance(data, dict):
         line, column = _mark(root)
@@ -191,19 +192,84 @@ def _compose(text: str, filename: str) -> Node | None:
             # place with a flat pass over the events instead of letting the composer dig.
             _check_depth(yaml.parse(text), filename)
         node: Node | None = yaml.compose(text)
-    except MarkedYAMLError as exc:
-        raise ConfigError(_yaml_problem(exc, filename)) from None
     except RecursionError:
         # The composer recurses per nesting level; only then pay for a second, flat pass
         # over the events to say where the nesting went too deep.
         try:
             _check_depth(yaml.parse(text), filename)
-        except MarkedYAMLError as exc:
-            raise ConfigError(_yaml_problem(exc, filename)) from None
+        except (YAMLError, ValueError, OverflowError, TypeError) as exc:
+            raise _yaml_error(exc, text, filename) from None
         raise ConfigError(f"{filename}: nested too deeply: not a zrepl-reconcile configuration") from None
-    except (YAMLError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
+    except (YAMLError, ValueError, OverflowError, TypeError) as exc:
+        raise _yaml_error(exc, text, filename) from None
     return node
+
+
+def _yaml_error(exc: Exception, text: str, filename: str) -> ConfigError:
+    """One located line for what ruamel raised while reading ``text``."""
+    if isinstance(exc, MarkedYAMLError):
+        return ConfigError(_yaml_problem(exc, text, filename))
+    if isinstance(exc, ReaderError) and isinstance(exc.character, int):
+        line, column = _position_of_index(text, exc.position)
+        return ConfigError(ConfigProblem(filename, line, column, "",
+                                         f"not valid YAML: {_unacceptable(exc.character)} is not allowed"
+                                         " (YAML allows printable characters, tabs and line breaks only)"))
+    escape = _escape_beyond_unicode(text) if isinstance(exc, ValueError | OverflowError) else None
+    if escape is not None:
+        # ruamel's scanner calls chr() on the escape's value and lets the error through, unlocated.
+        line, column = _position_of_index(text, escape.start())
+        return ConfigError(ConfigProblem(
+            filename, line, column, "",
+            f"not valid YAML: the escape {escape.group()} is beyond U+10FFFF, the last Unicode character"))
+    return ConfigError(f"{filename}: not valid YAML: {' '.join(str(exc).split())}")
+
+
+_BIG_ESCAPE = re.compile(r"\\U([0-9A-Fa-f]{8})")
+
+
+def _escape_beyond_unicode(text: str) -> re.Match[str] | None:
+    """The first ``\\UXXXXXXXX`` past U+10FFFF whose backslash is not itself escaped."""
+    for match in _BIG_ESCAPE.finditer(text):
+        before = text[:match.start()]
+        backslashes = len(before) - len(before.rstrip("\\"))
+        if backslashes % 2 == 0 and int(match.group(1), 16) > 0x10FFFF:
+            return match
+    return None
+
+
+# Control characters by their ISO 6429 abbreviations (C0, then C1 from U+0080).
+_C0_NAMES = (
+    "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL", "BS", "HT", "LF", "VT", "FF", "CR",
+    "SO", "SI", "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB", "CAN", "EM", "SUB", "ESC",
+    "FS", "GS", "RS", "US",
+)
+_C1_NAMES = (
+    "PAD", "HOP", "BPH", "NBH", "IND", "NEL", "SSA", "ESA", "HTS", "HTJ", "VTS", "PLD", "PLU",
+    "RI", "SS2", "SS3", "DCS", "PU1", "PU2", "STS", "CCH", "MW", "SPA", "EPA", "SOS", "SGCI",
+    "SCI", "CSI", "ST", "OSC", "PM", "APC",
+)
+
+
+def _unacceptable(code: int) -> str:
+    """``control character U+001B (ESC)`` and the like, for a character YAML does not allow."""
+    if code < 0x20:
+        return f"control character U+{code:04X} ({_C0_NAMES[code]})"
+    if code == 0x7F:
+        return "control character U+007F (DEL)"
+    if 0x80 <= code <= 0x9F:
+        return f"control character U+{code:04X} ({_C1_NAMES[code - 0x80]})"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"surrogate U+{code:04X}"
+    if code in (0xFFFE, 0xFFFF):
+        return f"noncharacter U+{code:04X}"
+    return f"character U+{code:04X}"
+
+
+def _position_of_index(text: str, index: int) -> Position:
+    """1-based line and column of a character index (lines end at '\\n', as editors count them)."""
+    index = max(0, min(index, len(text)))
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
 
 
 _QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|(?:^|(?<=\s))#[^\n]*', re.MULTILINE)
@@ -233,18 +299,40 @@ def _check_depth(events: Iterable[Any], filename: str) -> None:
             depth -= 1
 
 
-def _yaml_problem(exc: MarkedYAMLError, filename: str) -> ConfigProblem:
+def _yaml_problem(exc: MarkedYAMLError, text: str, filename: str) -> ConfigProblem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = str(exc.problem or exc.context or "invalid YAML").strip()
     if "'\\t'" in problem or "\t" in problem:
-        message = "a tab character: YAML indentation must use spaces, not tabs"
+        line, column, message = _tab_problem(text, line, column)
     elif exc.context and exc.problem and "expected a single document" in str(exc.context):
         message = "more than one YAML document ('---'): a configuration is a single document"
     else:
         context = f" {exc.context.strip()}" if exc.context and exc.context != problem else ""
         message = f"YAML syntax error: {problem}{context}"
     return ConfigProblem(filename, line, column, "", " ".join(message.split()))
+
+
+_TAB_BETWEEN = "outside [...] and {...} only spaces may separate YAML tokens"
+
+
+def _tab_problem(text: str, line: int, column: int) -> tuple[int, int, str]:
+    """ruamel refuses a tab between tokens; say whether it indents, trails or separates."""
+    lines = text.split("\n")
+    row = lines[line - 1] if 0 < line <= len(lines) else ""
+    tab = row.find("\t", column - 1)
+    if tab < 0:
+        tab = row.find("\t")
+    if tab < 0 or not row[:tab].strip(" \t"):
+        column = column if tab < 0 else tab + 1
+        return line, column, "a tab character: YAML indentation must use spaces, not tabs"
+    rest = row[tab:].strip(" \t\r")
+    if not rest:
+        return line, tab + 1, f"a tab character at the end of the line: remove it ({_TAB_BETWEEN})"
+    if rest.startswith("#"):
+        return line, tab + 1, f"a tab character before the comment: use a space ({_TAB_BETWEEN})"
+    before = _short(row[:tab].strip(), 30)
+    return line, tab + 1, f"a tab character after {before!r}: use a space ({_TAB_BETWEEN})"
 
 
 def _mark(item: Any) -> Position:
@@ -257,12 +345,15 @@ class _PlainBuilder:
 
     _DUPLICATE_WHAT: ClassVar[dict[Path, str]] = {("hosts",): "host name", ("policies",): "policy name"}
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, text: str) -> None:
         self.filename = filename
+        self.text = text
         self.positions: dict[Path, Located] = {}
         self.problems: list[ConfigProblem] = []
         self._nodes = 0
-        self._active: set[int] = set()
+        self._seen: set[int] = set()  # collections built so far: meeting one again is an alias
+        self._stack: list[tuple[Node, bool]] = []  # collections being built, and whether via an alias again
+        self._active: set[int] = set()  # ids of the collections on the stack
 
     def build(self, root: Node) -> Any:
         self.positions[()] = Located(None, _mark(root))
@@ -270,8 +361,10 @@ class _PlainBuilder:
 
     def _value(self, node: Node, path: Path, depth: int) -> Any:
         self._nodes += 1
-        if self._nodes > MAX_NODES or depth > MAX_DEPTH:
-            line, column = _mark(node)
+        collection = isinstance(node, SequenceNode | MappingNode)
+        # depth counts the collections around node; node itself is one more level.
+        if self._nodes > MAX_NODES or (collection and depth + 1 > MAX_DEPTH):
+            line, column = self._alias_expanding() if self._nodes > MAX_NODES else _mark(node)
             reason = ("too many values (alias expansion?)" if self._nodes > MAX_NODES
                       else f"nested more than {MAX_DEPTH} levels deep")
             # No field path: at this depth it would be a line of [0][0]... and say nothing more.
@@ -283,6 +376,8 @@ class _PlainBuilder:
                                             "an alias refers to itself (recursive anchor)"))
         if isinstance(node, ScalarNode):
             return _scalar(node)
+        self._stack.append((node, id(node) in self._seen))
+        self._seen.add(id(node))
         self._active.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -290,8 +385,19 @@ class _PlainBuilder:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path, depth)
         finally:
+            self._stack.pop()
             self._active.discard(id(node))
         return None
+
+    def _alias_expanding(self) -> Position:
+        """Where the alias that repeats a collection is written (``*a5`` in ``[*a5, *a5]``)."""
+        for (parent, _), (node, again) in zip(self._stack, self._stack[1:], strict=False):
+            if not again:
+                continue
+            start, end = parent.start_mark.index, parent.end_mark.index
+            found = self.text.find(f"*{node.anchor}", start, end) if node.anchor else -1
+            return _position_of_index(self.text, found) if found >= 0 else _mark(parent)
+        return _mark(self._stack[-1][0]) if self._stack else (1, 1)
 
     def _sequence(self, node: SequenceNode, path: Path, depth: int) -> list[Any]:
         items: list[Any] = []
