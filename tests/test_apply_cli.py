@@ -238,3 +238,100 @@ def test_confirmation_on_a_terminal(two_hosts: tuple[Path, StandinState, Standin
         assert "Apply: " in out and all_snapshots(nas) != before
     else:
         assert "cancelled" in out and all_snapshots(nas) == before
+
+
+def test_a_saved_plan_runs_exactly_its_actions(two_hosts: tuple[Path, StandinState, StandinState],
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, _backup = two_hosts
+    plan_file = tmp_path / "plan.json"
+    assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--out", str(plan_file))[0] == 0
+    saved = json.loads(plan_file.read_text())
+    # One outcome per action: every destroy here fits in one zfs command.
+    assert all(len(a.get("snapshots", ())) < 1000 for a in saved["actions"])
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+    assert code == 0, out + err
+    assert f"Apply: {len(saved['actions'])} done, 0 failed, 0 skipped." in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--now", NOW), "--now cannot be combined with a saved plan"),
+    (("--filesystem", "tank/data"), "--filesystem tank/data differs from the selection"),
+    (("--host", "backup"), "--host backup differs from the selection"),
+])
+def test_a_saved_plan_refuses_options_that_would_change_it(
+        two_hosts: tuple[Path, StandinState, StandinState], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], message: str) -> None:
+    config, nas, _backup = two_hosts
+    plan_file = tmp_path / "plan.json"
+    assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--filesystem", "tank/other",
+               "--out", str(plan_file))[0] == 0
+    before = all_snapshots(nas)
+    code, _out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y", *extra)
+    assert code == 1 and message in err, err
+    assert all_snapshots(nas) == before
+    # The selection it was made for is accepted.
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y",
+                         "--filesystem", "tank/other")
+    assert code == 0, out + err
+
+
+def test_the_report_names_what_was_not_attempted(two_hosts: tuple[Path, StandinState, StandinState],
+                                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _config, nas, _backup = two_hosts
+    config = write_config(tmp_path / "down.yml", {"nas": nas.zfs_command, "backup": ["/nonexistent/zfs"]},
+                          [{"host": "nas", "filter": {"tank<": True}, "policy": "hourly",
+                            "replicate_to": [{"host": "backup", "root": "pool/nas"}]}])
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
+    assert code == 0, out + err
+    report = out.split("Not attempted", 1)[1]
+    assert "host backup unavailable" in report, out
+    assert "were not attempted" in report
+
+
+def test_a_lock_left_by_a_killed_apply_is_taken_over_with_a_note(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    config, _nas, _backup = two_hosts
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time\n"
+                               "from reconciler.execute.lock import ConfigLock\n"
+                               "with ConfigLock(sys.argv[1]):\n"
+                               "    print('locked', flush=True); time.sleep(30)\n", str(config)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
+    assert code == 0, out + err
+    assert f"(PID {holder.pid}) ended without finishing" in err
+
+
+def test_sigterm_stops_apply_between_actions_and_the_next_apply_converges(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    config, nas, _backup = two_hosts
+    nas.reload()
+    nas.sleep("send", 1.0)  # every send takes a second: time to signal between actions
+    nas.save()
+    before = all_snapshots(nas)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+                             "--now", NOW, "-y"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, NO_COLOR="1"))
+    seen: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("done") and "send" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert proc.returncode == 0, out
+    assert "Stopped by SIGTERM between actions." in out and "stopped on request" in out
+    assert before <= all_snapshots(nas)  # nothing that existed was lost on the way
+    nas.reload()
+    nas.sleep("send", 0)
+    nas.save()
+    assert cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")[0] == 0
+    code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW)
+    assert code == 0 and "No changes" in out, out + err

@@ -79,3 +79,10 @@ def test_release_is_idempotent(tmp_path: Path) -> None:
     lock.release()
     lock.acquire()
     lock.release()
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    lock_path_for(config, tmp_path).mkdir()  # as unopenable as another user's 0644 file
+    with pytest.raises(LockError, match=r"cannot open the lock file .* of .*c\.yml: Is a directory"):
+        ConfigLock(config, tmp_path).acquire()

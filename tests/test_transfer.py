@@ -257,3 +257,30 @@ def test_data_path_refuses_an_unknown_host_key(sshd: SshServer, tmp_path: Path) 
     assert "Host key verification failed" in result.send_stderr
     action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", None, ("s2",))
     assert transfer_error(action, result).code == "host_key_changed"
+
+
+def test_a_terminal_gets_a_rich_bar_with_bytes_rate_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pty
+
+    from rich.console import Console
+
+    from reconciler.execute.transfer import RichProgress, progress_for_terminal
+
+    monkeypatch.setenv("TERM", "xterm")
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as tty:
+            assert isinstance(progress_for_terminal(tty), RichProgress)
+        assert isinstance(progress_for_terminal(io.StringIO()), LogProgress)  # not a TTY: lines
+    finally:
+        os.close(master)
+        os.close(slave)
+    out = io.StringIO()
+    sink = RichProgress(Console(file=out, force_terminal=True, width=120, no_color=True))
+    bar = sink.transfer("full nas:tank/a@s -> b:pool/a", 4 * 1024**2)
+    bar.update(1024**2)
+    bar.update(2 * 1024**2)
+    bar.finish(4 * 1024**2, True)
+    text = out.getvalue()
+    assert "full nas:tank/a@s -> b:pool/a" in text and "4.0 MiB" in text
+    assert "100%" in text or "4.0/4.0" in text

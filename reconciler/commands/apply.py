@@ -103,11 +103,24 @@ def read_plan_file(path: str) -> tuple[Plan, dict[str, Any]]:
 
 def saved_selection(data: Mapping[str, Any], args: argparse.Namespace) -> tuple[list[str] | None,
                                                                                   list[str] | None]:
-    """The selection the saved plan was computed for: from the file when recorded there,
-    else the --host/--filesystem given to apply (they must match those given to plan)."""
+    """The selection the saved plan was computed for: from the file when recorded there
+    (apply's own --host/--filesystem must then agree with it), else the --host/--filesystem
+    given to apply (they must match those given to plan). --now is refused: the plan has
+    its own time."""
+    if args.now:
+        raise UsageError(f"--plan {args.plan}: --now cannot be combined with a saved plan, which is "
+                         "executed exactly as it was computed, at its own time; drop --now")
     selection = data.get(SELECTION_KEY)
     if isinstance(selection, dict):
-        return selection.get("hosts") or None, selection.get("filesystems") or None
+        saved = selection.get("hosts") or None, selection.get("filesystems") or None
+        for option, given, recorded in (("--host", args.hosts, saved[0]), ("--filesystem", args.filesystems,
+                                                                           saved[1])):
+            if given and sorted(given) != sorted(recorded or []):
+                raise UsageError(
+                    f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
+                    f"was computed for ({option} {' '.join(recorded) if recorded else 'not given'}); a saved "
+                    f"plan is executed exactly as it was computed: drop {option}, or run plan --out again")
+        return saved
     return args.hosts or None, args.filesystems or None
 
 
@@ -158,21 +171,39 @@ def confirm(plan: Plan) -> bool:
 
 # --------------------------------------------------------------------------- report
 
-def print_report(report: ApplyReport, out: Any = None) -> None:
+def print_report(report: ApplyReport, plan: Plan | None = None, out: Any = None) -> None:
+    """Failed and skipped actions with their reasons, then what the plan itself left
+    undone (conflicts, unavailable hosts: nothing was attempted there), then the counts."""
     out = out or sys.stdout
     for title, items in (("Failed", report.failed), ("Skipped", report.skipped)):
         if items:
             print(f"\n{title}:", file=out)
             for outcome in items:
                 print(f"  {outcome.describe()}: {outcome.message}", file=out)
+    not_done = not_attempted(plan) if plan is not None else []
+    if not_done:
+        print("\nNot attempted (see the plan above):", file=out)
+        for line in not_done:
+            print(f"  {line}", file=out)
     print(f"\n{report.summary_line()}", file=out)
     if report.failed:
         # A failed send may be the receiving end's fault (modified target, full pool): name both.
         hosts = sorted({o.action.host for o in report.failed}
                        | {o.action.target_host for o in report.failed if isinstance(o.action, SendAction)})
-        print(f"Failed on {', '.join(hosts)}; the other filesystems were reconciled. "
-              "Run `zrepl-reconcile plan` to see what remains.", file=out)
+        print(f"Failed on {', '.join(hosts)}: the filesystems listed above are not fully reconciled; "
+              "every other action was applied. Run `zrepl-reconcile plan` to see what remains.", file=out)
+    if not_done:
+        print(f"{len(not_done)} part(s) of the desired state were not attempted (conflicts or unavailable "
+              "hosts); they need the fix the plan suggests.", file=out)
     out.flush()
+
+
+def not_attempted(plan: Plan) -> list[str]:
+    """One line per conflict and unavailable host of the plan (no action was planned there)."""
+    lines = [f"{c.host}:{c.dataset}: {c.code}: {c.message}" for c in plan.conflicts
+             if c.code != "host_unavailable"]
+    lines += [f"host {host} unavailable: {why}" for host, why in plan.unavailable]
+    return lines
 
 
 # --------------------------------------------------------------------------- the command
@@ -189,7 +220,9 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.render import render_text
 
     config = load_config(args.config)
-    with ConfigLock(args.config):
+    with ConfigLock(args.config) as lock:
+        if lock.stale_note():
+            print(lock.stale_note(), file=sys.stderr)
         executors: dict[str, Executor] = dict(executors_for(config))
         try:
             if args.plan:
@@ -210,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for executor in executors.values():
                 executor.close()
-    print_report(report)
+    print_report(report, plan)
     if report.stopped:
         print(f"Stopped by {signals.signal_name or 'request'} between actions.")
     return EXIT_OK if report.ok else EXIT_ERROR

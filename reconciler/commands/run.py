@@ -61,7 +61,9 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
     from reconciler.render import summary_line
 
     config = load_config(args.config)
-    with ConfigLock(args.config):
+    with ConfigLock(args.config) as lock:
+        if lock.stale_note():
+            log(lock.stale_note())
         executors: dict[str, Executor] = dict(executors_for(config))
         try:
             config, _observed, plan = compute_plan(args, executors=executors)
@@ -73,7 +75,7 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
         finally:
             for executor in executors.values():
                 executor.close()
-    print_report(report)
+    print_report(report, plan)
     return report.ok
 
 

@@ -67,7 +67,13 @@ class ConfigLock:
 
     def acquire(self) -> None:
         # 0o644 so another user's apply can read the holder's PID for its message.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            holder = read_holder(self.path)
+            owner = f" (it names PID {holder})" if holder is not None else ""
+            raise LockError(f"cannot open the lock file {self.path} of {self.config_path}: {exc.strerror}"
+                            f"{owner}; another user's apply of the same configuration may own it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -96,6 +102,13 @@ class ConfigLock:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)  # closing drops the flock
+
+    def stale_note(self) -> str:
+        """A line for the user when the lock was left by a process that died holding it."""
+        if self.stale_pid is None:
+            return ""
+        return (f"note: the previous apply of {self.config_path} (PID {self.stale_pid}) ended without"
+                " finishing (crashed or killed); its lock was taken over")
 
     @property
     def held(self) -> bool:

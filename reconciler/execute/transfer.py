@@ -213,9 +213,11 @@ def progress_for_terminal(stream: TextIO | None = None) -> ProgressSink:
 # --------------------------------------------------------------------------- argv
 
 def ssh_client_argv(host: SshHost) -> list[str]:
-    """OpenSSH client options equivalent to the paramiko executor's: strict host keys, batch."""
+    """OpenSSH client options equivalent to the paramiko executor's: strict host keys, batch.
+    ``-F /dev/null``: the user's ~/.ssh/config must not send the data elsewhere than the
+    commands (paramiko does not read it either)."""
     known_hosts = os.path.expanduser(host.known_hosts)
-    argv = ["ssh", "-T", "-x", "-a",
+    argv = ["ssh", "-F", "/dev/null", "-T", "-x", "-a",
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={known_hosts}",
