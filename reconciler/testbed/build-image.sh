@@ -4,10 +4,14 @@
 #
 #   build-image.sh               build if missing, print the image directory
 #   build-image.sh --print-dir   only print the image directory (no root needed)
+#   build-image.sh --print-mirror  only print the Debian mirror it would use
 #
 # The image directory is ${XDG_CACHE_HOME:-~/.cache}/zrepl-reconcile-vm/<recipe-hash>,
 # where the hash covers this script (everything the guest gets is written inline
 # below), so editing the recipe makes a new image and an unchanged recipe is reused.
+# Under sudo, "~" is the invoking user's home and the image is handed to that user, so
+# `sudo build-image.sh` once lets an ordinary user run the demo and the tests. After a
+# build, images of other recipes that no build or run holds are deleted.
 # It holds: disk.qcow2, vmlinuz, initrd.img, id_ed25519(.pub) (root login key),
 # host_ed25519.pub (the guest's SSH host key) and manifest.txt (written last: a
 # directory without it is never used).
@@ -18,10 +22,21 @@ set -euo pipefail
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 RECIPE_HASH=$(sha256sum "$SCRIPT_PATH" | cut -c1-16)
-CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/zrepl-reconcile-vm"
+# Under sudo, build into the invoking user's cache (sudo resets HOME to root's).
+OWNER=""
+CACHE_HOME="${XDG_CACHE_HOME:-$HOME/.cache}"
+if [[ $(id -u) -eq 0 && -n "${SUDO_UID:-}" && "${SUDO_UID}" != 0 ]]; then
+    OWNER="$SUDO_UID:${SUDO_GID:-$SUDO_UID}"
+    if [[ -z "${XDG_CACHE_HOME:-}" ]]; then
+        CACHE_HOME="$(getent passwd "$SUDO_UID" | cut -d: -f6)/.cache"
+    fi
+fi
+CACHE_ROOT="$CACHE_HOME/zrepl-reconcile-vm"
 IMAGE_DIR="$CACHE_ROOT/$RECIPE_HASH"
 READY_LINE="ZREPL-RECONCILE-GUEST-READY"
 DEBIAN_SUITE=bookworm
+# The host's apt configuration (a variable so the tests can point it at fixtures).
+HOST_APT="${ZREPL_RECONCILE_HOST_APT:-/etc/apt}"
 
 die() { echo "build-image: error: $*" >&2; exit 1; }
 log() { echo "build-image: $(date -u +%H:%M:%S) $*" >&2; }
@@ -36,7 +51,6 @@ if [[ -f "$IMAGE_DIR/manifest.txt" ]]; then
     exit 0
 fi
 
-[[ $(id -u) -eq 0 ]] || die "building the guest image needs root (debootstrap, chroot); run: sudo $SCRIPT_PATH"
 
 require_tools() {
     local missing=() tool
@@ -52,15 +66,15 @@ require_tools() {
 # the one-line format.
 host_mirror() {
     local uri=""
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    if [[ -f "$HOST_APT/sources.list.d/debian.sources" ]]; then
+        uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$HOST_APT/sources.list.d/debian.sources")
     fi
-    if [[ -z "$uri" && -f /etc/apt/sources.list ]]; then
+    if [[ -z "$uri" && -f "$HOST_APT/sources.list" ]]; then
         uri=$(awk '$1 == "deb" && $2 !~ /security/ && $0 !~ /security/ {
                    for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}
-               }' /etc/apt/sources.list)
+               }' "$HOST_APT/sources.list")
     fi
-    [[ -n "$uri" ]] || die "cannot find a Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+    [[ -n "$uri" ]] || die "cannot find a Debian mirror in $HOST_APT/sources.list.d/debian.sources or $HOST_APT/sources.list"
     echo "$uri"
 }
 
@@ -87,12 +101,12 @@ copy_apt_sources() {
     local root=$1 f
     rm -f "$root/etc/apt/sources.list"
     mkdir -p "$root/etc/apt/sources.list.d" "$root/etc/apt/apt.conf.d"
-    if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    if [[ -f "$HOST_APT/sources.list.d/debian.sources" ]]; then
         sed -E '/^Components:/ { / contrib( |$)/! s/$/ contrib/ }' \
-            /etc/apt/sources.list.d/debian.sources >"$root/etc/apt/sources.list.d/debian.sources"
+            "$HOST_APT/sources.list.d/debian.sources" >"$root/etc/apt/sources.list.d/debian.sources"
     fi
-    if [[ -f /etc/apt/sources.list ]] && grep -q '^deb ' /etc/apt/sources.list; then
-        sed -E '/^deb / { / contrib( |$)/! s/$/ contrib/ }' /etc/apt/sources.list >"$root/etc/apt/sources.list"
+    if [[ -f "$HOST_APT/sources.list" ]] && grep -q '^deb ' "$HOST_APT/sources.list"; then
+        sed -E '/^deb / { / contrib( |$)/! s/$/ contrib/ }' "$HOST_APT/sources.list" >"$root/etc/apt/sources.list"
     fi
     for f in "$root/etc/apt/sources.list.d/debian.sources" "$root/etc/apt/sources.list"; do
         [[ -s "$f" ]] && return 0
@@ -282,7 +296,23 @@ make_disk() {
     rm -f "$out/disk.raw"
 }
 
+# Images of other recipes (about 200 MiB each), unless a build or a running guest
+# (guest.py holds the lock shared) uses them.
+remove_old_images() {
+    local dir name
+    for dir in "$CACHE_ROOT"/*; do
+        name=${dir##*/}
+        [[ -d "$dir" && "$name" =~ ^[0-9a-f]{16}$ && "$name" != "$RECIPE_HASH" ]] || continue
+        (
+            flock -n 8 || exit 0
+            rm -rf "$dir" "$CACHE_ROOT/build-$name.log"
+            log "removed the image of an older recipe: $dir"
+        ) 8>>"$CACHE_ROOT/.lock-$name"
+    done
+}
+
 main() {
+    [[ $(id -u) -eq 0 ]] || die "building the guest image needs root (debootstrap, chroot); run: sudo $SCRIPT_PATH"
     require_tools
     mkdir -p "$CACHE_ROOT"
     exec 9>"$CACHE_ROOT/.lock-$RECIPE_HASH"
@@ -331,9 +361,18 @@ built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 MANIFEST
     # Rename is the commit point: an interrupted build never looks finished.
     rm -rf "$IMAGE_DIR"
+    if [[ -n "$OWNER" ]]; then
+        chown -R "$OWNER" "$out"
+        chown "$OWNER" "$CACHE_HOME" "$CACHE_ROOT" "$CACHE_ROOT/.lock-$RECIPE_HASH" 2>/dev/null || true
+    fi
     mv -T "$out" "$IMAGE_DIR"
+    remove_old_images
     log "image ready in $(( $(date +%s) - started )) s: $IMAGE_DIR"
     echo "$IMAGE_DIR"
 }
 
+if [[ "${1:-}" == "--print-mirror" ]]; then
+    host_mirror
+    exit 0
+fi
 main "$@"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -31,7 +32,8 @@ from pathlib import Path
 
 VM_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = VM_DIR / "build-image.sh"
-READY_LINE = "ZREPL-RECONCILE-GUEST-READY"
+READY_LINE = "ZREPL-RECONCILE-GUEST-READY"  # images older than the manifest's ready_line
+WATCHDOG_PERIOD_SECONDS = 2.0
 GUEST_USER = "root"
 GUEST_ADDRESS = "127.0.0.1"
 GUEST_MEMORY_MB = 2048
@@ -67,6 +69,19 @@ class ImagePaths:
         return cls(directory=directory, disk=directory / "disk.qcow2", kernel=directory / "vmlinuz",
                    initrd=directory / "initrd.img", identity_file=directory / "id_ed25519",
                    host_public_key=directory / "host_ed25519.pub", manifest=manifest)
+
+    @property
+    def ready_line(self) -> str:
+        """What the guest prints on its console once sshd is up (build-image.sh writes it)."""
+        return self.manifest.get("ready_line", READY_LINE)
+
+    def hold(self) -> int:
+        """A shared lock on the image's recipe (build-image.sh deletes old images only when
+        it can lock them exclusively); the returned descriptor holds it until closed."""
+        lock = self.directory.parent / f".lock-{self.directory.name}"
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
 
 
 # ---------------------------------------------------------------------- the image
@@ -110,6 +125,22 @@ def qemu_binary() -> str:
         raise QemuUnavailable(
             "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 qemu-utils)")
     return found
+
+
+def qemu_unavailable_reason() -> str | None:
+    """Why QEMU cannot run on this machine at all (the one reason to skip the real suite),
+    or None: both tools are installed and an empty machine starts and quits."""
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None:
+        return "qemu-system-x86_64/qemu-img not installed (apt-get install qemu-system-x86 qemu-utils)"
+    try:
+        probe = subprocess.run(["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+                                "-monitor", "stdio"], input="quit\n", capture_output=True, text=True,
+                               timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"qemu-system-x86_64 does not start: {exc}"
+    if probe.returncode != 0:
+        return f"qemu-system-x86_64 does not start: {probe.stderr.strip()[-300:]}"
+    return None
 
 
 def kvm_works() -> bool:
@@ -170,6 +201,19 @@ def is_our_qemu(pid: int, overlay: Path) -> bool:
         str(overlay).encode() in part for part in cmdline)
 
 
+def kill_qemu(pid: int, overlay: Path) -> None:
+    """SIGTERM, then SIGKILL, while ``pid`` is still a QEMU on ``overlay``; then drop the overlay."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not (process_alive(pid) and is_our_qemu(pid, overlay)):
+            break
+        os.kill(pid, sig)
+        end = time.monotonic() + 10
+        while process_alive(pid) and time.monotonic() < end:
+            time.sleep(0.2)
+    with contextlib.suppress(OSError):
+        overlay.unlink()
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -202,6 +246,7 @@ class Guest:
     control_dir: Path
     boot_seconds: float = 0.0
     stopped: bool = field(default=False)
+    image_lock: int | None = None
 
     address: str = GUEST_ADDRESS
     user: str = GUEST_USER
@@ -282,16 +327,11 @@ class Guest:
         deadline = time.monotonic() + timeout
         while process_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not (process_alive(self.pid) and is_our_qemu(self.pid, self.overlay)):
-                break
-            os.kill(self.pid, sig)
-            end = time.monotonic() + 10
-            while process_alive(self.pid) and time.monotonic() < end:
-                time.sleep(0.2)
-        with contextlib.suppress(OSError):
-            self.overlay.unlink()
+        kill_qemu(self.pid, self.overlay)
         shutil.rmtree(self.control_dir, ignore_errors=True)
+        if self.image_lock is not None:
+            os.close(self.image_lock)
+            self.image_lock = None
 
     def __enter__(self) -> Guest:
         return self
@@ -312,10 +352,11 @@ def write_known_hosts(path: Path, port: int, host_public_key: Path) -> None:
     path.write_text(f"[{GUEST_ADDRESS}]:{port} {key_type} {key_data}\n")
 
 
-def wait_for_ready_line(console: Path, pid: int, timeout: float, name: str) -> None:
+def wait_for_ready_line(console: Path, pid: int, timeout: float, name: str,
+                        ready_line: str = READY_LINE) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if console.is_file() and READY_LINE in console.read_text(errors="replace"):
+        if console.is_file() and ready_line in console.read_text(errors="replace"):
             return
         if not process_alive(pid):
             raise GuestError(f"QEMU of guest {name} exited during boot; console:\n{console_tail(console)}")
@@ -347,6 +388,23 @@ def start_qemu(image: ImagePaths, run_dir: Path, name: str) -> tuple[int, int]:
     raise GuestError(f"QEMU could not forward a free port for guest {name}: {result.stderr.strip()}")
 
 
+def start_watchdog(qemu_pid: int, overlay: Path) -> None:
+    """A detached process that stops our QEMU when this process dies without stopping it
+    (SIGKILL, a CI timeout), where atexit never runs; it exits with the QEMU."""
+    subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--watch", str(os.getpid()),
+                      str(qemu_pid), str(overlay)], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def watch(owner: int, qemu_pid: int, overlay: Path, period: float = WATCHDOG_PERIOD_SECONDS) -> None:
+    """The watchdog's loop: SIGTERM, then SIGKILL, to ``qemu_pid`` once ``owner`` is gone."""
+    while process_alive(qemu_pid):
+        if not process_alive(owner):
+            kill_qemu(qemu_pid, overlay)
+            return
+        time.sleep(period)
+
+
 def boot(name: str, workdir: Path, *, image: ImagePaths | None = None,
          timeout: float = BOOT_TIMEOUT_SECONDS) -> Guest:
     """Boot a fresh guest (a throwaway overlay on the cached image) and wait until SSH works."""
@@ -359,14 +417,17 @@ def boot(name: str, workdir: Path, *, image: ImagePaths | None = None,
     create_overlay(image.disk, overlay)
     # A short directory: a ControlPath socket must fit in 108 bytes.
     control_dir = Path(tempfile.mkdtemp(prefix="zr-ssh-"))
+    image_lock = image.hold()
     pid, port = start_qemu(image, run_dir, name)
+    start_watchdog(pid, overlay)
     known_hosts = run_dir / "known_hosts"
     write_known_hosts(known_hosts, port, image.host_public_key)
     guest = Guest(name=name, image=image, workdir=run_dir, port=port, pid=pid, overlay=overlay,
-                  console=run_dir / "console.log", known_hosts=known_hosts, control_dir=control_dir)
+                  console=run_dir / "console.log", known_hosts=known_hosts, control_dir=control_dir,
+                  image_lock=image_lock)
     atexit.register(guest.stop)  # never leave a QEMU behind, even when the caller forgets
     try:
-        wait_for_ready_line(guest.console, pid, timeout, name)
+        wait_for_ready_line(guest.console, pid, timeout, name, image.ready_line)
         guest.wait_for_ssh()
     except BaseException:
         guest.stop(timeout=5)
@@ -376,7 +437,16 @@ def boot(name: str, workdir: Path, *, image: ImagePaths | None = None,
 
 
 def main(argv: list[str]) -> int:
-    """`python3 guest.py [workdir]`: boot, print the connection facts, wait for Enter, stop."""
+    """`python3 guest.py [workdir]`: boot, print the connection facts, wait for Enter, stop.
+    `guest.py --qemu-check` says whether QEMU can run here (exit 0) or why not (exit 1);
+    `guest.py --watch OWNER QEMU_PID OVERLAY` is the watchdog that boot starts."""
+    if argv[1:2] == ["--watch"]:
+        watch(int(argv[2]), int(argv[3]), Path(argv[4]))
+        return 0
+    if argv[1:2] == ["--qemu-check"]:
+        reason = qemu_unavailable_reason()
+        print(reason or "QEMU runs here")
+        return 0 if reason is None else 1
     workdir = Path(argv[1]) if len(argv) > 1 else Path(tempfile.mkdtemp(prefix="zr-guest-"))
     guest = boot("manual", workdir)
     print(f"guest up in {guest.boot_seconds:.1f}s")
