@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from reconciler.testbed.guest import Guest
 
 SOURCE_DATASETS = ("src/docs", "src/my photos:2024", "src/docs/drafts v1.2")
+EXPLAINED = "src/docs"  # the filesystem whose snapshots the last plan explains
+DEMO_MARK = "org.zrepl-reconcile:demo"  # user property on the pools the demo creates
 POLICY = """\
 policies:
   demo:
@@ -54,15 +57,25 @@ def demo_config(host_entry: str, src_pool: str, dst_pool: str) -> str:
 def seed_script(src_pool: str, dst_pool: str, image_dir: str, *, mount: bool) -> str:
     """Fresh file-backed pools with a few datasets (names with spaces, colons, dots) and data.
 
-    On the user's own host the pools stay unmounted (nothing appears in /); in the
-    throwaway guest they are mounted so the demo replicates some real data.
+    On the user's own host the pools stay unmounted (nothing appears in /) and an
+    existing pool of the same name is replaced only when an earlier demo created it; in
+    the throwaway guest they are mounted so the demo replicates some real data.
     """
+    own_host = not mount
     lines = ["set -e"]
     mountpoint = "" if mount else "-O mountpoint=none"
     for pool in (src_pool, dst_pool):
-        lines += [f"if zpool list -H {pool} >/dev/null 2>&1; then zpool destroy -f {pool}; fi",
-                  f"rm -f {image_dir}/{pool}.img; truncate -s 256M {image_dir}/{pool}.img",
-                  f"zpool create -f {mountpoint} {pool} {image_dir}/{pool}.img"]
+        image = shlex.quote(f"{image_dir}/{pool}.img")
+        # A pool of that name is replaced only when an earlier demo made it (marked).
+        lines.append(f"if zpool list -H {pool} >/dev/null 2>&1; then")
+        if own_host:
+            lines += [f"  if [ \"$(zfs get -H -o value {DEMO_MARK} {pool})\" != yes ]; then",
+                      f"    echo 'demo: a pool named {pool} exists and the demo did not create it;"
+                      " not touching it' >&2; exit 1",
+                      "  fi"]
+        lines += [f"  zpool destroy -f {pool}", "fi",
+                  f"rm -f {image}; truncate -s 256M {image}",
+                  f"zpool create -f {mountpoint} -O {DEMO_MARK}=yes {pool} {image}"]
     for name in SOURCE_DATASETS:
         dataset = name.replace("src", src_pool, 1)
         lines.append(f"zfs create -p '{dataset}'")
@@ -83,15 +96,16 @@ def run_cli(title: str, argv: Sequence[str]) -> int:
     return code
 
 
-def run_steps(config: Path) -> int:
+def run_steps(config: Path, src_pool: str) -> int:
     """plan -> apply -y -> plan --detailed-exitcode; 0 only when the last plan has no changes."""
     c = ["-c", str(config)]
     if run_cli("what would change", ["plan", *c]) != 0:
         return 1
     if run_cli("do it", ["apply", "-y", *c]) != 0:
         return 1
-    code = run_cli("again: nothing left to do, and why each snapshot of src/docs stays",
-                   ["plan", "--detailed-exitcode", "--explain", "src/docs", *c])
+    explained = EXPLAINED.replace("src", src_pool, 1)
+    code = run_cli(f"again: nothing left to do, and why each snapshot of {explained} stays",
+                   ["plan", "--detailed-exitcode", "--explain", explained, *c])
     if code == 0:
         print("\nDemo finished: the second plan is empty.")
         return 0
@@ -125,7 +139,8 @@ def run_demo(workdir: Path | None = None, *, keep: bool = False, guest: Guest | 
         if guest is None and host_has_zfs():
             say("demo: this host has ZFS; using file-backed pools zrrdemo_src and zrrdemo_dst")
             src, dst = "zrrdemo_src", "zrrdemo_dst"
-            subprocess.run(["sh", "-c", seed_script(src, dst, str(workdir), mount=False)], check=True)
+            if subprocess.run(["sh", "-c", seed_script(src, dst, str(workdir), mount=False)]).returncode:
+                raise DemoError("demo: could not create the demo pools (see above)")
             if not keep:
                 stack.callback(subprocess.run, ["sh", "-c", f"zpool destroy {src}; zpool destroy {dst}"])
             config.write_text(demo_config(json.dumps({"connection": "local"}), src, dst))
@@ -138,7 +153,8 @@ def run_demo(workdir: Path | None = None, *, keep: bool = False, guest: Guest | 
                     say(f"demo: guest left running (pid {guest.pid}); ssh: {' '.join(guest.ssh_argv())}")
             guest.sh(seed_script("src", "dst", "/var/tmp", mount=True))
             # JSON is YAML: the entry's paths need no further quoting.
-            config.write_text(demo_config(json.dumps(guest.ssh_host_config()), "src", "dst"))
+            src = "src"
+            config.write_text(demo_config(json.dumps(guest.ssh_host_config()), src, "dst"))
         say(f"demo: desired state in {config}:\n" + config.read_text())
-        return run_steps(config)
+        return run_steps(config, src)
     return 1  # pragma: no cover (ExitStack does not swallow exceptions)
