@@ -156,7 +156,9 @@ def test_diverged_target_is_a_conflict_and_nothing_is_destroyed(
     assert not [a for a in data["actions"] if a["kind"] == "send" and a["target"]["dataset"] == target]
     assert not [a for a in data["actions"] if a["kind"] == "destroy" and a["dataset"] == target]
 
-    reconcile(config, "apply", "-y", "--now", iso(now + LATER))
+    applied = reconcile(config, "apply", "-y", "--now", iso(now + LATER))
+    assert applied.returncode == 0, applied.stdout + applied.stderr  # a conflict is not a failure
+    assert target in applied.stdout  # ... but it is named
     assert snapshots(zfs_guest, target) == before
 
 
