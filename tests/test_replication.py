@@ -8,11 +8,12 @@ import pytest
 from plan_builders import NOW, World, simple_config
 
 from reconciler.domain.actions import SendAction
+from reconciler.domain.observed import ObservedState
 from reconciler.planning.fingerprint import facts_fingerprint
 from reconciler.planning.invariants import check_destroy_allowed
 from reconciler.planning.naming import cursor_name, cursor_prefix
 from reconciler.planning.planner import make_plan
-from reconciler.planning.simulate import simulate
+from reconciler.planning.simulate import copy_state, simulate
 
 PREFIX = cursor_prefix("backup", "pool/nas")
 
@@ -153,3 +154,33 @@ def test_incremental_path_like_zrepl(receiver: str, sender: str, expected: objec
         return
     sends = [(a.base, a.snapshot, a.snapshots) for a in plan.actions if isinstance(a, SendAction)]
     assert sends == expected
+
+
+@pytest.mark.parametrize("volume", ["pool/nas", "pool/nas/tank"])
+def test_volume_ancestor_of_a_target_is_target_not_filesystem(volume: str) -> None:
+    """A volume cannot have children: no placeholder, no send, no destroy below it."""
+    w = World()
+    w.fs("nas", "tank")
+    w.fs("nas", "tank/a")
+    w.snaps("nas", "tank/a", [("zrepl_1", 5)])
+    w.fs("backup", "pool")
+    w.fs("backup", volume, kind="volume")
+    cfg = simple_config(interval="1d", filter={"tank/a": True},
+                        keep_target=[{"type": "regex", "regex": "^nothing"}])
+    plan = make_plan(cfg, w.observed, NOW)
+    (conflict,) = plan.conflicts
+    assert (conflict.code, conflict.host, conflict.dataset) == (
+        "target_not_filesystem", "backup", "pool/nas/tank/a")
+    assert f"backup:{volume} (" in conflict.message and "is a volume" in conflict.message
+    assert f"zfs rename {volume} {volume}.old" in conflict.fix and "replicate_to" in conflict.fix
+    assert plan.actions == ()  # no create, no send, no cursor, no destroy
+    fixed = _renamed(w, volume)
+    assert [a.kind for a in make_plan(cfg, fixed, NOW).actions][-2:] == ["send", "bookmark"]
+
+
+def _renamed(w: World, volume: str) -> ObservedState:
+    """The suggested fix, applied: the volume moved away, the target parents missing."""
+    state = copy_state(w.observed)
+    datasets = state.hosts["backup"].datasets
+    datasets[volume + ".old"] = datasets.pop(volume)
+    return state

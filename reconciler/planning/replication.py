@@ -29,7 +29,7 @@ from reconciler.domain.plan import (
 )
 from reconciler.planning.naming import cursor_name, cursor_prefix
 from reconciler.planning.resume_token import decode_resume_token
-from reconciler.planning.selection import Selected
+from reconciler.planning.selection import Selected, is_within
 
 # Beyond the codes of reconciler.domain.plan: the target host has no such pool.
 TARGET_POOL_MISSING = "target_pool_missing"
@@ -122,7 +122,10 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
         return _unreachable(pair, observed)
     existing = observed.dataset(target.host, target_dataset)
     pair.observed_target = existing
-    if existing is None and not observed.exists(target.host, target_dataset.split("/")[0]):
+    blocker = non_filesystem_ancestor(observed, target.host, target_dataset)
+    if blocker is not None:
+        _blocked_by(pair, blocker)
+    elif existing is None and not observed.exists(target.host, target_dataset.split("/")[0]):
         _conflict(pair, TARGET_POOL_MISSING,
                   f"{target.host} has no pool {target_dataset.split('/')[0]} for {target_dataset}",
                   f"fix replicate_to root {target.root!r}, or create the pool on {target.host}")
@@ -149,6 +152,36 @@ def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
         pair.replicated_txg = newest.createtxg
         pair.base_guid = newest.guid
     return pair
+
+
+def non_filesystem_ancestor(observed: ObservedState, host: str, target_dataset: str) -> Dataset | None:
+    """The nearest existing ancestor of the target that is not a filesystem (a volume).
+
+    Only filesystems have children: neither a placeholder nor a received dataset can be
+    created below a volume. Ancestors are listed whenever they matter: a listing scoped
+    to the target root includes the root and below, and a volume has no descendants, so
+    one above an existing root is impossible (a missing root makes gather list the host).
+    """
+    parts = target_dataset.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        ancestor = observed.dataset(host, "/".join(parts[:depth]))
+        if ancestor is not None and ancestor.kind != "filesystem":
+            return ancestor
+    return None
+
+
+def _blocked_by(pair: PairPlan, ancestor: Dataset) -> None:
+    host, root = pair.target.host, pair.target.root
+    quoted = shlex.quote(ancestor.name)
+    where = "the replicate_to root" if ancestor.name == root else (
+        f"an ancestor of the replicate_to root {root}" if is_within(root, ancestor.name)
+        else f"a dataset below the replicate_to root {root}")
+    _conflict(pair, TARGET_NOT_FILESYSTEM,
+              f"{host}:{ancestor.name} ({where}) is a {ancestor.kind}, and a {ancestor.kind} cannot have"
+              f" children: {pair.target_dataset} can be neither created nor received below it",
+              f"point replicate_to at a root that is a filesystem, or on {host} move the {ancestor.kind}"
+              f" out of the way: `zfs rename {quoted} {shlex.quote(ancestor.name + '.old')}` (the next"
+              " plan then creates the missing parents as placeholders)")
 
 
 # ------------------------------------------------------------------ target missing
