@@ -290,3 +290,97 @@ def test_plan_after_apply_says_no_changes(replicated: Path, capsys: pytest.Captu
     code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--detailed-exitcode")
     assert code == 0, out + err
     assert "No changes" in out.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------- --host / --filesystem
+
+@needs_planner
+@pytest.mark.parametrize("name", ["pool/other", "tank", "tank/data/a", "pool/nas-old/tank/data"])
+def test_filesystem_outside_the_config_is_a_usage_error(replicated: Path, name: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Not "host unavailable" for a host nobody asked: the flag is wrong, and the message says
+    what the configuration manages."""
+    if name == "tank":  # an ancestor of a filter root is fine: it selects tank/data and below
+        code, _out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--filesystem", name)
+        assert code == 0, err
+        return
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--filesystem", name)
+    if name == "tank/data/a":  # within tank/data<, merely missing: a warning, not an error
+        assert code == 0 and "--filesystem tank/data/a: no selected dataset on nas" in out
+        assert "unavailable" not in out.lower()
+        return
+    assert code == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: --filesystem {name}: not managed by the configuration")
+    assert "managed: nas: tank/data< -> backup:pool/nas/..." in line
+
+
+@needs_planner
+def test_filesystem_naming_a_target_dataset_selects_the_send_into_it(
+        replicated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--format", "json",
+                              "--filesystem", "pool/nas/tank/data/a b:c")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert [(a["kind"], a["dataset"]) for a in plan["actions"]] == [
+        ("create", "pool/nas/tank"), ("create", "pool/nas/tank/data"),  # placeholders: parents
+        ("send", "tank/data/a b:c"), ("bookmark", "tank/data/a b:c")]
+    assert plan["conflicts"] == [] and plan["unavailable"] == []
+    assert plan["selection"] == {"hosts": [], "filesystems": ["pool/nas/tank/data/a b:c"]}
+
+
+@needs_planner
+def test_filesystem_unmanaged_on_the_given_host(replicated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--host", "backup",
+                               "--filesystem", "tank/data")
+    assert code == 0, err  # the pair tank/data -> backup touches backup
+    write_config(replicated, {"nas": ["zfs"], "backup": ["zfs"], "other": ["zfs"]},
+                 [{"host": "nas", "filter": {"tank/data<": True}, "policy": "hourly",
+                   "replicate_to": [{"host": "backup", "root": "pool/nas"}]}])
+    code, _out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--host", "other",
+                               "--filesystem", "tank/data")
+    assert code == 1
+    assert "--filesystem tank/data: not managed by the configuration on host other" in err
+    assert "(tank/data is managed, but not on other)" in err
+
+
+@pytest.fixture
+def target_to_prune(tmp_path: Path, standin: Callable[..., StandinState]) -> Path:
+    """nas:tank/data fully replicated to backup, whose keep_target (last 1) prunes two."""
+    nas = standin("nas", seed=7)
+    backup = standin("backup", seed=8)
+    for hours in (30, 20, 0.5):
+        snap = nas.snapshot("tank/data", f"zrepl_{hours}", creation=int(NOW_TS - hours * HOUR))
+        backup.snapshot("pool/nas/tank/data", snap["name"], creation=snap["creation"], guid=snap["guid"])
+    nas.save()
+    backup.save()
+    policy = {"snapshots": {"prefix": "zrepl_", "interval": "1h"},
+              "keep_source": [{"type": "not_replicated"}, {"type": "last_n", "count": 3}],
+              "keep_target": [{"type": "last_n", "count": 1}]}
+    return write_config(tmp_path / "c.yml", {"nas": nas.zfs_command, "backup": backup.zfs_command},
+                        [{"host": "nas", "filter": {"tank/data": True}, "policy": "p",
+                          "replicate_to": [{"host": "backup", "root": "pool/nas"}]}], {"p": policy})
+
+
+@needs_planner
+@pytest.mark.skipif(not importable("reconciler.commands.apply"), reason="apply is not merged yet")
+def test_host_of_a_target_shows_its_destroys_and_a_saved_plan_applies(
+        target_to_prune: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--host backup: backup's pending target pruning (was "No changes"); plan --out with the
+    selection, apply --plan re-gathers the same hosts and accepts the fingerprint."""
+    saved = tmp_path / "plan.json"
+    code, out, err = plan_cli(capsys, "-c", str(target_to_prune), "--now", NOW, "--host", "backup",
+                              "--detailed-exitcode", "--out", str(saved))
+    assert code == 2, err
+    assert "destroy 2 snapshots of pool/nas/tank/data" in out
+    assert "create snapshot" not in out  # nas's own schedule is nas's business
+    plan = json.loads(saved.read_text(encoding="utf-8"))
+    assert [(a["kind"], a["host"]) for a in plan["actions"]] == [("bookmark", "nas"), ("destroy", "backup")]
+    assert plan["selection"] == {"hosts": ["backup"], "filesystems": []}
+    code = main(["apply", "-c", str(target_to_prune), "--plan", str(saved), "-y"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    code, out, err = plan_cli(capsys, "-c", str(target_to_prune), "--now", NOW, "--host", "backup",
+                              "--detailed-exitcode")
+    assert code == 0, out + err
+    assert "No changes" in out.strip().splitlines()[-1]

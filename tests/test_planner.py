@@ -335,6 +335,10 @@ def test_prune_wins_without_not_replicated() -> None:
     src = next(f for f in plan.filesystems if f.role == "source")
     assert src.prune_rule == PRUNE_WINS and "unreachable" in src.prune_rule_why
     assert src.warnings == ("destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank unreachable)",)
+    # also in the plan's top-level warnings (Plan JSON "warnings"), naming the filesystem
+    assert plan.warnings == ("nas:tank: destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank"
+                             " unreachable)",)
+    assert plan.to_json()["warnings"] == list(plan.warnings)
 
 
 def test_replication_protected_with_not_replicated() -> None:
@@ -459,9 +463,97 @@ def test_hosts_and_filesystems_restrictions() -> None:
     assert [a.dataset for a in make_plan(cfg, w.observed, NOW, filesystems=["tank/a"]).actions] == ["tank/a"]
     assert make_plan(cfg, w.observed, NOW, hosts=["other"]).actions == ()
     assert hosts_needed(simple_config()) == {"nas", "backup"}
-    assert hosts_needed(simple_config(), hosts=["backup"]) == set()
+    # --host <target host>: the source is read too (what to send is decided there)
+    assert hosts_needed(simple_config(), hosts=["backup"]) == {"nas", "backup"}
     assert hosts_needed(simple_config(), filesystems=["tank/a"]) == {"nas", "backup"}
+    assert hosts_needed(simple_config(), filesystems=["pool/nas/tank/a"]) == {"nas", "backup"}
+    assert hosts_needed(simple_config(), filesystems=["pool"]) == {"nas", "backup"}
     assert hosts_needed(simple_config(), filesystems=["other"]) == set()
+    assert hosts_needed(simple_config(filter={"tank<": True, "tank/x<": False}),
+                        filesystems=["tank/x/y"]) == set()
+
+
+def _backup_world() -> World:
+    """nas:tank, tank/a replicated to backup (tank/a up to date with old snapshots to prune),
+    and a local-only entry on backup itself."""
+    w = world(("zrepl_1", 30), ("zrepl_2", 20), ("zrepl_3", 0.5))
+    w.fs("nas", "tank/a")
+    w.snaps("nas", "tank/a", [("zrepl_1", 30), ("zrepl_2", 20), ("zrepl_3", 0.5)])
+    w.replicate("nas", "tank", "backup", "pool/nas/tank")
+    w.replicate("nas", "tank/a", "backup", "pool/nas/tank/a")
+    w.bookmark("nas", "tank", f"{PREFIX}old", "zrepl_1")
+    return w
+
+
+def test_host_of_a_target_selects_the_pairs_into_it() -> None:
+    """--host backup: the sends into backup, backup's pruning and the pairs' cursors; not the
+    source's own snapshots or pruning (a source-side matter of host nas)."""
+    w = _backup_world()
+    w.snap("nas", "tank", "zrepl_4", 0.2)  # not on backup yet
+    cfg = simple_config(keep_source=LAST1, keep_target=LAST1)
+    full = make_plan(cfg, w.observed, NOW)
+    plan = make_plan(cfg, w.observed, NOW, hosts=["backup"])
+    assert not of(plan, SnapshotAction)
+    assert [(s.dataset, s.snapshots) for s in of(plan, SendAction)] == [("tank", ("zrepl_4",))]
+    destroys = {(d.host, d.dataset): d.snapshots for d in of(plan, DestroyAction)}
+    assert destroys == {("backup", "pool/nas/tank"): ("zrepl_1", "zrepl_2", "zrepl_3"),
+                        ("backup", "pool/nas/tank/a"): ("zrepl_1", "zrepl_2"),
+                        ("nas", "tank"): (f"#{PREFIX}old",)}  # the pair's old cursor only
+    assert [b.dataset for b in of(plan, BookmarkAction)] == ["tank", "tank/a"]
+    assert {f.role for f in plan.filesystems} == {"target"}
+    # every other action of the selection is one the full plan has too
+    assert {a.describe() for a in plan.actions if a.kind != "destroy"} <= {a.describe() for a in full.actions}
+    again = make_plan(cfg, simulate(w.observed, plan), NOW, hosts=["backup"])
+    assert [a.describe() for a in again.actions] == []
+
+
+def test_host_of_source_and_target_restrictions_intersect() -> None:
+    w = _backup_world()
+    cfg = simple_config(keep_target=LAST1)
+    plan = make_plan(cfg, w.observed, NOW, hosts=["backup"], filesystems=["tank/a"])
+    assert {(d.host, d.dataset) for d in of(plan, DestroyAction)} == {("backup", "pool/nas/tank/a")}
+    assert make_plan(cfg, w.observed, NOW, hosts=["nas"], filesystems=["pool/nas/tank/a"]).actions == \
+        make_plan(cfg, w.observed, NOW, hosts=["backup"], filesystems=["pool/nas/tank/a"]).actions
+
+
+def test_target_dataset_as_filesystem_selects_the_pair_replicating_into_it() -> None:
+    w = _backup_world()
+    cfg = simple_config(keep_target=LAST1)
+    plan = make_plan(cfg, w.observed, NOW, filesystems=["pool/nas/tank/a"])
+    assert not plan.conflicts and not of(plan, SnapshotAction)
+    assert [(d.host, d.dataset, d.snapshots) for d in of(plan, DestroyAction)] == [
+        ("backup", "pool/nas/tank/a", ("zrepl_1", "zrepl_2"))]
+    assert [(f.host, f.dataset) for f in plan.filesystems] == [("backup", "pool/nas/tank/a")]
+    root = make_plan(cfg, w.observed, NOW, filesystems=["pool/nas"])
+    assert {(d.dataset, d.snapshots) for d in of(root, DestroyAction)} == {
+        ("pool/nas/tank", ("zrepl_1", "zrepl_2")), ("pool/nas/tank/a", ("zrepl_1", "zrepl_2")),
+        ("tank", (f"#{PREFIX}old",))}  # the pair's cursor moves with it
+
+
+def test_unmatched_filesystem_warns_and_unselected_entries_do_not_blame_hosts() -> None:
+    w = _backup_world()
+    w.observed.hosts.pop("backup")  # not gathered: nothing selected needs it
+    cfg = config_from({
+        "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p"},
+                        {"host": "backup", "filter": {"pool/own<": True}, "policy": "p"}]})
+    plan = make_plan(cfg, w.observed, NOW, filesystems=["tank/nope"])
+    assert not plan.conflicts and plan.actions == () and not plan.unavailable
+    assert plan.warnings == ("--filesystem tank/nope: no selected dataset on nas is or lies below it, and"
+                             " no replica of one would; nothing is planned for it",)
+
+
+def test_source_unavailable_is_one_conflict_per_filter_root() -> None:
+    w = world(("zrepl_1", 5))
+    w.unavailable("nas")
+    cfg = simple_config(filter={"tank<": True, "tank/new": True, "tank/x": False})
+    plan = make_plan(cfg, w.observed, NOW)
+    assert [(c.code, c.host, c.dataset) for c in plan.conflicts] == [
+        ("host_unavailable", "nas", "tank"), ("host_unavailable", "nas", "tank/new")]
+    assert all(c.source_dataset == c.dataset and "nas:" + c.dataset in c.message for c in plan.conflicts)
+    narrowed = make_plan(cfg, w.observed, NOW, filesystems=["tank/a"])
+    assert [c.dataset for c in narrowed.conflicts] == ["tank/a"]
 
 
 def test_filter_naming_missing_dataset_warns() -> None:

@@ -26,9 +26,15 @@ class UsageError(ReconcileError):
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """``--host`` and ``--filesystem`` (repeatable) narrow the plan; ``--now`` fixes its clock."""
     parser.add_argument("--host", action="append", dest="hosts", metavar="HOST", default=None,
-                        help="only filesystems on this host and their replicas (repeatable)")
+                        help="only what touches this host: its source filesystems (snapshots, "
+                             "pruning, sends to every target) and the replicas it receives (sends "
+                             "into them, their pruning; their source host is read too) (repeatable)")
     parser.add_argument("--filesystem", action="append", dest="filesystems", metavar="FILESYSTEM",
-                        default=None, help="only this source filesystem and its replicas (repeatable)")
+                        default=None,
+                        help="only this dataset and those below it: a source filesystem with its "
+                             "replicas, or a replica (a target dataset such as pool/nas/tank/a, or a "
+                             "replicate_to root) with the sends into it and its pruning; a name the "
+                             "configuration does not manage is an error (repeatable)")
     parser.add_argument("--now", metavar="ISO8601", default=None,
                         help="plan as if it were this UTC time, e.g. 2026-11-24T12:00:00Z "
                              "(reproducible plans in tests and CI; default: the current time)")
@@ -53,11 +59,28 @@ def parse_now(text: str | None) -> datetime:
     return value.astimezone(UTC)
 
 
-def check_selection(config: Config, hosts: list[str] | None) -> None:
+def check_selection(config: Config, hosts: list[str] | None,
+                    filesystems: list[str] | None = None) -> None:
+    """Refuse flags that cannot select anything, before any host is contacted: a plan for
+    them would be empty (or blame hosts that were never asked) instead of saying why."""
+    from reconciler.planning.selection import describe_managed, unmanaged_filesystems
+
     unknown = [h for h in hosts or () if h not in config.hosts]
     if unknown:
         raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
                          f"(configured: {', '.join(config.hosts)})")
+    unmanaged = unmanaged_filesystems(config, hosts, filesystems or ())
+    if unmanaged:
+        on_hosts = f" on host {', '.join(hosts)}" if hosts else ""
+        elsewhere = ([n for n in unmanaged if not unmanaged_filesystems(config, None, [n])]
+                     if hosts else [])
+        hint = (f" ({', '.join(elsewhere)} is managed, but not on {', '.join(hosts or ())})"
+                if elsewhere else "")
+        raise UsageError(
+            f"--filesystem {', '.join(unmanaged)}: not managed by the configuration{on_hosts}: no"
+            f" filesystems entry selects it or a dataset below it, and it is not a replica (target"
+            f" dataset) of one{hint}. Give a source dataset or a target dataset; managed:"
+            f" {describe_managed(config)}")
 
 
 def compute_plan(args: argparse.Namespace, *, explain: bool = False,
@@ -74,7 +97,7 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
     config = load_config(args.config)
     hosts: list[str] | None = args.hosts or None
     filesystems: list[str] | None = args.filesystems or None
-    check_selection(config, hosts)
+    check_selection(config, hosts, filesystems)
     # Imported late: flag and config errors are reported even while these modules change.
     from reconciler.gather.facts import gather
     from reconciler.planning.planner import hosts_needed, make_plan

@@ -41,7 +41,7 @@ from reconciler.planning.fingerprint import fingerprint_selection
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
 from reconciler.planning.retention import evaluate_keep_rules
 from reconciler.planning.schedule import plan_snapshots
-from reconciler.planning.selection import Selected, filter_roots, select, wanted_by_restriction
+from reconciler.planning.selection import Restriction, Selected, select
 from reconciler.planning.simulate import host_max_txg, planned_snapshot
 
 IsReplicated = Callable[[Snapshot], bool]
@@ -52,9 +52,10 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
               explain: bool = False) -> Plan:
     """The plan that brings the observed world to the desired state (see module docstring)."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
-    snapshot_actions = plan_snapshots(selection.selected, now)
+    snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now)
     planned = _planned_snapshots(snapshot_actions, observed, now)
     conflicts: list[Conflict] = list(selection.conflicts)
+    warnings: list[str] = list(selection.warnings)
     source_reports: list[FilesystemReport] = []
     target_reports: list[FilesystemReport] = []
     all_pairs: list[PairPlan] = []
@@ -62,12 +63,17 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     bookmarks: list[BookmarkAction] = []
     for item in selection.selected:
         view = SourceView.build(item.host, item.dataset, planned.get((item.host, item.name), []))
-        pairs = [plan_pair(view, item, target, observed) for target in item.entry.replicate_to]
+        pairs = [plan_pair(view, item, target, observed) for target in item.targets]
         all_pairs += pairs
         conflicts += [p.conflict for p in pairs if p.conflict is not None]
         bookmarks += [p.cursor_create for p in pairs if p.cursor_create is not None]
-        report, destroy = prune_source(item, view, pairs, explain)
-        source_reports.append(report)
+        if item.source_side:
+            report, destroy = prune_source(item, view, pairs, explain)
+            source_reports.append(report)
+            # Also in the plan's top-level warnings: data loss must be visible at a glance.
+            warnings += [f"{item.host}:{item.name}: {w}" for w in report.warnings]
+        else:
+            destroy = cursor_destroys(item, pairs)
         if destroy is not None:
             destroys.append(destroy)
         for pair in pairs:
@@ -86,25 +92,16 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
         conflicts=tuple(conflicts),
         filesystems=tuple(source_reports + target_reports),
         unavailable=_unavailable(observed, selection.unavailable_hosts, all_pairs),
-        warnings=tuple(selection.warnings),
+        warnings=tuple(warnings),
     )
 
 
 def hosts_needed(config: Config, hosts: Collection[str] | None = None,
                  filesystems: Collection[str] | None = None) -> set[str]:
-    """The hosts whose facts a plan for this selection needs: sources and their targets."""
-    needed: set[str] = set()
-    for entry in config.filesystems:
-        if hosts is not None and entry.host not in hosts:
-            continue
-        roots = filter_roots(entry)
-        if filesystems is not None and not any(
-                wanted_by_restriction(root, filesystems) or wanted_by_restriction(name, [root])
-                for root in roots for name in filesystems):
-            continue
-        needed.add(entry.host)
-        needed.update(target.host for target in entry.replicate_to)
-    return needed
+    """The hosts whose facts a plan for this selection needs: the sources of every entry
+    it can touch and the targets of their selected pairs (``--host <target>`` needs the
+    source too: what to send is read there)."""
+    return Restriction.of(hosts, filesystems).hosts_needed(config)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -157,11 +154,7 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
                                explain)
     warnings = _unreplicated_warnings(pruning.destroy, pairs) if not protected else []
     names, reasons = _destroy_lists(pruning.destroy)
-    for pair in pairs:
-        for name in pair.cursor_destroy:
-            names.append("#" + name)
-            reasons.append(("#" + name,
-                            f"old replication cursor for {pair.target.host}:{pair.target_dataset}"))
+    _add_old_cursors(pairs, names, reasons)
     if explain:
         pruning.verdicts += _bookmark_verdicts(view, pairs)
     report = FilesystemReport(
@@ -171,6 +164,25 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
     destroy = (DestroyAction(item.host, item.name, tuple(names), tuple(reasons),
                              f"policy {item.policy_name}: keep_source") if names else None)
     return report, destroy
+
+
+def cursor_destroys(item: Selected, pairs: list[PairPlan]) -> DestroyAction | None:
+    """For a source selected only through some of its pairs: the pairs' old cursors."""
+    names: list[str] = []
+    reasons: list[tuple[str, str]] = []
+    _add_old_cursors(pairs, names, reasons)
+    if not names:
+        return None
+    return DestroyAction(item.host, item.name, tuple(names), tuple(reasons),
+                         f"replication to {', '.join(p.target.host for p in pairs)}: cursor moved")
+
+
+def _add_old_cursors(pairs: list[PairPlan], names: list[str], reasons: list[tuple[str, str]]) -> None:
+    for pair in pairs:
+        for name in pair.cursor_destroy:
+            names.append("#" + name)
+            reasons.append(("#" + name,
+                            f"old replication cursor for {pair.target.host}:{pair.target_dataset}"))
 
 
 def _bookmark_guids_after(view: SourceView, pairs: list[PairPlan]) -> set[int]:

@@ -4,6 +4,13 @@ zrepl's ``DatasetMapFilter``: a key ``tank/a<`` matches ``tank/a`` and its whole
 a key ``tank/a`` matches only that dataset. The most specific matching key (the longest
 path) decides; for the same path an explicit entry overrides a subtree entry. A dataset
 no key matches is not selected; ``false`` excludes. Filesystems and volumes qualify.
+
+``--host`` and ``--filesystem`` narrow a plan (``Restriction``). A source dataset is
+selected whole (its snapshots, its source pruning and every replication pair) when its
+host and name pass; a replication pair alone (sends into the target, target pruning,
+the pair's cursor bookmark on the source) when its source OR target host passes and its
+source OR target dataset name passes. So ``--host backup`` covers every replica backup
+receives, and ``--filesystem pool/nas/tank/a`` the replication into that target dataset.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from reconciler.config.models import Config, FilesystemEntry, Policy
+from reconciler.config.models import Config, FilesystemEntry, Policy, Target
 from reconciler.domain.observed import Dataset, ObservedState
 from reconciler.domain.plan import HOST_UNAVAILABLE, Conflict
 
@@ -28,6 +35,11 @@ class Selected:
     entry: FilesystemEntry
     policy_name: str
     policy: Policy
+    # The replicate_to targets whose (source, target) pairs the plan covers.
+    targets: tuple[Target, ...] = ()
+    # False when only some pairs are selected (``--host <target host>``, ``--filesystem
+    # <target dataset>``): no snapshots are taken and the source is not pruned.
+    source_side: bool = True
 
     @property
     def name(self) -> str:
@@ -62,10 +74,6 @@ def filter_decision(filter_map: Mapping[str, bool], dataset: str) -> bool:
     return decision
 
 
-def entry_selected(entry_index: int, entry: FilesystemEntry, hosts: Collection[str] | None) -> bool:
-    return hosts is None or entry.host in hosts
-
-
 def wanted_by_restriction(dataset: str, filesystems: Collection[str] | None) -> bool:
     """``--filesystem``: the dataset equals or lies below one of the names."""
     return filesystems is None or any(is_within(dataset, name) for name in filesystems)
@@ -76,25 +84,137 @@ def filter_roots(entry: FilesystemEntry) -> list[str]:
     return [key.rstrip("<") for key, value in entry.filter.items() if value]
 
 
+def may_select_within(filter_map: Mapping[str, bool], name: str) -> bool:
+    """Could the filter select ``name`` or a dataset below it (whatever datasets exist)?
+
+    A dataset's decision depends only on the keys on its path, so it suffices to try
+    ``name``, every key path below it, and a fresh child of each of them.
+    """
+    candidates = [name, name + "/\0"]
+    for key in filter_map:
+        path = key.rstrip("<")
+        if is_within(path, name):
+            candidates += [path, path + "/\0"]
+    return any(filter_decision(filter_map, candidate) for candidate in candidates)
+
+
+def target_may_contain(entry: FilesystemEntry, target: Target, name: str) -> bool:
+    """Could a target dataset of this pair equal or lie below ``name``?"""
+    if is_within(target.root, name):  # the root itself or one of its ancestors
+        return any(entry.filter.values())
+    prefix = target.root + "/"
+    return name.startswith(prefix) and may_select_within(entry.filter, name[len(prefix):])
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """``--host`` and ``--filesystem`` (None: unrestricted); see the module docstring."""
+
+    hosts: frozenset[str] | None = None
+    filesystems: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, hosts: Collection[str] | None, filesystems: Collection[str] | None) -> Restriction:
+        return cls(None if hosts is None else frozenset(hosts),
+                   None if filesystems is None else tuple(filesystems))
+
+    def host_ok(self, *hosts: str) -> bool:
+        return self.hosts is None or any(h in self.hosts for h in hosts)
+
+    def name_ok(self, *datasets: str) -> bool:
+        return self.filesystems is None or any(wanted_by_restriction(d, self.filesystems) for d in datasets)
+
+    def source(self, host: str, dataset: str) -> bool:
+        """The source dataset is selected whole (snapshots, source pruning, every pair)."""
+        return self.host_ok(host) and self.name_ok(dataset)
+
+    def pair(self, host: str, dataset: str, target: Target) -> bool:
+        """The (source, target) pair is selected (sends, target pruning, its cursor)."""
+        return self.host_ok(host, target.host) and self.name_ok(dataset, target.target_dataset(dataset))
+
+    # Without facts (which hosts to gather, which flags make sense): what the config allows.
+
+    def entry_source_may_match(self, entry: FilesystemEntry) -> bool:
+        return self.host_ok(entry.host) and (
+            self.filesystems is None or any(may_select_within(entry.filter, n) for n in self.filesystems))
+
+    def pair_may_match(self, entry: FilesystemEntry, target: Target) -> bool:
+        return self.host_ok(entry.host, target.host) and (
+            self.filesystems is None
+            or any(may_select_within(entry.filter, n) or target_may_contain(entry, target, n)
+                   for n in self.filesystems))
+
+    def touches(self, entry: FilesystemEntry) -> bool:
+        """Could this entry contribute anything to the plan?"""
+        return self.entry_source_may_match(entry) or any(self.pair_may_match(entry, t)
+                                                          for t in entry.replicate_to)
+
+    def hosts_needed(self, config: Config) -> set[str]:
+        """The hosts whose facts a plan needs: sources of touched entries and their pairs' targets."""
+        needed: set[str] = set()
+        for entry in config.filesystems:
+            whole = self.entry_source_may_match(entry)
+            targets = [t.host for t in entry.replicate_to if whole or self.pair_may_match(entry, t)]
+            if whole or targets:
+                needed.add(entry.host)
+                needed.update(targets)
+        return needed
+
+
+def unmanaged_filesystems(config: Config, hosts: Collection[str] | None,
+                          filesystems: Collection[str]) -> list[str]:
+    """The ``--filesystem`` names no entry (source or replication target) could select."""
+    return [name for name in filesystems
+            if not any(Restriction.of(hosts, [name]).touches(entry) for entry in config.filesystems)]
+
+
+def describe_managed(config: Config) -> str:
+    """What the configuration manages, one ``;``-separated item per ``filesystems`` entry."""
+    items = []
+    for entry in config.filesystems:
+        keys = ", ".join(key for key, value in entry.filter.items() if value) or "(nothing)"
+        excluded = [key for key, value in entry.filter.items() if not value]
+        text = f"{entry.host}: {keys}" + (f" (except {', '.join(excluded)})" if excluded else "")
+        for target in entry.replicate_to:
+            text += f" -> {target.host}:{target.root}/..."
+        items.append(text)
+    return "; ".join(items)
+
+
 def select(config: Config, observed: ObservedState, *, hosts: Collection[str] | None = None,
            filesystems: Collection[str] | None = None) -> Selection:
-    """Every selected source dataset, in (host, dataset) order; claims by two entries are conflicts."""
+    """Every selected source dataset, in (host, dataset) order; claims by two entries are conflicts.
+
+    Entries the restriction cannot touch are skipped without looking at their hosts, so
+    a host that was not gathered because nothing selected needs it is not "unavailable".
+    """
+    restriction = Restriction.of(hosts, filesystems)
     result = Selection()
     claims: dict[tuple[str, str], Selected] = {}
+    matched: set[str] = set()  # --filesystem names that selected something
+    looked: set[str] = set()  # hosts whose datasets were looked at
     for index, entry in enumerate(config.filesystems):
-        if not entry_selected(index, entry, hosts):
+        if not restriction.touches(entry):
             continue
         if entry.host in observed.unavailable or entry.host not in observed.hosts:
             result.unavailable_hosts.add(entry.host)
-            result.conflicts.append(_source_unavailable(observed, entry))
+            result.conflicts += _source_unavailable(observed, entry, index, restriction)
             continue
+        looked.add(entry.host)
         datasets = observed.hosts[entry.host].datasets
-        _warn_missing_filter_paths(entry, index, datasets, filesystems, result.warnings)
+        if restriction.host_ok(entry.host):
+            _warn_missing_filter_paths(entry, index, datasets, filesystems, result.warnings)
         policy = config.policies[entry.policy]
         for name in sorted(datasets):
-            if not wanted_by_restriction(name, filesystems) or not filter_decision(entry.filter, name):
+            if not filter_decision(entry.filter, name):
                 continue
-            chosen = Selected(entry.host, datasets[name], index, entry, entry.policy, policy)
+            whole = restriction.source(entry.host, name)
+            targets = tuple(entry.replicate_to) if whole else tuple(
+                t for t in entry.replicate_to if restriction.pair(entry.host, name, t))
+            if not whole and not targets:
+                continue
+            matched.update(_names_matched(restriction, name, targets))
+            chosen = Selected(entry.host, datasets[name], index, entry, entry.policy, policy, targets, whole)
             first = claims.get((entry.host, name))
             if first is not None:
                 result.conflicts.append(_claimed_twice(first, chosen))
@@ -103,7 +223,28 @@ def select(config: Config, observed: ObservedState, *, hosts: Collection[str] | 
     claimed_twice = {(c.host, c.dataset) for c in result.conflicts if c.code == CLAIMED_TWICE}
     result.selected = sorted((s for key, s in claims.items() if key not in claimed_twice),
                              key=lambda s: (s.host, s.name))
+    _warn_unmatched_filesystems(config, restriction, matched, looked, result.warnings)
     return result
+
+
+def _names_matched(restriction: Restriction, name: str, targets: tuple[Target, ...]) -> list[str]:
+    if restriction.filesystems is None:
+        return []
+    datasets = [name, *(t.target_dataset(name) for t in targets)]
+    return [n for n in restriction.filesystems if any(is_within(d, n) for d in datasets)]
+
+
+def _warn_unmatched_filesystems(config: Config, restriction: Restriction, matched: set[str],
+                                looked: set[str], warnings: list[str]) -> None:
+    """A ``--filesystem`` the config manages but no existing dataset matched: say so."""
+    for name in restriction.filesystems or ():
+        if name in matched:
+            continue
+        narrowed = Restriction(restriction.hosts, (name,))
+        hosts = sorted({e.host for e in config.filesystems if narrowed.touches(e)} & looked)
+        if hosts:
+            warnings.append(f"--filesystem {name}: no selected dataset on {', '.join(hosts)} is or lies"
+                            " below it, and no replica of one would; nothing is planned for it")
 
 
 def _warn_missing_filter_paths(entry: FilesystemEntry, index: int, datasets: Mapping[str, Dataset],
@@ -115,14 +256,32 @@ def _warn_missing_filter_paths(entry: FilesystemEntry, index: int, datasets: Map
                             " that does not exist")
 
 
-def _source_unavailable(observed: ObservedState, entry: FilesystemEntry) -> Conflict:
+def _source_unavailable(observed: ObservedState, entry: FilesystemEntry, index: int,
+                        restriction: Restriction) -> list[Conflict]:
+    """One conflict per filter root the plan would have covered (``dataset`` stays one name)."""
     problem = observed.unavailable.get(entry.host)
     why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
-    roots = ", ".join(filter_roots(entry)) or ", ".join(entry.filter)
-    return Conflict(HOST_UNAVAILABLE, entry.host, roots,
-                    f"source host {entry.host} is unavailable ({why}); nothing is planned for {roots}",
-                    f"check connectivity and credentials, e.g. `ssh {entry.host} zfs list`",
-                    entry.host, roots)
+    return [Conflict(HOST_UNAVAILABLE, entry.host, root,
+                     f"source host {entry.host} is unavailable ({why}); nothing is planned for"
+                     f" {entry.host}:{root} or below it (filesystems[{index}])",
+                     f"check connectivity and credentials, e.g. `ssh {entry.host} zfs list`",
+                     entry.host, root)
+            for root in _unavailable_roots(entry, restriction)]
+
+
+def _unavailable_roots(entry: FilesystemEntry, restriction: Restriction) -> list[str]:
+    """The filter roots, narrowed to the ``--filesystem`` names that lie below one."""
+    roots = filter_roots(entry) or [key.rstrip("<") for key in entry.filter]
+    if restriction.filesystems is None:
+        return roots
+    narrowed: set[str] = set()
+    for root in roots:
+        for name in restriction.filesystems:
+            if is_within(root, name):
+                narrowed.add(root)
+            elif is_within(name, root) and may_select_within(entry.filter, name):
+                narrowed.add(name)
+    return sorted(narrowed) or roots
 
 
 def _claimed_twice(first: Selected, second: Selected) -> Conflict:
