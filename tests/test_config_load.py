@@ -190,3 +190,14 @@ def test_tabs_inside_flow_collections_and_quotes_are_fine() -> None:
     text = PLAYBOOK.read_text().replace('{"src<": true}', '{"src<":\ttrue}')
     assert '\t' in text
     assert load_config_text(text, "t.yml").filesystems[0].filter == {"src<": True}
+
+
+@pytest.mark.parametrize(("encoding", "name"), [
+    ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE"),
+    ("utf-32", "UTF-32"), ("utf-32-le", "UTF-32LE"), ("utf-32-be", "UTF-32BE"),
+])
+def test_utf16_and_utf32_files_are_named_as_such(tmp_path: Path, encoding: str, name: str) -> None:
+    path = tmp_path / "wide.yml"
+    path.write_bytes(PLAYBOOK.read_text().encode(encoding))
+    assert str(error_of(path)) == (f"{path}:1:1: looks like {name} text: YAML configuration files must be "
+                                   f"UTF-8 (convert it, e.g. iconv -f {name} -t UTF-8)")

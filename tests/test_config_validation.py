@@ -460,3 +460,77 @@ filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
 """) == [
         "5:38: policies.p.keep_source[0].grid: interval 1 of 2 '1x1h(keep = all)': blanks around '=' or "
         "after the value in (keep = all) are rejected, as by zrepl: write (keep=N) or (keep=all)"]
+
+
+LONG = "1" * 5000
+
+
+@pytest.mark.parametrize(("host", "message"), [
+    ("{connection: ssh, address: x, port: .inf}",
+     "2:44: hosts.nas.port: expected an integer, got infinity (.inf)"),
+    ("{connection: ssh, address: x, port: -.inf}",
+     "2:44: hosts.nas.port: expected an integer, got minus infinity (-.inf)"),
+    ("{connection: ssh, address: x, port: .nan}",
+     "2:44: hosts.nas.port: expected an integer, got not-a-number (.nan)"),
+    (f"{{connection: ssh, address: x, port: {LONG}}}",
+     "2:44: hosts.nas.port: must be at most 65535, got 11111111111111111111… (5000 digits)"),
+    ("{connection: ssh, address: x, port: 0x10000}",
+     "2:44: hosts.nas.port: must be at most 65535, got 65536"),
+    ("{connection: local, command_timeout: .nan}",
+     "2:45: hosts.nas.command_timeout: expected a finite number, got not-a-number (.nan)"),
+    ("{connection: local, command_timeout: .inf}",
+     "2:45: hosts.nas.command_timeout: expected a finite number, got infinity (.inf)"),
+    ("{connection: local, command_timeout: -.inf}",
+     "2:45: hosts.nas.command_timeout: must be greater than 0, got -.inf"),
+    ("{connection: ssh, address: x, connect_timeout: .nan}",
+     "2:55: hosts.nas.connect_timeout: expected a finite number, got not-a-number (.nan)"),
+    (f"{{connection: local, command_timeout: {LONG}}}",
+     "2:45: hosts.nas.command_timeout: the number 11111111111111111111… (5000 digits) is too large"),
+])
+def test_odd_numbers_get_one_clear_message(host: str, message: str) -> None:
+    assert problems(f"""\
+hosts:
+  nas: {host}
+policies: {{p: {{}}}}
+filesystems: [{{host: nas, filter: {{"t<": true}}, policy: p}}]
+""") == [message]
+
+
+def test_a_count_beyond_64_bits_is_rejected_like_zrepl() -> None:
+    assert problems(f"""\
+hosts: {{nas: {{connection: local}}}}
+policies:
+  p:
+    manage: "^z_"
+    keep_source:
+      - {{type: last_n, count: -{LONG}}}
+      - {{type: last_n, count: {LONG}}}
+filesystems: [{{host: nas, filter: {{"t<": true}}, policy: p}}]
+""") == [
+        "6:31: policies.p.keep_source[0].count: must be at least 1, got -11111111111111111111… (5000 digits)",
+        "7:31: policies.p.keep_source[1].count: must be at most 9223372036854775807, got "
+        "11111111111111111111… (5000 digits)"]
+    assert valid("""\
+hosts: {nas: {connection: local}}
+policies: {p: {manage: "^z_", keep_source: [{type: last_n, count: 9223372036854775807}]}}
+filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
+""").policies["p"].keep_source[0].count == 2**63 - 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("key", ["[nas]", "{nas: 1}"])
+def test_a_list_or_mapping_as_host_key_is_one_problem_not_also_empty_hosts(key: str) -> None:
+    assert problems(f"""\
+hosts:
+  {key}: {{connection: local}}
+  ok: {{connection: local}}
+policies: {{p: {{}}}}
+filesystems: [{{host: ok, filter: {{"t<": true}}, policy: p}}]
+""") == ["2:3: hosts: a key must be a plain name, not a list or mapping"]
+    lines = problems(f"""\
+hosts:
+  {key}: {{connection: local}}
+policies: {{p: {{}}}}
+filesystems: [{{host: ok, filter: {{"t<": true}}, policy: p}}]
+""")
+    assert lines[0] == "2:3: hosts: a key must be a plain name, not a list or mapping"
+    assert not any("must not be empty" in line for line in lines)

@@ -15,10 +15,11 @@ Each problem is a ``ConfigProblem`` rendered ``FILE:LINE:COL: field.path: messag
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
@@ -106,6 +107,12 @@ def read_config_text(filename: str) -> str:
 
 
 def decode_config_bytes(data: bytes, filename: str) -> str:
+    wide = _wide_encoding(data)
+    if wide is not None:
+        raise ConfigError(ConfigProblem(
+            filename, 1, 1, "",
+            f"looks like {wide} text: YAML configuration files must be UTF-8"
+            f" (convert it, e.g. iconv -f {wide} -t UTF-8)"))
     nul = data.find(b"\0")
     if nul >= 0:
         line, column = _position_of_offset(data, nul)
@@ -119,6 +126,30 @@ def decode_config_bytes(data: bytes, filename: str) -> str:
             filename, line, column, "",
             f"not valid UTF-8 (byte 0x{data[exc.start]:02x}): YAML files must be UTF-8 text")) from None
     return text.removeprefix("\ufeff")
+
+
+_WIDE_BOMS = ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"),
+              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """UTF-16 or UTF-32 by their byte order mark, or by the NULs that pad ASCII text in them."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            return name
+    head = data[:64 - len(data[:64]) % 4]
+    if len(head) < 4:
+        return None
+    units = [head[i:i + 4] for i in range(0, len(head), 4)]
+    if all(unit[1:] == b"\0\0\0" for unit in units):
+        return "UTF-32LE"
+    if all(unit[:3] == b"\0\0\0" for unit in units):
+        return "UTF-32BE"
+    if all(b == 0 for b in head[1::2]):
+        return "UTF-16LE"
+    if all(b == 0 for b in head[0::2]):
+        return "UTF-16BE"
+    return None
 
 
 def _position_of_offset(data: bytes, offset: int) -> Position:
@@ -145,6 +176,8 @@ class Document:
     data: Any
     positions: dict[Path, Located]
     problems: list[ConfigProblem]
+    # Mappings that lost a key the YAML layer already reported: not "empty" on top of that.
+    keys_dropped: set[Path] = field(default_factory=set)
 
     def at(self, path: Path, *, key: bool = False) -> Position:
         """Position of ``path`` (its key when asked and known), else of its nearest known parent."""
@@ -181,7 +214,7 @@ def parse_document(text: str, filename: str) -> Document:
         raise ConfigError(ConfigProblem(
             filename, line, column, "",
             f"the top level must be a mapping with hosts, policies and filesystems, not {_describe(data)}"))
-    return Document(filename, data, builder.positions, builder.problems)
+    return Document(filename, data, builder.positions, builder.problems, builder.keys_dropped)
 
 
 def _compose(text: str, filename: str) -> Node | None:
@@ -350,6 +383,7 @@ class _PlainBuilder:
         self.text = text
         self.positions: dict[Path, Located] = {}
         self.problems: list[ConfigProblem] = []
+        self.keys_dropped: set[Path] = set()
         self._nodes = 0
         self._seen: set[int] = set()  # collections built so far: meeting one again is an alias
         self._stack: list[tuple[Node, bool]] = []  # collections being built, and whether via an alias again
@@ -421,6 +455,7 @@ class _PlainBuilder:
                 line, column = _mark(key_node)
                 self.problems.append(ConfigProblem(self.filename, line, column, format_path(path),
                                                    "a key must be a plain name, not a list or mapping"))
+                self.keys_dropped.add(path)
                 continue
             key = str(key_node.value)
             if key in first_seen:
@@ -471,11 +506,37 @@ def _yaml_int(text: str) -> int | str:
     sign = -1 if digits.startswith("-") else 1
     digits = digits.lstrip("+-")
     bases = {"0x": 16, "0o": 8, "0b": 2}
+    base = bases.get(digits[:2].lower(), 10)
+    written = digits[2:] if base != 10 else digits
     try:
-        base = bases.get(digits[:2].lower(), 10)
-        return sign * int(digits[2:] if base != 10 else digits, base)
+        if len(written) > _MAX_EXACT_DIGITS:
+            return _LongNumber(sign, written, base)
+        return sign * int(written, base)
     except ValueError:
         return text
+
+
+# Python refuses to convert more than 4300 decimal digits between int and str (CVE-2020-10735);
+# no setting needs more than 19.
+_MAX_EXACT_DIGITS = 1000
+
+
+class _LongNumber(int):
+    """An absurdly long integer literal: compares like it (far beyond any bound), prints short."""
+
+    text: str
+
+    def __new__(cls, sign: int, digits: str, base: int) -> _LongNumber:
+        # The first digits stand in for the value: already far beyond any limit a setting has.
+        number = super().__new__(cls, sign * int(digits[:_MAX_EXACT_DIGITS], base))
+        prefix = {16: "0x", 8: "0o", 2: "0b"}.get(base, "")
+        number.text = f"{'-' if sign < 0 else ''}{prefix}{digits[:20]}… ({len(digits)} digits)"
+        return number
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
 
 
 def _yaml_float(text: str) -> float | str:
@@ -512,13 +573,33 @@ def _describe(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return "not-a-number (.nan)"
+        return f"{'minus ' * (value < 0)}infinity ({_number(value)})"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {_number(value)}"
     if isinstance(value, str):
         return f"the string {_short(value)!r}"
     if isinstance(value, list):
         return "a list"
     return "a mapping"
+
+
+def _number(value: int | float) -> str:
+    """A number as written, or its first digits and length when it is absurdly long."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"  # as YAML writes them
+    text = str(value)
+    digits = len(text.lstrip("-"))
+    if isinstance(value, float | _LongNumber) or digits <= 20:
+        return text
+    return f"{text[:20 + text.startswith('-')]}… ({digits} digits)"
+
+
+def _describe_number(value: Any) -> str:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return _number(value) if is_number else _describe(value)
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -550,9 +631,19 @@ def _schema_validator() -> jsonschema.Draft202012Validator:
 def shape_problems(document: Document) -> list[ConfigProblem]:
     """JSON-schema problems in human words: unknown keys, missing keys, wrong types."""
     problems: list[ConfigProblem] = []
-    for error in _schema_validator().iter_errors(document.data):
+    for error in _beside_type_errors(_schema_validator().iter_errors(document.data)):
         problems += _schema_error_problems(document, error)
     return problems
+
+
+_RANGE_CHECKS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _beside_type_errors(errors: Iterable[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
+    """A value of the wrong type gets that one message, not also a range check (``port: .inf``)."""
+    listed = list(errors)
+    mistyped = {tuple(e.absolute_path) for e in listed if e.validator == "type"}
+    return [e for e in listed if e.validator not in _RANGE_CHECKS or tuple(e.absolute_path) not in mistyped]
 
 
 def _schema_error_problems(document: Document, error: jsonschema.ValidationError) -> list[ConfigProblem]:
@@ -562,6 +653,8 @@ def _schema_error_problems(document: Document, error: jsonschema.ValidationError
         allowed = sorted(_schema_of(error).get("properties", {}))
         return [document.problem((*path, key), _unknown_key_message(key, allowed), key=True)
                 for key in instance if key not in allowed]
+    if kind == "minProperties" and path in document.keys_dropped:
+        return []
     if kind == "required" and isinstance(instance, dict):
         return [document.problem((*path, name), f"missing required key {name!r}", key=True)
                 for name in value if name not in instance]
@@ -590,11 +683,11 @@ def _schema_message(kind: Any, value: Any, instance: Any, fallback: str) -> str:
     if kind == "minLength":
         return "must not be empty"
     if kind == "minimum":
-        return f"must be at least {value}, got {instance}"
+        return f"must be at least {value}, got {_describe_number(instance)}"
     if kind == "maximum":
-        return f"must be at most {value}, got {instance}"
+        return f"must be at most {value}, got {_describe_number(instance)}"
     if kind == "exclusiveMinimum":
-        return f"must be greater than {value}, got {instance}"
+        return f"must be greater than {value}, got {_describe_number(instance)}"
     if kind == "const":
         return f"must be {value!r}, got {_describe(instance)}"
     if kind == "enum":
@@ -625,8 +718,8 @@ def _union_problems(document: Document, error: jsonschema.ValidationError) -> li
         chosen = [i for i, branch in enumerate(branches) if branch.get("$ref") == mapping[tag]]
     else:
         chosen = [i for i, branch in enumerate(branches) if _branch_accepts_type(branch, instance)]
-    sub_errors = [e for e in error.context or []
-                  if e.relative_schema_path and e.relative_schema_path[0] in chosen]
+    sub_errors = _beside_type_errors(e for e in error.context or []
+                                     if e.relative_schema_path and e.relative_schema_path[0] in chosen)
     if not chosen or not sub_errors:
         expected = " or ".join(_branch_type_name(b) for b in branches)
         return [document.problem(path, f"expected {expected}, got {_describe(instance)}")]
@@ -666,13 +759,14 @@ def validate_models(document: Document) -> tuple[Config | None, list[tuple[Confi
         return Config.model_validate(document.data), []
     except ValidationError as exc:
         return None, [(_model_problem(document, error), error["type"] in _MEANING_ERRORS)
-                      for error in exc.errors(include_url=False)]
+                      for error in exc.errors(include_url=False)
+                      if not (error["type"] == "too_short" and tuple(error["loc"]) in document.keys_dropped)]
 
 
 def _model_problem(document: Document, error: Mapping[str, Any]) -> ConfigProblem:
     loc = tuple(error["loc"])
     kind = str(error["type"])
-    message = _model_message(kind, str(error["msg"]), error.get("ctx") or {})
+    message = _model_message(kind, str(error["msg"]), error.get("ctx") or {}, error.get("input"))
     if loc and loc[-1] == "[key]":  # pydantic's marker for a problem with a mapping key itself
         return document.problem(_strip_union_tags(document.data, loc[:-1]), message, key=True)
     path = _strip_union_tags(document.data, loc)
@@ -684,12 +778,23 @@ def _model_problem(document: Document, error: Mapping[str, Any]) -> ConfigProble
     return document.problem(path, message, key=isinstance(error.get("input"), dict))
 
 
-def _model_message(kind: str, message: str, ctx: Mapping[str, Any]) -> str:
+_BOUNDS = {"greater_than": ("gt", "greater than"), "greater_than_equal": ("ge", "at least"),
+           "less_than": ("lt", "less than"), "less_than_equal": ("le", "at most")}
+
+
+def _model_message(kind: str, message: str, ctx: Mapping[str, Any], value: Any = None) -> str:
     if kind in ("value_error", "assertion_error"):
         # pydantic prefixes our own ValueError text; the text alone is the message we wrote.
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)
         return message
+    if kind in ("finite_number", "float_type") and isinstance(value, int) and not isinstance(value, bool):
+        return f"{_describe(value)} is too large"  # beyond a float
+    if kind == "finite_number" and isinstance(value, float):
+        return f"expected a finite number, got {_describe(value)}"
+    if kind in _BOUNDS and _BOUNDS[kind][0] in ctx:
+        bound, words = _BOUNDS[kind]
+        return f"must be {words} {_describe_number(ctx[bound])}, got {_describe_number(value)}"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else message
     if kind in ("union_tag_invalid", "union_tag_not_found"):

@@ -71,7 +71,8 @@ class LocalHost(Model):
     connection: Literal["local"] = Field(description="run zfs on this machine")
     zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1,
                                    description="argv prefix for zfs, e.g. [sudo, -n, zfs]")
-    command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
+    command_timeout: float = Field(default=600.0, gt=0, allow_inf_nan=False,
+                                   description="seconds per zfs command")
 
     @field_validator("zfs_command")
     @classmethod
@@ -89,8 +90,9 @@ class SshHost(Model):
                              description="pinned host keys; an unknown or changed key is refused")
     zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1,
                                    description="argv prefix for zfs on that host, e.g. [sudo, -n, zfs]")
-    connect_timeout: float = Field(default=10.0, gt=0, description="seconds")
-    command_timeout: float = Field(default=600.0, gt=0, description="seconds per zfs command")
+    connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="seconds")
+    command_timeout: float = Field(default=600.0, gt=0, allow_inf_nan=False,
+                                   description="seconds per zfs command")
 
     @field_validator("zfs_command")
     @classmethod
@@ -166,7 +168,8 @@ class KeepGrid(Model):
 
 class KeepLastN(Model):
     type: Literal["last_n"]
-    count: int = Field(ge=1, description="keep the newest N matching snapshots")
+    # zrepl reads the count into a Go int: 64 bits.
+    count: int = Field(ge=1, le=2**63 - 1, description="keep the newest N matching snapshots")
     regex: Regex = Field(default=".*", description="only snapshots whose name matches take part")
 
 
