@@ -8,7 +8,7 @@ contract of DESIGN.md). Rendering and executing read the very same objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
@@ -223,28 +223,49 @@ class DestroyAction:
     snapshots: tuple[str, ...]
     reasons: tuple[tuple[str, str], ...] = ()
     reason: str = ""
+    # ``reasons`` as a dict, built on the first ``reason_for``: asking for every name of a
+    # first mass prune (thousands per dataset) must not rebuild it each time.
+    _by_name: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def describe(self) -> str:
         n = len(self.snapshots)
         return f"destroy {n} snapshot{'s' if n != 1 else ''} of {self.dataset}"
 
     def reason_for(self, name: str) -> str:
-        return dict(self.reasons).get(name, self.reason)
+        by_name = self._by_name
+        if by_name is None:
+            by_name = dict(self.reasons)
+            object.__setattr__(self, "_by_name", by_name)
+        return by_name.get(name, self.reason)
+
+    def rows(self, empty: str = "") -> list[tuple[str, str]]:
+        """(name, ``reason_for(name)``) for every name in ``snapshots`` order, ``empty`` instead
+        of an empty reason.
+
+        Rendering walks a million of these: one mapping per call, not kept on the action."""
+        by_name = self._by_name if self._by_name is not None else dict(self.reasons)
+        default = self.reason
+        return [(name, by_name.get(name, default) or empty) for name in self.snapshots]
 
     def argv_batches(self, max_bytes: int = MAX_ARGV_BYTES) -> list[list[str]]:
-        """``zfs destroy ds@a,b,c`` commands, split to stay within ``max_bytes``; bookmarks one each."""
+        """``zfs destroy ds@a,b,c`` commands, split so that each whole argv (UTF-8 bytes, each
+        argument with its terminating NUL, as execve counts) stays within ``max_bytes``;
+        bookmarks one each."""
         batches: list[list[str]] = []
         current: list[str] = []
-        size = len(self.dataset) + 1
+        # "zfs\0destroy\0" + "dataset@" ... "\0"; every further name adds itself and a comma.
+        fixed = len(b"zfs\0destroy\0") + len(self.dataset.encode()) + 2
+        size = fixed
         for name in self.snapshots:
             if name.startswith("#"):
                 batches.append(["zfs", "destroy", f"{self.dataset}{name}"])
                 continue
-            if current and size + len(name) + 1 > max_bytes:
+            cost = len(name.encode()) + (1 if current else 0)
+            if current and size + cost > max_bytes:
                 batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
-                current, size = [], len(self.dataset) + 1
+                current, size, cost = [], fixed, cost - 1
             current.append(name)
-            size += len(name.encode()) + 1
+            size += cost
         if current:
             batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
         return batches
