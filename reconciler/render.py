@@ -4,6 +4,10 @@ All three read the very same Plan object the executor runs. Text and markdown gr
 actions by host and then filesystem, list every destroyed snapshot with its reason,
 state the prune-vs-replication rule per filesystem, and end (text) or start (markdown)
 with one summary line. Conflicts, unavailable hosts and warnings are never folded away.
+
+A first mass prune destroys a million snapshots, so all three are written out as they
+are produced (``write_text``, ``write_markdown``, ``write_json``), never held whole in
+memory, and the per-destroy work is a few string operations.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as json_string
+from typing import Any, TextIO
 
 from rich.color import ColorSystem
 from rich.console import Console
@@ -241,9 +247,9 @@ def incoming_text(send: SendAction) -> str:
     return f"receives {count} ({how}) from {send.host}:{send.dataset}@{send.snapshot}"
 
 
-def destroy_rows(action: DestroyAction) -> Iterator[tuple[str, str]]:
-    for name in action.snapshots:
-        yield name, action.reason_for(name) or "no reason recorded"
+def destroy_rows(action: DestroyAction) -> list[tuple[str, str]]:
+    """(name, reason) for every name the action destroys, in order (linear in its size)."""
+    return action.rows(empty="no reason recorded")
 
 
 # --------------------------------------------------------------------------- text
@@ -251,36 +257,69 @@ def destroy_rows(action: DestroyAction) -> Iterator[tuple[str, str]]:
 Segment = tuple[str, str]  # (text, rich style)
 
 
-@dataclass(slots=True)
-class TextLines:
-    """Lines of styled segments, each with an indent.
+class TextOut:
+    """Writes lines of styled segments, each with an indent, to the console's file as they come.
 
-    Written straight to the console's file: rich decides colour support (TTY, NO_COLOR,
-    FORCE_COLOR, colour depth) and renders each style once, but laying out a hundred
-    thousand destroy lines through rich's Text machinery would take many seconds.
+    rich decides colour support (TTY, NO_COLOR, FORCE_COLOR, colour depth) and renders each
+    style once, but laying out a million destroy lines through rich's Text machinery, or
+    even keeping them all until the end, would take many seconds and gigabytes.
     """
 
-    lines: list[tuple[int, tuple[Segment, ...]]] = field(default_factory=list)
+    def __init__(self, console: Console) -> None:
+        self.file = console.file
+        self.paint = Painter(console)
+        # Pipes and files get whole lines (grep-able), no wrapping at an assumed width.
+        self.width: int | None = console.width if console.is_terminal else None
+        self.chunk: list[str] = []
 
     def add(self, indent: int, *parts: str | Segment) -> None:
-        self.lines.append((indent, tuple((p, "") if isinstance(p, str) else p for p in parts)))
+        segments = tuple((p, "") if isinstance(p, str) else p for p in parts)
+        paint = self.paint
+        for offset, piece in wrap_segments(segments, indent, self.width):
+            self.chunk.append(" " * offset + "".join(paint(text, style) for text, style in piece) + "\n")
+        if len(self.chunk) >= 1000:
+            self.flush()
 
     def blank(self) -> None:
-        self.lines.append((0, ()))
+        self.chunk.append("\n")
 
-    def print(self, console: Console) -> None:
-        paint = Painter(console)
-        # Pipes and files get whole lines (grep-able), no wrapping at an assumed width.
-        width = console.width if console.is_terminal else None
-        chunk: list[str] = []
-        for indent, segments in self.lines:
-            for offset, piece in wrap_segments(segments, indent, width):
-                chunk.append(" " * offset + "".join(paint(text, style) for text, style in piece) + "\n")
-            if len(chunk) >= 1000:
-                console.file.write("".join(chunk))
-                chunk = []
-        console.file.write("".join(chunk))
-        console.file.flush()
+    def rows(self, indent: int, rows: list[tuple[str, str]], name_style: str, lead: str = "",
+             lead_style: str = "", *, column: int | None = None) -> None:
+        """``[lead  ]name  reason`` lines (reason dimmed), names padded to ``column`` (default:
+        the longest name, at most 40).
+
+        The per-row work of ``add`` in one f-string each: these are the million lines of a
+        mass prune or an ``--explain``. A row that would wrap goes through ``add``."""
+        if not rows:
+            return
+        if column is None:
+            column = min(max(len(name) for name, _ in rows), 40)
+        name_on, name_off = self.paint.codes(name_style)
+        dim_on, dim_off = self.paint.codes("dim")
+        head = " " * indent
+        if lead:
+            lead_on, lead_off = self.paint.codes(lead_style)
+            head += f"{lead_on}{lead}{lead_off}  "
+        room = None if self.width is None else self.width - indent - (len(lead) + 2 if lead else 0) - 2
+        chunk = self.chunk
+        for name, reason in rows:
+            if not name or not reason or (room is not None and max(len(name), column) + len(reason) > room):
+                lead_parts: tuple[Segment, ...] = ((lead, lead_style), ("  ", "")) if lead else ()
+                self.add(indent, *lead_parts, (f"{name:<{column}}", name_style), "  ", (reason, "dim"))
+                chunk = self.chunk  # add may have flushed
+            else:
+                chunk.append(f"{head}{name_on}{name:<{column}}{name_off}  {dim_on}{reason}{dim_off}\n")
+            if len(chunk) >= 10000:
+                self.flush()
+                chunk = self.chunk
+
+    def flush(self) -> None:
+        self.file.write("".join(self.chunk))
+        self.chunk = []
+
+    def close(self) -> None:
+        self.flush()
+        self.file.flush()
 
 
 class Painter:
@@ -296,6 +335,13 @@ class Painter:
     def __call__(self, text: str, style: str) -> str:
         if not style or self.system is None or not text:
             return text
+        before, after = self.codes(style)
+        return f"{before}{text}{after}"
+
+    def codes(self, style: str) -> tuple[str, str]:
+        """What goes before and after a (non-empty) text in ``style``: ("", "") without colour."""
+        if not style or self.system is None:
+            return "", ""
         if style not in self.cache:
             parsed = Style.parse(style)
             if self.no_color:
@@ -303,8 +349,7 @@ class Painter:
             probe = parsed.render("\0", color_system=self.system)
             before, _, after = probe.partition("\0")
             self.cache[style] = (before, after)
-        before, after = self.cache[style]
-        return f"{before}{text}{after}"
+        return self.cache[style]
 
 
 def wrap_segments(segments: tuple[Segment, ...], indent: int, width: int | None,
@@ -345,19 +390,16 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
     return tuple(out)
 
 
-def text_action(out: TextLines, action: Action, indent: int) -> None:
+def text_action(out: TextOut, action: Action, indent: int) -> None:
     style = ACTION_STYLES.get(action.kind, "")
     sigil = ACTION_SIGILS.get(action.kind, "*")
     detail = action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
-        rows = list(destroy_rows(action))
-        width = min(max(len(name) for name, _ in rows), 40)
-        for name, reason in rows:
-            out.add(indent + 4, (f"{name:<{width}}", style), "  ", (reason, "dim"))
+        out.rows(indent + 4, destroy_rows(action), style)
 
 
-def text_verdicts(out: TextLines, report: FilesystemReport, indent: int) -> None:
+def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:
     snaps = sum(1 for v in report.verdicts if not v.name.startswith("#"))
     marks = len(report.verdicts) - snaps
     head = f"explain {report.host}:{report.dataset}: {plural(snaps, 'snapshot')}"
@@ -365,13 +407,21 @@ def text_verdicts(out: TextLines, report: FilesystemReport, indent: int) -> None
     if not report.verdicts:
         out.add(indent + 2, ("(no snapshots or bookmarks)", "dim"))
         return
-    width = min(max(len(v.name) for v in report.verdicts), 40)
-    for v in report.verdicts:
-        verdict, style = ("keep   ", "green") if v.keep else ("destroy", "red")
-        out.add(indent + 2, (verdict, style), "  ", f"{v.name:<{width}}", "  ", (v.reason, "dim"))
+    # Runs of equal verdicts share the lead column's text and style: one ``rows`` call each.
+    run: list[tuple[str, str]] = []
+    keep = report.verdicts[0].keep
+    column = min(max(len(v.name) for v in report.verdicts), 40)
+    for v in (*report.verdicts, None):
+        if v is None or v.keep != keep:
+            verdict, style = ("keep   ", "green") if keep else ("destroy", "red")
+            out.rows(indent + 2, run, "", verdict, style, column=column)
+            if v is None:
+                break
+            run, keep = [], v.keep
+        run.append((v.name, v.reason))
 
 
-def text_filesystem(out: TextLines, fs: FilesystemView, explain: set[tuple[str, str]]) -> None:
+def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, str]]) -> None:
     report = fs.report
     head = f"{report.role} · policy {report.policy}" if report else ""
     out.add(2, (fs.dataset, "bold"), (f"  {head}" if head else "", "dim"))
@@ -405,7 +455,7 @@ def unchanged_groups(views: Iterable[FilesystemView]) -> dict[str, list[str]]:
     return groups
 
 
-def text_unchanged(out: TextLines, views: list[FilesystemView]) -> None:
+def text_unchanged(out: TextOut, views: list[FilesystemView]) -> None:
     for label, names in unchanged_groups(views).items():
         shown = ", ".join(names[:UNCHANGED_NAMES_SHOWN])
         more = len(names) - UNCHANGED_NAMES_SHOWN
@@ -413,7 +463,7 @@ def text_unchanged(out: TextLines, views: list[FilesystemView]) -> None:
         out.add(2, (f"{label}: ", "dim"), shown, (rest, "dim"))
 
 
-def text_conflict(out: TextLines, conflict: Conflict) -> None:
+def text_conflict(out: TextOut, conflict: Conflict) -> None:
     source = (f"  (source {conflict.source_host}:{conflict.source_dataset})"
               if conflict.source_host else "")
     out.add(2, (f"! {conflict.code}  {conflict.host}:{conflict.dataset}", CONFLICT_STYLE), source)
@@ -422,8 +472,7 @@ def text_conflict(out: TextLines, conflict: Conflict) -> None:
         out.add(6, ("fix: ", "bold"), conflict.fix)
 
 
-def build_text(plan: Plan, explain: Explain = None) -> TextLines:
-    out = TextLines()
+def write_text(plan: Plan, out: TextOut, explain: Explain = None) -> None:
     when = plan.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     out.add(0, ("Plan", "bold"), f" at {when}", (f"  (fingerprint {plan.fingerprint})", "dim"))
     explain_keys = explained_keys(plan, explain)
@@ -460,12 +509,15 @@ def build_text(plan: Plan, explain: Explain = None) -> TextLines:
         out.add(0, ("Plan: ", "bold"), (line, "bold"))
     else:
         out.add(0, (line, "bold green" if not attention_items(plan) else CONFLICT_STYLE))
-    return out
 
 
 def render_text(plan: Plan, *, explain: Explain = None, console: Console | None = None) -> None:
     """Print the plan for a person. Colour only on a terminal, and never with NO_COLOR."""
-    build_text(plan, explain).print(console or Console())
+    out = TextOut(console or Console())
+    try:
+        write_text(plan, out, explain)
+    finally:
+        out.close()
 
 
 def render_text_to_string(plan: Plan, *, explain: Explain = None, width: int = 100,
@@ -481,12 +533,30 @@ def render_text_to_string(plan: Plan, *, explain: Explain = None, width: int = 1
 # --------------------------------------------------------------------------- markdown
 
 # ASCII punctuation that can start markdown syntax, HTML, mentions or issue links inline.
-MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#@!&])")
+# The backslash comes first: the escapes added for the others must not be escaped again.
+MD_SPECIAL = "\\`*_[]<>|~#@!&"
 
 
 def md_text(text: str) -> str:
     """Plain text safe inline and in table cells (CommonMark backslash escapes)."""
-    return MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    return md_escape(" ".join(text.split()))
+
+
+def md_texts(texts: list[str]) -> list[str]:
+    """``md_text`` of each, escaped all at once (the reasons of a destroy list): a text with
+    its whitespace collapsed holds no newline, so they travel as the lines of one string."""
+    if not texts:
+        return []
+    return md_escape("\n".join([" ".join(text.split()) for text in texts])).split("\n")
+
+
+def md_escape(text: str) -> str:
+    # One C-speed replace per character present (a regex calls back into Python per match,
+    # six times slower on a typical destroy reason).
+    for char in MD_SPECIAL:
+        if char in text:
+            text = text.replace(char, "\\" + char)
+    return text
 
 
 def md_code(text: str, *, table: bool = False) -> str:
@@ -495,6 +565,8 @@ def md_code(text: str, *, table: bool = False) -> str:
     Inside a table cell GitHub splits on every unescaped pipe, even in code spans,
     and renders ``\\|`` there as ``|``; outside tables ``\\|`` would show literally.
     """
+    if "`" not in text and "\n" not in text and text[:1] != " " and not (table and "|" in text):
+        return f"`{text}`"  # the common case, exactly what the general rules below produce
     text = " ".join(text.split("\n"))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
@@ -541,7 +613,26 @@ def md_minor_action(action: Action) -> str:
 
 
 def md_destroy_list(action: DestroyAction, indent: str = "") -> list[str]:
-    return [f"{indent}- {md_code(name)}: {md_text(reason)}" for name, reason in destroy_rows(action)]
+    rows = destroy_rows(action)
+    reasons = md_texts([reason for _, reason in rows])
+    return [f"{indent}- {md_code(name)}: {reason}" for (name, _), reason in zip(rows, reasons, strict=True)]
+
+
+class MarkdownOut:
+    """Writes markdown lines to a file as they come, without the document's trailing blank lines."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.blanks = 0  # blank lines held back: written only if something follows
+
+    def write(self, lines: list[str]) -> None:
+        end = len(lines)
+        while end and lines[end - 1] == "":
+            end -= 1
+        if end:
+            self.file.write("\n" * self.blanks + "\n".join(lines[:end]) + "\n")
+            self.blanks = 0
+        self.blanks += len(lines) - end
 
 
 def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str]:
@@ -640,28 +731,178 @@ def md_attention(plan: Plan) -> list[str]:
     return lines
 
 
-def render_markdown(plan: Plan, *, explain: Explain = None) -> str:
-    """GitHub-flavoured markdown for a pull-request comment."""
+def write_markdown(plan: Plan, file: TextIO, *, explain: Explain = None) -> None:
+    """GitHub-flavoured markdown for a pull-request comment, written to ``file`` as it goes."""
+    out = MarkdownOut(file)
     when = plan.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [f"### zrepl-reconcile plan: {md_text(summary_line(plan))}", "",
-             f"Computed at {md_code(when)} · fingerprint {md_code(plan.fingerprint)}", ""]
-    lines += md_attention(plan)
+    out.write([f"### zrepl-reconcile plan: {md_text(summary_line(plan))}", "",
+               f"Computed at {md_code(when)} · fingerprint {md_code(plan.fingerprint)}", ""])
+    out.write(md_attention(plan))
     explain_keys = explained_keys(plan, explain)
     unavailable = {host for host, _reason in plan.unavailable}
     for host, datasets in group_by_host(plan).items():
         shown, unchanged = split_shown(sorted_views(datasets), explain_keys)
         note = " — unavailable" if host in unavailable else ""
-        lines += [f"#### Host {md_code(host)}{note}", ""]
+        out.write([f"#### Host {md_code(host)}{note}", ""])
         for fs in shown:
-            lines += md_filesystem(fs, explain_keys)
-        lines += md_unchanged(unchanged)
-    while lines and lines[-1] == "":
-        lines.pop()
-    return "\n".join(lines) + "\n"
+            out.write(md_filesystem(fs, explain_keys))
+        out.write(md_unchanged(unchanged))
+
+
+def render_markdown(plan: Plan, *, explain: Explain = None) -> str:
+    """GitHub-flavoured markdown for a pull-request comment."""
+    buffer = io.StringIO()
+    write_markdown(plan, buffer, explain=explain)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- json
 
 def render_json(plan: Plan) -> str:
     """The Plan JSON of DESIGN.md (public, versioned): what ``apply --plan FILE`` reads."""
-    return json.dumps(plan.to_json(), indent=2) + "\n"
+    buffer = io.StringIO()
+    write_json(plan, buffer)
+    return buffer.getvalue()
+
+
+def write_json(plan: Plan, file: TextIO) -> None:
+    """The Plan JSON written to ``file`` action by action: byte for byte what
+    ``json.dumps(plan.to_json(), indent=2) + "\\n"`` gives, without first building that
+    string, or the dicts of all actions."""
+    writer = JsonWriter(file)
+    writer.value(plan.to_json(lazy=True), 0)
+    writer.parts.append("\n")
+    writer.flush()
+
+
+class JsonWriter:
+    """``json.dumps(value, indent=2)`` (ensure_ascii, no sorting) streamed to a file.
+
+    json's own encoder formats indented output in Python generators, one per nesting level;
+    here lists of strings and string-to-string objects (a destroy's snapshots and reasons,
+    nearly all of a large plan) are joined in C, and an iterator (the plan's actions) is
+    written as an array element by element, the buffer going to the file as it fills.
+    """
+
+    INDENT = "  "
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.parts: list[str] = []
+
+    def flush(self) -> None:
+        self.file.write("".join(self.parts))
+        self.parts = []
+
+    def value(self, value: Any, level: int) -> None:
+        parts = self.parts
+        if isinstance(value, str):
+            parts.append(json_string(value))
+        elif value is None:
+            parts.append("null")
+        elif value is True:
+            parts.append("true")
+        elif value is False:
+            parts.append("false")
+        elif isinstance(value, int):
+            parts.append(int.__repr__(value))
+        elif isinstance(value, float):
+            parts.append(json.dumps(value))  # json's spelling of nan and infinities
+        elif isinstance(value, dict):
+            self.object(value, level)
+        elif isinstance(value, list | tuple):
+            self.array(value, level)
+        elif isinstance(value, Iterator):
+            self.stream(value, level)
+        else:
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    def array(self, items: list[Any] | tuple[Any, ...], level: int) -> None:
+        if not items:
+            self.parts.append("[]")
+            return
+        inner = "\n" + self.INDENT * (level + 1)
+        body = string_items(items, inner)
+        if body is None:  # not all strings
+            self.stream(iter(items), level)
+            return
+        self.parts.append(f"[{inner}{body}\n{self.INDENT * level}]")
+
+    def stream(self, items: Iterator[Any], level: int) -> None:
+        parts = self.parts
+        inner = "\n" + self.INDENT * (level + 1)
+        opening = "[" + inner
+        for item in items:
+            parts.append(opening)
+            opening = "," + inner
+            self.value(item, level + 1)
+            parts = self.parts  # a nested stream may have flushed
+            if len(parts) > 4096:
+                self.flush()
+                parts = self.parts
+        parts.append("[]" if opening.startswith("[") else f"\n{self.INDENT * level}]")
+
+    def object(self, value: dict[Any, Any], level: int) -> None:
+        parts = self.parts
+        if not value:
+            parts.append("{}")
+            return
+        inner = "\n" + self.INDENT * (level + 1)
+        body = string_pairs(value, inner)
+        if body is not None:
+            parts.append(f"{{{inner}{body}\n{self.INDENT * level}}}")
+            return
+        # Some key or value is not a string.
+        opening = "{" + inner
+        for key, item in value.items():
+            parts.append(f"{opening}{json_string(json_key(key))}: ")
+            opening = "," + inner
+            self.value(item, level + 1)
+            parts = self.parts  # a nested stream may have flushed
+        parts.append(f"\n{self.INDENT * level}}}")
+
+
+# Many strings are encoded by one C call, joined by these control characters (which json
+# escapes as ``\\u0001`` and ``\\u0002``) and the escapes then replaced by the separators
+# of the indented output. That is exact when the input has no backslash (no other escape
+# can then contain those six characters) and the separators only where we put them;
+# otherwise each string is encoded on its own.
+ITEM, PAIR = "\x01", "\x02"
+ITEM_ESCAPED, PAIR_ESCAPED = "\\u0001", "\\u0002"
+
+
+def string_items(items: list[Any] | tuple[Any, ...], inner: str) -> str | None:
+    """The items of an indented JSON array of strings (``"a",<inner>"b"``); None if one is not a str."""
+    try:
+        joined = ITEM.join(items)
+    except TypeError:
+        return None
+    if "\\" in joined or joined.count(ITEM) != len(items) - 1:
+        return f",{inner}".join(map(json_string, items))
+    encoded: str = json_string(joined)
+    return encoded.replace(ITEM_ESCAPED, f'",{inner}"')
+
+
+def string_pairs(mapping: dict[Any, Any], inner: str) -> str | None:
+    """The members of an indented JSON object of strings (``"k": "v",<inner>...``); None if a key
+    or value is not a str."""
+    try:
+        joined = ITEM.join(map(PAIR.join, mapping.items()))
+    except TypeError:
+        return None
+    if ("\\" in joined or joined.count(ITEM) != len(mapping) - 1
+            or joined.count(PAIR) != len(mapping)):
+        return f",{inner}".join(f"{json_string(k)}: {json_string(v)}" for k, v in mapping.items())
+    encoded: str = json_string(joined)
+    return encoded.replace(PAIR_ESCAPED, '": "').replace(ITEM_ESCAPED, f'",{inner}"')
+
+
+def json_key(key: Any) -> str:
+    """An object key as json.dumps writes it: strings as they are, scalars spelled as JSON."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    if isinstance(key, int | float):
+        return json.dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")

@@ -163,7 +163,9 @@ def test_json_format_and_out_file_agree(replicated: Path, tmp_path: Path,
                               "--out", str(out_file))
     assert code == 0, err
     printed = json.loads(out)
-    assert printed == json.loads(out_file.read_text(encoding="utf-8"))
+    # Streamed, yet the very bytes json.dumps(indent=2) gives; the file is the same document.
+    assert out == json.dumps(printed, indent=2) + "\n"
+    assert out_file.read_text(encoding="utf-8") == out
     assert printed["format_version"] == 1 and printed["now"] == NOW
     assert printed["fingerprint"].startswith("sha256:")
     kinds = [a["kind"] for a in printed["actions"]]
@@ -322,9 +324,14 @@ def test_filesystem_naming_a_target_dataset_selects_the_send_into_it(
                               "--filesystem", "pool/nas/tank/data/a b:c")
     assert code == 0, err
     plan = json.loads(out)
+    # the managed parent tank/data is sent in full (not left as a placeholder that would block
+    # its own first send later); pool/nas/tank, which no source maps to, is a placeholder
     assert [(a["kind"], a["dataset"]) for a in plan["actions"]] == [
-        ("create", "pool/nas/tank"), ("create", "pool/nas/tank/data"),  # placeholders: parents
-        ("send", "tank/data/a b:c"), ("bookmark", "tank/data/a b:c")]
+        ("create", "pool/nas/tank"), ("send", "tank/data"), ("send", "tank/data/a b:c"),
+        ("bookmark", "tank/data"), ("bookmark", "tank/data/a b:c")]
+    assert plan["warnings"] == ["selection: also sends nas:tank/data to backup:pool/nas/tank/data, which"
+                                " pool/nas/tank/data/a b:c needs as parent (a placeholder there would block"
+                                " its own replication)"]
     assert plan["conflicts"] == [] and plan["unavailable"] == []
     assert plan["selection"] == {"hosts": [], "filesystems": ["pool/nas/tank/data/a b:c"]}
 

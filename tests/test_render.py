@@ -7,15 +7,19 @@ Regenerate the golden files after an intended change with
 from __future__ import annotations
 
 import html
+import io
 import json
 import os
 import re
+import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from reconciler.domain.actions import (
+    MAX_ARGV_BYTES,
     AbortResumeAction,
     BookmarkAction,
     CreateAction,
@@ -47,6 +51,7 @@ from reconciler.render import (
     render_markdown,
     render_text_to_string,
     summary_line,
+    write_json,
 )
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -382,3 +387,90 @@ def test_markdown_parses_as_intended(golden: str, plan_name: str, explain: str |
     tags = set(re.findall(r"</?([a-z0-9]+)", page))
     assert tags <= {"h3", "h4", "p", "code", "strong", "em", "ul", "li", "blockquote", "details",
                     "summary", "br", "table", "thead", "tbody", "tr", "th", "td"}
+
+
+@pytest.mark.parametrize("plan_name", PLANS)
+def test_json_is_byte_for_byte_json_dumps(plan_name: str) -> None:
+    """The streamed Plan JSON is exactly what json.dumps(indent=2) wrote before it."""
+    plan = PLANS[plan_name]()
+    assert render_json(plan) == json.dumps(plan.to_json(), indent=2) + "\n"
+
+
+class CountingFile(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def many_destroys(datasets: int, per_dataset: int) -> Plan:
+    actions = []
+    for d in range(datasets):
+        names = tuple(f"zrepl_{i:06d}" for i in range(per_dataset))
+        actions.append(DestroyAction("nas", f"tank/fs{d}", names,
+                                     tuple((n, f"grid 24x1h: bucket {i} already keeps zrepl_x")
+                                           for i, n in enumerate(names))))
+    return Plan(NOW, FP, tuple(actions),
+                filesystems=tuple(source("nas", f"tank/fs{d}", PRUNE_WINS) for d in range(datasets)))
+
+
+def test_json_is_written_as_it_goes() -> None:
+    plan = many_destroys(3000, 3)
+    out = CountingFile()
+    write_json(plan, out)
+    assert out.writes > 1  # not one string built for the whole plan
+    assert out.getvalue() == json.dumps(plan.to_json(), indent=2) + "\n"
+
+
+def test_destroy_rows_follow_the_snapshots_with_their_reasons() -> None:
+    action = DestroyAction("nas", "tank/a", ("a", "b", "c", "d"),
+                           (("c", "why c"), ("a", "why a"), ("b", "")), "all others")
+    assert action.rows() == [("a", "why a"), ("b", ""), ("c", "why c"), ("d", "all others")]
+    assert [action.reason_for(n) for n in action.snapshots] == ["why a", "", "why c", "all others"]
+    assert action.rows(empty="none")[1] == ("b", "none")
+    text = render_text_to_string(Plan(NOW, FP, (action,)), terminal=False)
+    assert re.search(r"^ +b +no reason recorded$", text, re.M)
+    assert re.search(r"^ +d +all others$", text, re.M)
+
+
+def test_rendering_one_huge_destroy_is_linear() -> None:
+    """20,000 destroys of one dataset: 18 s as text when every row rebuilt the reasons'
+    mapping; well under a second now. Every row is there, with its reason, in order."""
+    plan = many_destroys(1, 20_000)
+    destroy = plan.actions[0]
+    assert isinstance(destroy, DestroyAction)
+    start = time.perf_counter()
+    text = render_text_to_string(plan, terminal=False)
+    markdown = render_markdown(plan)
+    data = json.loads(render_json(plan))
+    assert time.perf_counter() - start < 5
+    rows = [line.split() for line in text.splitlines() if line.startswith("        zrepl_")]
+    assert [(r[0], " ".join(r[1:])) for r in rows] == list(destroy.reasons)
+    listed = re.findall(r"^- `(zrepl_\d+)`: grid 24x1h: bucket (\d+)", markdown, re.M)
+    assert listed == [(n, str(i)) for i, n in enumerate(destroy.snapshots)]
+    assert data["actions"][0]["reasons"] == dict(destroy.reasons)
+    assert text.splitlines()[-1] == "Plan: 20000 to destroy"
+
+
+def test_destroy_batches_stay_within_argv_bytes() -> None:
+    """Non-ASCII names take more bytes than characters: batches are measured in UTF-8 bytes
+    (the whole argv, each argument with its NUL), and cover every name once, in order."""
+    names = tuple(f"zrepl_{i:05d}" + ("_été_快照_😀" if i % 3 else "") for i in range(20_000))
+    action = DestroyAction("nas", "tank/données", names)
+    batches = action.argv_batches()
+    assert len(batches) > 1
+    for argv in batches:
+        assert argv[:2] == ["zfs", "destroy"] and argv[2].startswith("tank/données@")
+        assert sum(len(arg.encode()) + 1 for arg in argv) <= MAX_ARGV_BYTES
+    covered = [name for argv in batches for name in argv[2].split("@", 1)[1].split(",")]
+    assert covered == list(names)
+    # Full batches, not a cautious fraction of the limit: the next name would not have fitted.
+    for argv, following in pairwise(batches):
+        first = following[2].split("@", 1)[1].split(",")[0]
+        assert sum(len(arg.encode()) + 1 for arg in argv) + len(first.encode()) + 1 > MAX_ARGV_BYTES
+    small = DestroyAction("nas", "tank/a", ("a", "#bm", "b"))
+    assert small.argv_batches(max_bytes=len(b"zfs destroy tank/a@a ")) == [
+        ["zfs", "destroy", "tank/a#bm"], ["zfs", "destroy", "tank/a@a"], ["zfs", "destroy", "tank/a@b"]]

@@ -1,15 +1,19 @@
-"""Property: whatever a name or message contains, markdown shows it verbatim and inert."""
+"""Property: whatever a name or message contains, markdown shows it verbatim and inert,
+and the Plan JSON writer encodes it exactly as json.dumps does."""
 
 from __future__ import annotations
 
 import html
+import io
+import json
 import re
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from reconciler.render import md_code, md_text
+from reconciler.render import JsonWriter, md_code, md_text, md_texts
 
 PARSER = MarkdownIt("commonmark").enable("table")
 # Printable text plus the characters that mean something in markdown or HTML.
@@ -50,3 +54,37 @@ def test_table_cells_stay_two_columns(a: str, b: str) -> None:
     assert len(re.findall(r"<td>", body)) == 2
     cell = re.search(r"<td><code>(.*?)</code></td>", body, re.S)
     assert cell and html.unescape(cell.group(1)) == a.replace("\n", " ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXT | st.text(max_size=20)))
+def test_md_texts_is_md_text_of_each(texts: list[str]) -> None:
+    assert md_texts(texts) == [md_text(t) for t in texts]
+
+
+# Strings with what the writer's shortcuts must not be fooled by: its separator characters
+# (\x01, \x02), backslashes and text that looks like their escapes, quotes, non-ASCII.
+JSON_TEXT = st.lists(st.sampled_from(["a", "\x01", "\x02", "\\", "\\u0001", '"', "\n", "é", "😀", " "]),
+                     max_size=8).map("".join) | st.text(max_size=8)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | JSON_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_TEXT, inner, max_size=4)
+    | st.lists(JSON_TEXT, max_size=5) | st.dictionaries(JSON_TEXT, JSON_TEXT, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES, st.booleans())
+def test_json_writer_is_json_dumps(value: Any, stream_lists: bool) -> None:
+    def streamed(v: Any) -> Any:  # lists as iterators, as the plan's actions are written
+        if isinstance(v, list):
+            return iter([streamed(x) for x in v])
+        if isinstance(v, dict):
+            return {k: streamed(x) for k, x in v.items()}
+        return v
+
+    out = io.StringIO()
+    writer = JsonWriter(out)
+    writer.value(streamed(value) if stream_lists else value, 0)
+    writer.flush()
+    assert out.getvalue() == json.dumps(value, indent=2)

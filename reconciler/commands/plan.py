@@ -29,9 +29,9 @@ from reconciler.domain.plan import Plan
 from reconciler.render import (
     attention_items,
     explained_reports,
-    render_json,
-    render_markdown,
     render_text,
+    write_json,
+    write_markdown,
 )
 
 
@@ -80,10 +80,11 @@ def check_explain_target(plan: Plan, explain: str | bool | None) -> None:
 
 
 def print_plan(plan: Plan, fmt: str, explain: str | bool | None) -> None:
+    """Written out as it is rendered: a mass prune's plan is hundreds of MiB in any format."""
     if fmt == "json":
-        sys.stdout.write(render_json(plan))
+        write_json(plan, sys.stdout)
     elif fmt == "markdown":
-        sys.stdout.write(render_markdown(plan, explain=explain))
+        write_markdown(plan, sys.stdout, explain=explain)
     else:
         render_text(plan, explain=explain)
     sys.stdout.flush()
@@ -106,7 +107,7 @@ def write_plan_file(plan: Plan, path: str) -> None:
         raise UsageError(f"--out {path}: cannot write the plan file: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(render_json(plan))
+            write_json(plan, fh)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

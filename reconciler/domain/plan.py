@@ -115,15 +115,20 @@ class Plan:
         out["conflicts"] = len(self.conflicts)
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, lazy: bool = False) -> dict[str, Any]:
+        """The Plan JSON document. With ``lazy``, ``actions`` and ``filesystems`` are iterators
+        that build each entry as it is consumed, so a writer can stream a plan of a million
+        destroys without holding all of it as dicts at once."""
+        actions = (a.to_json() for a in self.actions)
+        filesystems = (f.to_json() for f in self.filesystems)
         return {
             "format_version": self.format_version,
             "now": self.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "fingerprint": self.fingerprint,
-            "actions": [a.to_json() for a in self.actions],
+            "actions": actions if lazy else list(actions),
             "conflicts": [c.to_json() for c in self.conflicts],
             "summary": self.summary(),
-            "filesystems": [f.to_json() for f in self.filesystems],
+            "filesystems": filesystems if lazy else list(filesystems),
             "unavailable": [{"host": h, "reason": r} for h, r in self.unavailable],
             "warnings": list(self.warnings),
             **self.extra,
