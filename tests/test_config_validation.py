@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.config.load import filter_selects, filters_overlap, load_config_text
-from reconciler.config.models import Config
+from reconciler.config.models import Config, SshHost
 from reconciler.errors import ConfigError
+from reconciler.execute.local import LocalExecutor
+from reconciler.execute.transfer import host_argv
 
 HOSTS = """\
 hosts:
@@ -534,3 +540,66 @@ filesystems: [{{host: ok, filter: {{"t<": true}}, policy: p}}]
 """)
     assert lines[0] == "2:3: hosts: a key must be a plain name, not a list or mapping"
     assert not any("must not be empty" in line for line in lines)
+
+
+def test_empty_manage_identity_file_and_known_hosts_are_rejected() -> None:
+    assert problems("""\
+hosts:
+  nas: {connection: local}
+  b: {connection: ssh, address: b.example.org, identity_file: "", known_hosts: ""}
+policies:
+  p: {manage: "", keep_source: [{type: last_n, count: 3}]}
+filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
+""") == [
+        "3:63: hosts.b.identity_file: must not be empty: leave identity_file out to use the SSH agent's keys",
+        "3:80: hosts.b.known_hosts: must not be empty: leave known_hosts out for ~/.ssh/known_hosts",
+        "5:15: policies.p.manage: must not be empty: an empty regex matches every snapshot; write '.*' if "
+        "this policy may really destroy any snapshot",
+    ]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("identity_file", "~/.ssh/%h", "'~/.ssh/%h' contains '%', which the OpenSSH client (bulk sends) expands "
+        "as a token: write the path without '%'"),
+    ("identity_file", "${HOME}/.ssh/id", "'${HOME}/.ssh/id' contains '${', which the OpenSSH client (bulk "
+        "sends) expands as an environment variable: write the path out"),
+    ("known_hosts", "~/.ssh/%d", "'~/.ssh/%d' contains '%'"),
+])
+def test_ssh_paths_the_openssh_client_would_expand_are_rejected(field: str, value: str, message: str) -> None:
+    (line,) = problems(f"""\
+hosts:
+  b: {{connection: ssh, address: b.example.org, {field}: {json.dumps(value)}}}
+policies: {{p: {{}}}}
+filesystems: [{{host: b, filter: {{"t<": true}}, policy: p}}]
+""")
+    column = len(f"  b: {{connection: ssh, address: b.example.org, {field}: ") + 1
+    assert line.startswith(f"2:{column}: hosts.b.{field}: {message}")
+
+
+SHELLISH = ["$(touch pwned)", "`touch pwned`", "it's", '"dq"', "a;b", "x|y", "${HOME}", ">out"]
+
+
+def test_shell_syntax_in_zfs_command_is_literal_argv(tmp_path: Path) -> None:
+    # No shell ever parses zfs_command: locally it is the argv, over SSH shlex.join quotes
+    # each word once, so the remote shell hands the command exactly these words.
+    probe = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+    key = "~/.ssh/$(touch pwned)'\""
+    config = valid(f"""\
+hosts:
+  nas: {{connection: local, zfs_command: {json.dumps(probe + SHELLISH)}}}
+  b: {{connection: ssh, address: b.example.org, zfs_command: {json.dumps(["sudo", *SHELLISH])},
+      identity_file: {json.dumps(key)}}}
+policies: {{p: {{}}}}
+filesystems: [{{host: nas, filter: {{"t<": true}}, policy: p}}]
+""")
+    local, remote = config.hosts["nas"], config.hosts["b"]
+    assert local.zfs_command == [*probe, *SHELLISH]
+    assert remote.zfs_command == ["sudo", *SHELLISH]
+    assert remote.identity_file == key  # type: ignore[union-attr]
+    result = LocalExecutor("nas", local.zfs_command).run(["zfs", "list"])
+    assert json.loads(result.stdout) == [*SHELLISH, "list"]
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    assert isinstance(remote, SshHost)
+    ssh_argv = host_argv(remote, ["zfs", "list"])
+    assert shlex.split(ssh_argv[-1]) == ["sudo", *SHELLISH, "list"]
+    assert ssh_argv[ssh_argv.index("-i") + 1].endswith("/.ssh/$(touch pwned)'\"")

@@ -59,6 +59,22 @@ def check_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def check_ssh_client_path(value: str) -> str:
+    """A path the OpenSSH client (bulk sends) must read as literally as paramiko does.
+
+    ssh expands ``%h``-style tokens and ``${VAR}`` in identity and known_hosts files;
+    paramiko does not, so the two would read different files. ``$(...)`` is expanded by
+    neither (no shell is involved), so it stays a literal part of the name.
+    """
+    if "%" in value:
+        raise ValueError(f"{value!r} contains '%', which the OpenSSH client (bulk sends) expands as a "
+                         "token: write the path without '%'")
+    if "${" in value:
+        raise ValueError(f"{value!r} contains '${{', which the OpenSSH client (bulk sends) expands as an "
+                         "environment variable: write the path out")
+    return value
+
+
 def check_regex(value: str) -> str:
     try:
         re.compile(value)
@@ -98,6 +114,20 @@ class SshHost(Model):
     @classmethod
     def _zfs_command(cls, v: list[str]) -> list[str]:
         return check_command(v)
+
+    @field_validator("identity_file")
+    @classmethod
+    def _identity_file(cls, v: str | None) -> str | None:
+        if v == "":
+            raise ValueError("must not be empty: leave identity_file out to use the SSH agent's keys")
+        return v if v is None else check_ssh_client_path(v)
+
+    @field_validator("known_hosts")
+    @classmethod
+    def _known_hosts(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must not be empty: leave known_hosts out for ~/.ssh/known_hosts")
+        return check_ssh_client_path(v)
 
     @field_validator("address")
     @classmethod
@@ -200,6 +230,9 @@ class Policy(Model):
     @field_validator("manage")
     @classmethod
     def _manage(cls, v: str | None) -> str | None:
+        if v == "":
+            raise ValueError("must not be empty: an empty regex matches every snapshot; write '.*' if this"
+                             " policy may really destroy any snapshot")
         return v if v is None else check_regex(v)
 
     @model_validator(mode="after")
