@@ -608,3 +608,68 @@ def test_benchmark_scenario_converges() -> None:
     plan = make_plan(cfg, facts, BENCH_NOW)
     assert len(of(plan, SendAction)) == 50 and len(of(plan, DestroyAction)) == 100
     assert make_plan(cfg, simulate(facts, plan), BENCH_NOW).actions == ()
+
+
+# ------------------------------------------------------------------ placeholders later replicated
+
+
+def _widened(raw: bool = False) -> tuple[Any, Plan, World]:
+    """Filter tank/a< (pool/nas/tank becomes a placeholder), applied, then widened to tank<."""
+    w = World()
+    w.fs("nas", "tank")
+    w.fs("nas", "tank/a")
+    w.snaps("nas", "tank", [("zrepl_1", 5)])
+    w.snaps("nas", "tank/a", [("zrepl_1", 5)])
+    w.fs("backup", "pool")
+    targets = [{"host": "backup", "root": "pool/nas", "raw": raw}]
+    narrow = simple_config(interval="1d", filter={"tank/a<": True}, targets=targets)
+    first = make_plan(narrow, w.observed, NOW)
+    assert [a.dataset for a in of(first, CreateAction)] == ["pool/nas", "pool/nas/tank"]
+    w.observed = simulate(w.observed, first)
+    wide = simple_config(interval="1d", filter={"tank<": True}, targets=targets)
+    return wide, make_plan(wide, w.observed, NOW), w
+
+
+def test_placeholder_later_replicated_is_a_conflict_with_a_workable_fix() -> None:
+    """The planner never runs recv -F itself; the fix it suggests must work: zfs destroy cannot
+    remove a placeholder with children, a full receive with recv -F keeps them."""
+    cfg, plan, w = _widened()
+    (conflict,) = plan.conflicts
+    assert (conflict.code, conflict.dataset) == ("no_common_snapshot", "pool/nas/tank")
+    assert "placeholder" in conflict.message
+    assert "zfs destroy" not in conflict.fix and "children (pool/nas/tank/a)" in conflict.fix
+    assert "on nas: `zfs send tank@zrepl_1 | ssh backup zfs recv -F pool/nas/tank`" in conflict.fix
+    assert not any(a.dataset == "pool/nas/tank" for a in plan.actions)
+    # the suggested receive, as the planner models it: the placeholder gets tank@zrepl_1
+    w.replicate("nas", "tank", "backup", "pool/nas/tank")
+    after = make_plan(cfg, w.observed, NOW)
+    assert after.conflicts == () and [a.kind for a in after.actions] == ["bookmark"]
+
+
+def test_placeholder_fix_for_raw_sends_swaps_in_a_replica_received_beside_it() -> None:
+    cfg, plan, w = _widened(raw=True)
+    (conflict,) = plan.conflicts
+    assert "zfs recv -F" not in conflict.fix
+    assert ("on nas: `zfs send -w tank@zrepl_1 | ssh backup zfs recv -u pool/nas/tank.new`; then on"
+            " backup: `zfs rename pool/nas/tank/a pool/nas/tank.new/a; zfs destroy pool/nas/tank;"
+            " zfs rename pool/nas/tank.new pool/nas/tank`") in conflict.fix
+    w.replicate("nas", "tank", "backup", "pool/nas/tank")  # the swapped-in replica, as modelled
+    assert make_plan(cfg, w.observed, NOW).conflicts == ()
+
+
+def test_restricted_plan_sends_managed_parents_instead_of_placeholders() -> None:
+    """--filesystem tank/a/b while tank/a (managed) has no replica yet: tank/a is sent in
+    full, so no placeholder takes the place of its replica."""
+    w = World()
+    for name in ("tank", "tank/a", "tank/a/b"):
+        w.fs("nas", name)
+        w.snaps("nas", name, [("zrepl_1", 5)])
+    w.fs("backup", "pool")
+    cfg = simple_config(interval="1d", filter={"tank/a<": True})
+    plan = make_plan(cfg, w.observed, NOW, filesystems=["tank/a/b"])
+    assert [a.dataset for a in of(plan, CreateAction)] == ["pool/nas", "pool/nas/tank"]
+    assert [(s.dataset, s.base) for s in of(plan, SendAction)] == [("tank/a", None), ("tank/a/b", None)]
+    assert [f.dataset for f in plan.filesystems if f.role == "source"] == ["tank/a/b"]
+    assert any("also sends nas:tank/a" in m for m in plan.warnings)
+    everything = make_plan(cfg, simulate(w.observed, plan), NOW)
+    assert everything.conflicts == () and everything.actions == ()

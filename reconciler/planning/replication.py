@@ -89,6 +89,7 @@ class PairPlan:
     cursor_create: BookmarkAction | None = None
     cursor_destroy: list[str] = field(default_factory=list)  # short bookmark names
     warnings: list[str] = field(default_factory=list)
+    target_children: list[str] = field(default_factory=list)  # listed only for an empty target
 
     @property
     def target_host(self) -> str:
@@ -132,10 +133,18 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
     elif existing is None:
         _plan_initial(pair, source)
     else:
+        if not existing.snapshots:
+            pair.target_children = children_of(observed, target.host, target_dataset)
         _plan_existing(pair, source, existing)
     if pair.state == OK:
         _move_cursor(pair, source, prefix)
     return pair
+
+
+def children_of(observed: ObservedState, host: str, dataset: str) -> list[str]:
+    facts = observed.hosts.get(host)
+    prefix = dataset + "/"
+    return sorted(name for name in (facts.datasets if facts else ()) if name.startswith(prefix))
 
 
 def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
@@ -294,12 +303,45 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
         return True
     if not target.snapshots and not target.resume_token:
         _conflict(pair, NO_COMMON_SNAPSHOT,
-                  f"{where} exists but has no snapshot; a full send into it would need recv -F",
-                  f"on {host}: `zfs destroy {shlex.quote(target.name)}` if it is an unused placeholder"
-                  " without children (the next run sends it in full); otherwise receive one full"
-                  " stream into it by hand with `zfs recv -F` after checking its contents")
+                  f"{where} exists but has no snapshot; a full send into it would need recv -F,"
+                  " which this tool never runs on its own (it may be a placeholder created for"
+                  " replicas below it, before this dataset was replicated itself)",
+                  _empty_target_fix(pair, source, target, pair.target_children))
         return True
     return False
+
+
+def _empty_target_fix(pair: PairPlan, source: SourceView, target: Dataset, children: list[str]) -> str:
+    """A manual fix that works. ``zfs destroy`` only works without children. With children,
+    ``recv -F`` of a full stream replaces the dataset's own (empty) contents and keeps the
+    children, as zrepl does for its placeholders; OpenZFS refuses it for a raw (encrypted)
+    stream, so there the replica is received beside the placeholder and swapped in."""
+    host, name = pair.target.host, shlex.quote(target.name)
+    check = f"check that it holds no data: `zfs list -o name,used,referenced {name}` on {host}"
+    if not children:
+        return f"on {host}: `zfs destroy {name}` ({check}); the next plan then sends it in full"
+    shown = ", ".join(children[:3]) + (", ..." if len(children) > 3 else "")
+    newest = source.snapshots[-1] if source.snapshots else None
+    if newest is None:
+        return (f"it has children ({shown}), so it cannot simply be destroyed; once"
+                f" {pair.source.host}:{pair.source.name} has a snapshot, receive it in full by hand"
+                f" (plan again for the exact command)")
+    snap = shlex.quote(f"{source.dataset.name}@{newest.name}")
+    taken = "" if newest in source.dataset.snapshots else " (a snapshot this plan takes: apply first)"
+    ssh = "" if pair.source.host == host else f"ssh {host} "
+    if not pair.target.raw:
+        return (f"it has children ({shown}), so it cannot simply be destroyed. {check[0].upper()}"
+                f"{check[1:]}, then receive one full stream into it (recv -F replaces only its own"
+                f" empty contents and keeps the children): on {pair.source.host}: `zfs send {snap} |"
+                f" {ssh}zfs recv -F {name}`{taken}. The next plan continues incrementally")
+    temporary = target.name + ".new"
+    moves = "; ".join(f"zfs rename {shlex.quote(child)} {shlex.quote(temporary + child[len(target.name):])}"
+                      for child in children if "/" not in child[len(target.name) + 1:])
+    return (f"it has children ({shown}), so it cannot simply be destroyed, and OpenZFS refuses recv -F"
+            f" of a raw stream over it. {check[0].upper()}{check[1:]}, receive the replica beside it and"
+            f" swap: on {pair.source.host}: `zfs send -w {snap} | {ssh}zfs recv -u"
+            f" {shlex.quote(temporary)}`{taken}; then on {host}: `{moves}; zfs destroy {name}; zfs rename"
+            f" {shlex.quote(temporary)} {name}`. The next plan continues incrementally")
 
 
 def _conflict(pair: PairPlan, code: str, message: str, fix: str) -> None:

@@ -221,10 +221,46 @@ def select(config: Config, observed: ObservedState, *, hosts: Collection[str] | 
                 continue
             claims[(entry.host, name)] = chosen
     claimed_twice = {(c.host, c.dataset) for c in result.conflicts if c.code == CLAIMED_TWICE}
+    if restriction.hosts is not None or restriction.filesystems is not None:
+        _add_parent_pairs(observed, claims, claimed_twice, result.warnings)
     result.selected = sorted((s for key, s in claims.items() if key not in claimed_twice),
                              key=lambda s: (s.host, s.name))
     _warn_unmatched_filesystems(config, restriction, matched, looked, result.warnings)
     return result
+
+
+def _add_parent_pairs(observed: ObservedState, claims: dict[tuple[str, str], Selected],
+                      claimed_twice: set[tuple[str, str]], warnings: list[str]) -> None:
+    """A restricted plan also sends the managed parents a new replica needs.
+
+    Without them the plan would create a placeholder where the parent's own replica
+    belongs (``--filesystem tank/a/b`` while ``tank/a`` is managed but not yet on the
+    target), and that empty placeholder would later block the parent's first full send
+    (it would need ``recv -F``). The unrestricted plan sends the parent anyway.
+    """
+    for item in list(claims.values()):
+        for target in item.targets:
+            if target.host not in observed.hosts or observed.exists(target.host,
+                                                                    target.target_dataset(item.name)):
+                continue
+            parts = item.name.split("/")
+            for depth in range(len(parts) - 1, 0, -1):
+                parent = "/".join(parts[:depth])
+                if observed.exists(target.host, target.target_dataset(parent)):
+                    break
+                key = (item.host, parent)
+                dataset = observed.dataset(item.host, parent)
+                if dataset is None or key in claimed_twice or not filter_decision(item.entry.filter, parent):
+                    continue
+                chosen = claims.get(key)
+                if chosen is not None and target in chosen.targets:
+                    continue
+                targets = (*chosen.targets, target) if chosen is not None else (target,)
+                claims[key] = Selected(item.host, dataset, item.entry_index, item.entry, item.policy_name,
+                                       item.policy, targets, chosen.source_side if chosen else False)
+                warnings.append(f"selection: also sends {item.host}:{parent} to {target.host}:"
+                                f"{target.target_dataset(parent)}, which {target.target_dataset(item.name)}"
+                                " needs as parent (a placeholder there would block its own replication)")
 
 
 def _names_matched(restriction: Restriction, name: str, targets: tuple[Target, ...]) -> list[str]:
