@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config.load import filter_selects, filters_overlap, load_config_text
+from reconciler.config.load import filter_selects, filters_overlap, load_config_text, replica_overlap
 from reconciler.config.models import Config, SshHost
 from reconciler.errors import ConfigError
 from reconciler.execute.local import LocalExecutor
@@ -603,3 +603,72 @@ filesystems: [{{host: nas, filter: {{"t<": true}}, policy: p}}]
     ssh_argv = host_argv(remote, ["zfs", "list"])
     assert shlex.split(ssh_argv[-1]) == ["sudo", *SHELLISH, "list"]
     assert ssh_argv[ssh_argv.index("-i") + 1].endswith("/.ssh/$(touch pwned)'\"")
+
+
+def test_a_replica_selected_by_another_entry_on_the_target_host() -> None:
+    # entry 0's policy would snapshot and prune nas:tank/backup/data, entry 1's replica
+    assert problems(HOSTS + """\
+filesystems:
+  - {host: nas, filter: {"tank<": true}, policy: hourly}
+  - host: nas
+    filter: {"data<": true}
+    policy: hourly
+    replicate_to: [{host: nas, root: tank/backup}]
+""") == [
+        "14:38: filesystems[1].replicate_to[0].root: replicating data onto its own host 'nas' under "
+        "'tank/backup' writes tank/backup/data, which filesystems[0] selects on that host (c.yml:10:26): "
+        "its policy 'hourly' would snapshot and prune the replica; use a root outside that entry's "
+        "datasets or exclude it there with \"tank/backup<\": false"]
+
+
+def test_a_replica_pushed_from_another_host_into_a_selected_subtree() -> None:
+    assert problems(HOSTS + """\
+filesystems:
+  - {host: nas, filter: {"tank<": true, "tank/backup": false}, policy: hourly}
+  - {host: backup, filter: {"pool/a<": true}, policy: hourly, replicate_to: [{host: nas, root: tank/backup}]}
+""") == [
+        "11:96: filesystems[1].replicate_to[0].root: replicating pool/a to host 'nas' under 'tank/backup' "
+        "writes tank/backup/pool/a, which filesystems[0] selects on that host (c.yml:10:26): its policy "
+        "'hourly' would snapshot and prune the replica; use a root outside that entry's datasets or "
+        "exclude it there with \"tank/backup<\": false"]
+
+
+def test_a_replica_selected_by_a_key_below_the_root_is_found() -> None:
+    lines = problems(HOSTS + """\
+filesystems:
+  - {host: nas, filter: {"tank/backup/data/x": true}, policy: hourly}
+  - {host: nas, filter: {"data<": true}, policy: hourly, replicate_to: [{host: nas, root: tank/backup}]}
+""")
+    assert lines == [
+        "11:91: filesystems[1].replicate_to[0].root: replicating data/x onto its own host 'nas' under "
+        "'tank/backup' writes tank/backup/data/x, which filesystems[0] selects on that host (c.yml:10:26): "
+        "its policy 'hourly' would snapshot and prune the replica; use a root outside that entry's datasets "
+        "or exclude it there with \"tank/backup<\": false"]
+
+
+@pytest.mark.parametrize(("other", "source"), [
+    ('{"tank<": true, "tank/backup<": false}', '{"data<": true}'),        # replicas excluded there
+    ('{"tank/data<": true}', '{"data<": true}'),                          # another subtree of the pool
+    ('{"tank/backup/data/x<": true}', '{"data<": true, "data/x<": false}'),  # never sent
+    ('{"tank/backup": true}', '{"data<": true}'),                         # the root itself holds no replica
+])
+def test_replicas_outside_every_selection_are_fine(other: str, source: str) -> None:
+    valid(HOSTS + f"""\
+filesystems:
+  - {{host: nas, filter: {other}, policy: hourly}}
+  - {{host: nas, filter: {source}, policy: hourly, replicate_to: [{{host: nas, root: tank/backup}}]}}
+""")
+
+
+_roots = st.sampled_from(["p", "p/a", "q", "p/ab"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_filters, _roots, _filters)
+def test_replica_probe_agrees_with_brute_force(source: dict[str, bool], root: str,
+                                               target: dict[str, bool]) -> None:
+    brute = any(filter_selects(source, d) and filter_selects(target, f"{root}/{d}") for d in _universe)
+    found = replica_overlap(source, root, target)
+    assert (found is not None) == brute
+    if found is not None and not found.endswith("\uffff"):
+        assert filter_selects(source, found) and filter_selects(target, f"{root}/{found}")

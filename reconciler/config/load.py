@@ -14,6 +14,7 @@ Each problem is a ``ConfigProblem`` rendered ``FILE:LINE:COL: field.path: messag
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import math
 import os
@@ -34,6 +35,7 @@ from ruamel.yaml.reader import ReaderError
 from reconciler.config.models import Config
 from reconciler.config.schema import config_json_schema
 from reconciler.errors import ConfigError, ConfigProblem
+from reconciler.planning.selection import filter_decision, is_within
 
 # A real configuration is a few kilobytes (3000 entries are ~400 KB and take ~2 s to
 # parse); anything bigger than this is the wrong file.
@@ -847,20 +849,12 @@ def _value_at(data: Any, path: Sequence[PathElem]) -> Any:
 
 
 def filter_selects(filter_: Mapping[str, bool], dataset: str) -> bool:
-    """zrepl's filter rule: the most specific matching key decides; no match means not selected.
+    """zrepl's filter rule, as the planner applies it (``selection.filter_decision``).
 
     ``"tank/data<"`` matches tank/data and everything below it, ``"tank/data"`` only
     itself; a longer path is more specific, and at equal paths the exact key wins.
     """
-    decision, best = False, (-1, False)
-    for key, selected in filter_.items():
-        subtree = key.endswith("<")
-        path = key[:-1] if subtree else key
-        if dataset == path or (subtree and dataset.startswith(path + "/")):
-            rank = (len(path), not subtree)
-            if rank > best:
-                decision, best = bool(selected), rank
-    return decision
+    return filter_decision(filter_, dataset)
 
 
 def _deciding_key(filter_: Mapping[str, bool], dataset: str) -> str | None:
@@ -930,7 +924,7 @@ def cross_reference_problems(document: Document) -> list[ConfigProblem]:
     entries = _entries(data)
     problems = _undefined_references(document, entries)
     problems += _overlapping_claims(document, entries)
-    problems += _self_replication(document, entries)
+    problems += _replicas_selected_again(document, entries)
     problems += _colliding_targets(document, entries)
     return problems
 
@@ -1015,24 +1009,85 @@ def _claim_problem(document: Document, host: str, probe: str,
         "a dataset must belong to one entry per host"), key=True)
 
 
-def _self_replication(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
-    """A target on the source host inside a selected subtree would replicate its own replica."""
+def _replicas_selected_again(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    """A target root where an entry on the target host selects the replicas (``root/<source>``).
+
+    That entry's policy would snapshot and prune the replicas (the sends then find the
+    target diverged), and when it is the sending entry itself each run replicates the replica.
+    """
     problems: list[ConfigProblem] = []
+    on_host = {host: _KeyPaths(group) for host, group in _by(entries, lambda e: e.host).items() if host}
     for entry in entries:
         for j, host, root in entry.targets:
-            if host is None or root is None or host != entry.host:
+            if host is None or root is None or host not in on_host:
                 continue
-            for key, selected in entry.filter.items():
-                source = key.removesuffix("<")
-                target = f"{root}/{source}"
-                if not selected or not filter_selects(entry.filter, target):
-                    continue
-                problems.append(document.problem(("filesystems", entry.index, "replicate_to", j, "root"), (
-                    f"replicating {source} onto its own host {host!r} under {root!r} writes {target}, which "
-                    "this entry's filter selects again: each run would replicate the replica; "
-                    f"use a root outside the selected datasets or exclude it with \"{root}<\": false")))
-                break
+            found = on_host[host].selecting_replicas(entry, root)
+            if found is not None:
+                problems.append(_replica_problem(document, entry, j, host, root, *found))
     return problems
+
+
+class _KeyPaths:
+    """The filter key paths of the entries on one host, to find those that reach into a root."""
+
+    def __init__(self, group: list[_Entry]) -> None:
+        self.owners: dict[str, list[_Entry]] = {}
+        for entry in group:
+            for path in {key.removesuffix("<") for key in entry.filter}:
+                self.owners.setdefault(path, []).append(entry)
+        self.paths = sorted(self.owners)
+
+    def near(self, root: str) -> list[_Entry]:
+        """Entries with a key at or above ``root`` or below it: the only ones that can select below it."""
+        parts = root.split("/")
+        above = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+        found = {e.index: e for path in above for e in self.owners.get(path, [])}
+        start = bisect.bisect_left(self.paths, root + "/")
+        for path in self.paths[start:bisect.bisect_left(self.paths, root + "0")]:  # "0" follows "/"
+            found.update((e.index, e) for e in self.owners[path])
+        return [found[i] for i in sorted(found)]
+
+    def selecting_replicas(self, source: _Entry, root: str) -> tuple[_Entry, str] | None:
+        """The first entry selecting a replica under ``root`` of what ``source`` selects, and its dataset."""
+        for other in self.near(root):
+            probe = replica_overlap(source.filter, root, other.filter)
+            if probe is not None:
+                return other, probe
+        return None
+
+
+def replica_overlap(source: Mapping[str, bool], root: str, target: Mapping[str, bool]) -> str | None:
+    """A dataset ``d`` that ``source`` selects while ``target`` selects its replica ``root/d``, or None.
+
+    Decisions only change at key paths, so it is enough to probe the source's key paths
+    and the target filter's key paths below ``root`` (made relative), each also with one
+    child that no key names, as ``filters_overlap`` does.
+    """
+    below = {path[len(root) + 1:] for path in (key.removesuffix("<") for key in target)
+             if path != root and is_within(path, root)}
+    for path in sorted({key.removesuffix("<") for key in source} | below):
+        for probe in (path, path + _BELOW):
+            if filter_decision(source, probe) and filter_decision(target, f"{root}/{probe}"):
+                return probe
+    return None
+
+
+def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root: str,
+                     other: _Entry, probe: str) -> ConfigProblem:
+    where: Path = ("filesystems", entry.index, "replicate_to", j, "root")
+    source, replica = _describe_dataset(probe), _describe_dataset(f"{root}/{probe}")
+    onto = f"onto its own host {host!r}" if entry.host == host else f"to host {host!r}"
+    if other is entry:
+        return document.problem(where, (
+            f"replicating {source} {onto} under {root!r} writes {replica}, which this entry's filter "
+            "selects again: each run would replicate the replica; use a root outside the selected "
+            f"datasets or exclude it with \"{root}<\": false"))
+    key = _deciding_key(other.filter, f"{root}/{probe}") or ""
+    return document.problem(where, (
+        f"replicating {source} {onto} under {root!r} writes {replica}, which filesystems[{other.index}] "
+        f"selects on that host ({document.where(('filesystems', other.index, 'filter', key))}): its policy "
+        f"{other.policy!r} would snapshot and prune the replica; use a root outside that entry's datasets "
+        f"or exclude it there with \"{root}<\": false"))
 
 
 def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
