@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # command not built yet
         module.register(sub)
+    for command in sub.choices.values():
+        # Also after the command (`validate --debug`); SUPPRESS keeps a --debug given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
     return parser
 
 

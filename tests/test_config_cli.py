@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli import build_parser, main
 from reconciler.commands.validate import NOT_REPLICATED, PROTECTED, PRUNE_WINS
 
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
@@ -81,3 +81,48 @@ def test_summary_of_a_policy_nothing_replicates(capsys: pytest.CaptureFixture[st
     code, out, _ = run_validate(PLAYBOOKS / "local-retention.yml", capsys)
     assert code == 0
     assert f"    prune rule   {NOT_REPLICATED}" in out.splitlines()
+
+
+def _boom(path: str) -> None:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("argv", [["validate", "--debug", "-c", "c.yml"],
+                                  ["validate", "-c", "c.yml", "--debug"],
+                                  ["--debug", "validate", "-c", "c.yml"]])
+def test_debug_before_or_after_the_command_prints_the_traceback_of_an_internal_error(
+        argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.commands.validate.load_config", _boom)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert 'in _boom\n    raise RuntimeError("boom")\nRuntimeError: boom\n' in err
+    assert err.endswith("internal error: RuntimeError: boom (run with --debug for a traceback)\n")
+
+
+def test_without_debug_an_internal_error_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.commands.validate.load_config", _boom)
+    assert main(["validate", "-c", "c.yml"]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == (
+        "", "internal error: RuntimeError: boom (run with --debug for a traceback)\n")
+
+
+def test_debug_after_the_command_also_shows_where_a_config_error_came_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("hosts:\n  nas:\t{connection: local}\n")
+    assert main(["validate", "-c", str(path), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith(f"error: {path}:2:7: a tab character after 'nas:': use a space "
+                        "(outside [...] and {...} only spaces may separate YAML tokens)\n")
+
+
+@pytest.mark.parametrize("command", ["validate", "schema", "plan", "apply"])
+def test_every_command_takes_debug_on_either_side(command: str) -> None:
+    parser = build_parser()
+    assert parser.parse_args([command, "--debug"]).debug is True
+    assert parser.parse_args(["--debug", command]).debug is True
+    assert parser.parse_args([command]).debug is False
