@@ -87,6 +87,21 @@ def test_fingerprint_tracks_facts_and_config() -> None:
     assert facts_fingerprint(cfg, w.observed, filesystems=["tank"]) == facts_fingerprint(cfg, w.observed)
 
 
+def test_fingerprint_covers_the_kind_of_a_targets_parents_and_only_selected_targets() -> None:
+    w = _source()
+    cfg = simple_config(targets=[{"host": "backup", "root": "pool/nas"}, {"host": "other", "root": "p2"}])
+    w.fs("backup", "pool")
+    w.fs("other", "p2")
+    only_backup = facts_fingerprint(cfg, w.observed, hosts=["backup"])
+    w.fs("other", "p2/tank")  # a change on the unselected target: the --host backup plan still holds
+    assert facts_fingerprint(cfg, w.observed, hosts=["backup"]) == only_backup
+    w.fs("backup", "pool/nas")
+    as_filesystem = facts_fingerprint(cfg, w.observed)
+    w.fs("backup", "pool/nas", kind="volume")  # the same name, now a volume in the way
+    as_volume = facts_fingerprint(cfg, w.observed)
+    assert as_volume != as_filesystem
+
+
 def test_cursor_name_stays_within_zfs_limit() -> None:
     long_snap = "s" * 240
     name = cursor_name(PREFIX, "tank/data", long_snap)

@@ -1,10 +1,11 @@
 """A hash of the facts a plan depends on, so ``apply --plan FILE`` can refuse a stale plan.
 
 Covered: the configuration, and for every selected source dataset and each of its
-target datasets: name, kind, GUID, createtxg, resume token, every snapshot (name, GUID,
-createtxg, creation, userrefs, hold tags) and bookmark (name, GUID, createtxg), the
-existence of the target's parents (placeholders), and which involved hosts are
-unavailable. Size fields (written, referenced) are left out: they only feed estimates.
+selected target datasets: name, kind, GUID, createtxg, resume token, every snapshot
+(name, GUID, createtxg, creation, userrefs, hold tags) and bookmark (name, GUID,
+createtxg), the existence and kind of the target's parents (placeholders, a volume in
+the way), and which involved hosts are unavailable. Size fields (written, referenced)
+are left out: they only feed estimates.
 """
 
 from __future__ import annotations
@@ -33,14 +34,13 @@ def fingerprint_selection(config: Config, observed: ObservedState, selected: Ite
     for item in selected:
         digest.update(b"\x01source\0" + item.host.encode() + b"\0")
         _hash_dataset(digest, item.dataset)
-        for target in item.entry.replicate_to:
+        if not item.source_side:
+            digest.update(b"\x01pairs-only\0")
+        for target in item.targets:
             name = target.target_dataset(item.name)
             involved.add(target.host)
             digest.update(f"\x01target\0{target.host}\0{name}\0".encode())
-            parents = name.split("/")
-            exists = "".join("1" if observed.exists(target.host, "/".join(parents[:depth])) else "0"
-                             for depth in range(1, len(parents)))
-            digest.update(exists.encode())
+            digest.update(_parents_code(observed, target.host, name).encode())
             ds = observed.dataset(target.host, name)
             if ds is None:
                 digest.update(b"\x02missing")
@@ -51,6 +51,17 @@ def fingerprint_selection(config: Config, observed: ObservedState, selected: Ite
         if problem is not None or host not in observed.hosts:
             digest.update(f"\x03{host}\0{problem.code if problem else 'no facts'}".encode())
     return "sha256:" + digest.hexdigest()
+
+
+def _parents_code(observed: ObservedState, host: str, name: str) -> str:
+    """Per ancestor of a target: 0 missing, 1 exists (not listed), f/v listed filesystem/volume."""
+    parts = name.split("/")
+    codes = []
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        ds = observed.dataset(host, ancestor)
+        codes.append(ds.kind[0] if ds is not None else "1" if observed.exists(host, ancestor) else "0")
+    return "".join(codes)
 
 
 def _hash_dataset(digest: hashlib._Hash, ds: Dataset) -> None:
