@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler.config.load import load_config
-from reconciler.config.models import KeepNotReplicated
+from reconciler.config.models import KeepNotReplicated, SshHost
 
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 # Hidden folders hold CI workflow files (also YAML), not configurations.
@@ -60,3 +60,22 @@ def test_gitops_workflow_plans_on_pull_requests_and_applies_on_main() -> None:
     assert '2) echo "changes=true"' in plan_steps  # exit 2 (changes pending) is not a failure
     assert "apply -c zrepl-reconcile.yml -y" in apply_steps
     assert workflow["jobs"]["apply"]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+
+
+def test_gitops_docs_say_what_the_workflow_and_the_exit_codes_do() -> None:
+    gitops = PLAYBOOKS / "gitops"
+    workflow = YAML(typ="safe").load(gitops / ".github" / "workflows" / "zfs-plan.yml")
+    steps = workflow["jobs"]["plan"]["steps"]
+    assert 'cat plan.md >> "$GITHUB_STEP_SUMMARY"' in " ".join(step.get("run", "") for step in steps)
+    assert any(step.get("uses", "").startswith("actions/upload-artifact") for step in steps)
+    readme, config = (gitops / "README.md").read_text(), (gitops / "zrepl-reconcile.yml").read_text()
+    prose = " ".join(readme.split())
+    assert "job summary" in prose and "artifact" in prose
+    assert "job summary" in config and "posts" not in config  # the workflow comments on nothing
+    # plan exits 0/2 with an unreachable host (README.md "Exit codes"): it must not be named as exit 1
+    assert "unreachable host) fails" not in prose
+    assert "An unreachable host or a conflict does not" in prose
+    hosts = load_config(gitops / "zrepl-reconcile.yml").hosts.values()
+    for path in {host.known_hosts for host in hosts if isinstance(host, SshHost)}:
+        assert f"`{path}`" in readme  # where the runner keeps it, not "committed alongside"
+    assert "committed alongside" not in config
