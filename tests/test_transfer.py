@@ -139,7 +139,7 @@ def test_host_argv_quotes_once_for_ssh() -> None:
     assert argv[-1] == shlex.join(["zfs", "send", "tank/a b@x:y"])
     assert argv[-3:-1] == ["backup.example.org", "--"]
     assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
-    assert "UserKnownHostsFile=/etc/kh" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
+    assert "UserKnownHostsFile=\"/etc/kh\"" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
     assert os.path.expanduser("~/.ssh/id") in argv
     assert "-o" in ssh_client_argv(remote)
 
@@ -284,3 +284,14 @@ def test_a_terminal_gets_a_rich_bar_with_bytes_rate_and_eta(monkeypatch: pytest.
     text = out.getvalue()
     assert "full nas:tank/a@s -> b:pool/a" in text and "4.0 MiB" in text
     assert "100%" in text or "4.0/4.0" in text
+
+
+@pytest.mark.parametrize("directory", ["with space", "quote\"and\\backslash"])
+def test_data_path_reads_a_known_hosts_path_with_blanks_and_quotes(sshd: SshServer, tmp_path: Path,
+                                                                   directory: str) -> None:
+    known = tmp_path / directory / "known hosts"
+    known.parent.mkdir()
+    known.write_text(sshd.known_hosts.read_text())
+    host = SshHost.model_validate(sshd.host_config(known_hosts=str(known), zfs_command=["cat"]))
+    result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
+    assert result.ok, result.send_stderr

@@ -220,7 +220,7 @@ def ssh_client_argv(host: SshHost) -> list[str]:
     argv = ["ssh", "-F", "/dev/null", "-T", "-x", "-a",
             "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", f"UserKnownHostsFile={ssh_option_value(known_hosts)}",
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", f"ConnectTimeout={max(1, math.ceil(host.connect_timeout))}",
             "-o", "ServerAliveInterval=15",
@@ -232,6 +232,12 @@ def ssh_client_argv(host: SshHost) -> list[str]:
         argv += ["-i", os.path.expanduser(host.identity_file), "-o", "IdentitiesOnly=yes"]
     argv += [host.address.strip("[]"), "--"]
     return argv
+
+
+def ssh_option_value(value: str) -> str:
+    """An ``-o Key=value`` value as OpenSSH reads it: it splits an unquoted value at
+    blanks (a known_hosts path with a space became two files), so quote it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def host_argv(host: LocalHost | SshHost, argv: Sequence[str]) -> list[str]:
