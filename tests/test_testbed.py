@@ -164,7 +164,12 @@ def test_the_mirror_is_read_from_the_hosts_apt_configuration(tmp_path: Path, fil
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    out = build_script("--print-mirror", env={"ZREPL_RECONCILE_HOST_APT": str(tmp_path)})
+    # An image already built for this recipe does not change the answer.
+    built = tmp_path / "cache" / "zrepl-reconcile-vm" / recipe_hash() / "manifest.txt"
+    built.parent.mkdir(parents=True)
+    built.write_text("recipe_hash=x\n")
+    out = build_script("--print-mirror", env={"ZREPL_RECONCILE_HOST_APT": str(tmp_path),
+                                              "XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert (out.returncode, out.stdout.strip()) == (0, mirror), out.stderr
 
 

@@ -46,10 +46,6 @@ if [[ "${1:-}" == "--print-dir" ]]; then
     exit 0
 fi
 
-if [[ -f "$IMAGE_DIR/manifest.txt" ]]; then
-    echo "$IMAGE_DIR"
-    exit 0
-fi
 
 
 require_tools() {
@@ -373,6 +369,10 @@ MANIFEST
 
 if [[ "${1:-}" == "--print-mirror" ]]; then
     host_mirror
+    exit 0
+fi
+if [[ -f "$IMAGE_DIR/manifest.txt" ]]; then  # built: no root needed to say where
+    echo "$IMAGE_DIR"
     exit 0
 fi
 main "$@"
