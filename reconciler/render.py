@@ -778,10 +778,11 @@ def write_json(plan: Plan, file: TextIO) -> None:
 class JsonWriter:
     """``json.dumps(value, indent=2)`` (ensure_ascii, no sorting) streamed to a file.
 
-    json's own encoder formats indented output in Python generators, one per nesting level;
-    here lists of strings and string-to-string objects (a destroy's snapshots and reasons,
-    nearly all of a large plan) are joined in C, and an iterator (the plan's actions) is
-    written as an array element by element, the buffer going to the file as it fills.
+    json's own encoder formats indented output in Python generators, one per nesting level
+    and value; here a list of strings or a string-to-string object (a destroy's snapshots and
+    reasons: nearly all of a large plan) is one join of C-encoded strings, and an iterator
+    (the plan's actions) is written as an array element by element, the buffer going to the
+    file as it fills.
     """
 
     INDENT = "  "
@@ -862,39 +863,21 @@ class JsonWriter:
         parts.append(f"\n{self.INDENT * level}}}")
 
 
-# Many strings are encoded by one C call, joined by these control characters (which json
-# escapes as ``\\u0001`` and ``\\u0002``) and the escapes then replaced by the separators
-# of the indented output. That is exact when the input has no backslash (no other escape
-# can then contain those six characters) and the separators only where we put them;
-# otherwise each string is encoded on its own.
-ITEM, PAIR = "\x01", "\x02"
-ITEM_ESCAPED, PAIR_ESCAPED = "\\u0001", "\\u0002"
-
-
 def string_items(items: list[Any] | tuple[Any, ...], inner: str) -> str | None:
     """The items of an indented JSON array of strings (``"a",<inner>"b"``); None if one is not a str."""
     try:
-        joined = ITEM.join(items)
+        return f",{inner}".join(map(json_string, items))
     except TypeError:
         return None
-    if "\\" in joined or joined.count(ITEM) != len(items) - 1:
-        return f",{inner}".join(map(json_string, items))
-    encoded: str = json_string(joined)
-    return encoded.replace(ITEM_ESCAPED, f'",{inner}"')
 
 
 def string_pairs(mapping: dict[Any, Any], inner: str) -> str | None:
     """The members of an indented JSON object of strings (``"k": "v",<inner>...``); None if a key
     or value is not a str."""
     try:
-        joined = ITEM.join(map(PAIR.join, mapping.items()))
+        return f",{inner}".join([f"{json_string(k)}: {json_string(v)}" for k, v in mapping.items()])
     except TypeError:
         return None
-    if ("\\" in joined or joined.count(ITEM) != len(mapping) - 1
-            or joined.count(PAIR) != len(mapping)):
-        return f",{inner}".join(f"{json_string(k)}: {json_string(v)}" for k, v in mapping.items())
-    encoded: str = json_string(joined)
-    return encoded.replace(PAIR_ESCAPED, '": "').replace(ITEM_ESCAPED, f'",{inner}"')
 
 
 def json_key(key: Any) -> str:
