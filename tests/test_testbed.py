@@ -71,6 +71,10 @@ def fake_qemu(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     overlay.write_bytes(b"")
     proc = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)", str(overlay)],
                             executable=sys.executable)
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"qemu-system"):
+        assert time.monotonic() < deadline, "the fake QEMU did not start"
+        time.sleep(0.01)  # until exec: a fresh fork still shows pytest's command line
     try:
         yield proc, overlay
     finally:
