@@ -316,14 +316,14 @@ def test_claimed_twice_is_a_conflict_and_left_alone() -> None:
 # ------------------------------------------------------------------ the rule from zrepl's history
 
 
-def _stalled(protect: bool) -> tuple[Any, World]:
+def _stalled(protect: bool, at_cursor: bool = True) -> tuple[Any, World]:
     """Target unreachable; the cursor says zrepl_2 was replicated; zrepl_3/4 were not."""
     w = world(("zrepl_1", 50), ("zrepl_2", 40), ("zrepl_3", 30), ("zrepl_4", 20))
     w.bookmark("nas", "tank", PREFIX + "zrepl_2", "zrepl_2")
     w.unavailable("backup")
-    rules = [{"type": "last_n", "count": 1}]
+    rules: list[dict[str, Any]] = [{"type": "last_n", "count": 1}]
     if protect:
-        rules.insert(0, {"type": "not_replicated"})
+        rules.insert(0, {"type": "not_replicated", "keep_snapshot_at_cursor": at_cursor})
     return simple_config(keep_source=rules, interval="1w"), w
 
 
@@ -345,13 +345,22 @@ def test_replication_protected_with_not_replicated() -> None:
     cfg, w = _stalled(protect=True)
     plan = make_plan(cfg, w.observed, NOW, explain=True)
     (destroy,) = of(plan, DestroyAction)
-    assert destroy.snapshots == ("zrepl_1", "zrepl_2")  # at or before the cursor only
+    # Only what is older than the cursor: its own snapshot stays, as zrepl's default
+    # keep_snapshot_at_cursor: true keeps it (the next incremental base).
+    assert destroy.snapshots == ("zrepl_1",)
     src = next(f for f in plan.filesystems if f.role == "source")
     assert src.prune_rule == REPLICATION_PROTECTED and "unreachable" in src.prune_rule_why
     assert src.warnings == ()
     verdicts = {v.name: v for v in src.verdicts}
     assert verdicts["zrepl_3"].keep and "not_replicated" in verdicts["zrepl_3"].reason
+    assert verdicts["zrepl_2"].keep and "not_replicated" in verdicts["zrepl_2"].reason
     assert verdicts["#" + PREFIX + "zrepl_2"].keep
+
+
+def test_keep_snapshot_at_cursor_false_lets_the_cursors_snapshot_go() -> None:
+    cfg, w = _stalled(protect=True, at_cursor=False)
+    (destroy,) = of(make_plan(cfg, w.observed, NOW), DestroyAction)
+    assert destroy.snapshots == ("zrepl_1", "zrepl_2")  # at or before the cursor
 
 
 def test_protected_without_cursor_keeps_everything_for_unreachable_target() -> None:

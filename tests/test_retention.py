@@ -320,7 +320,8 @@ def test_verdicts_in_input_order_with_reasons() -> None:
     assert "bucket 0 (up to 1h before newest) keeps all" in by_name["zrepl_e"].reason
     assert by_name["zrepl_f"].keep
     assert by_name["zrepl_f"].reason == (
-        "not_replicated: not yet on every target (also kept by grid 1x1h(keep=all)|2x1h ^zrepl_)")
+        "not_replicated: not on every target yet, or the replication cursor's snapshot"
+        " (keep_snapshot_at_cursor) (also kept by grid 1x1h(keep=all)|2x1h ^zrepl_)")
 
 
 def test_reasons_last_n_and_negated_regex() -> None:

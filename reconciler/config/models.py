@@ -211,6 +211,9 @@ class KeepRegex(Model):
 
 class KeepNotReplicated(Model):
     type: Literal["not_replicated"]
+    keep_snapshot_at_cursor: bool = Field(
+        default=True, description="also keep the newest replicated snapshot (the replication cursor's, "
+                                  "the next incremental base), as zrepl does by default")
 
 
 KeepRule = Annotated[KeepGrid | KeepLastN | KeepRegex | KeepNotReplicated, Field(discriminator="type")]
@@ -239,6 +242,14 @@ class Policy(Model):
     def _manage_needed(self) -> Policy:
         if self.manage is None and self.snapshots is None and (self.keep_source or self.keep_target):
             raise ValueError("manage is required when the policy has keep rules but no snapshots.prefix")
+        if self.manage is not None and self.snapshots is not None:
+            # The schedule looks only at managed snapshots: names manage misses would be
+            # taken again on every run and never pruned.
+            sample = self.snapshots.prefix + "20261124_120000"
+            if re.search(self.manage, sample) is None:
+                raise ValueError(f"manage {self.manage!r} does not match the names this policy's snapshots"
+                                 f" get (e.g. {sample!r}): every run would take another snapshot and none"
+                                 " would ever be pruned; make manage match snapshots.prefix")
         return self
 
     @property
@@ -253,6 +264,13 @@ class Policy(Model):
     def protects_unreplicated(self) -> bool:
         """True when keep_source contains not_replicated (the rule from zrepl's history)."""
         return any(isinstance(r, KeepNotReplicated) for r in self.keep_source)
+
+    @property
+    def keeps_snapshot_at_cursor(self) -> bool:
+        """zrepl's pruner: the cursor's snapshot counts as replicated only when some
+        not_replicated rule sets keep_snapshot_at_cursor: false."""
+        rules = [r for r in self.keep_source if isinstance(r, KeepNotReplicated)]
+        return bool(rules) and all(r.keep_snapshot_at_cursor for r in rules)
 
 
 class Target(Model):

@@ -96,7 +96,13 @@ class PairPlan:
         return self.target.host
 
     def replicated(self, snap: Snapshot) -> bool:
-        """Is ``snap`` on this target after the plan (by GUID), or older than what was replicated?"""
+        """Is ``snap`` on this target after the plan (by GUID), or older than what was replicated?
+
+        As zrepl's pruner, the snapshot at the replication cursor (the newest common one,
+        the next incremental base) does not count while a not_replicated rule keeps
+        ``keep_snapshot_at_cursor`` (its default): not_replicated then keeps it too."""
+        if snap.guid == self.base_guid and self.source.policy.keeps_snapshot_at_cursor:
+            return False
         if snap.guid in self.on_target:
             return True
         return self.replicated_txg is not None and snap.createtxg <= self.replicated_txg

@@ -21,8 +21,9 @@ A port of zrepl's ``pruning`` package (``pruning.go``, ``keep_grid.go``,
   ``FindStringIndex`` = Python's ``re.search``); with ``negate`` the non-matching.
 - ``not_replicated``: keeps snapshots for which ``is_replicated(snapshot)`` is False.
   (zrepl's pruner, daemon/pruner/pruner.go, counts as replicated every snapshot
-  older, by createtxg, than the replication cursor's snapshot, and the cursor's
-  snapshot itself unless ``keep_snapshot_at_cursor`` is set (default: it counts).
+  older than the replication cursor's snapshot, and the cursor's snapshot itself only
+  when a not_replicated rule sets ``keep_snapshot_at_cursor: false``; by default it
+  does not count, so not_replicated keeps it — PairPlan.replicated does the same).
   When the cursor's snapshot is gone it counts none as replicated; with no cursor
   bookmark at all it does not prune the filesystem. That decision belongs to the
   caller's ``is_replicated``.)
@@ -349,7 +350,8 @@ class _NotReplicatedRule:
 
     def judge(self, snapshots: Sequence[Snapshot], is_replicated: IsReplicated) -> _FlagJudgement:
         keeps = [not is_replicated(snap) for snap in snapshots]
-        return _FlagJudgement(keeps, "not_replicated: not yet on every target",
+        return _FlagJudgement(keeps, "not_replicated: not on every target yet, or the replication cursor's"
+                                     " snapshot (keep_snapshot_at_cursor)",
                               "not_replicated: already replicated")
 
 
