@@ -190,19 +190,25 @@ def test_failing_filesystem_does_not_stop_the_others(
     assert "tank/data/a b:c" in out  # what remains is shown again
 
 
-def test_concurrent_apply_is_refused_with_the_holder_pid(
-        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler.execute.lock import ConfigLock
-
-    config, _nas, _backup = two_hosts
+def lock_in_child(config: Path) -> subprocess.Popen[str]:
+    """A child process that holds the apply lock of ``config`` (for 30 s) once this returns."""
     holder = subprocess.Popen([sys.executable, "-c",
                                "import sys, time\n"
                                "from reconciler.execute.lock import ConfigLock\n"
                                "with ConfigLock(sys.argv[1]):\n"
                                "    print('locked', flush=True); time.sleep(30)\n", str(config)],
                               stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_concurrent_apply_is_refused_with_the_holder_pid(
+        two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.execute.lock import ConfigLock
+
+    config, _nas, _backup = two_hosts
+    holder = lock_in_child(config)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         code, _out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
         assert code == 1
         assert f"PID {holder.pid}" in err and "running" in err
@@ -291,13 +297,7 @@ def test_the_report_names_what_was_not_attempted(two_hosts: tuple[Path, StandinS
 def test_a_lock_left_by_a_killed_apply_is_taken_over_with_a_note(
         two_hosts: tuple[Path, StandinState, StandinState], capsys: pytest.CaptureFixture[str]) -> None:
     config, _nas, _backup = two_hosts
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time\n"
-                               "from reconciler.execute.lock import ConfigLock\n"
-                               "with ConfigLock(sys.argv[1]):\n"
-                               "    print('locked', flush=True); time.sleep(30)\n", str(config)],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder = lock_in_child(config)
     holder.kill()
     holder.wait()
     code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")

@@ -674,27 +674,24 @@ def test_replica_probe_agrees_with_brute_force(source: dict[str, bool], root: st
         assert filter_selects(source, found) and filter_selects(target, f"{root}/{found}")
 
 
-def test_manage_that_misses_the_policys_own_snapshot_names_is_refused() -> None:
-    # The schedule only sees managed snapshots: it would snapshot on every run, forever.
-    assert problems("""\
-hosts: {nas: {connection: local}}
+def with_manage(manage: str) -> str:
+    return f"""\
+hosts: {{nas: {{connection: local}}}}
 policies:
   p:
-    snapshots: {prefix: zrepl_, interval: 1h}
-    manage: "^auto_"
-filesystems: [{host: nas, filter: {"tank<": true}, policy: p}]
-""") == [
+    snapshots: {{prefix: zrepl_, interval: 1h}}
+    manage: "{manage}"
+filesystems: [{{host: nas, filter: {{"tank<": true}}, policy: p}}]
+"""
+
+
+def test_manage_that_misses_the_policys_own_snapshot_names_is_refused() -> None:
+    # The schedule only sees managed snapshots: it would snapshot on every run, forever.
+    assert problems(with_manage("^auto_")) == [
         "3:3: policies.p: manage '^auto_' does not match the names this policy's snapshots get "
         "(e.g. 'zrepl_20261124_120000'): every run would take another snapshot and none would ever "
         "be pruned; make manage match snapshots.prefix"]
-    assert valid("""\
-hosts: {nas: {connection: local}}
-policies:
-  p:
-    snapshots: {prefix: zrepl_, interval: 1h}
-    manage: "^(zrepl|auto)_"
-filesystems: [{host: nas, filter: {"tank<": true}, policy: p}]
-""").policies["p"].manage == "^(zrepl|auto)_"
+    assert valid(with_manage("^(zrepl|auto)_")).policies["p"].manage == "^(zrepl|auto)_"
 
 
 def test_not_replicated_keeps_the_cursors_snapshot_unless_told_otherwise() -> None:

@@ -1,5 +1,5 @@
-"""zrepl's pruning test tables, ported case by case (zrepl master: pruning/*_test.go and
-pruning/retentiongrid/retentiongrid_test.go), plus reason-string and edge-case tables.
+"""zrepl's pruning test tables (zrepl master: pruning/*_test.go; the retentiongrid ones
+live in test_zrepl_vectors.py), plus reason-string and edge-case tables.
 
 zrepl's stub snapshots carry no createtxg; we give each the position in zrepl's input
 list (createtxg = position + 1), which is the order zrepl's pruner passes them in.
@@ -21,7 +21,6 @@ from test_retention_helpers import (
     stub_intervals,
 )
 
-from reconciler.config.grid import GridInterval
 from reconciler.config.models import KeepRule
 from reconciler.domain.observed import Snapshot
 from reconciler.planning.retention import (
@@ -46,62 +45,8 @@ def destroyed(rules: Sequence[KeepRule], inputs: Sequence[Snapshot],
 # ------------------------------------------------- pruning/retentiongrid/retentiongrid_test.go
 
 
-def check_fit(intervals: tuple[GridInterval, ...], entries: list[tuple[str, bool, int]],
-              now: int | None) -> None:
-    fit = fit_grid(intervals, [date for _, _, date in entries], now)
-    assert {name for (name, _, _), kept in zip(entries, fit.keep, strict=True) if kept} == \
-        {name for name, should_keep, _ in entries if should_keep}
-
-
-def test_grid_empty_input() -> None:
-    # retentiongrid_test.go TestEmptyInput
-    fit = fit_grid(stub_intervals("10m|10m|10m|1h"), [])
-    assert fit.keep == [] and fit.bucket == []
-
-
-def test_grid_interval_boundaries_and_alignment() -> None:
-    # retentiongrid_test.go TestIntervalBoundariesAndAlignment (calls fitEntriesWithNow, now = 0)
-    check_fit(stub_intervals("10m|10m|10m"), [
-        ("0", True, 1 * MIN),     # before now => keep unconditionally
-        ("1", True, 0),           # 1st interval left edge => inclusive
-        ("2", True, -10 * MIN),   # 2nd interval left edge => inclusive
-        ("3", True, -20 * MIN),   # 3rd interval left edge => inclusive
-        ("4", False, -30 * MIN),  # 3rd interval right edge => exclusive
-        ("5", False, -40 * MIN),  # after last interval => remove unconditionally
-    ], now=0)
-
-
-def test_grid_keeps_oldest_snaps_in_a_bucket() -> None:
-    # retentiongrid_test.go TestKeepsOldestSnapsInABucket (FitEntries: now = youngest)
-    check_fit(stub_intervals("1m,2"), [
-        ("1", True, 1), ("2", True, 2), ("3", False, 3), ("4", False, 4), ("5", False, 5),
-    ], now=None)
-
-
-def test_grid_respects_keep_count_all() -> None:
-    # retentiongrid_test.go TestRespectsKeepCountAll
-    check_fit(stub_intervals("1m,-1|1m,1"), [
-        ("a", True, 0), ("b", True, -1), ("c", True, -2), ("d", False, -60), ("e", True, -61),
-    ], now=None)
-
-
-def test_grid_complex() -> None:
-    # retentiongrid_test.go TestComplex (calls fitEntriesWithNow, now = 0)
-    check_fit(stub_intervals("10m,-1|10m|10m,2|1h"), [
-        ("1", True, 3 * MIN),                 # pre-now must always be kept
-        ("b1", True, -6 * MIN),               # 1st interval allows unlimited entries
-        ("b3", True, -8 * MIN),
-        ("b2", True, -9 * MIN),
-        ("a", False, -11 * MIN),              # 2nd interval allows 1 entry
-        ("c", True, -19 * MIN),
-        ("foo", True, -25 * MIN),             # 3rd interval allows 2 entries
-        ("bar", True, -26 * MIN),
-        ("border", False, -30 * MIN),         # at the left edge of the 4th interval
-        ("d", True, -HOUR - 15 * MIN),        # right in the 4th interval
-        ("q", False, -HOUR - 30 * MIN),       # on the right edge of the 4th interval => not in it
-        ("e", False, -HOUR - 31 * MIN),       # older than the 4th interval => always delete
-        ("f", False, -2 * HOUR),
-    ], now=0)
+# zrepl's own retentiongrid_test.go cases are in test_zrepl_vectors.py (with the rest of
+# zrepl's pruning tests); here only what they do not show.
 
 
 def test_grid_bucket_placement_reported() -> None:
