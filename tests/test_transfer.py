@@ -53,6 +53,20 @@ def test_stream_moves_every_byte_with_bounded_buffer(use_splice: bool) -> None:
     assert all(a <= b for a, b in itertools.pairwise(seen))
 
 
+@pytest.mark.parametrize("use_splice", [True, False])
+def test_a_stream_much_larger_than_memory_growth_allows_stays_bounded(use_splice: bool) -> None:
+    import resource
+
+    size = 512 * 1024**2
+    # ru_maxrss is this process's peak so far (KiB): whatever the stream adds shows as growth.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = stream(["head", "-c", str(size), "/dev/zero"], ["sh", "-c", "wc -c >&2"],
+                    use_splice=use_splice)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert result.ok and result.bytes == size and result.recv_stderr.strip() == str(size)
+    assert grown < 64 * 1024, f"peak RSS grew {grown} KiB while streaming {size} bytes"
+
+
 def test_pump_between_plain_pipes() -> None:
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
