@@ -17,8 +17,9 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby, repeat
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, TextIO
 
@@ -247,9 +248,9 @@ def incoming_text(send: SendAction) -> str:
     return f"receives {count} ({how}) from {send.host}:{send.dataset}@{send.snapshot}"
 
 
-def destroy_rows(action: DestroyAction) -> list[tuple[str, str]]:
-    """(name, reason) for every name the action destroys, in order (linear in its size)."""
-    return action.rows(empty="no reason recorded")
+def destroy_reasons(action: DestroyAction) -> list[str]:
+    """The reason of every name the action destroys, in order (linear in its size)."""
+    return action.reasons_in_order(empty="no reason recorded")
 
 
 # --------------------------------------------------------------------------- text
@@ -283,17 +284,17 @@ class TextOut:
     def blank(self) -> None:
         self.chunk.append("\n")
 
-    def rows(self, indent: int, rows: list[tuple[str, str]], name_style: str, lead: str = "",
-             lead_style: str = "", *, column: int | None = None) -> None:
+    def rows(self, indent: int, names: Sequence[str], reasons: Sequence[str], name_style: str,
+             lead: str = "", lead_style: str = "", *, column: int | None = None) -> None:
         """``[lead  ]name  reason`` lines (reason dimmed), names padded to ``column`` (default:
         the longest name, at most 40).
 
-        The per-row work of ``add`` in one f-string each: these are the million lines of a
-        mass prune or an ``--explain``. A row that would wrap goes through ``add``."""
-        if not rows:
+        What ``add`` would write for each row, but in C loops (these are the million lines of
+        a mass prune or an ``--explain``); rows that would wrap go through ``add``."""
+        if not names:
             return
         if column is None:
-            column = min(max(len(name) for name, _ in rows), 40)
+            column = min(max(map(len, names)), 40)
         name_on, name_off = self.paint.codes(name_style)
         dim_on, dim_off = self.paint.codes("dim")
         head = " " * indent
@@ -301,17 +302,22 @@ class TextOut:
             lead_on, lead_off = self.paint.codes(lead_style)
             head += f"{lead_on}{lead}{lead_off}  "
         room = None if self.width is None else self.width - indent - (len(lead) + 2 if lead else 0) - 2
-        chunk = self.chunk
-        for name, reason in rows:
-            if not name or not reason or (room is not None and max(len(name), column) + len(reason) > room):
-                lead_parts: tuple[Segment, ...] = ((lead, lead_style), ("  ", "")) if lead else ()
-                self.add(indent, *lead_parts, (f"{name:<{column}}", name_style), "  ", (reason, "dim"))
-                chunk = self.chunk  # add may have flushed
-            else:
-                chunk.append(f"{head}{name_on}{name:<{column}}{name_off}  {dim_on}{reason}{dim_off}\n")
-            if len(chunk) >= 10000:
-                self.flush()
-                chunk = self.chunk
+        before, between, after = head + name_on, f"{name_off}  {dim_on}", dim_off + "\n"
+        # add() paints no empty segment and wraps long lines: those rows take the slow path.
+        if all(names) and all(reasons) and (
+                room is None or max(column, max(map(len, names))) + max(map(len, reasons)) <= room):
+            self.chunk.append("".join(map("".join, zip(
+                repeat(before), map(str.ljust, names, repeat(column)), repeat(between), reasons,
+                repeat(after)))))
+        else:
+            lead_parts: tuple[Segment, ...] = ((lead, lead_style), ("  ", "")) if lead else ()
+            for name, reason in zip(names, reasons, strict=True):
+                if name and reason and (room is None or max(len(name), column) + len(reason) <= room):
+                    self.chunk.append(f"{before}{name.ljust(column)}{between}{reason}{after}")
+                else:
+                    self.add(indent, *lead_parts, (name.ljust(column), name_style), "  ", (reason, "dim"))
+        if len(self.chunk) >= 1000:
+            self.flush()
 
     def flush(self) -> None:
         self.file.write("".join(self.chunk))
@@ -396,7 +402,7 @@ def text_action(out: TextOut, action: Action, indent: int) -> None:
     detail = action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
-        out.rows(indent + 4, destroy_rows(action), style)
+        out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
 
 
 def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:
@@ -408,17 +414,12 @@ def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:
         out.add(indent + 2, ("(no snapshots or bookmarks)", "dim"))
         return
     # Runs of equal verdicts share the lead column's text and style: one ``rows`` call each.
-    run: list[tuple[str, str]] = []
-    keep = report.verdicts[0].keep
     column = min(max(len(v.name) for v in report.verdicts), 40)
-    for v in (*report.verdicts, None):
-        if v is None or v.keep != keep:
-            verdict, style = ("keep   ", "green") if keep else ("destroy", "red")
-            out.rows(indent + 2, run, "", verdict, style, column=column)
-            if v is None:
-                break
-            run, keep = [], v.keep
-        run.append((v.name, v.reason))
+    for keep, run in groupby(report.verdicts, key=lambda v: v.keep):
+        verdicts = list(run)
+        verdict, style = ("keep   ", "green") if keep else ("destroy", "red")
+        out.rows(indent + 2, [v.name for v in verdicts], [v.reason for v in verdicts], "", verdict, style,
+                 column=column)
 
 
 def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, str]]) -> None:
@@ -613,9 +614,18 @@ def md_minor_action(action: Action) -> str:
 
 
 def md_destroy_list(action: DestroyAction, indent: str = "") -> list[str]:
-    rows = destroy_rows(action)
-    reasons = md_texts([reason for _, reason in rows])
-    return [f"{indent}- {md_code(name)}: {reason}" for (name, _), reason in zip(rows, reasons, strict=True)]
+    names = action.snapshots
+    reasons = md_texts(destroy_reasons(action))
+    if plain_code(names):  # md_code(name) is `name` for each: checked once for all
+        return [f"{indent}- `{name}`: {reason}" for name, reason in zip(names, reasons, strict=True)]
+    return [f"{indent}- {md_code(name)}: {reason}" for name, reason in zip(names, reasons, strict=True)]
+
+
+def plain_code(names: Sequence[str]) -> bool:
+    """Whether ``md_code(name)`` is just the name in single backticks, for every name."""
+    block = "\n".join(names)
+    return ("`" not in block and block.count("\n") == len(names) - 1
+            and block[:1] != " " and "\n " not in block)
 
 
 class MarkdownOut:

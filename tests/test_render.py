@@ -474,3 +474,38 @@ def test_destroy_batches_stay_within_argv_bytes() -> None:
     small = DestroyAction("nas", "tank/a", ("a", "#bm", "b"))
     assert small.argv_batches(max_bytes=len(b"zfs destroy tank/a@a ")) == [
         ["zfs", "destroy", "tank/a#bm"], ["zfs", "destroy", "tank/a@a"], ["zfs", "destroy", "tank/a@b"]]
+
+
+@pytest.mark.parametrize(("width", "terminal", "colour"), [(60, True, "standard"), (200, True, "truecolor"),
+                                                           (60, False, None), (60, True, None)])
+def test_bulk_rows_are_what_add_writes_row_by_row(width: int, terminal: bool, colour: str | None) -> None:
+    """TextOut.rows (C loops, for a million destroys) writes exactly what one add() per row
+    would: padding, colours, wrapping of long rows, unpainted empty names or reasons."""
+    from rich.console import Console
+
+    from reconciler.render import TextOut
+
+    names = ["zrepl_1", "", "a-much-longer-name-than-the-others-" + "x" * 30, "#bm", "zrepl_2"]
+    reasons = ["short", "why", "a reason long enough to wrap at sixty columns " * 2, "", "é ok"]
+
+    def console(buffer: io.StringIO) -> Console:
+        return Console(file=buffer, width=width, force_terminal=terminal, color_system=colour)
+
+    full = [(n, r) for n, r in zip(names, reasons, strict=True) if n and r]  # no empty cell
+    bulk, single = io.StringIO(), io.StringIO()
+    out = TextOut(console(bulk))
+    out.rows(4, names, reasons, "red")
+    out.rows(4, [n for n, _ in full], [r for _, r in full], "red", column=40)
+    out.rows(2, names[:2], reasons[:2], "", "keep   ", "green", column=12)
+    out.close()
+    ref = TextOut(console(single))
+    column = min(max(map(len, names)), 40)
+    for name, reason in zip(names, reasons, strict=True):
+        ref.add(4, (name.ljust(column), "red"), "  ", (reason, "dim"))
+    for name, reason in full:
+        ref.add(4, (name.ljust(40), "red"), "  ", (reason, "dim"))
+    for name, reason in zip(names[:2], reasons[:2], strict=True):
+        ref.add(2, ("keep   ", "green"), "  ", (name.ljust(12), ""), "  ", (reason, "dim"))
+    ref.close()
+    assert bulk.getvalue() == single.getvalue()
+    assert ("\x1b[" in bulk.getvalue()) == (terminal and colour is not None)

@@ -9,6 +9,7 @@ contract of DESIGN.md). Rendering and executing read the very same objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, ClassVar
 
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
@@ -238,14 +239,20 @@ class DestroyAction:
             object.__setattr__(self, "_by_name", by_name)
         return by_name.get(name, self.reason)
 
-    def rows(self, empty: str = "") -> list[tuple[str, str]]:
-        """(name, ``reason_for(name)``) for every name in ``snapshots`` order, ``empty`` instead
-        of an empty reason.
+    def reasons_in_order(self, empty: str = "") -> list[str]:
+        """``reason_for(name)`` for every name in ``snapshots`` order, ``empty`` instead of an
+        empty reason.
 
         Rendering walks a million of these: one mapping per call, not kept on the action."""
         by_name = self._by_name if self._by_name is not None else dict(self.reasons)
-        default = self.reason
-        return [(name, by_name.get(name, default) or empty) for name in self.snapshots]
+        reasons = list(map(by_name.get, self.snapshots, repeat(self.reason)))
+        if empty and "" in reasons:
+            reasons = [reason or empty for reason in reasons]
+        return reasons
+
+    def rows(self, empty: str = "") -> list[tuple[str, str]]:
+        """(name, reason) for every name in ``snapshots`` order (see ``reasons_in_order``)."""
+        return list(zip(self.snapshots, self.reasons_in_order(empty), strict=True))
 
     def argv_batches(self, max_bytes: int = MAX_ARGV_BYTES) -> list[list[str]]:
         """``zfs destroy ds@a,b,c`` commands, split so that each whole argv (UTF-8 bytes, each
