@@ -1,32 +1,49 @@
-"""Benchmark make_plan on synthetic facts: N filesystems x 100 snapshots replicated to one target.
+"""Benchmark what `zrepl-reconcile plan` costs on synthetic facts: make_plan, then the output.
 
-    python3 bench/bench_plan.py            # 1,000 and 10,000 filesystems, each in a subprocess
-    python3 bench/bench_plan.py --size 500 # one size in this process, prints JSON
+    python3 bench/bench_plan.py             # 1,000 and 10,000 filesystems: table and 10k/1k ratios
+    python3 bench/bench_plan.py --size 500  # one size: make_plan alone and each format, prints JSON
+    python3 bench/bench_plan.py --size 500 --format text   # one measurement in this process
 
-Every filesystem has 100 hourly snapshots (the newest 90 minutes old) fully replicated
-to ``backup:pool/nas/...`` with a cursor bookmark, so the plan takes a snapshot, sends
-it, moves the cursor and prunes with grid rules on both sides: the busy steady state.
-Reported: wall time of make_plan alone (facts built beforehand), peak RSS of the
-process (ru_maxrss, facts included), and the 10k/1k time ratio (linear growth ~ 10).
+Every filesystem has 100 hourly snapshots (4 days of them, the newest 90 minutes old),
+fully replicated to ``backup:pool/nas/...`` with a cursor bookmark, and grids that keep
+hourly snapshots for one day and one a day after that. So the plan takes a snapshot,
+sends it incrementally, moves the cursor and makes a first mass prune (as after pruning
+was switched on or tightened; a steady state destroys one or two per side): 72 snapshots
+on each side plus the old cursor, 145 destroys per filesystem, each with its reason
+(1.45 million for 10,000 filesystems).
+
+Each measurement runs in a fresh process that builds the facts first (not timed) and
+leaves them as the parser does (in the collector's oldest generation), then times
+``make_plan`` and, for a format, the CLI's own output path (``print_plan``, stdout sent
+to a file). Reported per measurement, the median of ``--runs`` processes: wall time,
+peak RSS of the process (ru_maxrss, facts included) and the output size; for the table,
+the 10k/1k ratios (linear ~ 10).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from reconciler.config.models import Config
+from reconciler.domain.actions import DestroyAction
 from reconciler.domain.observed import Bookmark, Dataset, HostFacts, ObservedState, Snapshot
 from reconciler.planning.naming import cursor_prefix
 from reconciler.planning.planner import make_plan
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 SNAPSHOTS = 100
+FORMATS = ("text", "markdown", "json")
+SIZES = (1000, 10000)
 
 
 def build_config() -> Config:
@@ -71,36 +88,88 @@ def build_facts(count: int) -> ObservedState:
     return ObservedState({"nas": nas, "backup": backup})
 
 
-def run_one(count: int) -> dict[str, float | int]:
+def peak_rss_mib() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def measure(count: int, fmt: str) -> dict[str, Any]:
+    """One measurement in this process: make_plan alone (``fmt`` "plan") or plus a format."""
+    from reconciler.commands.plan import print_plan
+
     config = build_config()
     facts = build_facts(count)
+    # Where gather's parser leaves the facts (reconciler/gather/parse.py).
+    gc.freeze()
+    gc.unfreeze()
     start = time.perf_counter()
     plan = make_plan(config, facts, NOW)
-    seconds = time.perf_counter() - start
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"filesystems": count, "snapshot_records": 2 * count * SNAPSHOTS, "seconds": round(seconds, 2),
-            "peak_rss_mib": round(rss_kib / 1024), "actions": len(plan.actions)}
+    planned = time.perf_counter()
+    row: dict[str, Any] = {"format": fmt, "plan_seconds": round(planned - start, 2)}
+    if fmt != "plan":
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+            saved, sys.stdout = sys.stdout, out
+            try:
+                print_plan(plan, fmt, None)
+            finally:
+                sys.stdout = saved
+            row["render_seconds"] = round(time.perf_counter() - planned, 2)
+            row["output_bytes"] = out.buffer.tell()
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    row["peak_rss_mib"] = peak_rss_mib()
+    row["actions"] = len(plan.actions)
+    row["destroyed"] = sum(len(a.snapshots) for a in plan.actions if isinstance(a, DestroyAction))
+    return row
+
+
+def fresh(count: int, fmt: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--size", str(count), "--format", fmt],
+                         check=True, capture_output=True, text=True).stdout
+    row: dict[str, Any] = json.loads(out)
+    return row
+
+
+def median_run(count: int, fmt: str, runs: int) -> dict[str, Any]:
+    """The run with the median wall time of ``runs`` fresh processes, with every run's time."""
+    rows = [fresh(count, fmt) for _ in range(runs)]
+    row = sorted(rows, key=lambda r: r["seconds"])[len(rows) // 2]
+    row["runs"] = [r["seconds"] for r in rows]
+    return row
+
+
+def run_size(count: int, runs: int) -> dict[str, Any]:
+    """make_plan alone and make_plan + each format, each in fresh processes (median of ``runs``).
+
+    The first keys are those of earlier results.json rows (make_plan alone)."""
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
+    alone = median_run(count, "plan", runs)
+    formats = {}
+    for fmt in FORMATS:
+        row = median_run(count, fmt, runs)
+        formats[fmt] = {k: v for k, v in row.items() if k not in ("format", "actions", "destroyed")}
+    return {"filesystems": count, "snapshot_records": 2 * count * SNAPSHOTS,
+            "seconds": alone["seconds"], "peak_rss_mib": alone["peak_rss_mib"],
+            "actions": alone["actions"], "destroyed": alone["destroyed"], "runs": alone["runs"],
+            "formats": formats, "date": date, "load": round(load, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, help="run one size in this process and print JSON")
+    parser.add_argument("--size", type=int, help="one size: every measurement, each in a fresh process")
+    parser.add_argument("--format", choices=("plan", *FORMATS),
+                        help="with --size: measure only make_plan (plan) or make_plan + this format, "
+                             "in this process")
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per measurement (median)")
     args = parser.parse_args()
-    if args.size:
-        print(json.dumps(run_one(args.size)))
+    if args.size and args.format:
+        print(json.dumps(measure(args.size, args.format)))
         return
-    results = []
-    for size in (1000, 10000):
-        out = subprocess.run([sys.executable, __file__, "--size", str(size)], check=True,
-                             capture_output=True, text=True).stdout
-        results.append(json.loads(out))
-    print("| filesystems | snapshot records | make_plan wall time | peak RSS | actions |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['filesystems']:,} | {r['snapshot_records']:,} | {r['seconds']:.2f} s"
-              f" | {r['peak_rss_mib']:,} MiB | {r['actions']:,} |")
-    ratio = results[1]["seconds"] / max(results[0]["seconds"], 1e-9)
-    print(f"\nTime ratio 10k/1k: {ratio:.1f} (10.0 = linear).")
+    if args.size:
+        print(json.dumps(run_size(args.size, args.runs)))
+        return
+    from report import plan_table  # the table of BENCHMARKS.md (bench/ is this script's path)
+
+    print("\n".join(plan_table([run_size(size, args.runs) for size in SIZES])))
 
 
 if __name__ == "__main__":

@@ -96,17 +96,30 @@ dominated by the four zfs processes per filesystem in the emulated guest; a `zfs
 -nP` per incremental is the one we could drop by reading the new snapshots' `written` in
 one `zfs list` per host after the snapshot batch (not done yet).
 
-Synthetic benchmarks (re-run 18:26 UTC, no guest running): planning 10,000 filesystems x
-100 replicated snapshots in 4.86 s and 696 MiB (targets < 10 s, < 1.5 GiB: met), 9.5x the
-time of 1,000 filesystems (linear). Parse: **met**, 2.97x the bare read + split in CPU
-time in this run (2.74x-2.86x in three runs earlier the same day; it was 4.87x): the
-common shape of a listing is checked and converted a column at a time by C loops, the
-row-by-row parser stays the reference for any other listing and every error. CPython's
-collector would walk the million new records in the next young collections (0.23 s): the
-parser moves them to the oldest generation, which a full collection still walks (0.3 s,
-rare). Transfer path (loopback sshd, data path alone): the system ssh client through the
-controller moves 121 % of a plain `ssh | cat` pipe, a paramiko channel 30 %, hence the
-system client for bulk data and channels only for small sends.
+Synthetic benchmarks. `zrepl-reconcile plan` for 10,000 filesystems x 100 replicated
+snapshots, a first mass prune (1.45 million destroys, each with its reason), measured as a
+user runs it: make_plan and then the output, each format in fresh processes (19:31 UTC,
+load 1.1-1.4): 6.0 s (text), 6.6 s (markdown), 6.7 s (json), make_plan alone 5.0 s, peak
+RSS at most 709 MiB, the same as make_plan alone (targets < 10 s, < 1.5 GiB: **met** in
+every format); 9.8x-10.0x the time of 1,000 filesystems (linear). Before, make_plan's
+4.8 s was the only figure: the output took another 3.4-13.9 s and 0.55-1.3 GiB (text 14.7 s
+and 1.25 GiB, markdown 18.9 s and 1.99 GiB, json 8.5 s and 1.69 GiB, same machine, old
+rendering on today's planner, load up to 3): every format was built whole in memory
+before a byte was written, markdown escaped with a regex that calls back into Python per
+match, and json went through json's pure-Python indenting encoder. All three are now
+written as they are produced, the per-destroy work in C loops, the output byte for byte
+the same; `DestroyAction.reason_for` also rebuilt its mapping for every name (quadratic:
+18 s for 20,000 destroys of one dataset; here, 72 a dataset, 2.8 s of CPU at 10,000).
+
+Parse and transfer (re-run 18:26 UTC, no guest running). Parse: **met**, 2.97x the bare
+read + split in CPU time in this run (2.74x-2.86x in three runs earlier the same day; it
+was 4.87x): the common shape of a listing is checked and converted a column at a time by
+C loops, the row-by-row parser stays the reference for any other listing and every error.
+CPython's collector would walk the million new records in the next young collections
+(0.23 s): the parser moves them to the oldest generation, which a full collection still
+walks (0.3 s, rare). Transfer path (loopback sshd, data path alone): the system ssh
+client through the controller moves 121 % of a plain `ssh | cat` pipe, a paramiko
+channel 30 %, hence the system client for bulk data and channels only for small sends.
 """
 
 

@@ -92,17 +92,55 @@ def full_send_table(d: dict[str, Any]) -> list[str]:
         f"plain pipe: {d['plain_pipe_calls']}.", ""]
 
 
+PLAN_FORMATS = ("text", "markdown", "json")
+# The issue's targets for `zrepl-reconcile plan` at 10,000 filesystems x 100 snapshots.
+PLAN_TARGET_SECONDS, PLAN_TARGET_RSS_MIB = 10.0, 1536
+
+
 def plan_table(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| filesystems | snapshot records | make_plan wall time | peak RSS | actions |",
-           "|---:|---:|---:|---:|---:|"]
+    """bench_plan.py's rows: make_plan alone and make_plan + each format (fresh processes)."""
+    formats = [f for f in PLAN_FORMATS if any(f in r.get("formats", {}) for r in rows)]
+    out = ["| filesystems | snapshot records | actions | destroys | make_plan alone | "
+           + " | ".join(f"make_plan + `--format {f}` (render; output)" for f in formats) + " |",
+           "|---:|---:|---:|---:|---:|" + "---:|" * len(formats)]
     for r in rows:
-        out.append(f"| {r['filesystems']:,} | {r['snapshot_records']:,} | {r['seconds']:.2f} s | "
-                   f"{r['peak_rss_mib']:,} MiB | {r['actions']:,} |")
+        cells = [f"{r['filesystems']:,}", f"{r['snapshot_records']:,}", f"{r['actions']:,}",
+                 f"{r['destroyed']:,}" if "destroyed" in r else "-",
+                 f"{r['seconds']:.2f} s, {r['peak_rss_mib']:,} MiB"]
+        for fmt in formats:
+            m = r.get("formats", {}).get(fmt)
+            cells.append(f"**{m['seconds']:.2f} s**, {m['peak_rss_mib']:,} MiB ({m['render_seconds']:.2f} s; "
+                         f"{m['output_bytes'] / 2**20:,.0f} MiB)" if m else "-")
+        out.append(f"| {' | '.join(cells)} |")
     if len(rows) >= 2:
-        out += ["", f"Growth {rows[0]['filesystems']:,} -> {rows[-1]['filesystems']:,} filesystems: "
-                f"{rows[-1]['seconds'] / max(rows[0]['seconds'], 1e-9):.1f}x time for "
-                f"{rows[-1]['filesystems'] / rows[0]['filesystems']:.0f}x facts (linear = equal)."]
+        first, last = rows[0], rows[-1]
+        ratios = [f"make_plan {last['seconds'] / max(first['seconds'], 1e-9):.1f}x"]
+        for fmt in formats:
+            a, b = first.get("formats", {}).get(fmt), last.get("formats", {}).get(fmt)
+            if a and b:
+                ratios.append(f"{fmt} {b['seconds'] / max(a['seconds'], 1e-9):.1f}x")
+        out += ["", f"Growth {first['filesystems']:,} -> {last['filesystems']:,} filesystems "
+                f"({last['filesystems'] / first['filesystems']:.0f}x the facts; linear = equal): "
+                f"{', '.join(ratios)} the wall time."]
+    big = next((r for r in reversed(rows) if r["filesystems"] == 10000 and r.get("formats")), None)
+    if big:
+        slowest = max(big["formats"].items(), key=lambda kv: kv[1]["seconds"])
+        fattest = max(big["formats"].items(), key=lambda kv: kv[1]["peak_rss_mib"])
+        met = (slowest[1]["seconds"] < PLAN_TARGET_SECONDS
+               and fattest[1]["peak_rss_mib"] < PLAN_TARGET_RSS_MIB)
+        out += ["", f"Target for the whole `plan` at 10,000 x 100 (< {PLAN_TARGET_SECONDS:.0f} s and "
+                f"< {PLAN_TARGET_RSS_MIB / 1024:.1f} GiB in every format): **{'met' if met else 'missed'}**; "
+                f"slowest {slowest[0]} {slowest[1]['seconds']:.2f} s, largest peak RSS "
+                f"{fattest[0]} {fattest[1]['peak_rss_mib']:,} MiB."]
     return [*out, ""]
+
+
+def plan_measured(rows: list[dict[str, Any]]) -> str:
+    dated = [r for r in rows if "date" in r]
+    if not dated:
+        return ""
+    loads = ", ".join(f"{r['load']:.2f}" for r in dated)
+    return f" Measured {dated[0]['date']} (load average before each size: {loads})."
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -141,12 +179,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plan = results.get("plan", [])
     if plan:
         xs = [r["filesystems"] for r in plan]
-        axes[2].plot(xs, [r["seconds"] for r in plan], "o-", label="make_plan wall time")
-        base = plan[0]["seconds"] / plan[0]["filesystems"]
-        axes[2].plot(xs, [base * x for x in xs], "--", color="grey", label="linear from 1,000")
+        axes[2].plot(xs, [r["seconds"] for r in plan], "o-", label="make_plan alone")
+        for fmt in PLAN_FORMATS:
+            if all(fmt in r.get("formats", {}) for r in plan):
+                axes[2].plot(xs, [r["formats"][fmt]["seconds"] for r in plan], "o-",
+                             label=f"make_plan + --format {fmt}")
+        first = plan[0]
+        slowest = max([first["seconds"], *(f["seconds"] for f in first.get("formats", {}).values())])
+        base = slowest / first["filesystems"]
+        axes[2].plot(xs, [base * x for x in xs], "--", color="grey", label="linear from 1,000 (slowest)")
         axes[2].set_xlabel("filesystems (x100 snapshots, replicated)")
         axes[2].set_ylabel("seconds")
-        axes[2].set_title("planning on synthetic facts")
+        axes[2].set_title("plan (and its output) on synthetic facts")
         axes[2].legend(fontsize=8)
     fig.suptitle("zrepl-reconcile vs peers on real OpenZFS 2.1 (QEMU guest, software emulation)")
     fig.tight_layout()
@@ -181,9 +225,16 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += full_send_table(real["d"])
     lines += [NOTES["analysis"], ""]
     if results.get("plan"):
-        lines += ["## Planning on synthetic facts (`bench/bench_plan.py`)", "",
-                  "Each filesystem has 100 hourly snapshots replicated to one target with a cursor "
-                  "bookmark: the plan snapshots, sends, moves the cursor and prunes on both sides.", ""]
+        lines += ["## `zrepl-reconcile plan` on synthetic facts (`bench/bench_plan.py`)", "",
+                  "Each filesystem has 100 hourly snapshots (4 days) replicated to one target with a "
+                  "cursor bookmark, under grids that keep hourly snapshots for a day and dailies after: "
+                  "the plan snapshots, sends, moves the cursor and makes the first mass prune, 72 "
+                  "snapshots on each side plus the old cursor (145 destroys per filesystem, each with "
+                  "its reason). Each cell is the median of 3 fresh processes (every run in "
+                  "`bench/results.json`): facts built first (not timed), then `make_plan` alone, or "
+                  "`make_plan` and the CLI's output path for that format (stdout to a file); wall time "
+                  "and peak RSS of the process (facts included), in brackets the rendering's share and "
+                  "the output's size." + plan_measured(results["plan"]), ""]
         lines += plan_table(results["plan"])
     if results.get("parse"):
         lines += ["## Parsing `zfs list` (`bench/bench_parse.py`)", "", results["parse"], ""]
