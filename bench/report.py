@@ -82,10 +82,14 @@ def full_send_table(d: dict[str, Any]) -> list[str]:
         "| path | wall time (median) | runs | MiB/s | vs plain pipe (medians) | vs plain pipe (best runs) |",
         "|---|---:|---|---:|---:|---:|",
         f"| plain pipe: `ssh guest zfs send` \\| `ssh guest zfs recv` (host, two fresh connections) | "
-        f"{pipe:.1f} s | {', '.join(f'{s:.1f}' for s in d['plain_pipe'])} | {mib / pipe:.1f} | 100 % | 100 % |",
+        f"{pipe:.1f} s | {runs_text(d['plain_pipe'])} | {mib / pipe:.1f} | 100 % | 100 % |",
         f"| zrepl-reconcile apply (gather + plan + send\\|recv via the controller + cursor) | "
         f"{ours:.1f} s | {runs_text(d['ours'])} | {mib / ours:.1f} | {100 * pipe / ours:.0f} % | "
         f"{100 * best_pipe / min(d['ours']):.0f} % |",
+        *([f"| zrepl-reconcile's send\\|recv alone (the time apply reports for the transfer) | "
+           f"{d['ours_transfer_seconds']:.1f} s | {runs_text(d['ours_transfer'])} | "
+           f"{mib / d['ours_transfer_seconds']:.1f} | {100 * pipe / d['ours_transfer_seconds']:.0f} % | "
+           f"{100 * best_pipe / min(d['ours_transfer']):.0f} % |"] if d.get("ours_transfer") else []),
         f"| reference: `zfs send \\| zfs recv` inside the guest (no SSH) | {local:.1f} s | "
         f"{runs_text(d['guest_local'])} | {mib / local:.1f} | {100 * pipe / local:.0f} % | "
         f"{100 * best_pipe / min(d['guest_local']):.0f} % |",

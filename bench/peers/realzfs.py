@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -110,13 +111,20 @@ def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\([\d.]+ \w?i?B in ([\d.]+)s\)$",
+                       re.MULTILINE)
+
+
 def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
     argv = ["zrepl-reconcile", "apply", "-y", "-c", str(config), "--now", iso(now_epoch)]
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
     seconds = time.monotonic() - started
-    return {"seconds": seconds, "commands": [{"argv": argv, "rc": done.returncode,
-                                              "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
+    # apply's own line per finished send: "done    full send ... (256.4 MiB in 20.1s)"
+    sends = [float(m.group(1)) for m in SEND_DONE.finditer(done.stdout + done.stderr)]
+    return {"seconds": seconds, "send_seconds": sum(sends) if sends else None,
+            "commands": [{"argv": argv, "rc": done.returncode,
+                          "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
 
 
 def one_run(guest: Guest, workdir: Path, tool: str, scenario: str) -> dict[str, Any]:
@@ -185,7 +193,7 @@ def big_ours(guest: Guest, workdir: Path) -> dict[str, Any]:
 def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any]:
     log(f"scenario (d): {mib} MiB full send")
     prepared = helper(guest, "big-prepare", str(mib))
-    pipe, ours, local = [], [], []
+    pipe, ours, local, transfer = [], [], [], []
     calls: dict[str, Any] = {}
     for _ in range(runs):  # interleaved, so load changes hit both alike
         pipe.append(plain_pipe(guest))
@@ -194,12 +202,16 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
         if result["commands"][0]["rc"] != 0:
             raise RuntimeError(f"zrepl-reconcile failed in (d): {result['commands'][0]['stderr']}")
         ours.append(result["seconds"])
+        if result["send_seconds"] is not None:
+            transfer.append(result["send_seconds"])
         calls = {k: result[k] for k in ("zfs", "zfs_by_subcommand")}
         local.append(helper(guest, "big-local")["seconds"])
     return {"bytes": prepared["bytes"], "mib": mib, "plain_pipe": pipe, "ours": ours, "guest_local": local,
             "ours_calls": calls, "plain_pipe_calls": 2,
             "plain_pipe_seconds": statistics.median(pipe), "ours_seconds": statistics.median(ours),
-            "guest_local_seconds": statistics.median(local)}
+            "guest_local_seconds": statistics.median(local),
+            "ours_transfer": transfer,
+            "ours_transfer_seconds": statistics.median(transfer) if transfer else None}
 
 
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
