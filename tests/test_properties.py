@@ -242,6 +242,18 @@ def test_determinism(case: Case) -> None:
     assert first.fingerprint == facts_fingerprint(case.config, case.observed)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_idempotence_a_second_apply_changes_nothing(case: Case) -> None:
+    """apply; apply again (same config, same clock): the second run plans nothing and its
+    (empty) effect leaves every fact the plans depend on as the first run left it."""
+    once = simulate(case.observed, make_plan(case.config, case.observed, NOW))
+    second = make_plan(case.config, once, NOW)
+    twice = simulate(once, second)
+    assert not second.has_changes, [a.describe() for a in second.actions]
+    assert facts_fingerprint(case.config, twice) == facts_fingerprint(case.config, once)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases(), outages=st.lists(st.booleans(), min_size=12, max_size=12))
 def test_hourly_runs_stay_converged_and_safe(case: Case, outages: list[bool]) -> None:
