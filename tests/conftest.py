@@ -12,6 +12,15 @@ from standin.state import StandinState
 NOW = 1_764_000_000  # 2025-11-24T16:00:00Z: a fixed clock for reproducible stand-in facts
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_lock_directory(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Apply locks of the tests (and of the CLI processes they start) in a directory of
+    their own, not in the machine's /run/lock."""
+    import os
+
+    os.environ["ZREPL_RECONCILE_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
+
+
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., StandinState]:
     """Factory for stand-in hosts: ``st = standin("nas")`` gives a StandinState saved at

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,21 +156,6 @@ def test_failed_snapshot_batch_is_retried_one_by_one_and_only_the_broken_member_
     assert by[("send", "tank/b")].status == DONE and by[("send", "tank/c")].status == DONE
     assert by[("snapshot", "tank/c")].status == DONE
     assert not report.ok and len(report.failed) == 1
-
-
-def test_a_send_of_a_snapshot_taken_by_this_apply_is_sized_by_zfs_not_by_the_plan(
-        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, int | None] = {}
-
-    def fake_send(action: SendAction, *args: object, **kw: object) -> object:
-        seen[action.dataset] = action.estimated_bytes
-        return type("R", (), {"seconds": 0.1, "bytes": 10})()
-
-    monkeypatch.setattr("reconciler.execute.apply.run_send", fake_send)
-    fresh = replace(send("tank/a"), estimated_bytes=4096)
-    old = replace(send("tank/b"), estimated_bytes=4096)  # zrepl_2 of tank/b existed before
-    run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"), fresh, old), hosts)
-    assert seen == {"tank/a": None, "tank/b": 4096}
 
 
 def test_snapshot_batch_on_a_host_that_is_down_fails_every_member_without_retrying(

@@ -38,8 +38,27 @@ def test_lock_path_depends_on_the_absolute_config_path(tmp_path: Path,
     assert lock_path_for("a.yml", tmp_path).parent == tmp_path
 
 
-def test_lock_directory_is_writable() -> None:
+def test_lock_directory_is_writable_and_can_be_overridden(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Path) -> None:
+    monkeypatch.delenv("ZREPL_RECONCILE_LOCK_DIR", raising=False)
     assert os.access(lock_directory(), os.W_OK)
+    monkeypatch.setenv("ZREPL_RECONCILE_LOCK_DIR", str(tmp_path))
+    assert lock_directory() == tmp_path
+
+
+def test_a_waiter_that_opened_the_removed_file_retries_on_the_new_one(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    first = ConfigLock(config, tmp_path)
+    first.acquire()
+    stale_fd = os.open(first.path, os.O_RDWR)  # a waiter that opened the file before release
+    first.release()
+    assert not first.path.exists()
+    with ConfigLock(config, tmp_path) as second:  # a new file, a new lock
+        import fcntl
+
+        fcntl.flock(stale_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old inode: nobody's lock any more
+        assert second.held and second.path.exists()
+    os.close(stale_fd)
 
 
 def test_second_lock_is_refused_with_the_holder_pid(tmp_path: Path) -> None:
@@ -64,7 +83,7 @@ def test_kill_9_of_the_holder_frees_the_lock_and_reports_the_stale_pid(tmp_path:
     with ConfigLock(config, tmp_path) as lock:
         assert lock.held and lock.stale_pid == child.pid
         assert lock.path.read_text().strip() == str(os.getpid())
-    assert not lock.held and lock.path.read_text() == ""
+    assert not lock.held and not lock.path.exists()  # a clean release removes the file
 
 
 def test_other_configs_do_not_exclude_each_other(tmp_path: Path) -> None:

@@ -309,3 +309,35 @@ def test_data_path_reads_a_known_hosts_path_with_blanks_and_quotes(sshd: SshServ
     host = SshHost.model_validate(sshd.host_config(known_hosts=str(known), zfs_command=["cat"]))
     result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
     assert result.ok, result.send_stderr
+
+
+def test_the_transfer_is_sized_by_zfs_send_nP_not_by_the_plans_estimate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan's estimate comes from on-disk (compressed) sizes; `zfs send -nP` gives the
+    stream's, which picks the path and the progress total. The plan's is the fallback."""
+    from reconciler.config.models import Config
+    from reconciler.execute.local import LocalExecutor
+    from reconciler.execute.transfer import NullProgress, TransferResult, run_send
+
+    totals: list[int | None] = []
+
+    class Sink(NullProgress):
+        def transfer(self, label: str, total: int | None) -> Any:
+            totals.append(total)
+            return super().transfer(label, total)
+
+    config = Config.model_validate({
+        "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p",
+                         "replicate_to": [{"host": "backup", "root": "pool"}]}]})
+    executors = {"nas": LocalExecutor("nas", LocalHost(connection="local")),
+                 "backup": LocalExecutor("backup", LocalHost(connection="local"))}
+    ok = TransferResult(10, 0.1, 0, 0, "", "")
+    monkeypatch.setattr(transfer, "stream_sides", lambda *a, **k: ok)
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/tank/a", "s1", ("s2",), estimated_bytes=1024)
+    monkeypatch.setattr(transfer, "estimate_send_size", lambda *a, **k: 300 * 1024**2)
+    run_send(action, config, executors, progress=Sink())
+    monkeypatch.setattr(transfer, "estimate_send_size", lambda *a, **k: None)  # zfs could not say
+    run_send(action, config, executors, progress=Sink())
+    assert totals == [300 * 1024**2, 1024]

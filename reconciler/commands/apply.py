@@ -190,8 +190,9 @@ def print_report(report: ApplyReport, plan: Plan | None = None, out: Any = None)
         # A failed send may be the receiving end's fault (modified target, full pool): name both.
         hosts = sorted({o.action.host for o in report.failed}
                        | {o.action.target_host for o in report.failed if isinstance(o.action, SendAction)})
-        print(f"Failed on {', '.join(hosts)}: the filesystems listed above are not fully reconciled; "
-              "every other action was applied. Run `zrepl-reconcile plan` to see what remains.", file=out)
+        print(f"Failed on {', '.join(hosts)}: the filesystems listed above are not fully reconciled (what"
+              " depended on a failure was skipped); everything reported done was applied. Run"
+              " `zrepl-reconcile plan` to see what remains.", file=out)
     if not_done:
         print(f"{len(not_done)} part(s) of the desired state were not attempted (conflicts or unavailable "
               "hosts); they need the fix the plan suggests.", file=out)
@@ -245,5 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 executor.close()
     print_report(report, plan)
     if report.stopped:
-        print(f"Stopped by {signals.signal_name or 'request'} between actions.")
-    return EXIT_OK if report.ok else EXIT_ERROR
+        # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).
+        print(f"Stopped by {signals.signal_name or 'request'} between actions; the skipped actions did"
+              " not run (exit 1). Run `zrepl-reconcile plan` to see what remains.")
+    return EXIT_OK if report.ok and not report.stopped else EXIT_ERROR

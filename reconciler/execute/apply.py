@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
@@ -285,12 +285,9 @@ class _Applier:
         self.report = ApplyReport()
         self.destroys: list[DestroyAction] = []
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
-        self.taken: set[tuple[str, str, str]] = set()  # (host, dataset, snapshot) taken by this apply
 
     def record(self, outcome: Outcome) -> None:
         self.report.outcomes.append(outcome)
-        if outcome.status == DONE and isinstance(outcome.action, SnapshotAction):
-            self.taken.add((outcome.action.host, outcome.action.dataset, outcome.action.snapshot))
         if outcome.status != DONE:
             action = outcome.action
             what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
@@ -376,11 +373,6 @@ class _Applier:
 
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
-        if action.estimated_bytes is not None and any(
-                (action.host, action.dataset, name) in self.taken for name in action.snapshots):
-            # The plan could only guess a just-taken snapshot's size (the filesystem's
-            # `written` lags unsynced writes): let `zfs send -nP` size the transfer.
-            action = replace(action, estimated_bytes=None)
         try:
             result = run_send(action, self.config, self.executors, progress=self.progress, abort=self.abort)
         except ReconcileError as exc:

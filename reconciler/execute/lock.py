@@ -4,7 +4,8 @@ The lock file name is derived from the config's absolute path, so two applies of
 same desired state exclude each other while unrelated configs do not. ``fcntl.flock``
 is released by the kernel when the holder dies (even by kill -9), so a crashed apply
 never blocks the next one; the PID written in the file is only for the message, and a
-PID left there by a dead process is reported as stale and ignored.
+PID left there by a dead process is reported as stale and ignored. A clean release
+removes the file.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from types import TracebackType
 
 from reconciler.errors import LockError
 
+LOCK_DIR_ENV = "ZREPL_RECONCILE_LOCK_DIR"
+
 
 def lock_directory() -> Path:
-    """/run/lock when writable (systemd), else $XDG_RUNTIME_DIR (per user), else /tmp."""
+    """$ZREPL_RECONCILE_LOCK_DIR when set, else /run/lock when writable (systemd), else
+    $XDG_RUNTIME_DIR (per user), else /tmp."""
+    override = os.environ.get(LOCK_DIR_ENV)
+    if override:
+        return Path(override)
     candidates = [Path("/run/lock")]
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
@@ -66,6 +73,25 @@ class ConfigLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        # The file is removed on release (so no other user finds a leftover it cannot
+        # open); a lock taken on a file that was removed meanwhile is retried on the new one.
+        while True:
+            fd = self._open_and_lock()
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = read_holder(self.path)
+        if previous is not None and previous != os.getpid() and not pid_alive(previous):
+            self.stale_pid = previous
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _open_and_lock(self) -> int:
         # 0o644 so another user's apply can read the holder's PID for its message.
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -81,12 +107,7 @@ class ConfigLock:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise LockError(f"cannot lock {self.path}: {exc.strerror}") from exc
             raise LockError(self._busy_message()) from None
-        previous = read_holder(self.path)
-        if previous is not None and previous != os.getpid() and not pid_alive(previous):
-            self.stale_pid = previous
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        return fd
 
     def _busy_message(self) -> str:
         holder = read_holder(self.path)
@@ -98,9 +119,10 @@ class ConfigLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        # Empty the file before unlocking so no later reader sees our PID as a holder.
+        # Remove the file while still holding the lock (a waiter that opened it retries
+        # on a new file), so no later reader sees our PID and no leftover stays behind.
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+            os.unlink(self.path)
         os.close(fd)  # closing drops the flock
 
     def stale_note(self) -> str:

@@ -674,11 +674,12 @@ def _run_send_once(action: SendAction, config: Config, executors: Mapping[str, E
                    sink: ProgressSink, abort: threading.Event | None) -> TransferResult:
     source_host = config.hosts[action.host]
     target_host = config.hosts[action.target_host]
-    # The planner's estimate (from the gathered `written` sizes) saves a `zfs send -nP`
-    # round trip per send; zfs is asked only when the plan has none (e.g. a resume).
-    total = action.estimated_bytes
-    if total is None and action.host in executors:
-        total = estimate_send_size(action, executors[action.host])
+    # The stream's size from `zfs send -nP`, right before the send: it picks the transfer
+    # path and the progress total. The plan's estimate (gathered on-disk sizes: compressed,
+    # and lagging writes not yet synced for a snapshot just taken) is only the fallback.
+    total = estimate_send_size(action, executors[action.host]) if action.host in executors else None
+    if total is None:
+        total = action.estimated_bytes
     bar = sink.transfer(transfer_label(action), total)
     # A small send over a host's existing SSH connection: no handshake per send, which
     # costs more than the bytes; a big one through the system ssh client (throughput).
