@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -256,6 +257,40 @@ def test_unwritable_out_is_exit_1(replicated: Path, tmp_path: Path,
                               "--out", str(tmp_path / "missing-dir" / "plan.json"))
     assert code == 1 and out == ""
     assert err.startswith("error: --out ") and "cannot write the plan file" in err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory", "trailing-slash"])
+def test_out_is_written_only_to_a_regular_file(replicated: Path, tmp_path: Path, kind: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`plan --out /dev/full` once replaced the device node with a plain file (as root)."""
+    path = {"device": "/dev/null", "fifo": str(tmp_path / "fifo"), "directory": str(tmp_path),
+            "trailing-slash": str(tmp_path / "new-dir") + "/"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--out", path)
+    assert code == 1 and out == "", err
+    assert err.startswith(f"error: --out {path}: ") and ("regular file" in err or "directory" in err)
+    assert Path("/dev/null").is_char_device()
+    assert not (tmp_path / "new-dir").exists()
+
+
+def test_out_through_a_symlink_replaces_the_file_it_names(replicated: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("old")
+    link.symlink_to(real)
+    code, _out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--out", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and json.loads(real.read_text())["format_version"] == 1
+
+
+@pytest.mark.parametrize("name", ["tank/data/", "tank/data@x", "tank//data"])
+def test_an_invalid_filesystem_name_is_a_usage_error(replicated: Path, name: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = plan_cli(capsys, "-c", str(replicated), "--now", NOW, "--filesystem", name,
+                              "--detailed-exitcode")
+    assert code == 1 and out == ""
+    assert err.startswith("error: --filesystem: ") and "not a valid ZFS dataset name" in err
 
 
 def test_missing_config_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

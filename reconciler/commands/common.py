@@ -69,6 +69,13 @@ def check_selection(config: Config, hosts: list[str] | None,
     if unknown:
         raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
                          f"(configured: {', '.join(config.hosts)})")
+    from reconciler.config.models import check_dataset_name
+
+    for name in filesystems or ():
+        try:
+            check_dataset_name(name)
+        except ValueError as exc:
+            raise UsageError(f"--filesystem: {exc}") from None
     unmanaged = unmanaged_filesystems(config, hosts, filesystems or ())
     if unmanaged:
         on_hosts = f" on host {', '.join(hosts)}" if hosts else ""

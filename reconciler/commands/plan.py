@@ -99,8 +99,17 @@ def notify_attention(plan: Plan) -> None:
 
 
 def write_plan_file(plan: Plan, path: str) -> None:
-    """Write the Plan JSON atomically: ``apply --plan`` never reads half a plan."""
-    target = Path(path)
+    """Write the Plan JSON atomically: ``apply --plan`` never reads half a plan.
+
+    Only a regular file is written (or replaced): a device, a FIFO or a directory at the
+    path is refused, and a symlink is followed to the file it names (the rename replaces
+    that file, not the link)."""
+    if path.endswith("/"):
+        raise UsageError(f"--out {path}: names a directory; give a file name, e.g. {path}plan.json")
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        kind = "a directory" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise UsageError(f"--out {path}: {target} is {kind}; the plan is written only to a regular file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
