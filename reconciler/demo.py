@@ -64,16 +64,18 @@ def seed_script(src_pool: str, dst_pool: str, image_dir: str, *, mount: bool) ->
     own_host = not mount
     lines = ["set -e"]
     mountpoint = "" if mount else "-O mountpoint=none"
+    if own_host:
+        # A pool of that name is replaced only when an earlier demo made it (marked); both
+        # are checked before anything is created, so a refusal leaves nothing behind.
+        for pool in (src_pool, dst_pool):
+            lines += [f"if zpool list -H {pool} >/dev/null 2>&1 &&"
+                      f" [ \"$(zfs get -H -o value {DEMO_MARK} {pool})\" != yes ]; then",
+                      f"  echo 'demo: a pool named {pool} exists and the demo did not create it;"
+                      " not touching it' >&2; exit 1",
+                      "fi"]
     for pool in (src_pool, dst_pool):
         image = shlex.quote(f"{image_dir}/{pool}.img")
-        # A pool of that name is replaced only when an earlier demo made it (marked).
-        lines.append(f"if zpool list -H {pool} >/dev/null 2>&1; then")
-        if own_host:
-            lines += [f"  if [ \"$(zfs get -H -o value {DEMO_MARK} {pool})\" != yes ]; then",
-                      f"    echo 'demo: a pool named {pool} exists and the demo did not create it;"
-                      " not touching it' >&2; exit 1",
-                      "  fi"]
-        lines += [f"  zpool destroy -f {pool}", "fi",
+        lines += [f"if zpool list -H {pool} >/dev/null 2>&1; then zpool destroy -f {pool}; fi",
                   f"rm -f {image}; truncate -s 256M {image}",
                   f"zpool create -f {mountpoint} -O {DEMO_MARK}=yes {pool} {image}"]
     for name in SOURCE_DATASETS:

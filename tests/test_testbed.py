@@ -191,3 +191,11 @@ def test_qemu_check_says_whether_qemu_runs(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(vm.shutil, "which", lambda name: None)
     reason = vm.qemu_unavailable_reason()
     assert reason is not None and "not installed" in reason
+
+
+def test_the_guests_ssh_line_quotes_a_known_hosts_path_with_blanks(tmp_path: Path) -> None:
+    g = vm.Guest(name="g", image=image(tmp_path), workdir=tmp_path, port=40022, pid=1,
+                 overlay=tmp_path / "o", console=tmp_path / "c", known_hosts=tmp_path / "my demo" / "kh",
+                 control_dir=tmp_path)
+    argv = g.ssh_argv()
+    assert f'UserKnownHostsFile="{tmp_path}/my demo/kh"' in argv

@@ -201,6 +201,11 @@ def is_our_qemu(pid: int, overlay: Path) -> bool:
         str(overlay).encode() in part for part in cmdline)
 
 
+def quoted(value: str) -> str:
+    """An ssh ``-o Key=value`` value: OpenSSH splits an unquoted one at blanks."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def kill_qemu(pid: int, overlay: Path) -> None:
     """SIGTERM, then SIGKILL, while ``pid`` is still a QEMU on ``overlay``; then drop the overlay."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -269,7 +274,7 @@ class Guest:
         base = [
             "ssh", "-F", "/dev/null", "-p", str(self.port), "-i", str(self.identity_file),
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={quoted(str(self.known_hosts))}",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=15",
             "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/cm",
