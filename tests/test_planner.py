@@ -682,3 +682,24 @@ def test_restricted_plan_sends_managed_parents_instead_of_placeholders() -> None
     assert any("also sends nas:tank/a" in m for m in plan.warnings)
     everything = make_plan(cfg, simulate(w.observed, plan), NOW)
     assert everything.conflicts == () and everything.actions == ()
+
+
+def test_restricted_plan_snapshots_a_managed_parent_that_has_none_yet() -> None:
+    """--filesystem tank/b (or --host <target>) while tank, managed, has no snapshot at all:
+    tank is snapshotted and sent first, as the unrestricted plan would do, instead of a
+    placeholder that would later block tank's own first send (no_common_snapshot)."""
+    w = World()
+    w.fs("nas", "tank")
+    w.fs("nas", "tank/b")
+    w.snaps("nas", "tank/b", [("zrepl_1", 5)])
+    w.fs("backup", "pool")
+    w.fs("backup", "pool/nas")
+    cfg = simple_config(interval="1d", filter={"tank<": True})
+    for selection in ({"filesystems": ["tank/b"]}, {"hosts": ["backup"]}):
+        plan = make_plan(cfg, w.observed, NOW, **selection)  # type: ignore[arg-type]
+        assert of(plan, CreateAction) == [], selection
+        assert [a.dataset for a in of(plan, SnapshotAction)][:1] == ["tank"], selection
+        assert [s.dataset for s in of(plan, SendAction)][:1] == ["tank"], selection
+        assert any("also snapshots and sends nas:tank" in m for m in plan.warnings), plan.warnings
+        everything = make_plan(cfg, simulate(w.observed, plan), NOW)
+        assert everything.conflicts == (), (selection, everything.conflicts)

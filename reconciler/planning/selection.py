@@ -254,11 +254,19 @@ def _add_parent_pairs(observed: ObservedState, claims: dict[tuple[str, str], Sel
                     continue
                 chosen = claims.get(key)
                 if chosen is not None and target in chosen.targets:
-                    continue
-                targets = (*chosen.targets, target) if chosen is not None else (target,)
+                    if dataset.snapshots or chosen.source_side:
+                        continue
+                    targets = chosen.targets  # selected for its pairs only, but has nothing to send
+                else:
+                    targets = (*chosen.targets, target) if chosen is not None else (target,)
+                # A parent without any snapshot yet is also snapshotted by its schedule (it
+                # has nothing to prune), as the unrestricted plan would: else only a
+                # placeholder could go there, and it would block the parent's first send.
+                source_side = (chosen.source_side if chosen else False) or not dataset.snapshots
                 claims[key] = Selected(item.host, dataset, item.entry_index, item.entry, item.policy_name,
-                                       item.policy, targets, chosen.source_side if chosen else False)
-                warnings.append(f"selection: also sends {item.host}:{parent} to {target.host}:"
+                                       item.policy, targets, source_side)
+                also = "snapshots and sends" if not dataset.snapshots else "sends"
+                warnings.append(f"selection: also {also} {item.host}:{parent} to {target.host}:"
                                 f"{target.target_dataset(parent)}, which {target.target_dataset(item.name)}"
                                 " needs as parent (a placeholder there would block its own replication)")
 
