@@ -176,7 +176,7 @@ def send_estimate(sends: list[SendAction]) -> str:
     """``1.2 GiB est.`` when every send has an estimate; says how many when only some do."""
     known = [s.estimated_bytes for s in sends if s.estimated_bytes is not None]
     if not known:
-        return ""
+        return "size unknown" if sends else ""
     total = human_bytes(sum(known))
     if len(known) == len(sends):
         return f"{total} est."

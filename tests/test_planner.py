@@ -703,3 +703,14 @@ def test_restricted_plan_snapshots_a_managed_parent_that_has_none_yet() -> None:
         assert any("also snapshots and sends nas:tank" in m for m in plan.warnings), plan.warnings
         everything = make_plan(cfg, simulate(w.observed, plan), NOW)
         assert everything.conflicts == (), (selection, everything.conflicts)
+
+
+def test_an_unavailable_hosts_fix_fits_the_failure() -> None:
+    """A local host whose zfs is missing is not told to try ssh."""
+    w = world(("zrepl_1", 5))
+    w.unavailable("backup", "zfs_not_found", "zfs: not found")
+    (conflict,) = make_plan(simple_config(interval="1d"), w.observed, NOW).conflicts
+    assert conflict.fix == "install zfs on backup or set its zfs_command (e.g. [sudo, -n, zfs])"
+    w.unavailable("backup", "unreachable", "connection refused")
+    (conflict,) = make_plan(simple_config(interval="1d"), w.observed, NOW).conflicts
+    assert "`ssh backup zfs list`" in conflict.fix

@@ -250,7 +250,7 @@ def test_verdicts_in_input_order_with_reasons() -> None:
     by_name = {v.snapshot.name: v for v in verdicts}
     assert not by_name["zrepl_a"].keep
     assert by_name["zrepl_a"].reason == (
-        "not_replicated: already replicated; "
+        "not_replicated: on every target (before this plan or by its sends); "
         "grid 1x1h(keep=all)|2x1h ^zrepl_: older than the last bucket (3h before newest); "
         "regex ^manual_: name does not match")
     assert by_name["manual_x"].keep and by_name["manual_x"].reason == "regex ^manual_"

@@ -145,6 +145,24 @@ class HostUnavailable:
     code: str  # a GatherError code: unreachable, auth_failed, host_key_unknown, ...
     message: str
 
+    def fix(self) -> str:
+        """What to check, by kind of failure (a local host has no SSH to blame)."""
+        return _UNAVAILABLE_FIXES.get(self.code, "check the host and run plan again: {host}").format(
+            host=self.host)
+
+
+_UNAVAILABLE_FIXES = {
+    "unreachable": "check that {host} is up and reachable (address, port, firewall), e.g."
+                   " `ssh {host} zfs list`",
+    "timeout": "check that {host} answers in time (network, load), e.g. `ssh {host} zfs list`",
+    "auth_failed": "check the user and identity_file of host {host} (its authorized_keys), e.g. "
+                   "`ssh -i IDENTITY USER@{host} zfs list`",
+    "host_key_unknown": "verify {host}'s host key out of band, then add it to the host's known_hosts file",
+    "host_key_changed": "find out why {host}'s host key changed before trusting the new one",
+    "zfs_not_found": "install zfs on {host} or set its zfs_command (e.g. [sudo, -n, zfs])",
+    "permission_denied": "let the user run zfs on {host} (zfs allow, or zfs_command: [sudo, -n, zfs])",
+}
+
 
 @dataclass(slots=True)
 class ObservedState:

@@ -160,7 +160,7 @@ def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
     pair.conflict = Conflict(
         HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
         f"target host {pair.target.host} is unavailable ({why}); nothing is sent to {pair.target_dataset}",
-        f"check connectivity and credentials, e.g. `ssh {pair.target.host} zfs list`",
+        problem.fix() if problem else f"check host {pair.target.host} and run plan again",
         pair.source.host, pair.source.name)
     if pair.cursors:
         newest = pair.cursors[-1]

@@ -352,7 +352,7 @@ class _NotReplicatedRule:
         keeps = [not is_replicated(snap) for snap in snapshots]
         return _FlagJudgement(keeps, "not_replicated: not on every target yet, or the replication cursor's"
                                      " snapshot (keep_snapshot_at_cursor)",
-                              "not_replicated: already replicated")
+                              "not_replicated: on every target (before this plan or by its sends)")
 
 
 class _FlagJudgement:

@@ -308,7 +308,7 @@ def _source_unavailable(observed: ObservedState, entry: FilesystemEntry, index: 
     return [Conflict(HOST_UNAVAILABLE, entry.host, root,
                      f"source host {entry.host} is unavailable ({why}); nothing is planned for"
                      f" {entry.host}:{root} or below it (filesystems[{index}])",
-                     f"check connectivity and credentials, e.g. `ssh {entry.host} zfs list`",
+                     problem.fix() if problem else f"check host {entry.host} and run plan again",
                      entry.host, root)
             for root in _unavailable_roots(entry, restriction)]
 
