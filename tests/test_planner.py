@@ -714,3 +714,26 @@ def test_an_unavailable_hosts_fix_fits_the_failure() -> None:
     w.unavailable("backup", "unreachable", "connection refused")
     (conflict,) = make_plan(simple_config(interval="1d"), w.observed, NOW).conflicts
     assert "`ssh backup zfs list`" in conflict.fix
+
+
+def test_names_longer_than_zfs_allows_are_conflicts_not_actions() -> None:
+    """ZFS refuses names over 255 bytes (dataset@snapshot included): the plan says so
+    instead of planning commands that must fail."""
+    w = World()
+    deep = "tank/" + "d" * 120
+    w.fs("nas", "tank")
+    w.fs("nas", deep)
+    w.snaps("nas", deep, [("zrepl_1", 5)])
+    w.fs("backup", "pool")
+    long_root = "pool/" + "r" * 130
+    cfg = simple_config(interval="1d", filter={deep: True},
+                        targets=[{"host": "backup", "root": long_root}])
+    plan = make_plan(cfg, w.observed, NOW)
+    (conflict,) = plan.conflicts
+    assert conflict.code == "name_too_long" and conflict.dataset == f"{long_root}/{deep}"
+    assert of(plan, SendAction) == [] and of(plan, CreateAction) == []
+    cfg = simple_config(interval="1h", prefix="p" * 120, manage="^p", filter={deep: True}, targets=[])
+    plan = make_plan(cfg, w.observed, NOW)
+    assert of(plan, SnapshotAction) == []
+    (conflict,) = plan.conflicts
+    assert conflict.code == "name_too_long" and "shorten snapshots.prefix" in conflict.fix

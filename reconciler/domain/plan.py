@@ -19,6 +19,8 @@ TARGET_NOT_FILESYSTEM = "target_not_filesystem"
 HOST_UNAVAILABLE = "host_unavailable"
 CLAIMED_TWICE = "claimed_twice"
 TARGET_POOL_MISSING = "target_pool_missing"
+NAME_TOO_LONG = "name_too_long"
+ZFS_MAX_NAME = 255  # OpenZFS: ZFS_MAX_DATASET_NAME_LEN (256) with the NUL, for dataset@snap too
 
 # Which side of the rule from zrepl's history applies to a filesystem's source pruning.
 PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless

@@ -52,9 +52,9 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
               explain: bool = False) -> Plan:
     """The plan that brings the observed world to the desired state (see module docstring)."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
-    snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now)
-    planned = _planned_snapshots(snapshot_actions, observed, now)
     conflicts: list[Conflict] = list(selection.conflicts)
+    snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now, conflicts)
+    planned = _planned_snapshots(snapshot_actions, observed, now)
     warnings: list[str] = list(selection.warnings)
     source_reports: list[FilesystemReport] = []
     target_reports: list[FilesystemReport] = []

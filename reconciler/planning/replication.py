@@ -23,8 +23,10 @@ from reconciler.domain.plan import (
     DIVERGED,
     GUID_MISMATCH,
     HOST_UNAVAILABLE,
+    NAME_TOO_LONG,
     NO_COMMON_SNAPSHOT,
     TARGET_NOT_FILESYSTEM,
+    ZFS_MAX_NAME,
     Conflict,
 )
 from reconciler.planning.naming import cursor_name, cursor_prefix
@@ -130,7 +132,13 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
     existing = observed.dataset(target.host, target_dataset)
     pair.observed_target = existing
     blocker = non_filesystem_ancestor(observed, target.host, target_dataset)
-    if blocker is not None:
+    longest = max((len(s.name.encode()) for s in source.snapshots), default=0)
+    if len(target_dataset.encode()) + 1 + longest > ZFS_MAX_NAME:
+        _conflict(pair, NAME_TOO_LONG,
+                  f"{target_dataset} with its snapshots' names would exceed the {ZFS_MAX_NAME} bytes ZFS"
+                  f" allows ({len(target_dataset.encode())} bytes before '@')",
+                  f"choose a shorter replicate_to root than {target.root!r} for {target.host}")
+    elif blocker is not None:
         _blocked_by(pair, blocker)
     elif existing is None and not observed.exists(target.host, target_dataset.split("/")[0]):
         _conflict(pair, TARGET_POOL_MISSING,

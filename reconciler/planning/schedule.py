@@ -13,6 +13,7 @@ from datetime import datetime
 
 from reconciler.domain.actions import SnapshotAction
 from reconciler.domain.observed import Dataset, Snapshot
+from reconciler.domain.plan import NAME_TOO_LONG, ZFS_MAX_NAME, Conflict
 from reconciler.planning.naming import scheduled_snapshot_name
 from reconciler.planning.selection import Selected
 
@@ -33,8 +34,10 @@ def batch_key(host: str, pool: str, policy: str, name: str) -> str:
     return f"{host}:{pool}:{policy}:{name}"
 
 
-def plan_snapshots(selected: list[Selected], now: datetime) -> list[SnapshotAction]:
-    """One SnapshotAction per dataset that is due, in (host, dataset) order."""
+def plan_snapshots(selected: list[Selected], now: datetime,
+                   conflicts: list[Conflict] | None = None) -> list[SnapshotAction]:
+    """One SnapshotAction per dataset that is due, in (host, dataset) order; a name longer
+    than ZFS allows is a ``name_too_long`` conflict (added to ``conflicts``) instead."""
     actions: list[SnapshotAction] = []
     now_ts = now.timestamp()
     compiled: dict[str, re.Pattern[str]] = {}
@@ -48,6 +51,15 @@ def plan_snapshots(selected: list[Selected], now: datetime) -> list[SnapshotActi
             continue
         name = scheduled_snapshot_name(schedule.prefix, now)
         if item.dataset.snapshot_named(name) is not None:
+            continue
+        full = f"{item.name}@{name}"
+        if len(full.encode()) > ZFS_MAX_NAME:
+            if conflicts is not None:
+                conflicts.append(Conflict(
+                    NAME_TOO_LONG, item.host, item.name,
+                    f"the snapshot {full} would be {len(full.encode())} bytes long; ZFS allows"
+                    f" {ZFS_MAX_NAME}: no snapshot is taken",
+                    f"shorten snapshots.prefix of policy {item.policy_name}"))
             continue
         newest = newest_managed(item.dataset, manage)
         why = (f"no snapshot matches {manage.pattern}" if newest is None
