@@ -1077,17 +1077,30 @@ def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root:
     where: Path = ("filesystems", entry.index, "replicate_to", j, "root")
     source, replica = _describe_dataset(probe), _describe_dataset(f"{root}/{probe}")
     onto = f"onto its own host {host!r}" if entry.host == host else f"to host {host!r}"
+    exclusion = _working_exclusion(other, root, probe, keep_source=other is entry)
     if other is entry:
         return document.problem(where, (
             f"replicating {source} {onto} under {root!r} writes {replica}, which this entry's filter "
             "selects again: each run would replicate the replica; use a root outside the selected "
-            f"datasets or exclude it with \"{root}<\": false"))
+            f"datasets{exclusion}"))
     key = _deciding_key(other.filter, f"{root}/{probe}") or ""
     return document.problem(where, (
         f"replicating {source} {onto} under {root!r} writes {replica}, which filesystems[{other.index}] "
         f"selects on that host ({document.where(('filesystems', other.index, 'filter', key))}): its policy "
-        f"{other.policy!r} would snapshot and prune the replica; use a root outside that entry's datasets "
-        f"or exclude it there with \"{root}<\": false"))
+        f"{other.policy!r} would snapshot and prune the replica; use a root outside that entry's datasets"
+        f"{exclusion.replace(' it with', ' it there with')}"))
+
+
+def _working_exclusion(entry: _Entry, root: str, probe: str, *, keep_source: bool) -> str:
+    """`` or exclude it with "ROOT<": false`` when that key would really exclude the replica
+    (a more specific key may select it anyway) without excluding the source; else ""."""
+    key = f"{root}<"
+    if key in entry.filter:
+        return ""
+    changed = {**entry.filter, key: False}
+    if filter_decision(changed, f"{root}/{probe}") or (keep_source and not filter_decision(changed, probe)):
+        return ""
+    return f" or exclude it with \"{key}\": false"
 
 
 def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
