@@ -248,15 +248,37 @@ def test_confirmation_on_a_terminal(two_hosts: tuple[Path, StandinState, Standin
 
 def test_a_saved_plan_runs_exactly_its_actions(two_hosts: tuple[Path, StandinState, StandinState],
                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config, _nas, _backup = two_hosts
+    from reconciler.domain.actions import SendAction
+    from reconciler.domain.plan import Plan
+
+    config, nas, backup = two_hosts
     plan_file = tmp_path / "plan.json"
     assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--out", str(plan_file))[0] == 0
     saved = json.loads(plan_file.read_text())
     # One outcome per action: every destroy here fits in one zfs command.
     assert all(len(a.get("snapshots", ())) < 1000 for a in saved["actions"])
+    logged = {"nas": len(nas.log()), "backup": len(backup.log())}
     code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
     assert code == 0, out + err
     assert f"Apply: {len(saved['actions'])} done, 0 failed, 0 skipped." in out
+    # Every changing zfs command apply ran is one of the saved actions', and each saved
+    # action's command ran (snapshots as one atomic batch per key, sends as send | recv).
+    changing = ("snapshot", "destroy", "bookmark", "recv", "create", "hold", "release")
+    ran = sorted(tuple(argv) for host, st in (("nas", nas), ("backup", backup))
+                 for argv in st.log()[logged[host]:] if argv and argv[0] in changing)
+    expected: list[tuple[str, ...]] = []
+    plan = Plan.from_json(saved)
+    batches: dict[str, list[str]] = {}
+    for action in plan.actions:
+        if action.kind == "snapshot":
+            batches.setdefault(f"{action.host}{action.batch}", []).append(  # type: ignore[attr-defined]
+                f"{action.dataset}@{action.snapshot}")  # type: ignore[attr-defined]
+        elif isinstance(action, SendAction):
+            expected.append(tuple(action.recv_argv()))
+        else:
+            expected.append(tuple(action.argv()))
+    expected += [("zfs", "snapshot", *names) for names in batches.values()]
+    assert ran == sorted(argv[1:] for argv in expected)  # the stand-in logs argv after "zfs"
 
 
 @pytest.mark.parametrize(("extra", "message"), [
