@@ -705,3 +705,10 @@ filesystems: [{host: nas, filter: {"tank<": true}, policy: hourly}]
 filesystems: [{host: nas, filter: {"tank<": true}, policy: hourly}]
 """)
     assert not config.policies["hourly"].keeps_snapshot_at_cursor
+
+
+def test_a_key_with_a_newline_stays_on_one_line_in_the_field_path() -> None:
+    (line,) = problems('hosts: {nas: {connection: local}}\n'
+                       'policies: {p: {snapshots: {prefix: zrepl_, interval: 1h}}}\n'
+                       'filesystems:\n  - {host: nas, filter: {"tank/a\\nb": true}, policy: p}\n')
+    assert line.startswith('4:26: filesystems[0].filter["tank/a\\nb"]: ') and "\n" not in line

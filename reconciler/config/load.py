@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import json
 import math
 import os
 import re
@@ -566,7 +567,9 @@ def format_path(path: Sequence[PathElem]) -> str:
         elif _IDENTIFIER.match(elem):
             out += f".{elem}" if out else elem
         else:
-            out += f'["{elem}"]'
+            # JSON string syntax: a key with a newline, quote or control character stays on
+            # one line (one error, one line) and reads back unambiguously.
+            out += f"[{json.dumps(elem, ensure_ascii=False)}]"
     return out
 
 
