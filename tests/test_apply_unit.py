@@ -259,6 +259,17 @@ def test_destroy_phase_relists_once_per_host_not_once_per_destroy(hosts: dict[st
     assert [c[c.index("-d") + 2:] for c in lists["backup"]] == [[f"pool/{ds}" for ds in names]]
 
 
+def test_a_long_destroy_phase_relists_what_remains_once_the_listing_is_old(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.execute.apply.FRESH_SECONDS", -1.0)  # every listing is "old"
+    names = ["tank/a", "tank/b", "tank/c"]
+    hosts["nas"].datasets = {ds: [("zrepl_1", 1, 0), ("zrepl_2", 2, 0)] for ds in names}
+    report = run(plan_of(*(DestroyAction("nas", ds, ("zrepl_1",)) for ds in names)), hosts)
+    assert [o.names for o in report.done] == [("zrepl_1",)] * 3
+    lists = [c for c in hosts["nas"].calls if c[:2] == ["zfs", "list"]]
+    assert [c[c.index("-d") + 2:] for c in lists] == [names, names[1:], names[2:]]
+
+
 def test_destroy_fails_when_its_host_cannot_be_relisted(hosts: dict[str, FakeExecutor]) -> None:
     hosts["nas"].datasets = {"tank/a": [("zrepl_1", 1, 0), ("zrepl_2", 2, 0)]}
     hosts["nas"].fail["zfs list"] = "cannot iterate filesystems: I/O error"

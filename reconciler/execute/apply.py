@@ -13,7 +13,8 @@ arrived, the target's destroys assuming the receive happened. Another send from 
 same source to a different target does not depend on the first one and still runs.
 
 Right before the destroys, their datasets (and their replication counterparts) are
-listed again, one ``zfs list -d 1`` per host, and safety invariants 1-4 re-checked for
+listed again, one ``zfs list -d 1`` per host (again for the destroys still to come when
+the listing is more than FRESH_SECONDS old), and safety invariants 1-4 re-checked for
 each destroy with the planner's own function; names no longer safe are dropped and
 reported as skipped, names that vanished likewise.
 """
@@ -47,6 +48,9 @@ from reconciler.planning.selection import filter_decision
 DONE = "done"
 FAILED = "failed"
 SKIPPED = "skipped"
+
+# A destroy's re-check never uses facts listed longer ago than this (seconds).
+FRESH_SECONDS = 30.0
 
 # Transport failures that make every further command on the host pointless.
 HOST_DOWN_CODES = frozenset({"unreachable", "auth_failed", "host_key_unknown", "host_key_changed"})
@@ -285,6 +289,7 @@ class _Applier:
         self.report = ApplyReport()
         self.destroys: list[DestroyAction] = []
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
+        self.fresh_at = 0.0  # time.monotonic() of that listing
 
     def record(self, outcome: Outcome) -> None:
         self.report.outcomes.append(outcome)
@@ -382,9 +387,14 @@ class _Applier:
 
     def destroy(self, action: DestroyAction) -> None:
         started = time.monotonic()
-        if self.fresh is None:  # the first destroy: list every destroy's facts once per host
+        # The first destroy lists every remaining destroy's facts, once per host; so does
+        # a destroy that comes more than FRESH_SECONDS after that listing (a long destroy
+        # phase), so no re-check runs on facts older than that.
+        if self.fresh is None or started - self.fresh_at > FRESH_SECONDS:
+            index = self.destroys.index(action)
             self.fresh = fresh_facts(self.config, self.executors,
-                                     [a for a in self.destroys if not self.ledger.blocker(a)])
+                                     [a for a in self.destroys[index:] if not self.ledger.blocker(a)])
+            self.fresh_at = time.monotonic()
         state, errors = self.fresh
         if action.host in errors:
             self.fail(action, errors[action.host], started)
