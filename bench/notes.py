@@ -55,7 +55,7 @@ ANALYSIS = """## Where we win, where we lose, and why (measured)
 
 Runs of the harness on 2 shared cores, 2026-11-25. The full run (16:28-17:52 UTC, all
 four tools) measured every peer; zrepl-reconcile's rows were re-measured after the last
-product changes, (a)-(c) at 19:48 UTC (`--tools zrepl-reconcile`) and (d) at 20:08 UTC
+product changes, (a)-(c) at 19:48 UTC (`--tools zrepl-reconcile`) and (d) at 20:52 UTC
 (`--scenarios d`, which also re-measures the plain pipe beside it); the harness merges
 those rows into the earlier results, so the peers' rows are from the full run. Medians of
 3 where a run takes at most 90 s; a slower run is measured once to bound the total time
@@ -81,16 +81,18 @@ add about 3 hours), which the runs column shows.
   and 676-811 s for the peers (one `zfs destroy` per snapshot): 0.11x the best peer's
   time.
 - **(d) 256 MiB full send: target met.** The transfer itself, as apply reports it, took
-  a median 18.1 s against 19.2 s for a bare `ssh guest zfs send | ssh guest zfs recv`
-  pipe interleaved with it: **106 % of the pipe** (best against best 104 %; target >= 90
-  %). zrepl-reconcile's whole `apply` (gather both hosts, plan, the transfer, the cursor
-  bookmark) took 19.4 s: 99 % of the pipe although it does more. The runs are noisy
-  under emulation: for the whole apply, the run at 19:48 UTC gave 89 % by medians (91 %
-  best against best), an earlier run today 122 % (99 %, the pipe's first run took
-  47 s); the transfer-only row was added to separate the data path from apply's fixed
-  costs (about 1-3 s of SSH round trips in the emulated guest). The loopback-sshd
-  measurement below (no emulation) agrees: 121 % with `splice`. Big sends keep the
-  system `ssh` client and `splice` through the controller.
+  a median 19.3 s against 18.9 s for a bare `ssh guest zfs send | ssh guest zfs recv`
+  pipe interleaved with it: **98 % of the pipe** (best against best 97 %; target >= 90
+  %). zrepl-reconcile's whole `apply` (gather both hosts, plan, `zfs send -nP` to size
+  the stream, the transfer, the cursor bookmark: 6 zfs calls against the pipe's 2) took
+  20.7 s: 91 % of the pipe (best against best 90 %) although it does more. The runs are
+  noisy under emulation: the run at 20:08 UTC, before every transfer was sized by `zfs
+  send -nP`, gave the transfer 106 % and the whole apply 99 %, the one at 19:48 UTC the
+  whole apply 89 %, an earlier run today 122 % (the pipe's first run took 47 s); the
+  transfer-only row separates the data path from apply's fixed costs (about 1-2 s of SSH
+  round trips in the emulated guest). The loopback-sshd measurement below (no
+  emulation) agrees: 121 % with `splice`. Big sends keep the system `ssh` client and
+  `splice` through the controller.
 
 Where a peer still wins: nowhere in these scenarios. What remains of ours: (b) is now
 dominated by the four zfs processes per filesystem in the emulated guest; a `zfs send
