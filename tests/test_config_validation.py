@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config.load import filter_selects, filters_overlap, load_config_text, replica_overlap
+from reconciler.config.load import filters_overlap, load_config_text, replica_overlap
 from reconciler.config.models import Config, SshHost
 from reconciler.errors import ConfigError
 from reconciler.execute.local import LocalExecutor
 from reconciler.execute.transfer import host_argv
+from reconciler.planning.selection import filter_decision
 
 HOSTS = """\
 hosts:
@@ -378,8 +379,8 @@ filesystems: [{host: a, filter: {"t<": true}, policy: p, replicate_to: [{host: b
     ({"tank/a<": True, "tank/a": False}, "tank/a", False),  # the exact key beats the subtree at equal paths
     ({}, "tank", False),
 ])
-def test_filter_selects_like_zrepl(filter_: dict[str, bool], dataset: str, selected: bool) -> None:
-    assert filter_selects(filter_, dataset) is selected
+def test_filter_decision_like_zrepl(filter_: dict[str, bool], dataset: str, selected: bool) -> None:
+    assert filter_decision(filter_, dataset) is selected
 
 
 _names = st.sampled_from(["p", "p/a", "p/a/b", "p/b", "p/ab", "q"])
@@ -391,7 +392,7 @@ _universe = ["p", "p/a", "p/a/b", "p/a/b/c", "p/a/x", "p/b", "p/b/x", "p/ab", "p
 @settings(max_examples=200, deadline=None)
 @given(_filters, _filters)
 def test_overlap_probe_agrees_with_brute_force(a: dict[str, bool], b: dict[str, bool]) -> None:
-    brute = any(filter_selects(a, d) and filter_selects(b, d) for d in _universe)
+    brute = any(filter_decision(a, d) and filter_decision(b, d) for d in _universe)
     assert (filters_overlap(a, b) is not None) == brute
 
 
@@ -408,13 +409,6 @@ filesystems:
         "'tank/data/replica' writes tank/data/replica/tank/data, which this entry's filter selects again: "
         "each run would replicate the replica; use a root outside the selected datasets or exclude it with "
         "\"tank/data/replica<\": false"]
-
-
-@settings(max_examples=200, deadline=None)
-@given(_filters, st.sampled_from(_universe))
-def test_config_checks_and_planner_agree_on_filters(filter_: dict[str, bool], dataset: str) -> None:
-    selection = pytest.importorskip("reconciler.planning.selection")
-    assert filter_selects(filter_, dataset) == selection.filter_decision(filter_, dataset)
 
 
 def test_top_level_keys_that_look_like_union_tags() -> None:
@@ -667,11 +661,11 @@ _roots = st.sampled_from(["p", "p/a", "q", "p/ab"])
 @given(_filters, _roots, _filters)
 def test_replica_probe_agrees_with_brute_force(source: dict[str, bool], root: str,
                                                target: dict[str, bool]) -> None:
-    brute = any(filter_selects(source, d) and filter_selects(target, f"{root}/{d}") for d in _universe)
+    brute = any(filter_decision(source, d) and filter_decision(target, f"{root}/{d}") for d in _universe)
     found = replica_overlap(source, root, target)
     assert (found is not None) == brute
     if found is not None and not found.endswith("\uffff"):
-        assert filter_selects(source, found) and filter_selects(target, f"{root}/{found}")
+        assert filter_decision(source, found) and filter_decision(target, f"{root}/{found}")
 
 
 def with_manage(manage: str) -> str:

@@ -851,15 +851,6 @@ def _value_at(data: Any, path: Sequence[PathElem]) -> Any:
 # --------------------------------------------------------------------------- cross references
 
 
-def filter_selects(filter_: Mapping[str, bool], dataset: str) -> bool:
-    """zrepl's filter rule, as the planner applies it (``selection.filter_decision``).
-
-    ``"tank/data<"`` matches tank/data and everything below it, ``"tank/data"`` only
-    itself; a longer path is more specific, and at equal paths the exact key wins.
-    """
-    return filter_decision(filter_, dataset)
-
-
 def _deciding_key(filter_: Mapping[str, bool], dataset: str) -> str | None:
     best_key, best = None, (-1, False)
     for key in filter_:
@@ -882,7 +873,7 @@ def filters_overlap(a: Mapping[str, bool], b: Mapping[str, bool]) -> str | None:
     paths = sorted({key.removesuffix("<") for key in (*a, *b)})
     for path in paths:
         for probe in (path, path + _BELOW):
-            if filter_selects(a, probe) and filter_selects(b, probe):
+            if filter_decision(a, probe) and filter_decision(b, probe):
                 return probe
     return None
 
@@ -970,7 +961,7 @@ def shared_selections(filters: Sequence[Mapping[str, bool]]) -> list[tuple[str, 
         ancestors = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
         candidates = sorted({i for ancestor in ancestors for i in owners.get(ancestor, [])})
         for probe in (path, path + _BELOW):
-            selecting = [i for i in candidates if filter_selects(filters[i], probe)]
+            selecting = [i for i in candidates if filter_decision(filters[i], probe)]
             if len(selecting) > 1:
                 shared.append((probe, selecting))
     return shared
@@ -1080,7 +1071,8 @@ def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root:
     where: Path = ("filesystems", entry.index, "replicate_to", j, "root")
     source, replica = _describe_dataset(probe), _describe_dataset(f"{root}/{probe}")
     onto = f"onto its own host {host!r}" if entry.host == host else f"to host {host!r}"
-    exclusion = _working_exclusion(other, root, probe, keep_source=other is entry)
+    exclusion = _working_exclusion(other, root, probe, keep_source=other is entry,
+                                   where="" if other is entry else " there")
     if other is entry:
         return document.problem(where, (
             f"replicating {source} {onto} under {root!r} writes {replica}, which this entry's filter "
@@ -1091,19 +1083,19 @@ def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root:
         f"replicating {source} {onto} under {root!r} writes {replica}, which filesystems[{other.index}] "
         f"selects on that host ({document.where(('filesystems', other.index, 'filter', key))}): its policy "
         f"{other.policy!r} would snapshot and prune the replica; use a root outside that entry's datasets"
-        f"{exclusion.replace(' it with', ' it there with')}"))
+        f"{exclusion}"))
 
 
-def _working_exclusion(entry: _Entry, root: str, probe: str, *, keep_source: bool) -> str:
-    """`` or exclude it with "ROOT<": false`` when that key would really exclude the replica
-    (a more specific key may select it anyway) without excluding the source; else ""."""
+def _working_exclusion(entry: _Entry, root: str, probe: str, *, keep_source: bool, where: str) -> str:
+    """`` or exclude it[where] with "ROOT<": false`` when that key would really exclude the
+    replica (a more specific key may select it anyway) without excluding the source; else ""."""
     key = f"{root}<"
     if key in entry.filter:
         return ""
     changed = {**entry.filter, key: False}
     if filter_decision(changed, f"{root}/{probe}") or (keep_source and not filter_decision(changed, probe)):
         return ""
-    return f" or exclude it with \"{key}\": false"
+    return f" or exclude it{where} with \"{key}\": false"
 
 
 def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
