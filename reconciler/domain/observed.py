@@ -145,10 +145,12 @@ class HostUnavailable:
     code: str  # a GatherError code: unreachable, auth_failed, host_key_unknown, ...
     message: str
 
-    def fix(self) -> str:
-        """What to check, by kind of failure (a local host has no SSH to blame)."""
-        return _UNAVAILABLE_FIXES.get(self.code, "check the host and run plan again: {host}").format(
-            host=self.host)
+
+def unavailable_fix(host: str, problem: HostUnavailable | None) -> str:
+    """What to check about an unavailable host, by kind of failure (a local host has no SSH
+    to blame); ``problem`` is None when no facts were gathered at all."""
+    fix = _UNAVAILABLE_FIXES.get(problem.code, "") if problem is not None else ""
+    return (fix or "check host {host} and run plan again").format(host=host)
 
 
 _UNAVAILABLE_FIXES = {

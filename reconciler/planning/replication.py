@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from reconciler.config.models import Target
 from reconciler.domain.actions import AbortResumeAction, BookmarkAction, SendAction
-from reconciler.domain.observed import Bookmark, Dataset, ObservedState, Snapshot
+from reconciler.domain.observed import Bookmark, Dataset, ObservedState, Snapshot, unavailable_fix
 from reconciler.domain.plan import (
     DIVERGED,
     GUID_MISMATCH,
@@ -168,7 +168,7 @@ def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
     pair.conflict = Conflict(
         HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
         f"target host {pair.target.host} is unavailable ({why}); nothing is sent to {pair.target_dataset}",
-        problem.fix() if problem else f"check host {pair.target.host} and run plan again",
+        unavailable_fix(pair.target.host, problem),
         pair.source.host, pair.source.name)
     if pair.cursors:
         newest = pair.cursors[-1]

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.config.models import Config, FilesystemEntry, Policy, Target
-from reconciler.domain.observed import Dataset, ObservedState
+from reconciler.domain.observed import Dataset, ObservedState, unavailable_fix
 from reconciler.domain.plan import HOST_UNAVAILABLE, Conflict
 
 CLAIMED_TWICE = "claimed_twice"
@@ -308,7 +308,7 @@ def _source_unavailable(observed: ObservedState, entry: FilesystemEntry, index: 
     return [Conflict(HOST_UNAVAILABLE, entry.host, root,
                      f"source host {entry.host} is unavailable ({why}); nothing is planned for"
                      f" {entry.host}:{root} or below it (filesystems[{index}])",
-                     problem.fix() if problem else f"check host {entry.host} and run plan again",
+                     unavailable_fix(entry.host, problem),
                      entry.host, root)
             for root in _unavailable_roots(entry, restriction)]
 
