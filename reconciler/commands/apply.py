@@ -26,7 +26,7 @@ from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
 from reconciler.commands.common import UsageError, add_selection_arguments, check_selection, compute_plan
 from reconciler.config.models import Config
 from reconciler.domain.actions import SendAction
-from reconciler.domain.plan import Plan
+from reconciler.domain.plan import HOST_UNAVAILABLE, Plan
 from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan, hosts_of
 from reconciler.execute.executor import Executor
@@ -202,7 +202,7 @@ def print_report(report: ApplyReport, plan: Plan | None = None, out: Any = None)
 def not_attempted(plan: Plan) -> list[str]:
     """One line per conflict and unavailable host of the plan (no action was planned there)."""
     lines = [f"{c.host}:{c.dataset}: {c.code}: {c.message}" for c in plan.conflicts
-             if c.code != "host_unavailable"]
+             if c.code != HOST_UNAVAILABLE]
     lines += [f"host {host} unavailable: {why}" for host, why in plan.unavailable]
     return lines
 
@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
-        if lock.stale_note():
-            print(lock.stale_note(), file=sys.stderr)
+        if note := lock.stale_note():
+            print(note, file=sys.stderr)
         executors: dict[str, Executor] = dict(executors_for(config))
         try:
             if args.plan:

@@ -62,8 +62,8 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
-        if lock.stale_note():
-            log(lock.stale_note())
+        if note := lock.stale_note():
+            log(note)
         executors: dict[str, Executor] = dict(executors_for(config))
         try:
             config, _observed, plan = compute_plan(args, executors=executors)

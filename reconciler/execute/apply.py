@@ -347,9 +347,8 @@ class _Applier:
         if not runnable:
             return
         started = time.monotonic()
-        executor = self.executors[runnable[0].host]
         try:
-            run_zfs(executor, snapshot_batch_argv(runnable),
+            run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
                     f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
         except ReconcileError as exc:
             if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN_CODES):
@@ -366,8 +365,9 @@ class _Applier:
 
     def simple(self, action: Action, note: str = "") -> None:
         started = time.monotonic()
-        if self.ledger.blocker(action):  # the host went down during a one-by-one batch
-            self.record(Outcome(action, SKIPPED, self.ledger.blocker(action)))
+        why = self.ledger.blocker(action)
+        if why:  # the host went down during a one-by-one batch
+            self.record(Outcome(action, SKIPPED, why))
             return
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
