@@ -63,14 +63,13 @@ def check_selection(config: Config, hosts: list[str] | None,
                     filesystems: list[str] | None = None) -> None:
     """Refuse flags that cannot select anything, before any host is contacted: a plan for
     them would be empty (or blame hosts that were never asked) instead of saying why."""
+    from reconciler.config.models import check_dataset_name
     from reconciler.planning.selection import describe_managed, unmanaged_filesystems
 
     unknown = [h for h in hosts or () if h not in config.hosts]
     if unknown:
         raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
                          f"(configured: {', '.join(config.hosts)})")
-    from reconciler.config.models import check_dataset_name
-
     for name in filesystems or ():
         try:
             check_dataset_name(name)
