@@ -50,6 +50,7 @@ class SourceView:
     snapshots: list[Snapshot]  # createtxg order, planned snapshots included
     by_guid: dict[int, Snapshot]
     bookmarks_by_guid: dict[int, list[Bookmark]]
+    longest_name: int  # bytes of the longest snapshot name (ZFS limits dataset@snapshot)
 
     @classmethod
     def build(cls, host: str, dataset: Dataset, planned: list[Snapshot]) -> SourceView:
@@ -57,7 +58,8 @@ class SourceView:
         bookmarks: dict[int, list[Bookmark]] = {}
         for bm in dataset.bookmarks:
             bookmarks.setdefault(bm.guid, []).append(bm)
-        return cls(host, dataset, snapshots, {s.guid: s for s in snapshots}, bookmarks)
+        longest = max((len(s.name.encode()) for s in snapshots), default=0)
+        return cls(host, dataset, snapshots, {s.guid: s for s in snapshots}, bookmarks, longest)
 
     def txg_of(self, guid: int) -> int | None:
         snap = self.by_guid.get(guid)
@@ -132,8 +134,7 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
     existing = observed.dataset(target.host, target_dataset)
     pair.observed_target = existing
     blocker = non_filesystem_ancestor(observed, target.host, target_dataset)
-    longest = max((len(s.name.encode()) for s in source.snapshots), default=0)
-    if len(target_dataset.encode()) + 1 + longest > ZFS_MAX_NAME:
+    if len(target_dataset.encode()) + 1 + source.longest_name > ZFS_MAX_NAME:
         _conflict(pair, NAME_TOO_LONG,
                   f"{target_dataset} with its snapshots' names would exceed the {ZFS_MAX_NAME} bytes ZFS"
                   f" allows ({len(target_dataset.encode())} bytes before '@')",
