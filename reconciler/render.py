@@ -894,8 +894,6 @@ def json_key(key: Any) -> str:
     """An object key as json.dumps writes it: strings as they are, scalars spelled as JSON."""
     if isinstance(key, str):
         return key
-    if key is True or key is False or key is None:
-        return json.dumps(key)
-    if isinstance(key, int | float):
+    if key is None or isinstance(key, int | float):  # bool is an int
         return json.dumps(key)
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
