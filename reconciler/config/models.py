@@ -8,12 +8,13 @@ in ``reconciler.config.load`` where YAML positions are known.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.config.grid import GridInterval, parse_duration, parse_grid
+from reconciler.planning.naming import scheduled_snapshot_name
 
 # ZFS allows alphanumerics, '_', '-', ':', '.', and ' ' in dataset components and
 # snapshot names (zfs(8) "Naming"); nothing else, so quotes, '$', '(' are rejected.
@@ -245,7 +246,7 @@ class Policy(Model):
         if self.manage is not None and self.snapshots is not None:
             # The schedule looks only at managed snapshots: names manage misses would be
             # taken again on every run and never pruned.
-            sample = self.snapshots.prefix + "20261124_120000"
+            sample = scheduled_snapshot_name(self.snapshots.prefix, datetime(2026, 11, 24, 12, tzinfo=UTC))
             if re.search(self.manage, sample) is None:
                 raise ValueError(f"manage {self.manage!r} does not match the names this policy's snapshots"
                                  f" get (e.g. {sample!r}): every run would take another snapshot and none"

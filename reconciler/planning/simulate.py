@@ -41,7 +41,7 @@ def host_max_txg(facts: HostFacts | None) -> int:
 def planned_snapshot(action: SnapshotAction, txg: int, now: datetime, written: int | None = None) -> Snapshot:
     """The record a snapshot this plan takes will have (shared by planner and simulate).
     ``written``: the filesystem's bytes written since its newest snapshot, for the plan's
-    send estimate only (apply asks ``zfs send -nP`` for sends of snapshots it just took)."""
+    send estimate only (apply sizes every transfer with ``zfs send -nP``)."""
     return Snapshot(action.snapshot, synthetic_guid(action.host, action.dataset, action.snapshot),
                     txg, int(now.timestamp()), 0, written)
 
