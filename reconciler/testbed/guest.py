@@ -32,7 +32,7 @@ from pathlib import Path
 
 VM_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = VM_DIR / "build-image.sh"
-READY_LINE = "ZREPL-RECONCILE-GUEST-READY"  # images older than the manifest's ready_line
+READY_LINE = "ZREPL-RECONCILE-GUEST-READY"  # for an image whose manifest names no ready_line
 WATCHDOG_PERIOD_SECONDS = 2.0
 GUEST_USER = "root"
 GUEST_ADDRESS = "127.0.0.1"
@@ -423,7 +423,11 @@ def boot(name: str, workdir: Path, *, image: ImagePaths | None = None,
     # A short directory: a ControlPath socket must fit in 108 bytes.
     control_dir = Path(tempfile.mkdtemp(prefix="zr-ssh-"))
     image_lock = image.hold()
-    pid, port = start_qemu(image, run_dir, name)
+    try:
+        pid, port = start_qemu(image, run_dir, name)
+    except BaseException:
+        os.close(image_lock)  # no guest to release it at stop()
+        raise
     start_watchdog(pid, overlay)
     known_hosts = run_dir / "known_hosts"
     write_known_hosts(known_hosts, port, image.host_public_key)
