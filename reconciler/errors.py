@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_QUOTED_CHARS = 1000  # of a host's output quoted in one message
+
 
 class ReconcileError(Exception):
     """Base of every error this tool raises on purpose."""
@@ -82,3 +84,44 @@ class LockError(ExecError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="locked")
+
+
+def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (control characters
+    and bytes that were not UTF-8 escaped), saying how many bytes were left out: a message
+    quoting what a host printed (zfs stderr, a bad line) stays one short readable line
+    however much, or whatever, the host sent."""
+    head = text[:limit]
+    shown, used = (head, len(head)) if head.isprintable() else _printable_prefix(head, limit)
+    rest = text[used:]
+    return f"{shown}… ({_utf8_length(rest)} more bytes)" if rest else shown
+
+
+def _printable_prefix(text: str, limit: int) -> tuple[str, int]:
+    """The printable form of the longest prefix of ``text`` that fits in ``limit``
+    characters once escaped, and the length of that prefix."""
+    pieces: list[str] = []
+    size = 0
+    for used, char in enumerate(text):
+        piece = _printable(char)
+        if size + len(piece) > limit:
+            return "".join(pieces), used
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces), len(text)
+
+
+def _printable(char: str) -> str:
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (decoded with surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]  # \n, \t, \x1b, ...: no line breaks or terminal controls
+
+
+def _utf8_length(text: str) -> int:
+    try:
+        return len(text.encode("utf-8", "surrogateescape"))  # the bytes the host sent
+    except UnicodeEncodeError:
+        return len(text.encode("utf-8", "surrogatepass"))

@@ -6,7 +6,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 
-from reconciler.errors import GatherError
+from reconciler.errors import GatherError, clip
 from reconciler.execute.executor import CommandResult, ReadableStream, WritableStream, with_zfs_command
 
 EXIT_NOT_FOUND = 127  # what a shell reports for a missing command; SSH hosts report the same
@@ -34,7 +34,7 @@ class LocalExecutor:
             return CommandResult(tuple(full), EXIT_NOT_EXECUTABLE, "", f"{full[0]}: Permission denied")
         except subprocess.TimeoutExpired:
             raise GatherError(self.host, "timeout",
-                              f"command timed out after {limit:g}s: {shlex.join(full)}") from None
+                              f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
         return CommandResult(tuple(full), proc.returncode, decode(proc.stdout), decode(proc.stderr))
 
     def open_process(self, argv: Sequence[str]) -> LocalProcess:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reconciler.errors import ExecError
+from reconciler.errors import ExecError, clip
 
 DATASET_MISSING = "dataset_missing"
 PERMISSION_DENIED = "permission_denied"
@@ -31,6 +31,9 @@ UNREACHABLE = "unreachable"  # the system ssh client of the data path could not 
 HOST_KEY = "host_key_changed"  # ... or refused the host key (unknown or changed)
 AUTH_FAILED = "auth_failed"
 COMMAND_FAILED = "command_failed"
+# zfs names its problem in a few lines at the start, an ssh client at the end; a broken
+# host may print megabytes, which every pattern would read (~1 s per MB for the table).
+READ_CHARS = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +110,34 @@ PATTERNS: tuple[Pattern, ...] = (
 
 def classify(stderr: str) -> tuple[str, str]:
     """(code, user message) for a zfs stderr text; ``command_failed`` when unknown."""
+    text = ends(stderr)
     for pattern in PATTERNS:
-        if pattern.regex.search(stderr):
+        if pattern.regex.search(text):
             return pattern.code, pattern.message
     return COMMAND_FAILED, "the command failed"
 
 
 def significant_line(stderr: str) -> str:
     """The stderr line that names the problem: zfs prints it first, hints ('use -F') after."""
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in ends(stderr).strip().splitlines() if line.strip()]
     for line in lines:
         if line.lower().startswith(("cannot", "error", "could not", "warning: cannot")):
             return line
     return lines[-1] if lines else ""
 
 
+def ends(stderr: str) -> str:
+    """The start and the end of a long stderr (READ_CHARS in all), where the words are."""
+    if len(stderr) <= READ_CHARS:
+        return stderr
+    return stderr[:READ_CHARS // 2] + "\n" + stderr[-(READ_CHARS // 2):]
+
+
 def exec_error(argv: Sequence[str], returncode: int | None, stderr: str, *, what: str = "") -> ExecError:
-    """An ExecError whose message names the action, the category and zfs's own words."""
+    """An ExecError whose message names the action, the category and zfs's own words
+    (its line clipped: a broken host may print megabytes on one line)."""
     code, meaning = classify(stderr)
-    detail = significant_line(stderr)
+    detail = clip(significant_line(stderr))
     status = f"exit {returncode}" if returncode is not None else "killed"
     message = f"{what}: {meaning}" if what else meaning
     message += f" (zfs: {detail})" if detail else f" ({status})"

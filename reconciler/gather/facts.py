@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from reconciler.config.models import Config
 from reconciler.domain.actions import MAX_ARGV_BYTES
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
-from reconciler.errors import ConfigError, GatherError, ReconcileError
+from reconciler.errors import ConfigError, GatherError, ReconcileError, clip
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
@@ -94,9 +94,10 @@ def gather_host_or_reason(executor: Executor, host: str, roots: list[str] | None
     except GatherError as exc:
         return HostUnavailable(host, exc.code, str(exc))
     except ReconcileError as exc:
-        return HostUnavailable(host, "command_failed", f"host {host!r}: {exc}")
+        return HostUnavailable(host, "command_failed", f"host {host!r}: {clip(str(exc))}")
     except Exception as exc:  # one host's surprise must not hide the others' facts
-        return HostUnavailable(host, "command_failed", f"host {host!r}: {type(exc).__name__}: {exc}")
+        return HostUnavailable(host, "command_failed",
+                               f"host {host!r}: {type(exc).__name__}: {clip(str(exc))}")
 
 
 def gather_host(executor: Executor, host: str | None = None, roots: list[str] | None = None) -> HostFacts:
@@ -176,11 +177,12 @@ def only_vanished(stderr: str) -> bool:
 
 
 def command_failure(host: str, result: CommandResult) -> GatherError:
-    """Turn a failed zfs call into a typed GatherError (zfs_not_found, permission_denied, ...)."""
+    """Turn a failed zfs call into a typed GatherError (zfs_not_found, permission_denied, ...).
+    What the host printed and the command line (a holds batch is long) are clipped."""
     stderr = result.stderr.strip()
     lowered = stderr.lower()
-    command = shlex.join(result.argv)
-    detail = stderr.splitlines()[-1] if stderr else "(no error output)"
+    command = clip(shlex.join(result.argv))
+    detail = clip(stderr.splitlines()[-1]) if stderr else "(no error output)"
     if result.returncode == 127 or (any(h in lowered for h in NOT_FOUND_HINTS) and "dataset" not in lowered):
         return GatherError(host, "zfs_not_found", f"zfs command not found: {result.argv[0]!r} "
                            f"(exit {result.returncode}: {detail}); check zfs_command")
