@@ -146,3 +146,39 @@ def test_sizes_are_converted_on_first_read_and_compare_equal() -> None:
     (snap,) = parse.parse_zfs_list(text, "h")["tank"].snapshots
     assert (snap.written, snap.referenced) == (4096, None)
     assert snap == parse._parse_rows(text, "h")["tank"].snapshots[0]
+
+
+def long_name_listing(kind: str, length: int) -> tuple[str, int]:
+    """A valid listing but for one name of ``length`` bytes (dataset@snapshot and
+    dataset#bookmark counted whole, as zfs counts them); the 1-based line of that name."""
+    head = FS + "tank/d\tfilesystem\t3\t3\t1\t-\t0\t0\t-\n"
+    if kind == "dataset":
+        name = "tank/" + "d" * (length - len("tank/"))
+        return FS + snap() + f"{name}\tfilesystem\t3\t3\t1\t-\t0\t0\t-\n", 3
+    if kind == "snapshot":
+        name = "tank/d@" + "s" * (length - len("tank/d@"))
+        # Runs of snapshots before and after it: it is one of several names of its run.
+        return head + snap("tank/d@a", "4", "4") + snap(name, "5", "5") + snap("tank/d@b", "6", "6"), 4
+    name = "tank/d#" + "b" * (length - len("tank/d#"))
+    return head + snap("tank/d@a", "4", "4") + f"{name}\tbookmark\t5\t5\t1\t-\t-\t-\t-\n", 4
+
+
+@pytest.mark.parametrize("kind", ["dataset", "snapshot", "bookmark"])
+def test_a_name_of_255_bytes_takes_the_fast_path(kind: str) -> None:
+    text, _ = long_name_listing(kind, 255)
+    assert check_agrees(text)
+
+
+@pytest.mark.parametrize("length", [256, 10 << 20])
+@pytest.mark.parametrize("kind", ["dataset", "snapshot", "bookmark"])
+def test_a_name_longer_than_zfs_allows_is_bad_output_with_a_short_message(kind: str, length: int) -> None:
+    """zfs cannot print such a name (ZFS_MAX_DATASET_NAME_LEN): the host's output is
+    broken, and the message names the line, not the whole name."""
+    text, line = long_name_listing(kind, length)
+    assert parse._parse_columns(text, "h") is None
+    with pytest.raises(GatherError) as raised:
+        parse.parse_zfs_list(text, "h")
+    message = str(raised.value)
+    assert raised.value.code == "bad_output"
+    assert f"at line {line}: a name of {length} bytes (zfs allows at most 255)" in message
+    assert len(message) < 400 and ("more bytes)" in message) == (length > 200)

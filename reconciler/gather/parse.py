@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 from itertools import repeat
 
 from reconciler.domain.observed import Bookmark, Dataset, Snapshot
-from reconciler.errors import GatherError
+from reconciler.domain.plan import ZFS_MAX_NAME
+from reconciler.errors import GatherError, clip
 
 LIST_COLUMNS: tuple[str, ...] = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written",
                                  "referenced", "receive_resume_token")
@@ -49,8 +50,8 @@ def holds_argv(snapshots: list[str]) -> list[str]:
 
 
 def bad_output(host: str, lineno: int, reason: str, line: str) -> GatherError:
-    shown = line if len(line) <= 200 else line[:200] + "…"
-    return GatherError(host, "bad_output", f"invalid zfs list output at line {lineno}: {reason}: {shown!r}")
+    return GatherError(host, "bad_output",
+                       f"invalid zfs list output at line {lineno}: {reason}: '{clip(line, 200)}'")
 
 
 def check_characters(text: str, host: str, what: str = "zfs list") -> None:
@@ -68,7 +69,7 @@ def check_characters(text: str, host: str, what: str = "zfs list") -> None:
     line = text[line_start:line_end if line_end >= 0 else len(text)]
     raise GatherError(host, "bad_output",
                       f"invalid {what} output at line {lineno}: character {match.group()!r} is not allowed "
-                      f"in zfs output: {line[:200]!r}")
+                      f"in zfs output: '{clip(line, 200)}'")
 
 
 def bad_dataset_name(name: str) -> bool:
@@ -170,6 +171,11 @@ class _Builder:
             found = len(line.split("\t"))
             raise bad_output(host, index + 1, f"expected 9 tab-separated columns, got {found}",
                              line) from None
+        # zfs cannot print a longer name (the text is ASCII here: characters are bytes); a
+        # host that does is broken, and its name must not reach a message whole.
+        if len(name) > ZFS_MAX_NAME:
+            raise bad_output(host, index + 1,
+                             f"a name of {len(name)} bytes (zfs allows at most {ZFS_MAX_NAME})", line)
         if not (guid.isdigit() and txg.isdigit() and creation.isdigit()):
             raise bad_output(host, index + 1, "guid, createtxg and creation must be decimal numbers", line)
         guid_value = int(guid)
@@ -316,7 +322,8 @@ def _parse_columns(text: str, host: str) -> dict[str, Dataset] | None:
                 if len(shorts) != count or not head.startswith(prefix) or "" in shorts:
                     return None
                 shorts[0] = head[len(prefix):]
-                if not shorts[0]:
+                # The longest full name within zfs's limit: one C loop over the run's names.
+                if not shorts[0] or len(prefix) + max(map(len, shorts)) > ZFS_MAX_NAME:
                     return None
                 run_txgs = txg_values[first:stop]
                 if run_txgs[0] < builder.last_txg or run_txgs != sorted(run_txgs):
@@ -357,6 +364,6 @@ def parse_zfs_holds(text: str, host: str) -> dict[str, tuple[str, ...]]:
         if not (sep and sep2 and at and short and tag) or bad_dataset_name(ds_name) or "#" in name \
                 or FORBIDDEN.search(name):
             raise GatherError(host, "bad_output",
-                              f"invalid zfs holds output at line {index + 1}: {line[:200]!r}")
+                              f"invalid zfs holds output at line {index + 1}: '{clip(line, 200)}'")
         holds.setdefault(name, []).append(tag)
     return {name: tuple(tags) for name, tags in holds.items()}
