@@ -7,13 +7,16 @@ function; this module only wires them and turns errors into one clear message.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, ReconcileError
+from reconciler.errors import ConfigError, ReconcileError, clip
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -68,10 +71,65 @@ def error_message(exc: ReconcileError) -> str:
     return f"error: {exc}"
 
 
+class LibraryLogLines(logging.Handler):
+    """Where library log records go (paramiko is the one that logs). Without --debug a
+    record is at most one line, and paramiko's are dropped: each failure it logs reaches
+    the user anyway as our own one-line error (its transport thread logs the failure it
+    hands to us, with a traceback, one record per line). With --debug every record is
+    shown in full. Written to the current sys.stderr, which tests replace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.debug = False
+        self.full = logging.Formatter("%(levelname)s %(name)s [%(threadName)s]: %(message)s")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.render(record)
+        if line is None:
+            return
+        with contextlib.suppress(OSError, ValueError):  # stderr closed: nowhere left to say it
+            print(line, file=sys.stderr)
+
+    def render(self, record: logging.LogRecord) -> str | None:
+        if self.debug:
+            return self.full.format(record)
+        if record.name == "paramiko" or record.name.startswith("paramiko."):
+            return None
+        first = record.getMessage().strip().split("\n", 1)[0]
+        return f"{record.levelname.lower()}: {record.name}: {clip(first, 300)}"
+
+
+LIBRARY_LOG = LibraryLogLines()
+
+
+def configure_logging(debug: bool) -> None:
+    """Route library logging and thread exceptions through our own output: once per
+    process, whatever main() is called again with (tests call it many times)."""
+    LIBRARY_LOG.debug = debug
+    root = logging.getLogger()
+    if LIBRARY_LOG not in root.handlers:
+        root.addHandler(LIBRARY_LOG)
+    root.setLevel(logging.INFO if debug else logging.WARNING)
+    logging.captureWarnings(True)  # a library's warnings.warn: one line too
+    threading.excepthook = thread_exception if not debug else threading.__excepthook__
+
+
+def thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread: one line, no traceback (that is --debug's). A
+    paramiko transport thread's says nothing more than the GatherError its failure
+    becomes, so it says nothing."""
+    if args.exc_type is SystemExit or type(args.thread).__module__.startswith("paramiko"):
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    print(f"internal error in thread {name}: {args.exc_type.__name__}: {clip(str(args.exc_value))}"
+          " (run with --debug for a traceback)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(args.debug)
+    configure_logging(debug)
     try:
         code: int = args.func(args)
         return code

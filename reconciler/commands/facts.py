@@ -39,7 +39,18 @@ def run(args: argparse.Namespace) -> int:
         print_rich(state, args.snapshots)
     else:
         print_plain(state, args.snapshots, sys.stdout)
-    return EXIT_ERROR if state.unavailable else EXIT_OK
+    if not state.unavailable:
+        return EXIT_OK
+    print(f"error: {unavailable_summary(state)}", file=sys.stderr)  # stdout may be a file or a pipe
+    return EXIT_ERROR
+
+
+def unavailable_summary(state: ObservedState) -> str:
+    """One line naming the hosts that could not be read, e.g. ``2 hosts could not be read:
+    web (unreachable), mute (timeout)``; their messages are in the output."""
+    count = len(state.unavailable)
+    hosts = ", ".join(f"{name} ({u.code})" for name, u in state.unavailable.items())
+    return f"{count} host{'s' if count != 1 else ''} could not be read: {hosts}"
 
 
 def observed_to_json(state: ObservedState) -> dict[str, Any]:
@@ -82,7 +93,10 @@ def snapshot_rows(ds: Dataset) -> list[tuple[str, ...]]:
 
 
 def iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # zfs said so; show it rather than fail
+        return f"@{seconds}"
 
 
 def host_rows(facts: HostFacts, snapshots: bool) -> list[tuple[str, ...]]:

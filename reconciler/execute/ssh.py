@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import paramiko
 
 from reconciler.config.models import SshHost
-from reconciler.errors import GatherError
+from reconciler.errors import GatherError, clip
 from reconciler.execute.executor import CommandResult, ReadableStream, WritableStream, with_zfs_command
 from reconciler.execute.local import decode
 
@@ -28,6 +28,7 @@ KEEPALIVE_SECONDS = 15
 WINDOW_BYTES = 16 << 20  # large window: bulk send streams are throughput bound
 READ_BYTES = 1 << 16
 RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+FIRST_BYTES = 200  # of what a server sends first: enough to say what answered instead of sshd
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -65,17 +66,20 @@ class SshExecutor:
         where = f"{cfg.address}:{cfg.port}"
         known = self._known_keys()
         try:
-            sock = socket.create_connection((cfg.address, cfg.port), timeout=cfg.connect_timeout)
+            plain = socket.create_connection((cfg.address, cfg.port), timeout=cfg.connect_timeout)
         except TimeoutError:
             raise GatherError(self.host, "timeout", f"cannot connect to {where}: "
                               f"timed out after {cfg.connect_timeout:g}s") from None
         except OSError as exc:
             raise GatherError(self.host, "unreachable", f"cannot connect to {where}: {exc.strerror or exc}"
                               ) from None
+        sock = FirstBytesSocket(fileno=plain.detach())
         transport = paramiko.Transport(sock, default_window_size=WINDOW_BYTES)
         try:
             prefer_known_key_types(transport, known)
             transport.start_client(timeout=cfg.connect_timeout)
+            if not transport.initial_kex_done:  # start_client gave up waiting, without a word
+                raise handshake_failure(self.host, where, sock.first_bytes, None, cfg.connect_timeout)
             self._verify_host_key(transport, known)
             self._authenticate(transport)
         except GatherError:
@@ -83,7 +87,7 @@ class SshExecutor:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
-            raise GatherError(self.host, "unreachable", f"SSH handshake with {where} failed: {exc}") from None
+            raise handshake_failure(self.host, where, sock.first_bytes, exc, cfg.connect_timeout) from None
         transport.set_keepalive(KEEPALIVE_SECONDS)
         return transport
 
@@ -156,8 +160,8 @@ class SshExecutor:
             channel = transport.open_session(timeout=self.config.connect_timeout)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise GatherError(self.host, "unreachable", f"SSH connection to {self.config.address} lost: {exc}"
-                              ) from None
+            raise GatherError(self.host, "unreachable",
+                              f"SSH connection to {self.config.address} lost: {clip(str(exc))}") from None
         return channel
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
@@ -187,7 +191,8 @@ class SshExecutor:
                 return bytes(out), bytes(err)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GatherError(self.host, "timeout", f"command timed out after {limit:g}s: {command}")
+                raise GatherError(self.host, "timeout",
+                                  f"command timed out after {limit:g}s: {clip(command)}")
             if not self.transport().is_active():
                 raise GatherError(self.host, "unreachable", f"SSH connection to {self.config.address} lost")
             select.select([channel], [], [], min(remaining, 1.0))
@@ -220,7 +225,7 @@ class SshProcess:
         while not self.channel.exit_status_ready():
             if deadline is not None and time.monotonic() >= deadline:
                 raise GatherError(self.host, "timeout",
-                                  f"command timed out after {timeout:g}s: {self.command}")
+                                  f"command timed out after {timeout:g}s: {clip(self.command)}")
             self.channel.status_event.wait(0.2)
         return self.channel.recv_exit_status()
 
@@ -228,6 +233,42 @@ class SshProcess:
         # OpenSSH ignores "signal" requests for sessions without a tty; closing the channel
         # hangs up on the remote command, which then dies on its next write.
         self.channel.close()
+
+
+class FirstBytesSocket(socket.socket):
+    """A connected socket that keeps the first bytes the server sent: paramiko's own words
+    for a failed handshake ("Error reading SSH protocol banner", "No existing session")
+    do not say what answered instead of an SSH server; these bytes do."""
+
+    first_bytes = b""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if len(self.first_bytes) < FIRST_BYTES:
+            self.first_bytes += data[:FIRST_BYTES - len(self.first_bytes)]
+        return data
+
+
+def handshake_failure(host: str, where: str, sent: bytes, error: BaseException | None,
+                      timeout: float) -> GatherError:
+    """The failed SSH handshake with ``where`` in the user's terms, from what the server
+    sent first; ``error`` is None when the handshake did not finish within ``timeout``."""
+    failed = f"SSH handshake with {where} failed"
+    if not sent:
+        if error is None:
+            return GatherError(host, "timeout", f"{failed}: timed out after {timeout:g}s waiting for"
+                               " the SSH banner (the port accepts connections but sends nothing)")
+        return GatherError(host, "unreachable",
+                           f"{failed}: the server closed the connection without sending an SSH banner")
+    # RFC 4253 lets a server send other lines before its "SSH-" version line.
+    if b"\nSSH-" not in b"\n" + sent:
+        first_line = sent.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "surrogateescape")
+        return GatherError(host, "unreachable", f"{failed}: the server did not answer with an SSH banner"
+                           f" (it sent '{clip(first_line, 80)}'); is this its SSH port?")
+    if error is None:
+        return GatherError(host, "timeout", f"{failed}: timed out after {timeout:g}s")
+    reason = clip(str(error)) or "the server closed the connection"
+    return GatherError(host, "unreachable", f"{failed}: {reason}")
 
 
 def prefer_known_key_types(transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
