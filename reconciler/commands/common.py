@@ -23,6 +23,14 @@ class UsageError(ReconcileError):
     """A command-line value is wrong (exit 1 with one message, unlike argparse's exit 2)."""
 
 
+# The clocks a plan can be made at. Not before the Unix epoch: zfs creation times are
+# unix seconds, and the planner compares them with now's. Well before datetime's end
+# (year 9999): now plus the longest duration a configuration allows (100 years) stays a
+# valid time, and a snapshot name keeps its four-digit year.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(9000, 1, 1, tzinfo=UTC)  # excluded
+
+
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """``--host`` and ``--filesystem`` (repeatable) narrow the plan; ``--now`` fixes its clock."""
     parser.add_argument("--host", action="append", dest="hosts", metavar="HOST", default=None,
@@ -56,7 +64,15 @@ def parse_now(text: str | None) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise UsageError(f"--now {text!r} has no time zone; add Z for UTC (e.g. {text.strip()}Z) "
                          "or an offset such as +01:00")
+    # Compared before converting: converting year 1 or 9999 with an offset overflows.
+    if not EARLIEST_NOW <= value < LATEST_NOW:
+        raise UsageError(f"--now {text!r} is out of range: plans are made for times from "
+                         f"{iso_utc(EARLIEST_NOW)} up to (not including) {iso_utc(LATEST_NOW)}")
     return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_selection(config: Config, hosts: list[str] | None,

@@ -26,6 +26,9 @@ _INTERVAL = re.compile(r"^([0-9]+)\s*x\s*([^()]*?)\s*(?:\((.*)\))?$")
 _MAX_DURATION_SECONDS = 100 * 366 * 86400
 # Each bucket is materialised; zrepl has no cap, but a million buckets is a typo, not a policy.
 MAX_BUCKETS = 100_000
+# The whole grid, too: its reasons add the lengths up as timedeltas (which overflow past
+# 2.7 million years), and a grid longer than a millennium is a typo as well.
+_MAX_GRID_SECONDS = 1000 * 366 * 86400
 GRID_EXAMPLE = "'1x1h(keep=all) | 24x1h | 14x1d'"
 
 
@@ -81,12 +84,17 @@ def parse_grid(spec: str) -> tuple[GridInterval, ...]:
         raise ValueError(f"empty grid: expected intervals like {GRID_EXAMPLE}")
     parts = spec.split("|")
     intervals: list[GridInterval] = []
+    span = 0
     for index, part in enumerate(parts, start=1):
         where = f"interval {index} of {len(parts)}"
         count, bucket = _parse_interval(part.strip(), where)
         _check_not_shorter(intervals, bucket, part.strip(), where)
         if len(intervals) + count > MAX_BUCKETS:
             raise ValueError(f"grid has more than {MAX_BUCKETS} buckets; use longer intervals")
+        span += count * int(bucket.length.total_seconds())  # int: count x timedelta may overflow
+        if span > _MAX_GRID_SECONDS:
+            raise ValueError(f"{where} {part.strip()!r}: the grid would span more than 1000 years;"
+                             " use fewer or shorter intervals")
         intervals.extend([bucket] * count)
     return tuple(intervals)
 
