@@ -82,11 +82,17 @@ def test_valid_grids(spec: str, expected: list[GridInterval]) -> None:
     ("1x1d(keep=2) | 1x1h", "interval 2 of 2 '1x1h' is shorter"),
     (f"{MAX_BUCKETS + 1}x1s", f"grid has more than {MAX_BUCKETS} buckets"),
     ("1x99999999999w", "longer than 100 years"),
+    ("1x1h | 99999x5200w", "interval 2 of 2 '99999x5200w': the grid would span more than 1000 years"),
+    ("10x5200w | 1x5200w", "interval 2 of 2 '1x5200w': the grid would span more than 1000 years"),
 ])
 def test_malformed_grids_say_what_is_wrong(spec: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_grid(spec)
     assert message in str(info.value)
+
+
+def test_a_grid_of_1000_years_is_accepted() -> None:
+    assert len(parse_grid("1x1h(keep=all) | 10x5200w")) == 11  # 364,000 days and 1 h: under 366,000
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("1s", 1), ("10m", 600), ("1h", 3600), ("2d", 172800),
