@@ -12,12 +12,13 @@ memory, and the per-destroy work is a few string operations.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby, repeat
 from json.encoder import encode_basestring_ascii as json_string
@@ -38,12 +39,14 @@ from reconciler.domain.actions import (
     SendAction,
 )
 from reconciler.domain.plan import (
+    DIGEST_KEYS,
     PRUNE_WINS,
     REPLICATION_PROTECTED,
     Conflict,
     FilesystemReport,
     Plan,
     SnapshotVerdict,
+    canonical_json,
 )
 
 Explain = str | bool | None
@@ -777,12 +780,82 @@ def render_json(plan: Plan) -> str:
 
 def write_json(plan: Plan, file: TextIO) -> None:
     """The Plan JSON written to ``file`` action by action: byte for byte what
-    ``json.dumps(plan.to_json(), indent=2) + "\\n"`` gives, without first building that
-    string, or the dicts of all actions."""
+    ``json.dumps(plan_document(plan), indent=2) + "\\n"`` gives, without first building that
+    string, or the dicts of all actions. Each action's text is hashed as it is written, and
+    the ``digest`` follows the document's other keys."""
     writer = JsonWriter(file)
-    writer.value(plan.to_json(lazy=True), 0)
+    document = plan.to_json(lazy=True)
+    digest = PlanDigest(document)
+    document["actions"] = digest.written(document["actions"])
+    document[DIGEST_KEY] = Deferred(digest.value)
+    writer.value(document, 0)
     writer.parts.append("\n")
     writer.flush()
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The Plan JSON as a dict, ``digest`` included (what ``write_json`` writes)."""
+    document = plan.to_json()
+    document[DIGEST_KEY] = plan_digest(document, document["actions"])
+    return document
+
+
+# --------------------------------------------------------------------------- the plan's digest
+
+DIGEST_KEY = "digest"
+ACTION_LEVEL = 2  # the nesting level of an action's object: document (0), "actions" (1), action (2)
+
+
+class RawJson(str):
+    """JSON text the writer has already written once (an action whose text was hashed)."""
+
+
+class Deferred:
+    """A value the writer asks for only when it reaches its key (the digest, after the actions)."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
+class PlanDigest:
+    """``sha256:<hex>`` over the Plan JSON's DIGEST_KEYS (canonical JSON) and each action's
+    text as the writer writes it: edits of anything ``apply --plan`` would run change it, and
+    computing it while writing costs one pass of the hash over text made anyway. Read back,
+    the actions are written again the same way (``plan_digest``): key order and values count,
+    whitespace does not."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.hash = hashlib.sha256(canonical_json({key: document.get(key) for key in DIGEST_KEYS}))
+
+    def add(self, action_text: str) -> None:
+        self.hash.update(b"\n")
+        self.hash.update(action_text.encode())
+
+    def written(self, actions: Iterable[Any]) -> Iterator[RawJson]:
+        for action in actions:
+            text = RawJson(json_text(action, ACTION_LEVEL))
+            self.add(text)
+            yield text
+
+    def value(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+def plan_digest(document: Mapping[str, Any], actions: Iterable[Any]) -> str:
+    """The digest of a Plan JSON document (as read from a file, or ``plan.to_json()``)."""
+    digest = PlanDigest(document)
+    for action in actions:
+        digest.add(json_text(action, ACTION_LEVEL))
+    return digest.value()
+
+
+def json_text(value: Any, level: int) -> str:
+    """``value`` as JsonWriter writes it at nesting ``level``."""
+    buffer = io.StringIO()
+    writer = JsonWriter(buffer)
+    writer.value(value, level)
+    writer.flush()
+    return buffer.getvalue()
 
 
 class JsonWriter:
@@ -825,6 +898,8 @@ class JsonWriter:
             self.array(value, level)
         elif isinstance(value, Iterator):
             self.stream(value, level)
+        elif isinstance(value, Deferred):
+            self.value(value.compute(), level)
         else:
             raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
@@ -846,8 +921,11 @@ class JsonWriter:
         for item in items:
             parts.append(opening)
             opening = "," + inner
-            self.value(item, level + 1)
-            parts = self.parts  # a nested stream may have flushed
+            if item.__class__ is RawJson:
+                parts.append(item)
+            else:
+                self.value(item, level + 1)
+                parts = self.parts  # a nested stream may have flushed
             if len(parts) > 4096:
                 self.flush()
                 parts = self.parts

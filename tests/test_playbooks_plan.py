@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from fixtures_sshd import SshServer
+from plan_schema import validate_plan
 from ruamel.yaml import YAML
 from standin.state import StandinState, load, save, zfs_command
 from test_playbooks import CONFIGS, PLAYBOOKS
@@ -219,7 +220,8 @@ def planned(request: pytest.FixtureRequest, tmp_path: Path, standin: Callable[..
 
 
 def check_contract(doc: dict[str, Any], config: Config, facts: Facts) -> None:
-    """The Plan JSON against DESIGN.md's contract (there is no plan schema in schemas/)."""
+    """The Plan JSON against its schema (schemas/plan.schema.json) and DESIGN.md's contract."""
+    validate_plan(doc)
     assert {"format_version", "now", "fingerprint", "actions", "conflicts", "summary", "filesystems",
             "unavailable", "warnings"} <= set(doc)
     assert doc["format_version"] == 1 and doc["now"] == NOW and doc["fingerprint"].startswith("sha256:")
@@ -351,7 +353,8 @@ def test_playbook_over_ssh_plans_the_same(planned: Planned, sshd: SshServer, tmp
     code, remote, err = plan_cli(capsys, remote_config, "--format", "json")
     assert code == 2, err
     expected, got = json.loads(local), json.loads(remote)
-    assert got.pop("fingerprint") != expected.pop("fingerprint")  # the config differs
+    for key in ("fingerprint", "config_digest", "digest"):  # the config differs
+        assert got.pop(key) != expected.pop(key)
     assert got == expected
 
 

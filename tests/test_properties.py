@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_builders import NOW, World, config_from
+from plan_schema import validate_plan
 
 from reconciler.config.models import Config
 from reconciler.domain.actions import DestroyAction, SendAction
@@ -26,6 +28,7 @@ from reconciler.planning.naming import CURSOR_PREFIX
 from reconciler.planning.planner import make_plan
 from reconciler.planning.resume_token import encode_resume_token
 from reconciler.planning.simulate import simulate
+from reconciler.render import render_json
 
 SOURCES = ["tank", "tank/a", "tank/a/b", "tank/c"]
 TARGETS = [("backup", "pool/nas"), ("offsite", "vault")]
@@ -238,8 +241,12 @@ def test_determinism(case: Case) -> None:
     first = make_plan(case.config, case.observed, NOW, explain=True)
     second = make_plan(case.config, case.observed, NOW, explain=True)
     assert first == second
-    assert first.to_json() == second.to_json()
+    document = first.to_json()
+    assert document == second.to_json()
     assert first.fingerprint == facts_fingerprint(case.config, case.observed)
+    # Every plan the planner makes is valid Plan JSON, and reads back as itself.
+    validate_plan(json.loads(render_json(first)))
+    assert Plan.from_json(document) == first
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

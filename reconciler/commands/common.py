@@ -127,6 +127,4 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
     observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
     plan = make_plan(config, observed, now, hosts=hosts, filesystems=filesystems, explain=explain)
-    # Recorded in the Plan JSON so `apply --plan FILE` re-checks the very same selection.
-    plan.extra["selection"] = {"hosts": hosts or [], "filesystems": filesystems or []}
     return config, observed, plan

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler import __version__
 from reconciler.domain.actions import Action, DestroyAction, action_from_json
 
 FORMAT_VERSION = 1
+NOW_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The top-level keys the plan's ``digest`` covers, with every action: all that decides what
+# ``apply --plan`` runs and against which facts, configuration and tool it is checked.
+DIGEST_KEYS = ("format_version", "tool_version", "now", "selection", "fingerprint", "config_digest")
 
 # Conflict codes (DESIGN.md, safety invariant 5).
 NO_COMMON_SNAPSHOT = "no_common_snapshot"
@@ -92,6 +100,32 @@ class FilesystemReport:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanSelection:
+    """The ``--host``/``--filesystem`` a plan was computed for (empty: everything), as given."""
+
+    hosts: tuple[str, ...] = ()
+    filesystems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, hosts: Iterable[str] | None, filesystems: Iterable[str] | None) -> PlanSelection:
+        return cls(tuple(hosts or ()), tuple(filesystems or ()))
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"hosts": list(self.hosts), "filesystems": list(self.filesystems)}
+
+
+def canonical_json(value: Any) -> bytes:
+    """One spelling per JSON value (sorted keys, no spaces, ASCII): what digests hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def config_digest(config_json: str) -> str:
+    """``sha256:<hex>`` of a configuration's canonical model dump (the plan records it, so
+    ``apply --plan`` can tell a changed configuration from changed facts)."""
+    return "sha256:" + hashlib.sha256(config_json.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     now: datetime
     fingerprint: str
@@ -101,7 +135,9 @@ class Plan:
     unavailable: tuple[tuple[str, str], ...] = ()  # (host, reason)
     warnings: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    selection: PlanSelection = PlanSelection()
+    config_digest: str = ""
+    tool_version: str = __version__
 
     @property
     def has_changes(self) -> bool:
@@ -124,25 +160,33 @@ class Plan:
         actions = (a.to_json() for a in self.actions)
         filesystems = (f.to_json() for f in self.filesystems)
         return {
-            "format_version": self.format_version,
-            "now": self.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "fingerprint": self.fingerprint,
+            **self.header(),
             "actions": actions if lazy else list(actions),
             "conflicts": [c.to_json() for c in self.conflicts],
             "summary": self.summary(),
             "filesystems": filesystems if lazy else list(filesystems),
             "unavailable": [{"host": h, "reason": r} for h, r in self.unavailable],
             "warnings": list(self.warnings),
-            **self.extra,
         }
+
+    def header(self) -> dict[str, Any]:
+        """The DIGEST_KEYS of the Plan JSON, in the order they are written. (The ``digest``
+        itself is the JSON writer's: it covers the actions as written, render.write_json.)"""
+        return {"format_version": self.format_version, "tool_version": self.tool_version,
+                "now": self.now.astimezone(UTC).strftime(NOW_FORMAT),
+                "selection": self.selection.to_json(), "fingerprint": self.fingerprint,
+                "config_digest": self.config_digest}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Plan:
         if d.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported plan format_version {d.get('format_version')!r}")
-        now = datetime.strptime(d["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        now = datetime.strptime(d["now"], NOW_FORMAT).replace(tzinfo=UTC)
+        selection = d.get("selection") or {}
         return cls(
             now=now, fingerprint=d["fingerprint"],
+            selection=PlanSelection.of(selection.get("hosts"), selection.get("filesystems")),
+            config_digest=d.get("config_digest", ""), tool_version=d.get("tool_version", ""),
             actions=tuple(action_from_json(a) for a in d["actions"]),
             conflicts=tuple(Conflict.from_json(c) for c in d.get("conflicts", ())),
             filesystems=tuple(FilesystemReport.from_json(f) for f in d.get("filesystems", ())),

@@ -22,14 +22,16 @@ def facts_fingerprint(config: Config, observed: ObservedState, *, hosts: Collect
                       filesystems: Collection[str] | None = None) -> str:
     """``sha256:<hex>`` of the config and the observed facts a plan for this selection uses."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
-    return fingerprint_selection(config, observed, selection.selected, selection.unavailable_hosts)
+    return fingerprint_selection(config.model_dump_json(), observed, selection.selected,
+                                 selection.unavailable_hosts)
 
 
-def fingerprint_selection(config: Config, observed: ObservedState, selected: Iterable[Selected],
+def fingerprint_selection(config_json: str, observed: ObservedState, selected: Iterable[Selected],
                           unavailable_sources: Iterable[str]) -> str:
-    """The fingerprint for an already computed selection (make_plan avoids selecting twice)."""
+    """The fingerprint for an already computed selection (make_plan avoids selecting twice);
+    ``config_json`` is the configuration's ``model_dump_json()``."""
     digest = hashlib.sha256()
-    digest.update(config.model_dump_json().encode())
+    digest.update(config_json.encode())
     involved: set[str] = set(unavailable_sources)
     for item in selected:
         digest.update(b"\x01source\0" + item.host.encode() + b"\0")

@@ -35,7 +35,9 @@ from reconciler.domain.plan import (
     Conflict,
     FilesystemReport,
     Plan,
+    PlanSelection,
     SnapshotVerdict,
+    config_digest,
 )
 from reconciler.planning.fingerprint import fingerprint_selection
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
@@ -84,15 +86,18 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     actions = order_actions(snapshot_actions, placeholders(all_pairs, observed),
                             [p.abort for p in all_pairs if p.abort is not None],
                             [s for p in all_pairs for s in p.sends], bookmarks, destroys)
+    config_json = config.model_dump_json()
     return Plan(
         now=now,
-        fingerprint=fingerprint_selection(config, observed, selection.selected,
+        fingerprint=fingerprint_selection(config_json, observed, selection.selected,
                                           selection.unavailable_hosts),
         actions=tuple(actions),
         conflicts=tuple(conflicts),
         filesystems=tuple(source_reports + target_reports),
         unavailable=_unavailable(observed, selection.unavailable_hosts, all_pairs),
         warnings=tuple(warnings),
+        selection=PlanSelection.of(hosts, filesystems),
+        config_digest=config_digest(config_json),
     )
 
 
