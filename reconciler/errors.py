@@ -86,6 +86,10 @@ class LockError(ExecError):
         super().__init__(message, code="locked")
 
 
+class PlanFileError(ReconcileError):
+    """A saved plan file (``apply --plan FILE``) cannot be read, is not a valid plan, or was edited."""
+
+
 def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
     """``text`` as one printable line of at most ``limit`` characters (control characters
     and bytes that were not UTF-8 escaped), saying how many bytes were left out: a message

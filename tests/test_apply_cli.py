@@ -143,21 +143,28 @@ def test_stale_saved_plan_is_refused(two_hosts: tuple[Path, StandinState, Standi
     assert all_snapshots(nas) == before
 
 
-def test_saved_plan_for_a_selection_needs_the_same_selection(
+def test_saved_plan_for_a_selection_runs_with_that_selection(
         two_hosts: tuple[Path, StandinState, StandinState], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    config, _nas, _backup = two_hosts
+    config, nas, _backup = two_hosts
     plan_file = tmp_path / "plan.json"
     assert cli(capsys, "plan", "-c", str(config), "--now", NOW, "--filesystem", "tank/other",
                "--out", str(plan_file))[0] == 0
     data = json.loads(plan_file.read_text())
-    data.pop("selection", None)
-    plan_file.write_text(json.dumps(data))
-    # Without the selection recorded, apply needs it again; a wrong one looks stale.
-    code, _out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
-    assert code == 1 and "stale" in err and "--filesystem" in err
-    # Recorded in the file (top-level "selection"), apply takes it from there.
-    data["selection"] = {"hosts": None, "filesystems": ["tank/other"]}
+    assert data["selection"] == {"hosts": [], "filesystems": ["tank/other"]}
+    # The selection is part of what the digest covers: removing or changing it is an edit.
+    before = all_snapshots(nas)
+    for selection in (None, {"hosts": [], "filesystems": ["tank/data"]}):
+        edited = dict(data)
+        if selection is None:
+            del edited["selection"]
+        else:
+            edited["selection"] = selection
+        plan_file.write_text(json.dumps(edited))
+        code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
+        assert code == 1 and ("selection" in err or "edited" in err), out + err
+        assert len(err.strip().splitlines()) == 1, err
+        assert all_snapshots(nas) == before
     plan_file.write_text(json.dumps(data))
     code, out, err = cli(capsys, "apply", "-c", str(config), "--plan", str(plan_file), "-y")
     assert code == 0, out + err

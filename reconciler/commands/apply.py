@@ -12,13 +12,12 @@ skipped); a second one also interrupts a running transfer, which stays resumable
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -28,12 +27,10 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import HOST_UNAVAILABLE, Plan
 from reconciler.errors import StalePlanError
-from reconciler.execute.apply import ApplyReport, apply_plan, hosts_of
+from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.transfer import ProgressSink, progress_for_terminal
-
-SELECTION_KEY = "selection"  # top-level Plan JSON key: the --host/--filesystem the plan was made for
 
 
 def register(subparsers: Any) -> None:
@@ -44,8 +41,9 @@ def register(subparsers: Any) -> None:
     add_config_argument(parser)
     add_selection_arguments(parser)
     parser.add_argument("--plan", metavar="FILE", default=None,
-                        help="execute this saved plan (from `plan --out FILE`) if the facts it was "
-                             "computed from are unchanged; refused as stale otherwise")
+                        help="execute this saved plan (from `plan --out FILE`) only if it is exactly "
+                             "the plan computed now from the same configuration and facts, at the "
+                             "plan's time and selection; refused otherwise (stale, edited), changing nothing")
     parser.add_argument("-y", "--yes", action="store_true",
                         help="do not ask for confirmation (required when stdin is not a terminal)")
     parser.set_defaults(func=run)
@@ -85,73 +83,48 @@ def stop_signals() -> Iterator[StopSignals]:
 
 # --------------------------------------------------------------------------- saved plans
 
-def read_plan_file(path: str) -> tuple[Plan, dict[str, Any]]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--plan {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--plan {path}: not a Plan JSON file ({exc})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--plan {path}: not a Plan JSON file (top level is not an object)")
-    try:
-        plan = Plan.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"--plan {path}: not a valid Plan JSON file ({type(exc).__name__}: {exc})") from None
-    return plan, data
-
-
-def saved_selection(data: Mapping[str, Any], args: argparse.Namespace) -> tuple[list[str] | None,
-                                                                                  list[str] | None]:
-    """The selection the saved plan was computed for: from the file when recorded there
-    (apply's own --host/--filesystem must then agree with it), else the --host/--filesystem
-    given to apply (they must match those given to plan). --now is refused: the plan has
-    its own time."""
+def saved_selection(plan: Plan, args: argparse.Namespace) -> tuple[list[str] | None, list[str] | None]:
+    """The selection the saved plan was computed for; apply's own --host/--filesystem, when
+    given, must agree with it. --now is refused: the plan has its own time."""
     if args.now:
         raise UsageError(f"--plan {args.plan}: --now cannot be combined with a saved plan, which is "
                          "executed exactly as it was computed, at its own time; drop --now")
-    selection = data.get(SELECTION_KEY)
-    if isinstance(selection, dict):
-        saved = selection.get("hosts") or None, selection.get("filesystems") or None
-        for option, given, recorded in (("--host", args.hosts, saved[0]), ("--filesystem", args.filesystems,
-                                                                           saved[1])):
-            if given and sorted(given) != sorted(recorded or []):
-                raise UsageError(
-                    f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
-                    f"was computed for ({option} {' '.join(recorded) if recorded else 'not given'}); a saved "
-                    f"plan is executed exactly as it was computed: drop {option}, or run plan --out again")
-        return saved
-    return args.hosts or None, args.filesystems or None
+    recorded = list(plan.selection.hosts) or None, list(plan.selection.filesystems) or None
+    for option, given, saved in (("--host", args.hosts, recorded[0]),
+                                 ("--filesystem", args.filesystems, recorded[1])):
+        if given and sorted(given) != sorted(saved or []):
+            raise UsageError(
+                f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
+                f"was computed for ({option} {' '.join(saved) if saved else 'not given'}); a saved "
+                f"plan is executed exactly as it was computed: drop {option}, or run plan --out again")
+    return recorded
 
 
-def load_saved_plan(args: argparse.Namespace, config: Config,
-                    executors: dict[str, Executor]) -> Plan:
-    """Re-gather the facts the saved plan depends on; refuse it when they changed."""
+def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[str, Executor]) -> Plan:
+    """Verify, then run: read the file strictly, re-gather, recompute the plan at the file's
+    time and selection, and return the recomputed plan only if it is exactly the file's
+    (reconciler/planfile/verify.py); refuse with the reason and the differences otherwise."""
     from reconciler.gather.facts import gather
-    from reconciler.planning.fingerprint import facts_fingerprint
-    from reconciler.planning.planner import hosts_needed
+    from reconciler.planfile.read import read_plan_file
+    from reconciler.planfile.verify import check_plan_time, refusal
+    from reconciler.planning.planner import hosts_needed, make_plan
 
-    plan, data = read_plan_file(args.plan)
-    hosts, filesystems = saved_selection(data, args)
-    check_selection(config, hosts)
+    saved = read_plan_file(args.plan)
+    hosts, filesystems = saved_selection(saved.plan, args)
+    check_plan_time(args.plan, saved.plan.now, datetime.now(UTC))
+    try:
+        check_selection(config, hosts, filesystems)
+    except UsageError as exc:
+        raise StalePlanError(f"the saved plan {args.plan} is stale: the configuration changed and no longer "
+                             f"has what the plan was computed for ({exc}); nothing was changed. Run "
+                             "`zrepl-reconcile plan --out` again and review the new plan") from None
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    needed |= {h for a in plan.actions for h in hosts_of(a)}
-    unknown = sorted(h for h in needed if h not in config.hosts)
-    if unknown:
-        raise StalePlanError(f"the saved plan {args.plan} is stale: it names host(s) "
-                             f"{', '.join(unknown)} that the configuration no longer has")
     observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
-    current = facts_fingerprint(config, observed, hosts=hosts, filesystems=filesystems)
-    if current != plan.fingerprint:
-        hint = ""
-        if not isinstance(data.get(SELECTION_KEY), dict):
-            hint = (" (if the plan was made with --host/--filesystem, give apply the same options;"
-                    " this plan file does not record them)")
-        raise StalePlanError(
-            f"the saved plan {args.plan} is stale: the configuration or the ZFS facts changed since it "
-            f"was computed (fingerprint {plan.fingerprint[:19]}… now {current[:19]}…){hint}; "
-            "run `zrepl-reconcile plan --out` again and review the new plan")
-    return plan
+    current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
+    error = refusal(args.plan, saved.plan, saved.document["actions"], current)
+    if error is not None:
+        raise error
+    return current
 
 
 # --------------------------------------------------------------------------- confirmation
@@ -193,6 +166,9 @@ def print_report(report: ApplyReport, plan: Plan | None = None, out: Any = None)
         print(f"Failed on {', '.join(hosts)}: the filesystems listed above are not fully reconciled (what"
               " depended on a failure was skipped); everything reported done was applied. Run"
               " `zrepl-reconcile plan` to see what remains.", file=out)
+    if report.saved_plan and report.skipped and not report.stopped:
+        print(f"The saved plan promised every one of its actions: the {len(report.skipped)} skipped above"
+              " count as failures (exit 1).", file=out)
     if not_done:
         print(f"{len(not_done)} part(s) of the desired state were not attempted (conflicts or unavailable "
               "hosts); they need the fix the plan suggests.", file=out)
@@ -210,9 +186,9 @@ def not_attempted(plan: Plan) -> list[str]:
 # --------------------------------------------------------------------------- the command
 
 def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signals: StopSignals,
-            progress: ProgressSink | None = None) -> ApplyReport:
+            progress: ProgressSink | None = None, *, saved_plan: bool = False) -> ApplyReport:
     return apply_plan(plan, config, executors, progress=progress or progress_for_terminal(),
-                      stop=signals.stop, abort=signals.abort)
+                      stop=signals.stop, abort=signals.abort, saved_plan=saved_plan)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
             # Until here Ctrl-C / SIGTERM simply end the command (nothing changed yet);
             # from now on they stop between actions.
             with stop_signals() as signals:
-                report = execute(plan, config, executors, signals)
+                report = execute(plan, config, executors, signals, saved_plan=bool(args.plan))
         finally:
             for executor in executors.values():
                 executor.close()

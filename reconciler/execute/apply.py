@@ -91,6 +91,8 @@ class Outcome:
 class ApplyReport:
     outcomes: list[Outcome] = field(default_factory=list)
     stopped: bool = False  # a stop request ended the apply between actions
+    # A saved plan promised every one of its actions: a skipped one is a failure too.
+    saved_plan: bool = False
 
     def _with(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -109,7 +111,7 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not (self.saved_plan and self.skipped)
 
     def summary_line(self) -> str:
         text = f"Apply: {len(self.done)} done, {len(self.failed)} failed, {len(self.skipped)} skipped."
@@ -428,12 +430,15 @@ def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
 
 def apply_plan(plan: Plan, config: Config, executors: Mapping[str, Executor], *,
                progress: ProgressSink | None = None, stop: threading.Event | None = None,
-               abort: threading.Event | None = None) -> ApplyReport:
+               abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
     """Execute the plan's actions (see module docstring). Never raises for a failing action:
     failures are in the report. ``stop`` ends the apply between actions (the rest skipped);
-    ``abort`` also interrupts a running transfer (the receive stays resumable)."""
+    ``abort`` also interrupts a running transfer (the receive stays resumable). With
+    ``saved_plan`` a skipped action makes the report not ``ok``: a saved plan promised it."""
     actions = plan.actions
     missing = sorted({h for a in actions for h in hosts_of(a) if h not in executors})
     if missing:
         raise ExecError(f"no executor for host(s) {', '.join(missing)}")
-    return _Applier(config, executors, progress or NullProgress(), stop, abort).run(actions)
+    applier = _Applier(config, executors, progress or NullProgress(), stop, abort)
+    applier.report.saved_plan = saved_plan
+    return applier.run(actions)
