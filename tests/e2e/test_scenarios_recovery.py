@@ -9,6 +9,7 @@ be killed mid-send); the product itself runs unchanged over real SSH.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ from e2e.scenario_helpers import (
     snapshots,
     write_random,
 )
+from reconciler.render import plan_digest
 
 pytestmark = pytest.mark.realzfs
 
@@ -149,6 +151,19 @@ def test_saved_plan_applies_and_a_stale_one_is_refused(
     assert "stale" in refused.output, refused.output
     assert set(snapshots(guest_zfs, "src/stale")) == {"someone-else"}  # nothing was applied
     assert not exists(guest_zfs, "dst/backup/src/stale")
+
+    # An edited plan, its digest rewritten to match (issue 18): refused, nothing received.
+    assert plan(config, now, "--out", str(saved)).returncode == 0
+    document = json.loads(saved.read_text())
+    send = next(a for a in document["actions"] if a["kind"] == "send")
+    send["target"]["dataset"] = "dst/elsewhere"
+    document["digest"] = plan_digest(document, document["actions"])
+    saved.write_text(json.dumps(document))
+    refused = cli("apply", "-y", "-c", str(config), "--plan", str(saved))
+    assert refused.returncode == 1, refused.output
+    assert "was edited: its actions are not what the planner computes" in refused.output, refused.output
+    assert "in the file, not computed now: send src:src/stale -> dst:dst/elsewhere" in refused.output
+    assert not exists(guest_zfs, "dst/elsewhere") and not exists(guest_zfs, "dst/backup/src/stale")
 
     # A fresh saved plan applies.
     plan(config, now, "--out", str(saved))
