@@ -16,11 +16,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from reconciler import __version__
+from reconciler.codes import ExitCode
 from reconciler.errors import ConfigError, ReconcileError, clip
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2
 
 COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "demo")
 
@@ -30,7 +27,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks on errors")
     return parser
-
-
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="zrepl-reconcile.yml",
-                        help="desired-state YAML file (default: %(default)s)")
 
 
 def error_message(exc: ReconcileError) -> str:
@@ -142,13 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except Exception as exc:  # a bug: say so plainly, traceback only with --debug
         if debug:
             traceback.print_exc()
         print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
               file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 if __name__ == "__main__":

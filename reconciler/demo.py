@@ -90,12 +90,9 @@ def seed_script(src_pool: str, dst_pool: str, image_dir: str, *, mount: bool) ->
 
 
 def run_cli(title: str, argv: Sequence[str]) -> int:
-    from reconciler.cli import main
-
+    """Run the command as a user does: its own process, printing to this terminal."""
     print(f"\n$ zrepl-reconcile {' '.join(argv)}    # {title}", flush=True)
-    code = main(list(argv))
-    sys.stdout.flush()
-    return code
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *argv], check=False).returncode
 
 
 def run_steps(config: Path, src_pool: str) -> int:

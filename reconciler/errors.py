@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.codes import ZfsError
+
 MAX_QUOTED_CHARS = 1000  # of a host's output quoted in one message
 
 
@@ -69,7 +71,7 @@ class ExecError(ReconcileError):
     busy, exists, no_space, resume_token_invalid, command_failed, timeout, ...
     """
 
-    def __init__(self, message: str, code: str = "command_failed", stderr: str = "") -> None:
+    def __init__(self, message: str, code: str = ZfsError.COMMAND_FAILED, stderr: str = "") -> None:
         self.code = code
         self.stderr = stderr
         super().__init__(message)
@@ -83,7 +85,7 @@ class LockError(ExecError):
     """Another apply holds the lock for this configuration."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, code="locked")
+        super().__init__(message, code=ZfsError.LOCKED)
 
 
 class PlanFileError(ReconcileError):

@@ -28,6 +28,7 @@ from rich.color import ColorSystem
 from rich.console import Console
 from rich.style import Style
 
+from reconciler.codes import PruneRule
 from reconciler.domain.actions import (
     AbortResumeAction,
     Action,
@@ -40,8 +41,6 @@ from reconciler.domain.actions import (
 )
 from reconciler.domain.plan import (
     DIGEST_KEYS,
-    PRUNE_WINS,
-    REPLICATION_PROTECTED,
     Conflict,
     FilesystemReport,
     Plan,
@@ -58,9 +57,9 @@ MARKDOWN_DETAILS_THRESHOLD = 10
 # Unchanged filesystems are named up to this many per line group; the rest are counted.
 UNCHANGED_NAMES_SHOWN = 50
 
-PRUNE_RULE_LABELS = {
-    PRUNE_WINS: "prune wins over replication",
-    REPLICATION_PROTECTED: "replication protected (not_replicated)",
+PRUNE_RULE_LABELS: dict[str, str] = {
+    PruneRule.PRUNE_WINS: "prune wins over replication",
+    PruneRule.REPLICATION_PROTECTED: "replication protected (not_replicated)",
 }
 
 ACTION_STYLES = {

@@ -6,47 +6,47 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.execute import zfs_errors
+from reconciler.codes import ZfsError
 from reconciler.execute.zfs_errors import classify, exec_error, significant_line
 
 DATA = Path(__file__).parent / "data" / "zfs"
 
 CASES = [
-    ("cannot open 'tank/missing': dataset does not exist", zfs_errors.DATASET_MISSING),
-    ("could not find any snapshots to destroy; check snapshot names.", zfs_errors.DATASET_MISSING),
-    ("cannot destroy 'tank/a#b': bookmark does not exist", zfs_errors.DATASET_MISSING),
-    ("cannot create snapshot 'tank/a@x': permission denied", zfs_errors.PERMISSION_DENIED),
-    ("Permission denied the ZFS utilities must be run as root.", zfs_errors.PERMISSION_DENIED),
-    ("sudo: a password is required", zfs_errors.PERMISSION_DENIED),
-    ("cannot destroy snapshot tank/a@x: dataset is busy", zfs_errors.BUSY),
+    ("cannot open 'tank/missing': dataset does not exist", ZfsError.DATASET_MISSING),
+    ("could not find any snapshots to destroy; check snapshot names.", ZfsError.DATASET_MISSING),
+    ("cannot destroy 'tank/a#b': bookmark does not exist", ZfsError.DATASET_MISSING),
+    ("cannot create snapshot 'tank/a@x': permission denied", ZfsError.PERMISSION_DENIED),
+    ("Permission denied the ZFS utilities must be run as root.", ZfsError.PERMISSION_DENIED),
+    ("sudo: a password is required", ZfsError.PERMISSION_DENIED),
+    ("cannot destroy snapshot tank/a@x: dataset is busy", ZfsError.BUSY),
     ("cannot destroy snapshot tank/a@x: it's being held. Run 'zfs holds -r tank/a@x' to see holders.",
-     zfs_errors.HELD),
+     ZfsError.HELD),
     ("cannot receive incremental stream: destination pool/a has been modified\n"
-     "since most recent snapshot", zfs_errors.DIVERGED),
+     "since most recent snapshot", ZfsError.DIVERGED),
     ("cannot receive incremental stream: most recent snapshot of pool/a does not\n"
-     "match incremental source", zfs_errors.DIVERGED),
+     "match incremental source", ZfsError.DIVERGED),
     ("cannot receive new filesystem stream: destination has snapshots (eg. pool/a@x)\n"
-     "must destroy them to overwrite it", zfs_errors.DIVERGED),
+     "must destroy them to overwrite it", ZfsError.DIVERGED),
     ("cannot receive new filesystem stream: destination 'pool/a' exists\n"
-     "must specify -F to overwrite it", zfs_errors.EXISTS),
-    ("cannot create snapshot 'tank/a@x': dataset already exists", zfs_errors.EXISTS),
-    ("cannot receive incremental stream: out of space", zfs_errors.NO_SPACE),
+     "must specify -F to overwrite it", ZfsError.EXISTS),
+    ("cannot create snapshot 'tank/a@x': dataset already exists", ZfsError.EXISTS),
+    ("cannot receive incremental stream: out of space", ZfsError.NO_SPACE),
     ("cannot resume send: 'tank/a@x' used in the initial send no longer exists",
-     zfs_errors.RESUME_TOKEN_INVALID),
+     ZfsError.RESUME_TOKEN_INVALID),
     ("cannot resume send: kernel modules must be upgraded to receive this stream.",
-     zfs_errors.RESUME_TOKEN_INVALID),
-    ("resume token is corrupt", zfs_errors.RESUME_TOKEN_INVALID),
+     ZfsError.RESUME_TOKEN_INVALID),
+    ("resume token is corrupt", ZfsError.RESUME_TOKEN_INVALID),
     ("cannot receive resume stream: destination pool/a contains partially-complete state from "
-     "\"zfs receive -s\".", zfs_errors.RESUME_STATE_EXISTS),
-    ("cannot receive: failed to read from stream", zfs_errors.STREAM_BROKEN),
-    ("warning: cannot send 'tank/a@x': signal received", zfs_errors.STREAM_BROKEN),
-    ("host 'backup': command timed out after 600s: zfs destroy x", zfs_errors.TIMEOUT),
-    ("sh: 1: zfs: not found", zfs_errors.ZFS_NOT_FOUND),
-    ("something entirely new", zfs_errors.COMMAND_FAILED),
-    ("Host key verification failed.", zfs_errors.HOST_KEY),
-    ("zrepl@backup: Permission denied (publickey).", zfs_errors.AUTH_FAILED),
-    ("ssh: connect to host backup port 22: Connection refused", zfs_errors.UNREACHABLE),
-    ("ssh: Could not resolve hostname backup: Name or service not known", zfs_errors.UNREACHABLE),
+     "\"zfs receive -s\".", ZfsError.RESUME_STATE_EXISTS),
+    ("cannot receive: failed to read from stream", ZfsError.STREAM_BROKEN),
+    ("warning: cannot send 'tank/a@x': signal received", ZfsError.STREAM_BROKEN),
+    ("host 'backup': command timed out after 600s: zfs destroy x", ZfsError.TIMEOUT),
+    ("sh: 1: zfs: not found", ZfsError.ZFS_NOT_FOUND),
+    ("something entirely new", ZfsError.COMMAND_FAILED),
+    ("Host key verification failed.", ZfsError.HOST_KEY_CHANGED),
+    ("zrepl@backup: Permission denied (publickey).", ZfsError.AUTH_FAILED),
+    ("ssh: connect to host backup port 22: Connection refused", ZfsError.UNREACHABLE),
+    ("ssh: Could not resolve hostname backup: Name or service not known", ZfsError.UNREACHABLE),
 ]
 
 
@@ -77,23 +77,23 @@ def test_empty_stderr_says_exit_status() -> None:
 # Every stderr captured from real OpenZFS 2.1 (tests/data/zfs/real-err-*.txt, see its
 # README) and the code the mapping must give it.
 CAPTURED_STDERR = {
-    "real-err-bookmark-exists.txt": zfs_errors.EXISTS,
-    "real-err-destroy-batch-held.txt": zfs_errors.BUSY,
-    "real-err-destroy-held.txt": zfs_errors.BUSY,
-    "real-err-destroy-missing-bookmark.txt": zfs_errors.DATASET_MISSING,
-    "real-err-destroy-missing-dataset.txt": zfs_errors.DATASET_MISSING,
-    "real-err-destroy-missing-snapshot.txt": zfs_errors.DATASET_MISSING,
-    "real-err-holds-missing.txt": zfs_errors.DATASET_MISSING,
-    "real-err-list-missing.txt": zfs_errors.DATASET_MISSING,
-    "real-err-recv-full-onto-existing.txt": zfs_errors.EXISTS,
-    "real-err-recv-full-onto-partial.txt": zfs_errors.EXISTS,
-    "real-err-recv-incremental-onto-partial.txt": zfs_errors.RESUME_STATE_EXISTS,
-    "real-err-recv-missing-parent.txt": zfs_errors.DATASET_MISSING,
-    "real-err-recv-modified.txt": zfs_errors.DIVERGED,
-    "real-err-recv-no-common-snapshot.txt": zfs_errors.DIVERGED,
-    "real-err-send-bad-token.txt": zfs_errors.RESUME_TOKEN_INVALID,
-    "real-err-snapshot-exists.txt": zfs_errors.EXISTS,
-    "real-err-snapshot-missing.txt": zfs_errors.DATASET_MISSING,
+    "real-err-bookmark-exists.txt": ZfsError.EXISTS,
+    "real-err-destroy-batch-held.txt": ZfsError.BUSY,
+    "real-err-destroy-held.txt": ZfsError.BUSY,
+    "real-err-destroy-missing-bookmark.txt": ZfsError.DATASET_MISSING,
+    "real-err-destroy-missing-dataset.txt": ZfsError.DATASET_MISSING,
+    "real-err-destroy-missing-snapshot.txt": ZfsError.DATASET_MISSING,
+    "real-err-holds-missing.txt": ZfsError.DATASET_MISSING,
+    "real-err-list-missing.txt": ZfsError.DATASET_MISSING,
+    "real-err-recv-full-onto-existing.txt": ZfsError.EXISTS,
+    "real-err-recv-full-onto-partial.txt": ZfsError.EXISTS,
+    "real-err-recv-incremental-onto-partial.txt": ZfsError.RESUME_STATE_EXISTS,
+    "real-err-recv-missing-parent.txt": ZfsError.DATASET_MISSING,
+    "real-err-recv-modified.txt": ZfsError.DIVERGED,
+    "real-err-recv-no-common-snapshot.txt": ZfsError.DIVERGED,
+    "real-err-send-bad-token.txt": ZfsError.RESUME_TOKEN_INVALID,
+    "real-err-snapshot-exists.txt": ZfsError.EXISTS,
+    "real-err-snapshot-missing.txt": ZfsError.DATASET_MISSING,
 }
 
 

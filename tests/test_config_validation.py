@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from reconciler.config.load import filters_overlap, load_config_text, replica_overlap
 from reconciler.config.models import Config, SshHost
+from reconciler.domain.names import filter_decision
 from reconciler.errors import ConfigError
 from reconciler.execute.local import LocalExecutor
 from reconciler.execute.transfer import host_argv
-from reconciler.planning.selection import filter_decision
 
 HOSTS = """\
 hosts:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from plan_builders import NOW, World, config_from, simple_config
 
+from reconciler.codes import PruneRule
 from reconciler.domain.actions import (
     BookmarkAction,
     CreateAction,
@@ -15,7 +16,7 @@ from reconciler.domain.actions import (
     SendAction,
     SnapshotAction,
 )
-from reconciler.domain.plan import PRUNE_WINS, REPLICATION_PROTECTED, Plan
+from reconciler.domain.plan import Plan
 from reconciler.planning.naming import cursor_prefix
 from reconciler.planning.planner import hosts_needed, make_plan
 from reconciler.planning.simulate import simulate
@@ -188,7 +189,7 @@ def test_missing_cursor_is_recreated_when_target_up_to_date() -> None:
 
 
 def test_resume_token_then_continue_incrementally() -> None:
-    from reconciler.planning.resume_token import encode_resume_token
+    from reconciler.domain.resume_token import encode_resume_token
 
     w = world(("zrepl_1", 5), ("zrepl_2", 4), ("zrepl_3", 3))
     target = w.replicate("nas", "tank", "backup", "pool/nas/tank", ["zrepl_1"])
@@ -217,7 +218,7 @@ def test_undecodable_resume_token_is_aborted_then_planned_normally(token: str) -
 
 
 def test_resume_of_snapshot_gone_on_source_aborts() -> None:
-    from reconciler.planning.resume_token import encode_resume_token
+    from reconciler.domain.resume_token import encode_resume_token
 
     w = world(("zrepl_1", 5), ("zrepl_2", 4))
     w.fs("backup", "pool/nas/tank", resume_token=encode_resume_token(12345, "tank@gone"))
@@ -333,7 +334,7 @@ def test_prune_wins_without_not_replicated() -> None:
     (destroy,) = of(plan, DestroyAction)
     assert destroy.snapshots == ("zrepl_1", "zrepl_2", "zrepl_3")
     src = next(f for f in plan.filesystems if f.role == "source")
-    assert src.prune_rule == PRUNE_WINS and "unreachable" in src.prune_rule_why
+    assert src.prune_rule == PruneRule.PRUNE_WINS and "unreachable" in src.prune_rule_why
     assert src.warnings == ("destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank unreachable)",)
     # also in the plan's top-level warnings (Plan JSON "warnings"), naming the filesystem
     assert plan.warnings == ("nas:tank: destroyed unreplicated: zrepl_3 (target backup:pool/nas/tank"
@@ -349,7 +350,7 @@ def test_replication_protected_with_not_replicated() -> None:
     # keep_snapshot_at_cursor: true keeps it (the next incremental base).
     assert destroy.snapshots == ("zrepl_1",)
     src = next(f for f in plan.filesystems if f.role == "source")
-    assert src.prune_rule == REPLICATION_PROTECTED and "unreachable" in src.prune_rule_why
+    assert src.prune_rule == PruneRule.REPLICATION_PROTECTED and "unreachable" in src.prune_rule_why
     assert src.warnings == ()
     verdicts = {v.name: v for v in src.verdicts}
     assert verdicts["zrepl_3"].keep and "not_replicated" in verdicts["zrepl_3"].reason
@@ -576,7 +577,7 @@ def test_every_source_report_states_the_rule() -> None:
     w = world(("zrepl_1", 0.5))
     plan = make_plan(simple_config(), w.observed, NOW)
     src = [f for f in plan.filesystems if f.role == "source"]
-    assert src and all(f.prune_rule == PRUNE_WINS and f.prune_rule_why for f in src)
+    assert src and all(f.prune_rule == PruneRule.PRUNE_WINS and f.prune_rule_why for f in src)
 
 
 def test_plan_is_deterministic_and_json_round_trips() -> None:

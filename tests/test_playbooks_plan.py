@@ -33,13 +33,13 @@ from standin.state import StandinState, load, save, zfs_command
 from test_playbooks import CONFIGS, PLAYBOOKS
 
 from reconciler.cli import main
+from reconciler.codes import PruneRule
 from reconciler.config.load import load_config
 from reconciler.config.models import Config, FilesystemEntry
+from reconciler.domain.names import filter_decision, scheduled_snapshot_name
 from reconciler.domain.observed import ObservedState
-from reconciler.domain.plan import PRUNE_WINS, REPLICATION_PROTECTED, Plan
+from reconciler.domain.plan import Plan
 from reconciler.gather.facts import gather
-from reconciler.planning.naming import scheduled_snapshot_name
-from reconciler.planning.selection import filter_decision
 from reconciler.planning.simulate import simulate
 from reconciler.render import md_text
 
@@ -255,7 +255,7 @@ def check_contract(doc: dict[str, Any], config: Config, facts: Facts) -> None:
         assert set(report) >= FILESYSTEM_KEYS
     for report in sources:
         policy = config.policies[report["policy"]]
-        expected = REPLICATION_PROTECTED if policy.protects_unreplicated else PRUNE_WINS
+        expected = PruneRule.REPLICATION_PROTECTED if policy.protects_unreplicated else PruneRule.PRUNE_WINS
         assert report["prune_rule"] == expected, report
         assert "not_replicated" in report["prune_rule_why"]
     # snapshots destroyed before they reached a target: per filesystem and at the top level
@@ -375,7 +375,7 @@ def test_laptop_away_from_home_prunes_and_says_what_never_reached_the_backup(
     assert {a["kind"] for a in doc["actions"]} == {"snapshot", "destroy"}
     assert [(c["code"], c["host"]) for c in doc["conflicts"]] == [("host_unavailable", "homeserver")] * 3
     sources = {f["dataset"]: f for f in doc["filesystems"] if f["role"] == "source"}
-    assert all(f["prune_rule"] == PRUNE_WINS for f in sources.values())
+    assert all(f["prune_rule"] == PruneRule.PRUNE_WINS for f in sources.values())
     assert all("unreachable" in f["prune_rule_why"] for f in sources.values())
     gone = [w for w in doc["warnings"] if "destroyed unreplicated" in w]
     assert gone == [f"laptop:{f['dataset']}: {w}" for f in sources.values() for w in f["warnings"]]

@@ -23,10 +23,10 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import DestroyAction, SendAction
 from reconciler.domain.observed import Dataset, ObservedState
 from reconciler.domain.plan import Plan
+from reconciler.domain.resume_token import encode_resume_token
 from reconciler.planning.fingerprint import facts_fingerprint
 from reconciler.planning.naming import CURSOR_PREFIX
 from reconciler.planning.planner import make_plan
-from reconciler.planning.resume_token import encode_resume_token
 from reconciler.planning.simulate import simulate
 from reconciler.render import render_json
 

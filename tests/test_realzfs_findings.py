@@ -21,13 +21,13 @@ import pytest
 from plan_builders import NOW, World, simple_config
 
 from reconciler.domain.actions import SendAction
+from reconciler.domain.resume_token import encode_resume_token
 from reconciler.errors import ExecError
 from reconciler.execute import transfer
 from reconciler.execute.executor import CommandResult
 from reconciler.execute.transfer import TransferResult, _LogTransfer, run_send, transfer_error
 from reconciler.gather.parse import parse_zfs_list
 from reconciler.planning.planner import make_plan
-from reconciler.planning.resume_token import encode_resume_token
 
 REAL_LIST = Path(__file__).parent / "data" / "zfs" / "real-zfs-list.txt"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.codes import ConflictCode, PruneRule
 from reconciler.domain.actions import (
     MAX_ARGV_BYTES,
     AbortResumeAction,
@@ -29,18 +30,7 @@ from reconciler.domain.actions import (
     SendAction,
     SnapshotAction,
 )
-from reconciler.domain.plan import (
-    DIVERGED,
-    GUID_MISMATCH,
-    HOST_UNAVAILABLE,
-    NO_COMMON_SNAPSHOT,
-    PRUNE_WINS,
-    REPLICATION_PROTECTED,
-    Conflict,
-    FilesystemReport,
-    Plan,
-    SnapshotVerdict,
-)
+from reconciler.domain.plan import Conflict, FilesystemReport, Plan, SnapshotVerdict
 from reconciler.render import (
     NO_CHANGES,
     explained_reports,
@@ -66,9 +56,9 @@ PROTECTED_WHY = ("keep_source has not_replicated: nothing newer than a target's 
 PRUNE_WINS_WHY = "keep_source has no not_replicated: pruning proceeds even when replication stalls"
 
 
-def source(host: str, dataset: str, rule: str = REPLICATION_PROTECTED, *, policy: str = "hourly",
+def source(host: str, dataset: str, rule: str = PruneRule.REPLICATION_PROTECTED, *, policy: str = "hourly",
            verdicts: tuple[SnapshotVerdict, ...] = (), warnings: tuple[str, ...] = ()) -> FilesystemReport:
-    why = PROTECTED_WHY if rule == REPLICATION_PROTECTED else PRUNE_WINS_WHY
+    why = PROTECTED_WHY if rule == PruneRule.REPLICATION_PROTECTED else PRUNE_WINS_WHY
     return FilesystemReport(host, dataset, "source", policy, rule, why, verdicts, warnings)
 
 
@@ -113,7 +103,7 @@ def creates_and_sends() -> Plan:
     return Plan(NOW, FP, actions, filesystems=(
         source("nas", "tank/data", verdicts=verdicts),
         source("nas", odd),
-        source("nas", "tank/quiet", PRUNE_WINS),
+        source("nas", "tank/quiet", PruneRule.PRUNE_WINS),
         target("backup", "pool/nas/tank/data"),
         target("backup", "pool/nas/tank/data/a b:c"),
         target("backup", "pool/nas/tank/quiet"),
@@ -130,12 +120,12 @@ def prune_wins_unavailable() -> Plan:
                        ("zrepl_20261123_060000",
                         "grid 24x1h: bucket 23 already keeps zrepl_20261123_055900"))),
     )
-    conflicts = (Conflict(HOST_UNAVAILABLE, "backup", "pool/nas/tank/logs",
+    conflicts = (Conflict(ConflictCode.HOST_UNAVAILABLE, "backup", "pool/nas/tank/logs",
                           "backup is unreachable: no send planned", "check the network and sshd on backup",
                           "nas", "tank/logs"),)
     return Plan(NOW, FP, actions, conflicts, filesystems=(
-        source("nas", "tank/logs", PRUNE_WINS, warnings=(lost,)),
-        source("nas", "tank/db", REPLICATION_PROTECTED),
+        source("nas", "tank/logs", PruneRule.PRUNE_WINS, warnings=(lost,)),
+        source("nas", "tank/db", PruneRule.REPLICATION_PROTECTED),
     ), unavailable=(("backup", "unreachable: [Errno 111] Connection refused (10.0.0.2:22)"),),
         warnings=("2 snapshots of nas:tank/logs are destroyed before reaching backup (prune wins)",))
 
@@ -144,13 +134,16 @@ def conflicts_only() -> Plan:
     """Nothing can be done: diverged, GUID mismatch, no common snapshot; awkward names."""
     weird = "tank/we|rd`name"
     conflicts = (
-        Conflict(DIVERGED, "backup", "pool/nas/tank/a", "target has 2 snapshots newer than the common base"
-                 " zrepl_20261124_100000 (zrepl_20261124_103000, manual)",
+        Conflict(ConflictCode.DIVERGED, "backup", "pool/nas/tank/a",
+                 "target has 2 snapshots newer than the common base zrepl_20261124_100000"
+                 " (zrepl_20261124_103000, manual)",
                  "zfs rollback -r pool/nas/tank/a@zrepl_20261124_100000 on backup", "nas", "tank/a"),
-        Conflict(GUID_MISMATCH, "backup", "pool/nas/tank/b", "zrepl_20261124_100000 has GUID 11 on nas"
-                 " but 12 on backup", "rename or destroy the target snapshot by hand", "nas", "tank/b"),
-        Conflict(NO_COMMON_SNAPSHOT, "backup", f"pool/nas/{weird}", "target has snapshots but none in"
-                 " common with the source | cannot send incrementally; *not* forcing `recv -F`",
+        Conflict(ConflictCode.GUID_MISMATCH, "backup", "pool/nas/tank/b",
+                 "zrepl_20261124_100000 has GUID 11 on nas but 12 on backup",
+                 "rename or destroy the target snapshot by hand", "nas", "tank/b"),
+        Conflict(ConflictCode.NO_COMMON_SNAPSHOT, "backup", f"pool/nas/{weird}",
+                 "target has snapshots but none in common with the source | cannot send incrementally;"
+                 " *not* forcing `recv -F`",
                  "destroy the target or rename it, then let the next plan send it in full", "nas", weird),
     )
     return Plan(NOW, FP, (), conflicts, filesystems=(
@@ -160,7 +153,7 @@ def conflicts_only() -> Plan:
 
 def no_changes() -> Plan:
     return Plan(NOW, FP, (), filesystems=(
-        source("nas", "tank/a"), source("nas", "tank/b", PRUNE_WINS),
+        source("nas", "tank/a"), source("nas", "tank/b", PruneRule.PRUNE_WINS),
         target("backup", "pool/nas/tank/a"), target("backup", "pool/nas/tank/b"),
     ))
 
@@ -171,7 +164,7 @@ def long_destroy() -> Plan:
     reasons = tuple((n, f"grid 14x1d: older than the last bucket ({39 - i} days old)")
                     for i, n in enumerate(names))
     return Plan(NOW, FP, (DestroyAction("nas", "tank/home", names, reasons),),
-                filesystems=(source("nas", "tank/home", PRUNE_WINS),))
+                filesystems=(source("nas", "tank/home", PruneRule.PRUNE_WINS),))
 
 
 PLANS = {
@@ -301,7 +294,7 @@ def test_markdown_escaping() -> None:
     markdown = render_markdown(conflicts_only(), explain=True)
     assert "``backup:pool/nas/tank/we|rd`name``" in markdown
     hostile = render_markdown(Plan(NOW, FP, (), (Conflict(
-        DIVERGED, "h", "d", "<script>alert(1)</script> @everyone"),)))
+        ConflictCode.DIVERGED, "h", "d", "<script>alert(1)</script> @everyone"),)))
     assert re.search(r"(?<!\\)[<@]", hostile.split("#### Host")[0].split("[!CAUTION]")[1]) is None
 
 
@@ -415,7 +408,8 @@ def many_destroys(datasets: int, per_dataset: int) -> Plan:
                                      tuple((n, f"grid 24x1h: bucket {i} already keeps zrepl_x")
                                            for i, n in enumerate(names))))
     return Plan(NOW, FP, tuple(actions),
-                filesystems=tuple(source("nas", f"tank/fs{d}", PRUNE_WINS) for d in range(datasets)))
+                filesystems=tuple(source("nas", f"tank/fs{d}", PruneRule.PRUNE_WINS)
+                                  for d in range(datasets)))
 
 
 def test_json_is_written_as_it_goes() -> None:

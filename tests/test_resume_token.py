@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.planning.resume_token import (
+from reconciler.domain.resume_token import (
     decode_resume_token,
     encode_resume_token,
     pack_nvlist_native,

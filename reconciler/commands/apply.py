@@ -21,11 +21,17 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
-from reconciler.commands.common import UsageError, add_selection_arguments, check_selection, compute_plan
+from reconciler.codes import ConflictCode, ExitCode
+from reconciler.commands.common import (
+    UsageError,
+    add_config_argument,
+    add_selection_arguments,
+    check_selection,
+    compute_plan,
+)
 from reconciler.config.models import Config
 from reconciler.domain.actions import SendAction
-from reconciler.domain.plan import HOST_UNAVAILABLE, Plan
+from reconciler.domain.plan import Plan
 from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.executor import Executor
@@ -178,7 +184,7 @@ def print_report(report: ApplyReport, plan: Plan | None = None, out: Any = None)
 def not_attempted(plan: Plan) -> list[str]:
     """One line per conflict and unavailable host of the plan (no action was planned there)."""
     lines = [f"{c.host}:{c.dataset}: {c.code}: {c.message}" for c in plan.conflicts
-             if c.code != HOST_UNAVAILABLE]
+             if c.code != ConflictCode.HOST_UNAVAILABLE]
     lines += [f"host {host} unavailable: {why}" for host, why in plan.unavailable]
     return lines
 
@@ -209,10 +215,10 @@ def run(args: argparse.Namespace) -> int:
             render_text(plan)
             sys.stdout.flush()
             if not plan.has_changes:
-                return EXIT_OK
+                return ExitCode.OK
             if not args.yes and not confirm(plan):
                 print("Apply cancelled; nothing was changed.")
-                return EXIT_ERROR
+                return ExitCode.ERROR
             # Until here Ctrl-C / SIGTERM simply end the command (nothing changed yet);
             # from now on they stop between actions.
             with stop_signals() as signals:
@@ -225,4 +231,4 @@ def run(args: argparse.Namespace) -> int:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).
         print(f"Stopped by {signals.signal_name or 'request'} between actions; the skipped actions did"
               " not run (exit 1). Run `zrepl-reconcile plan` to see what remains.")
-    return EXIT_OK if report.ok and not report.stopped else EXIT_ERROR
+    return ExitCode.OK if report.ok and not report.stopped else ExitCode.ERROR

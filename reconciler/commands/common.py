@@ -31,6 +31,11 @@ EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_NOW = datetime(9000, 1, 1, tzinfo=UTC)  # excluded
 
 
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default="zrepl-reconcile.yml",
+                        help="desired-state YAML file (default: %(default)s)")
+
+
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     """``--host`` and ``--filesystem`` (repeatable) narrow the plan; ``--now`` fixes its clock."""
     parser.add_argument("--host", action="append", dest="hosts", metavar="HOST", default=None,
@@ -79,7 +84,7 @@ def check_selection(config: Config, hosts: list[str] | None,
                     filesystems: list[str] | None = None) -> None:
     """Refuse flags that cannot select anything, before any host is contacted: a plan for
     them would be empty (or blame hosts that were never asked) instead of saying why."""
-    from reconciler.config.models import check_dataset_name
+    from reconciler.domain.names import check_dataset_name
     from reconciler.planning.selection import describe_managed, unmanaged_filesystems
 
     unknown = [h for h in hosts or () if h not in config.hosts]

@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
+from reconciler.codes import ExitCode
+from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
 from reconciler.gather.facts import gather
 
@@ -40,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_plain(state, args.snapshots, sys.stdout)
     if not state.unavailable:
-        return EXIT_OK
+        return ExitCode.OK
     print(f"error: {unavailable_summary(state)}", file=sys.stderr)  # stdout may be a file or a pipe
-    return EXIT_ERROR
+    return ExitCode.ERROR
 
 
 def unavailable_summary(state: ObservedState) -> str:

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_CHANGES, EXIT_OK, add_config_argument
-from reconciler.commands.common import UsageError, add_selection_arguments, compute_plan
+from reconciler.codes import ExitCode
+from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
 from reconciler.domain.plan import Plan
 from reconciler.render import (
     attention_items,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def exit_code(plan: Plan, *, detailed: bool) -> int:
-    return EXIT_CHANGES if detailed and plan.has_changes else EXIT_OK
+    return ExitCode.CHANGES if detailed and plan.has_changes else ExitCode.OK
 
 
 def check_explain_target(plan: Plan, explain: str | bool | None) -> None:

@@ -19,9 +19,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.cli import EXIT_ERROR, EXIT_OK, add_config_argument
+from reconciler.codes import ExitCode
 from reconciler.commands.apply import StopSignals, execute, print_report, stop_signals
-from reconciler.commands.common import UsageError, add_selection_arguments, compute_plan
+from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
 from reconciler.config.grid import parse_duration
 from reconciler.errors import ReconcileError
 from reconciler.execute.executor import Executor
@@ -104,10 +104,10 @@ def run(args: argparse.Namespace) -> int:
                 ok = False
                 log(f"cycle {cycle} failed: {exc}")
             if args.once:
-                return EXIT_OK if ok else EXIT_ERROR
+                return ExitCode.OK if ok else ExitCode.ERROR
             if not signals.stop.is_set():
                 log(f"cycle {cycle} {'done' if ok else 'had failures'}; next in {args.every}")
                 sleep_until(started + interval, signals)
             if signals.stop.is_set():
                 log(f"stopped by {signals.signal_name or 'request'}; exiting cleanly")
-                return EXIT_OK
+                return ExitCode.OK

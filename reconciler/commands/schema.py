@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from reconciler.cli import EXIT_OK
+from reconciler.codes import ExitCode
 from reconciler.config.schema import config_json_schema_text
 
 
@@ -27,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(plan_schema_text())
     else:
         sys.stdout.write(config_json_schema_text())
-    return EXIT_OK
+    return ExitCode.OK

@@ -7,7 +7,8 @@ import shlex
 import sys
 from typing import Any
 
-from reconciler.cli import EXIT_OK, add_config_argument
+from reconciler.codes import ExitCode
+from reconciler.commands.common import add_config_argument
 from reconciler.config.load import load_config
 from reconciler.config.models import (
     Config,
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sys.stdout.write("\n".join(summarize_config(config, args.config)) + "\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def summarize_config(config: Config, filename: str) -> list[str]:

@@ -35,8 +35,8 @@ from ruamel.yaml.reader import ReaderError
 
 from reconciler.config.models import Config
 from reconciler.config.schema import config_json_schema
+from reconciler.domain.names import filter_decision, is_within, lineage
 from reconciler.errors import ConfigError, ConfigProblem
-from reconciler.planning.selection import filter_decision, is_within
 
 # A real configuration is a few kilobytes (3000 entries are ~400 KB and take ~2 s to
 # parse); anything bigger than this is the wrong file.
@@ -957,9 +957,7 @@ def shared_selections(filters: Sequence[Mapping[str, bool]]) -> list[tuple[str, 
             owners.setdefault(path, []).append(index)
     shared: list[tuple[str, list[int]]] = []
     for path in sorted(owners):
-        parts = path.split("/")
-        ancestors = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
-        candidates = sorted({i for ancestor in ancestors for i in owners.get(ancestor, [])})
+        candidates = sorted({i for ancestor in lineage(path) for i in owners.get(ancestor, [])})
         for probe in (path, path + _BELOW):
             selecting = [i for i in candidates if filter_decision(filters[i], probe)]
             if len(selecting) > 1:
@@ -1033,9 +1031,7 @@ class _KeyPaths:
 
     def near(self, root: str) -> list[_Entry]:
         """Entries with a key at or above ``root`` or below it: the only ones that can select below it."""
-        parts = root.split("/")
-        above = ("/".join(parts[:n]) for n in range(1, len(parts) + 1))
-        found = {e.index: e for path in above for e in self.owners.get(path, [])}
+        found = {e.index: e for path in lineage(root) for e in self.owners.get(path, [])}
         start = bisect.bisect_left(self.paths, root + "/")
         for path in self.paths[start:bisect.bisect_left(self.paths, root + "0")]:  # "0" follows "/"
             found.update((e.index, e) for e in self.owners[path])

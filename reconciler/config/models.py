@@ -14,34 +14,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.config.grid import GridInterval, parse_duration, parse_grid
-from reconciler.planning.naming import scheduled_snapshot_name
+from reconciler.domain.names import SNAPSHOT_NAME_CHARS, check_dataset_name, scheduled_snapshot_name
 
-# ZFS allows alphanumerics, '_', '-', ':', '.', and ' ' in dataset components and
-# snapshot names (zfs(8) "Naming"); nothing else, so quotes, '$', '(' are rejected.
-ZFS_COMPONENT = r"[A-Za-z0-9_.:\- ]+"
-DATASET_NAME = re.compile(rf"^{ZFS_COMPONENT}(/{ZFS_COMPONENT})*$")
-SNAPSHOT_NAME_CHARS = re.compile(r"^[A-Za-z0-9_.:\- ]*$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# zfs(8): a dataset name is at most 255 bytes (ZFS_MAX_DATASET_NAME_LEN includes the NUL).
-MAX_DATASET_NAME_LENGTH = 255
-
-
-def check_dataset_name(value: str) -> str:
-    if not DATASET_NAME.match(value) or any(part.strip() in ("", ".", "..") for part in value.split("/")):
-        raise ValueError(
-            f"{value!r} is not a valid ZFS dataset name (components of letters, digits,"
-            " '_', '-', ':', '.', ' ' separated by '/')")
-    if not value[0].isalpha():
-        raise ValueError(f"{value!r} is not a valid ZFS dataset name: a pool name starts with a letter")
-    if len(value.encode()) > MAX_DATASET_NAME_LENGTH:
-        raise ValueError(f"dataset name {value[:40]!r}... is longer than {MAX_DATASET_NAME_LENGTH} bytes")
-    return value
 
 
 def check_filter_key(key: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconciler.codes import HostProblem
+
 
 def _size(value: int | str | None) -> int | None:
     """A size as zfs printed it (checked digits, or "-" for none) or already converted."""
@@ -142,7 +144,7 @@ class HostFacts:
 @dataclass(frozen=True, slots=True)
 class HostUnavailable:
     host: str
-    code: str  # a GatherError code: unreachable, auth_failed, host_key_unknown, ...
+    code: str  # a HostProblem
     message: str
 
 
@@ -153,16 +155,18 @@ def unavailable_fix(host: str, problem: HostUnavailable | None) -> str:
     return (fix or "check host {host} and run plan again").format(host=host)
 
 
-_UNAVAILABLE_FIXES = {
-    "unreachable": "check that {host} is up and reachable (address, port, firewall), e.g."
-                   " `ssh {host} zfs list`",
-    "timeout": "check that {host} answers in time (network, load), e.g. `ssh {host} zfs list`",
-    "auth_failed": "check the user and identity_file of host {host} (its authorized_keys), e.g. "
-                   "`ssh -i IDENTITY USER@{host} zfs list`",
-    "host_key_unknown": "verify {host}'s host key out of band, then add it to the host's known_hosts file",
-    "host_key_changed": "find out why {host}'s host key changed before trusting the new one",
-    "zfs_not_found": "install zfs on {host} or set its zfs_command (e.g. [sudo, -n, zfs])",
-    "permission_denied": "let the user run zfs on {host} (zfs allow, or zfs_command: [sudo, -n, zfs])",
+_UNAVAILABLE_FIXES: dict[str, str] = {
+    HostProblem.UNREACHABLE: "check that {host} is up and reachable (address, port, firewall), e.g."
+                             " `ssh {host} zfs list`",
+    HostProblem.TIMEOUT: "check that {host} answers in time (network, load), e.g. `ssh {host} zfs list`",
+    HostProblem.AUTH_FAILED: "check the user and identity_file of host {host} (its authorized_keys), e.g."
+                             " `ssh -i IDENTITY USER@{host} zfs list`",
+    HostProblem.HOST_KEY_UNKNOWN: "verify {host}'s host key out of band, then add it to the host's"
+                                  " known_hosts file",
+    HostProblem.HOST_KEY_CHANGED: "find out why {host}'s host key changed before trusting the new one",
+    HostProblem.ZFS_NOT_FOUND: "install zfs on {host} or set its zfs_command (e.g. [sudo, -n, zfs])",
+    HostProblem.PERMISSION_DENIED: "let the user run zfs on {host} (zfs allow, or zfs_command:"
+                                   " [sudo, -n, zfs])",
 }
 
 

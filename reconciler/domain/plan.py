@@ -20,19 +20,8 @@ NOW_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DIGEST_KEYS = ("format_version", "tool_version", "now", "selection", "fingerprint", "config_digest")
 
 # Conflict codes (DESIGN.md, safety invariant 5).
-NO_COMMON_SNAPSHOT = "no_common_snapshot"
-DIVERGED = "diverged"
-GUID_MISMATCH = "guid_mismatch"
-TARGET_NOT_FILESYSTEM = "target_not_filesystem"
-HOST_UNAVAILABLE = "host_unavailable"
-CLAIMED_TWICE = "claimed_twice"
-TARGET_POOL_MISSING = "target_pool_missing"
-NAME_TOO_LONG = "name_too_long"
-ZFS_MAX_NAME = 255  # OpenZFS: ZFS_MAX_DATASET_NAME_LEN (256) with the NUL, for dataset@snap too
 
 # Which side of the rule from zrepl's history applies to a filesystem's source pruning.
-PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless
-REPLICATION_PROTECTED = "replication_protected"  # not_replicated: unreplicated never destroyed
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +63,7 @@ class FilesystemReport:
     dataset: str
     role: str  # "source" | "target"
     policy: str
-    prune_rule: str  # PRUNE_WINS | REPLICATION_PROTECTED (sources); "" for targets
+    prune_rule: str  # a PruneRule (sources); "" for targets
     prune_rule_why: str  # one sentence saying why that case applies
     verdicts: tuple[SnapshotVerdict, ...] = ()
     warnings: tuple[str, ...] = ()  # e.g. snapshots destroyed unreplicated

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reconciler.codes import HOST_DOWN, ZfsError
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     KIND_ORDER,
@@ -35,6 +36,7 @@ from reconciler.domain.actions import (
     SnapshotAction,
     snapshot_batch_argv,
 )
+from reconciler.domain.names import filter_decision, lineage
 from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, GatherError, ReconcileError
@@ -43,7 +45,6 @@ from reconciler.execute.executor import Executor
 from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
-from reconciler.planning.selection import filter_decision
 
 DONE = "done"
 FAILED = "failed"
@@ -52,8 +53,6 @@ SKIPPED = "skipped"
 # A destroy's re-check never uses facts listed longer ago than this (seconds).
 FRESH_SECONDS = 30.0
 
-# Transport failures that make every further command on the host pointless.
-HOST_DOWN_CODES = frozenset({"unreachable", "auth_failed", "host_key_unknown", "host_key_changed"})
 
 Key = tuple[str, str]  # (host, dataset)
 
@@ -122,13 +121,6 @@ class ApplyReport:
 
 # --------------------------------------------------------------------------- bookkeeping
 
-def ancestors(dataset: str) -> Iterator[str]:
-    """``dataset`` and each parent, nearest first (``a/b/c``, ``a/b``, ``a``)."""
-    parts = dataset.split("/")
-    for depth in range(len(parts), 0, -1):
-        yield "/".join(parts[:depth])
-
-
 @dataclass(slots=True)
 class Ledger:
     """Which filesystems and hosts are broken so far, and by which kind of action."""
@@ -180,9 +172,9 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
     """
     if isinstance(action, SendAction):
         return [((action.host, action.dataset), False),
-                *(((action.target_host, name), True) for name in ancestors(action.target_dataset))]
+                *(((action.target_host, name), True) for name in reversed(lineage(action.target_dataset)))]
     if action.kind == "create":
-        return [((action.host, name), True) for name in ancestors(action.dataset)]
+        return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
     return [((action.host, action.dataset), True)]
 
 
@@ -208,7 +200,7 @@ def run_zfs(executor: Executor, argv: list[str], what: str) -> None:
 
 
 def error_code(exc: ReconcileError) -> str:
-    return getattr(exc, "code", "command_failed")
+    return getattr(exc, "code", ZfsError.COMMAND_FAILED)
 
 
 # --------------------------------------------------------------------------- destroy re-check
@@ -302,7 +294,7 @@ class _Applier:
         self.progress.line(outcome.line())
 
     def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = ()) -> None:
-        if isinstance(exc, GatherError) and exc.code in HOST_DOWN_CODES:
+        if isinstance(exc, GatherError) and exc.code in HOST_DOWN:
             self.ledger.down_hosts.setdefault(exc.host, str(exc))
         self.record(Outcome(action, FAILED, str(exc), error_code(exc), names,
                             time.monotonic() - started))
@@ -353,7 +345,7 @@ class _Applier:
             run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
                     f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
         except ReconcileError as exc:
-            if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN_CODES):
+            if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN):
                 for action in runnable:
                     self.fail(action, exc, started)
                 return

@@ -6,6 +6,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 
+from reconciler.codes import HostProblem
 from reconciler.errors import GatherError, clip
 from reconciler.execute.executor import CommandResult, ReadableStream, WritableStream, with_zfs_command
 
@@ -33,7 +34,7 @@ class LocalExecutor:
         except PermissionError:
             return CommandResult(tuple(full), EXIT_NOT_EXECUTABLE, "", f"{full[0]}: Permission denied")
         except subprocess.TimeoutExpired:
-            raise GatherError(self.host, "timeout",
+            raise GatherError(self.host, HostProblem.TIMEOUT,
                               f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
         return CommandResult(tuple(full), proc.returncode, decode(proc.stdout), decode(proc.stderr))
 
@@ -43,9 +44,10 @@ class LocalExecutor:
             popen = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise GatherError(self.host, "zfs_not_found", f"{full[0]}: command not found") from None
+            raise GatherError(self.host, HostProblem.ZFS_NOT_FOUND, f"{full[0]}: command not found") from None
         except PermissionError:
-            raise GatherError(self.host, "permission_denied", f"{full[0]}: Permission denied") from None
+            raise GatherError(self.host, HostProblem.PERMISSION_DENIED,
+                              f"{full[0]}: Permission denied") from None
         return LocalProcess(self.host, popen, full)
 
     def close(self) -> None:
@@ -68,7 +70,7 @@ class LocalProcess:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise GatherError(self.host, "timeout",
+            raise GatherError(self.host, HostProblem.TIMEOUT,
                               f"command timed out after {timeout:g}s: {shlex.join(self.argv)}"
                               ) from None
 

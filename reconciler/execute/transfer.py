@@ -46,13 +46,14 @@ from rich.progress import (
 )
 from rich.table import Column
 
+from reconciler.codes import ZfsError
 from reconciler.config.models import Config, LocalHost, SshHost
 from reconciler.domain.actions import SendAction
+from reconciler.domain.resume_token import decode_resume_token
 from reconciler.errors import ExecError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor, with_zfs_command
 from reconciler.execute.ssh import SshExecutor, SshProcess
-from reconciler.planning.resume_token import decode_resume_token
 
 CHUNK = 1 << 20  # bytes moved per step; also the pipe size we ask the kernel for
 STDERR_KEEP = 64 * 1024  # bytes of each side's stderr kept for the report
@@ -66,7 +67,7 @@ SMALL_SEND_BYTES = 8 << 20
 # still running (busy) or its token moved on: a receive cut off by a killed controller
 # drains what was in flight and saves its state a few seconds later.
 RESUME_RETRY_WAITS = (2.0, 5.0, 10.0, 15.0)
-RESUME_RETRY_CODES = (zfs_errors.BUSY, zfs_errors.RESUME_TOKEN_INVALID, zfs_errors.RESUME_STATE_EXISTS)
+RESUME_RETRY_CODES = (ZfsError.BUSY, ZfsError.RESUME_TOKEN_INVALID, ZfsError.RESUME_STATE_EXISTS)
 
 
 # --------------------------------------------------------------------------- progress
@@ -306,7 +307,7 @@ def _spawn(argv: list[str], *, stdin: int | None, stdout: int | None) -> subproc
         return subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                                 bufsize=0, start_new_session=True)
     except FileNotFoundError as exc:
-        raise ExecError(f"cannot start {argv[0]!r}: not found", code=zfs_errors.ZFS_NOT_FOUND) from exc
+        raise ExecError(f"cannot start {argv[0]!r}: not found", code=ZfsError.ZFS_NOT_FOUND) from exc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -621,11 +622,11 @@ def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
     what = ""  # the report line already names the send
     if result.aborted:
         return ExecError(f"stopped after {human_bytes(result.bytes)}; the receive is"
-                         " resumable and the next plan resumes it", code="aborted",
+                         " resumable and the next plan resumes it", code=ZfsError.ABORTED,
                          stderr=result.recv_stderr)
     recv_error = zfs_errors.exec_error([], result.recv_returncode, result.recv_stderr, what=what)
     send_error = zfs_errors.exec_error([], result.send_returncode, result.send_stderr, what=what)
-    vague = (zfs_errors.STREAM_BROKEN, zfs_errors.COMMAND_FAILED)
+    vague = (ZfsError.STREAM_BROKEN, ZfsError.COMMAND_FAILED)
     if result.recv_returncode != 0 and (recv_error.code not in vague or result.send_returncode == 0
                                         or result.sender_stopped):
         return _both(recv_error, result)
@@ -713,13 +714,13 @@ def current_resume(action: SendAction, target: Executor, sink: ProgressSink) -> 
     if token in ("", "-"):
         raise ExecError(f"the interrupted receive on {action.target_host}:{action.target_dataset}"
                         " is gone (aborted since the plan was made); run plan again",
-                        code=zfs_errors.RESUME_TOKEN_INVALID)
+                        code=ZfsError.RESUME_TOKEN_INVALID)
     planned = decode_resume_token(action.resume_token or "")
     now = decode_resume_token(token)
     if planned is None or now is None or (now.toguid, now.fromguid) != (planned.toguid, planned.fromguid):
         raise ExecError(f"the interrupted receive on {action.target_host}:{action.target_dataset}"
                         " is no longer the one planned (its resume token names another stream);"
-                        " run plan again", code=zfs_errors.RESUME_TOKEN_INVALID)
+                        " run plan again", code=ZfsError.RESUME_TOKEN_INVALID)
     sink.line(f"resume  {action.target_host}:{action.target_dataset} saved more since the plan"
               f" ({human_bytes(planned.bytes)} -> {human_bytes(now.bytes)}); resuming from there")
     return replace(action, resume_token=token)

@@ -13,24 +13,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reconciler.codes import ZfsError
 from reconciler.errors import ExecError, clip
 
-DATASET_MISSING = "dataset_missing"
-PERMISSION_DENIED = "permission_denied"
-HELD = "held"
-BUSY = "busy"
-DIVERGED = "diverged"
-EXISTS = "exists"
-NO_SPACE = "no_space"
-RESUME_TOKEN_INVALID = "resume_token_invalid"
-RESUME_STATE_EXISTS = "resume_state_exists"
-STREAM_BROKEN = "stream_broken"
-TIMEOUT = "timeout"
-ZFS_NOT_FOUND = "zfs_not_found"
-UNREACHABLE = "unreachable"  # the system ssh client of the data path could not connect
-HOST_KEY = "host_key_changed"  # ... or refused the host key (unknown or changed)
-AUTH_FAILED = "auth_failed"
-COMMAND_FAILED = "command_failed"
 # zfs names its problem in a few lines at the start, an ssh client at the end; a broken
 # host may print megabytes, which every pattern would read (~1 s per MB for the table).
 READ_CHARS = 1 << 16
@@ -51,60 +36,60 @@ def _p(code: str, regex: str, message: str) -> Pattern:
 # and "it's being held" must win over the generic "dataset is busy" printed beside it.
 PATTERNS: tuple[Pattern, ...] = (
     # OpenSSH client messages (send/recv run through the system ssh client).
-    _p(HOST_KEY, r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED"
+    _p(ZfsError.HOST_KEY_CHANGED, r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED"
        r"|No \S+ host key is known for",
        "the SSH host key is unknown or changed (check known_hosts); the data path was refused"),
-    _p(AUTH_FAILED, r"Permission denied \((publickey|password|keyboard)",
+    _p(ZfsError.AUTH_FAILED, r"Permission denied \((publickey|password|keyboard)",
        "SSH authentication failed (check user and identity_file)"),
-    _p(UNREACHABLE, r"ssh: connect to host|Could not resolve hostname|ssh_exchange_identification"
+    _p(ZfsError.UNREACHABLE, r"ssh: connect to host|Could not resolve hostname|ssh_exchange_identification"
        r"|kex_exchange_identification|Connection closed by remote host",
        "the host could not be reached over SSH"),
-    _p(ZFS_NOT_FOUND, r"(zfs|sudo): (command )?not found|No such file or directory: '?zfs"
+    _p(ZfsError.ZFS_NOT_FOUND, r"(zfs|sudo): (command )?not found|No such file or directory: '?zfs"
        r"|exec: .*zfs.*: not found",
        "the zfs command was not found on the host (check zfs_command)"),
-    _p(RESUME_TOKEN_INVALID,
+    _p(ZfsError.RESUME_TOKEN_INVALID,
        r"resume token is corrupt|invalid resume token|kernel modules must be upgraded to receive"
        r"|kernel (module )?lacks resume|resuming (is|was) not supported"
        r"|cannot resume send:.*(no longer exists|does not exist|modified)"
        r"|token.*(invalid|corrupt)|bad resume token|unsupported resume token",
        "the target refused the resume token of the interrupted receive; if this repeats,"
        " discard the partial state with 'zfs recv -A <target>' and the next plan sends afresh"),
-    _p(RESUME_STATE_EXISTS,
+    _p(ZfsError.RESUME_STATE_EXISTS,
        r"contains partially-complete state|partially-complete state from \"?zfs receive -s",
        "the target holds an interrupted receive; it must be resumed or aborted first"),
-    _p(DIVERGED,
+    _p(ZfsError.DIVERGED,
        r"has been modified\s+since most recent snapshot|destination .* has been modified"
        r"|most recent snapshot of .* does not\s+match incremental source"
        r"|destination has snapshots|local origin for clone .* does not exist"
        r"|incremental source .* no longer exists",
        "the target diverged from the source (modified or has other snapshots);"
        " it needs a manual decision, e.g. roll it back to the common snapshot"),
-    _p(HELD, r"it's being held|is being held|dataset is held|snapshot is held",
+    _p(ZfsError.HELD, r"it's being held|is being held|dataset is held|snapshot is held",
        "the snapshot has a user hold (zfs holds) and cannot be destroyed"),
-    _p(EXISTS,
+    _p(ZfsError.EXISTS,
        r"destination '?[^']*'? exists|dataset already exists|already exists"
        r"|must specify -F to overwrite|tag already exists",
        "the target already exists (zrepl-reconcile never overwrites with recv -F)"),
-    _p(EXISTS, r"bookmark exists", "a bookmark of that name already exists"),
-    _p(BUSY, r"dataset is busy|pool is busy|resource busy|device busy",
+    _p(ZfsError.EXISTS, r"bookmark exists", "a bookmark of that name already exists"),
+    _p(ZfsError.BUSY, r"dataset is busy|pool is busy|resource busy|device busy",
        "the dataset is busy (mounted and in use, a clone depends on it, or a hold)"),
-    _p(NO_SPACE, r"out of space|no space left|quota exceeded|insufficient space",
+    _p(ZfsError.NO_SPACE, r"out of space|no space left|quota exceeded|insufficient space",
        "out of space on the pool (or quota reached)"),
-    _p(PERMISSION_DENIED,
+    _p(ZfsError.PERMISSION_DENIED,
        r"permission denied|must be run as root|operation not permitted|a password is required"
        r"|insufficient privileges|sudo: .* may not run|not allowed to execute|unable to open /dev/zfs",
        "permission denied: the user lacks zfs privileges (zfs allow, or sudo for zfs_command)"),
-    _p(DATASET_MISSING,
+    _p(ZfsError.DATASET_MISSING,
        r"dataset does not exist|could not find any snapshots to destroy|no such pool"
        r"|could not find .* (snapshot|bookmark)|snapshot does not exist|bookmark does not exist"
        r"|bookmark '[^']*' does not exist"
        r"|no such (dataset|snapshot|bookmark|file or directory)",
        "the dataset or snapshot does not exist (anymore)"),
-    _p(STREAM_BROKEN,
+    _p(ZfsError.STREAM_BROKEN,
        r"failed to read from stream|checksum mismatch|invalid stream|incomplete stream"
        r"|stream .* (truncated|corrupt)|broken pipe|signal received|connection (closed|reset)",
        "the send stream was interrupted; the receive is resumable and the next plan resumes it"),
-    _p(TIMEOUT, r"timed out|timeout", "the command timed out"),
+    _p(ZfsError.TIMEOUT, r"timed out|timeout", "the command timed out"),
 )
 
 
@@ -114,7 +99,7 @@ def classify(stderr: str) -> tuple[str, str]:
     for pattern in PATTERNS:
         if pattern.regex.search(text):
             return pattern.code, pattern.message
-    return COMMAND_FAILED, "the command failed"
+    return ZfsError.COMMAND_FAILED, "the command failed"
 
 
 def significant_line(stderr: str) -> str:

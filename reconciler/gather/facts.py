@@ -11,14 +11,16 @@ import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from reconciler.codes import HostProblem
 from reconciler.config.models import Config
 from reconciler.domain.actions import MAX_ARGV_BYTES
+from reconciler.domain.names import is_within
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
 from reconciler.errors import ConfigError, GatherError, ReconcileError, clip
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
-from reconciler.planning.selection import filter_roots, is_within
+from reconciler.planning.selection import filter_roots
 
 MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
@@ -94,9 +96,9 @@ def gather_host_or_reason(executor: Executor, host: str, roots: list[str] | None
     except GatherError as exc:
         return HostUnavailable(host, exc.code, str(exc))
     except ReconcileError as exc:
-        return HostUnavailable(host, "command_failed", f"host {host!r}: {clip(str(exc))}")
+        return HostUnavailable(host, HostProblem.COMMAND_FAILED, f"host {host!r}: {clip(str(exc))}")
     except Exception as exc:  # one host's surprise must not hide the others' facts
-        return HostUnavailable(host, "command_failed",
+        return HostUnavailable(host, HostProblem.COMMAND_FAILED,
                                f"host {host!r}: {type(exc).__name__}: {clip(str(exc))}")
 
 
@@ -150,7 +152,7 @@ def fill_holds(executor: Executor, host: str, datasets: dict[str, Dataset]) -> N
         for full_name, tags in parse_zfs_holds(result.stdout, host).items():
             snap = held.get(full_name)
             if snap is None:
-                raise GatherError(host, "bad_output",
+                raise GatherError(host, HostProblem.BAD_OUTPUT,
                                   f"zfs holds listed {full_name!r}, which was not asked for")
             snap.holds = tags
 
@@ -184,10 +186,11 @@ def command_failure(host: str, result: CommandResult) -> GatherError:
     command = clip(shlex.join(result.argv))
     detail = clip(stderr.splitlines()[-1]) if stderr else "(no error output)"
     if result.returncode == 127 or (any(h in lowered for h in NOT_FOUND_HINTS) and "dataset" not in lowered):
-        return GatherError(host, "zfs_not_found", f"zfs command not found: {result.argv[0]!r} "
+        return GatherError(host, HostProblem.ZFS_NOT_FOUND, f"zfs command not found: {result.argv[0]!r} "
                            f"(exit {result.returncode}: {detail}); check zfs_command")
     if result.returncode == 126 or any(h in lowered for h in PERMISSION_HINTS):
-        return GatherError(host, "permission_denied",
+        return GatherError(host, HostProblem.PERMISSION_DENIED,
                            f"permission denied running {command!r}: {detail} (check zfs_command, sudo rules"
                            " or 'zfs allow' delegation)")
-    return GatherError(host, "command_failed", f"{command!r} failed with exit {result.returncode}: {detail}")
+    return GatherError(host, HostProblem.COMMAND_FAILED,
+                       f"{command!r} failed with exit {result.returncode}: {detail}")

@@ -17,8 +17,9 @@ import re
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 
+from reconciler.codes import HostProblem
+from reconciler.domain.names import ZFS_MAX_NAME
 from reconciler.domain.observed import Bookmark, Dataset, Snapshot
-from reconciler.domain.plan import ZFS_MAX_NAME
 from reconciler.errors import GatherError, clip
 
 LIST_COLUMNS: tuple[str, ...] = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written",
@@ -50,7 +51,7 @@ def holds_argv(snapshots: list[str]) -> list[str]:
 
 
 def bad_output(host: str, lineno: int, reason: str, line: str) -> GatherError:
-    return GatherError(host, "bad_output",
+    return GatherError(host, HostProblem.BAD_OUTPUT,
                        f"invalid zfs list output at line {lineno}: {reason}: '{clip(line, 200)}'")
 
 
@@ -67,7 +68,7 @@ def check_characters(text: str, host: str, what: str = "zfs list") -> None:
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", start)
     line = text[line_start:line_end if line_end >= 0 else len(text)]
-    raise GatherError(host, "bad_output",
+    raise GatherError(host, HostProblem.BAD_OUTPUT,
                       f"invalid {what} output at line {lineno}: character {match.group()!r} is not allowed "
                       f"in zfs output: '{clip(line, 200)}'")
 
@@ -363,7 +364,7 @@ def parse_zfs_holds(text: str, host: str) -> dict[str, tuple[str, ...]]:
         ds_name, at, short = name.partition("@")
         if not (sep and sep2 and at and short and tag) or bad_dataset_name(ds_name) or "#" in name \
                 or FORBIDDEN.search(name):
-            raise GatherError(host, "bad_output",
+            raise GatherError(host, HostProblem.BAD_OUTPUT,
                               f"invalid zfs holds output at line {index + 1}: '{clip(line, 200)}'")
         holds.setdefault(name, []).append(tag)
     return {name: tuple(tags) for name, tags in holds.items()}

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Collection, Iterable
 
 from reconciler.config.models import Config
+from reconciler.domain.names import ancestors
 from reconciler.domain.observed import Dataset, ObservedState
 from reconciler.planning.selection import Selected, select
 
@@ -57,10 +58,8 @@ def fingerprint_selection(config_json: str, observed: ObservedState, selected: I
 
 def _parents_code(observed: ObservedState, host: str, name: str) -> str:
     """Per ancestor of a target: 0 missing, 1 exists (not listed), f/v listed filesystem/volume."""
-    parts = name.split("/")
     codes = []
-    for depth in range(1, len(parts)):
-        ancestor = "/".join(parts[:depth])
+    for ancestor in ancestors(name):
         ds = observed.dataset(host, ancestor)
         codes.append(ds.kind[0] if ds is not None else "1" if observed.exists(host, ancestor) else "0")
     return "".join(codes)

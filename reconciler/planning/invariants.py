@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from reconciler.config.models import Config
+from reconciler.domain.names import filter_decision
 from reconciler.domain.observed import Dataset, ObservedState, Snapshot
 from reconciler.planning.naming import CURSOR_PREFIX
-from reconciler.planning.selection import filter_decision
 
 
 class Refusal(NamedTuple):

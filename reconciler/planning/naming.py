@@ -1,4 +1,5 @@
-"""Names the planner invents: scheduled snapshots, replication cursors, synthetic GUIDs.
+"""Names the planner invents: replication cursors and synthetic GUIDs (a scheduled
+snapshot's name is ``domain.names.scheduled_snapshot_name``).
 
 A replication cursor is a bookmark on the source dataset marking the newest snapshot
 replicated to one target: ``zrr-cursor_<target host>_<8 hex>_<snapshot name>`` where
@@ -11,17 +12,10 @@ when the snapshot name does not fit, a hash of it replaces it.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 
-SNAPSHOT_TIME_FORMAT = "%Y%m%d_%H%M%S"
+from reconciler.domain.names import ZFS_MAX_NAME
+
 CURSOR_PREFIX = "zrr-cursor_"
-MAX_FULL_NAME_BYTES = 255
-
-
-def scheduled_snapshot_name(prefix: str, now: datetime) -> str:
-    """``<prefix><UTC timestamp>``, e.g. ``zrepl_20261124_120000``."""
-    return prefix + now.astimezone(UTC).strftime(SNAPSHOT_TIME_FORMAT)
-
 
 def _hex(text: str, digits: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:digits]
@@ -34,7 +28,7 @@ def cursor_prefix(target_host: str, target_root: str) -> str:
 def cursor_name(prefix: str, dataset: str, snapshot: str) -> str:
     """The cursor bookmark's short name for ``snapshot``, within ZFS's name length limit."""
     name = prefix + snapshot
-    if len(f"{dataset}#{name}".encode()) <= MAX_FULL_NAME_BYTES:
+    if len(f"{dataset}#{name}".encode()) <= ZFS_MAX_NAME:
         return name
     return prefix + "h" + _hex(snapshot, 16)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reconciler.codes import PruneRule
 from reconciler.config.models import Config, KeepRule, Policy
 from reconciler.domain.actions import (
     AbortResumeAction,
@@ -28,10 +29,9 @@ from reconciler.domain.actions import (
     SendAction,
     SnapshotAction,
 )
+from reconciler.domain.names import ancestors
 from reconciler.domain.observed import ObservedState, Snapshot
 from reconciler.domain.plan import (
-    PRUNE_WINS,
-    REPLICATION_PROTECTED,
     Conflict,
     FilesystemReport,
     Plan,
@@ -164,7 +164,8 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
         pruning.verdicts += _bookmark_verdicts(view, pairs)
     report = FilesystemReport(
         item.host, item.name, "source", item.policy_name,
-        REPLICATION_PROTECTED if protected else PRUNE_WINS, _prune_rule_why(protected, pairs),
+        PruneRule.REPLICATION_PROTECTED if protected else PruneRule.PRUNE_WINS,
+        _prune_rule_why(protected, pairs),
         tuple(pruning.verdicts), tuple(warnings), tuple(pruning.protected))
     destroy = (DestroyAction(item.host, item.name, tuple(names), tuple(reasons),
                              f"policy {item.policy_name}: keep_source") if names else None)
@@ -353,9 +354,7 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
     for pair in pairs:
         if not (pair.creates_target and pair.sends):
             continue
-        parts = pair.target_dataset.split("/")
-        for depth in range(2, len(parts)):
-            ancestor = "/".join(parts[:depth])
+        for ancestor in ancestors(pair.target_dataset)[1:]:  # the pool exists (or is a conflict)
             key = (pair.target.host, ancestor)
             if key in created_by_sends or key in needed or observed.exists(*key):
                 continue

@@ -16,25 +16,17 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from reconciler.codes import ConflictCode
 from reconciler.config.models import Target
 from reconciler.domain.actions import AbortResumeAction, BookmarkAction, SendAction
+from reconciler.domain.names import ZFS_MAX_NAME, ancestors, is_within
 from reconciler.domain.observed import Bookmark, Dataset, ObservedState, Snapshot, unavailable_fix
-from reconciler.domain.plan import (
-    DIVERGED,
-    GUID_MISMATCH,
-    HOST_UNAVAILABLE,
-    NAME_TOO_LONG,
-    NO_COMMON_SNAPSHOT,
-    TARGET_NOT_FILESYSTEM,
-    ZFS_MAX_NAME,
-    Conflict,
-)
+from reconciler.domain.plan import Conflict
+from reconciler.domain.resume_token import decode_resume_token
 from reconciler.planning.naming import cursor_name, cursor_prefix
-from reconciler.planning.resume_token import decode_resume_token
-from reconciler.planning.selection import Selected, is_within
+from reconciler.planning.selection import Selected
 
 # Beyond the codes of reconciler.domain.plan: the target host has no such pool.
-TARGET_POOL_MISSING = "target_pool_missing"
 
 OK = "ok"
 UNREACHABLE = "unreachable"
@@ -135,14 +127,14 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
     pair.observed_target = existing
     blocker = non_filesystem_ancestor(observed, target.host, target_dataset)
     if len(target_dataset.encode()) + 1 + source.longest_name > ZFS_MAX_NAME:
-        _conflict(pair, NAME_TOO_LONG,
+        _conflict(pair, ConflictCode.NAME_TOO_LONG,
                   f"{target_dataset} with its snapshots' names would exceed the {ZFS_MAX_NAME} bytes ZFS"
                   f" allows ({len(target_dataset.encode())} bytes before '@')",
                   f"choose a shorter replicate_to root than {target.root!r} for {target.host}")
     elif blocker is not None:
         _blocked_by(pair, blocker)
     elif existing is None and not observed.exists(target.host, target_dataset.split("/")[0]):
-        _conflict(pair, TARGET_POOL_MISSING,
+        _conflict(pair, ConflictCode.TARGET_POOL_MISSING,
                   f"{target.host} has no pool {target_dataset.split('/')[0]} for {target_dataset}",
                   f"fix replicate_to root {target.root!r}, or create the pool on {target.host}")
     elif existing is None:
@@ -167,7 +159,7 @@ def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
     problem = observed.unavailable.get(pair.target.host)
     why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
     pair.conflict = Conflict(
-        HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
+        ConflictCode.HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
         f"target host {pair.target.host} is unavailable ({why}); nothing is sent to {pair.target_dataset}",
         unavailable_fix(pair.target.host, problem),
         pair.source.host, pair.source.name)
@@ -186,9 +178,8 @@ def non_filesystem_ancestor(observed: ObservedState, host: str, target_dataset: 
     to the target root includes the root and below, and a volume has no descendants, so
     one above an existing root is impossible (a missing root makes gather list the host).
     """
-    parts = target_dataset.split("/")
-    for depth in range(len(parts) - 1, 0, -1):
-        ancestor = observed.dataset(host, "/".join(parts[:depth]))
+    for name in reversed(ancestors(target_dataset)):
+        ancestor = observed.dataset(host, name)
         if ancestor is not None and ancestor.kind != "filesystem":
             return ancestor
     return None
@@ -200,7 +191,7 @@ def _blocked_by(pair: PairPlan, ancestor: Dataset) -> None:
     where = "the replicate_to root" if ancestor.name == root else (
         f"an ancestor of the replicate_to root {root}" if is_within(root, ancestor.name)
         else f"a dataset below the replicate_to root {root}")
-    _conflict(pair, TARGET_NOT_FILESYSTEM,
+    _conflict(pair, ConflictCode.TARGET_NOT_FILESYSTEM,
               f"{host}:{ancestor.name} ({where}) is a {ancestor.kind}, and a {ancestor.kind} cannot have"
               f" children: {pair.target_dataset} can be neither created nor received below it",
               f"point replicate_to at a root that is a filesystem, or on {host} move the {ancestor.kind}"
@@ -235,7 +226,7 @@ def _plan_initial(pair: PairPlan, source: SourceView, resume_sends: list[SendAct
 
 def _plan_existing(pair: PairPlan, source: SourceView, target: Dataset) -> None:
     if target.kind != source.dataset.kind:
-        _conflict(pair, TARGET_NOT_FILESYSTEM,
+        _conflict(pair, ConflictCode.TARGET_NOT_FILESYSTEM,
                   f"{pair.target.host}:{target.name} is a {target.kind} but the source"
                   f" {pair.source.host}:{source.dataset.name} is a {source.dataset.kind}",
                   f"point replicate_to at another root, or on {pair.target.host}: "
@@ -267,7 +258,7 @@ def _modified_since_newest(pair: PairPlan, target: Dataset) -> bool:
     newest = target.newest_snapshot()
     if not target.written or newest is None:
         return False
-    _conflict(pair, DIVERGED,
+    _conflict(pair, ConflictCode.DIVERGED,
               f"{pair.target.host}:{target.name} was modified since its newest snapshot {newest.name}"
               f" ({target.written} bytes written on the target); an incremental receive would be refused",
               f"on {pair.target.host}: `zfs rollback {shlex.quote(f'{target.name}@{newest.name}')}`"
@@ -300,24 +291,24 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
                 f" (destroys the target snapshots after {base.name})" if base is not None else
                 f"on {host}: `zfs destroy -r {shlex.quote(target.name)}` (the next run sends it in full)")
     if mismatched:
-        _conflict(pair, GUID_MISMATCH,
+        _conflict(pair, ConflictCode.GUID_MISMATCH,
                   f"{where} has snapshot(s) {', '.join(mismatched)} with the same name as on the source"
                   " but a different GUID: they are different snapshots", rollback)
         return True
     if base is None and target.snapshots:
-        _conflict(pair, NO_COMMON_SNAPSHOT,
+        _conflict(pair, ConflictCode.NO_COMMON_SNAPSHOT,
                   f"{where} has {len(target.snapshots)} snapshot(s) but none shares a GUID with"
                   f" {pair.source.host}:{source.dataset.name}; an incremental send is impossible"
                   " and a full send would need recv -F", rollback)
         return True
     if base_index is not None and base_index < len(target.snapshots) - 1:
         newer = [s.name for s in target.snapshots[base_index + 1:]]
-        _conflict(pair, DIVERGED,
+        _conflict(pair, ConflictCode.DIVERGED,
                   f"{where} diverged: snapshot(s) {', '.join(newer)} are newer than the common"
                   f" snapshot {target.snapshots[base_index].name}", rollback)
         return True
     if not target.snapshots and not target.resume_token:
-        _conflict(pair, NO_COMMON_SNAPSHOT,
+        _conflict(pair, ConflictCode.NO_COMMON_SNAPSHOT,
                   f"{where} exists but has no snapshot; a full send into it would need recv -F,"
                   " which this tool never runs on its own (it may be a placeholder created for"
                   " replicas below it, before this dataset was replicated itself)",

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from reconciler.codes import ConflictCode
 from reconciler.domain.actions import SnapshotAction
+from reconciler.domain.names import ZFS_MAX_NAME, scheduled_snapshot_name
 from reconciler.domain.observed import Dataset, Snapshot
-from reconciler.domain.plan import NAME_TOO_LONG, ZFS_MAX_NAME, Conflict
-from reconciler.planning.naming import scheduled_snapshot_name
+from reconciler.domain.plan import Conflict
 from reconciler.planning.selection import Selected
 
 
@@ -56,7 +57,7 @@ def plan_snapshots(selected: list[Selected], now: datetime,
         if len(full.encode()) > ZFS_MAX_NAME:
             if conflicts is not None:
                 conflicts.append(Conflict(
-                    NAME_TOO_LONG, item.host, item.name,
+                    ConflictCode.NAME_TOO_LONG, item.host, item.name,
                     f"the snapshot {full} would be {len(full.encode())} bytes long; ZFS allows"
                     f" {ZFS_MAX_NAME}: no snapshot is taken",
                     f"shorten snapshots.prefix of policy {item.policy_name}"))

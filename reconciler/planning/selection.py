@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.codes import ConflictCode
 from reconciler.config.models import Config, FilesystemEntry, Policy, Target
+from reconciler.domain.names import ancestors, filter_decision, is_within
 from reconciler.domain.observed import Dataset, ObservedState, unavailable_fix
-from reconciler.domain.plan import HOST_UNAVAILABLE, Conflict
-
-CLAIMED_TWICE = "claimed_twice"
+from reconciler.domain.plan import Conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,26 +52,6 @@ class Selection:
     conflicts: list[Conflict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unavailable_hosts: set[str] = field(default_factory=set)
-
-
-def is_within(dataset: str, root: str) -> bool:
-    """``dataset`` is ``root`` or lies below it."""
-    return dataset == root or dataset.startswith(root + "/")
-
-
-def filter_decision(filter_map: Mapping[str, bool], dataset: str) -> bool:
-    """zrepl's filter: the most specific matching key decides; no match means not selected."""
-    best: tuple[int, int] | None = None  # (path depth, 1 for explicit / 0 for subtree)
-    decision = False
-    for key, value in filter_map.items():
-        subtree = key.endswith("<")
-        path = key[:-1] if subtree else key
-        if not (is_within(dataset, path) if subtree else dataset == path):
-            continue
-        rank = (path.count("/") + 1, 0 if subtree else 1)
-        if best is None or rank > best:
-            best, decision = rank, value
-    return decision
 
 
 def wanted_by_restriction(dataset: str, filesystems: Collection[str] | None) -> bool:
@@ -220,7 +200,7 @@ def select(config: Config, observed: ObservedState, *, hosts: Collection[str] | 
                 result.conflicts.append(_claimed_twice(first, chosen))
                 continue
             claims[(entry.host, name)] = chosen
-    claimed_twice = {(c.host, c.dataset) for c in result.conflicts if c.code == CLAIMED_TWICE}
+    claimed_twice = {(c.host, c.dataset) for c in result.conflicts if c.code == ConflictCode.CLAIMED_TWICE}
     if restriction.hosts is not None or restriction.filesystems is not None:
         _add_parent_pairs(observed, claims, claimed_twice, result.warnings)
     result.selected = sorted((s for key, s in claims.items() if key not in claimed_twice),
@@ -243,9 +223,7 @@ def _add_parent_pairs(observed: ObservedState, claims: dict[tuple[str, str], Sel
             if target.host not in observed.hosts or observed.exists(target.host,
                                                                     target.target_dataset(item.name)):
                 continue
-            parts = item.name.split("/")
-            for depth in range(len(parts) - 1, 0, -1):
-                parent = "/".join(parts[:depth])
+            for parent in reversed(ancestors(item.name)):
                 if observed.exists(target.host, target.target_dataset(parent)):
                     break
                 key = (item.host, parent)
@@ -305,7 +283,7 @@ def _source_unavailable(observed: ObservedState, entry: FilesystemEntry, index: 
     """One conflict per filter root the plan would have covered (``dataset`` stays one name)."""
     problem = observed.unavailable.get(entry.host)
     why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
-    return [Conflict(HOST_UNAVAILABLE, entry.host, root,
+    return [Conflict(ConflictCode.HOST_UNAVAILABLE, entry.host, root,
                      f"source host {entry.host} is unavailable ({why}); nothing is planned for"
                      f" {entry.host}:{root} or below it (filesystems[{index}])",
                      unavailable_fix(entry.host, problem),
@@ -330,7 +308,7 @@ def _unavailable_roots(entry: FilesystemEntry, restriction: Restriction) -> list
 
 def _claimed_twice(first: Selected, second: Selected) -> Conflict:
     return Conflict(
-        CLAIMED_TWICE, first.host, first.name,
+        ConflictCode.CLAIMED_TWICE, first.host, first.name,
         f"{first.host}:{first.name} is selected by filesystems[{first.entry_index}] (policy"
         f" {first.policy_name}) and filesystems[{second.entry_index}] (policy {second.policy_name});"
         " it is left alone until exactly one entry selects it",

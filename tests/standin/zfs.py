@@ -456,7 +456,7 @@ def cmd_create(state: State, args: list[str]) -> int:
 
 def encode_token(toguid: int, toname: str, fromguid: int, nbytes: int) -> str:
     try:
-        from reconciler.planning.resume_token import encode_resume_token
+        from reconciler.domain.resume_token import encode_resume_token
     except ImportError:
         payload = json.dumps({"toguid": toguid, "toname": toname, "fromguid": fromguid, "bytes": nbytes})
         return f"1-0-{len(payload):x}-{payload.encode().hex()}"  # the shape of a real token
@@ -474,7 +474,7 @@ def decode_token(token: str) -> dict[str, Any]:
             raise bad from None
         return decoded
     try:
-        from reconciler.planning.resume_token import decode_resume_token
+        from reconciler.domain.resume_token import decode_resume_token
         info = decode_resume_token(token)
     except Exception:
         raise bad from None

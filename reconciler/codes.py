@@ -1,0 +1,79 @@
+"""Every code the tool gives a machine: one closed set each, written once.
+
+Codes are strings in the Plan JSON and in reports (StrEnum members compare equal to,
+and print as, their values), so consumers keep matching on the strings.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ExitCode(IntEnum):
+    """What the process exits with (README "Exit codes")."""
+
+    OK = 0  # success, or no changes
+    ERROR = 1  # an error, a failed or stopped apply; never "changes pending"
+    CHANGES = 2  # changes pending (plan --detailed-exitcode)
+
+
+class ConflictCode(StrEnum):
+    """Why the plan does nothing for a target (DESIGN.md, safety invariant 5) or a source."""
+
+    NO_COMMON_SNAPSHOT = "no_common_snapshot"
+    DIVERGED = "diverged"
+    GUID_MISMATCH = "guid_mismatch"
+    TARGET_NOT_FILESYSTEM = "target_not_filesystem"
+    HOST_UNAVAILABLE = "host_unavailable"
+    CLAIMED_TWICE = "claimed_twice"
+    TARGET_POOL_MISSING = "target_pool_missing"
+    NAME_TOO_LONG = "name_too_long"
+
+
+class HostProblem(StrEnum):
+    """Why a host could not be used: by its transport (gathering or applying) or its zfs output."""
+
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    AUTH_FAILED = "auth_failed"
+    HOST_KEY_UNKNOWN = "host_key_unknown"
+    HOST_KEY_CHANGED = "host_key_changed"
+    ZFS_NOT_FOUND = "zfs_not_found"
+    PERMISSION_DENIED = "permission_denied"
+    BAD_OUTPUT = "bad_output"
+    COMMAND_FAILED = "command_failed"
+
+
+# Failures that make every further command on the host pointless.
+HOST_DOWN = frozenset({HostProblem.UNREACHABLE, HostProblem.AUTH_FAILED, HostProblem.HOST_KEY_UNKNOWN,
+                       HostProblem.HOST_KEY_CHANGED})
+
+
+class ZfsError(StrEnum):
+    """Why a command failed while applying (zfs stderr classified, or the apply's own)."""
+
+    DATASET_MISSING = "dataset_missing"
+    PERMISSION_DENIED = "permission_denied"
+    HELD = "held"
+    BUSY = "busy"
+    DIVERGED = "diverged"
+    EXISTS = "exists"
+    NO_SPACE = "no_space"
+    RESUME_TOKEN_INVALID = "resume_token_invalid"
+    RESUME_STATE_EXISTS = "resume_state_exists"
+    STREAM_BROKEN = "stream_broken"
+    TIMEOUT = "timeout"
+    ZFS_NOT_FOUND = "zfs_not_found"
+    UNREACHABLE = "unreachable"  # the system ssh client of the data path could not connect
+    HOST_KEY_CHANGED = "host_key_changed"  # ... or refused the host key (unknown or changed)
+    AUTH_FAILED = "auth_failed"
+    COMMAND_FAILED = "command_failed"
+    LOCKED = "locked"  # another apply holds the configuration's lock
+    ABORTED = "aborted"  # a second stop signal interrupted a transfer
+
+
+class PruneRule(StrEnum):
+    """Which side of the rule from zrepl's history applies to a source's pruning."""
+
+    PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless
+    REPLICATION_PROTECTED = "replication_protected"  # not_replicated: unreplicated never destroyed
