@@ -60,10 +60,6 @@ class GatherError(ReconcileError):
         super().__init__(f"host {host!r}: {message}")
 
 
-class PlanConflict(ReconcileError):
-    """Raised only where a conflict must stop a command; the planner returns conflicts as values."""
-
-
 class ExecError(ReconcileError):
     """An action or command failed while applying a plan.
 

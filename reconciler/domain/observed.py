@@ -115,18 +115,6 @@ class Dataset:
                 return snap
         return None
 
-    def snapshot_by_guid(self, guid: int) -> Snapshot | None:
-        for snap in self.snapshots:
-            if snap.guid == guid:
-                return snap
-        return None
-
-    def bookmark_named(self, name: str) -> Bookmark | None:
-        for bm in self.bookmarks:
-            if bm.name == name:
-                return bm
-        return None
-
 
 @dataclass(slots=True)
 class HostFacts:

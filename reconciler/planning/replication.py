@@ -202,7 +202,7 @@ def _blocked_by(pair: PairPlan, ancestor: Dataset) -> None:
 # ------------------------------------------------------------------ target missing
 
 
-def _plan_initial(pair: PairPlan, source: SourceView, resume_sends: list[SendAction] | None = None) -> None:
+def _plan_initial(pair: PairPlan, source: SourceView) -> None:
     snaps = source.snapshots
     if not snaps:
         pair.warnings.append(f"{pair.source.host}:{pair.source.name} has no snapshot to send to"

@@ -93,10 +93,6 @@ def image_directory() -> Path:
     return Path(out.stdout.strip())
 
 
-def image_is_built() -> bool:
-    return (image_directory() / "manifest.txt").is_file()
-
-
 def ensure_image(*, log: Path | None = None) -> ImagePaths:
     """The cached image, built first when its recipe has no image yet (needs root)."""
     directory = image_directory()
