@@ -136,6 +136,11 @@ class HostUnavailable:
     message: str
 
 
+def unavailable_reason(problem: HostUnavailable | None) -> str:
+    """Why a host is unavailable, in one phrase; ``problem`` is None when no facts were gathered."""
+    return f"{problem.code}: {problem.message}" if problem is not None else "no facts gathered"
+
+
 def unavailable_fix(host: str, problem: HostUnavailable | None) -> str:
     """What to check about an unavailable host, by kind of failure (a local host has no SSH
     to blame); ``problem`` is None when no facts were gathered at all."""

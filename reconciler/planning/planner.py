@@ -30,7 +30,7 @@ from reconciler.domain.actions import (
     SnapshotAction,
 )
 from reconciler.domain.names import ancestors
-from reconciler.domain.observed import ObservedState, Snapshot
+from reconciler.domain.observed import ObservedState, Snapshot, unavailable_reason
 from reconciler.domain.plan import (
     Conflict,
     FilesystemReport,
@@ -415,8 +415,4 @@ def _destroy_key(a: DestroyAction) -> tuple[str, str]:
 def _unavailable(observed: ObservedState, sources: Iterable[str],
                  pairs: list[PairPlan]) -> tuple[tuple[str, str], ...]:
     hosts = set(sources) | {p.target.host for p in pairs if p.state == UNREACHABLE}
-    out = []
-    for host in sorted(hosts):
-        problem = observed.unavailable.get(host)
-        out.append((host, f"{problem.code}: {problem.message}" if problem else "no facts gathered"))
-    return tuple(out)
+    return tuple((host, unavailable_reason(observed.unavailable.get(host))) for host in sorted(hosts))

@@ -20,7 +20,14 @@ from reconciler.codes import ConflictCode
 from reconciler.config.models import Target
 from reconciler.domain.actions import AbortResumeAction, BookmarkAction, SendAction
 from reconciler.domain.names import ZFS_MAX_NAME, ancestors, is_within
-from reconciler.domain.observed import Bookmark, Dataset, ObservedState, Snapshot, unavailable_fix
+from reconciler.domain.observed import (
+    Bookmark,
+    Dataset,
+    ObservedState,
+    Snapshot,
+    unavailable_fix,
+    unavailable_reason,
+)
 from reconciler.domain.plan import Conflict
 from reconciler.domain.resume_token import decode_resume_token
 from reconciler.planning.naming import cursor_name, cursor_prefix
@@ -157,10 +164,10 @@ def children_of(observed: ObservedState, host: str, dataset: str) -> list[str]:
 def _unreachable(pair: PairPlan, observed: ObservedState) -> PairPlan:
     pair.state = UNREACHABLE
     problem = observed.unavailable.get(pair.target.host)
-    why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
     pair.conflict = Conflict(
         ConflictCode.HOST_UNAVAILABLE, pair.target.host, pair.target_dataset,
-        f"target host {pair.target.host} is unavailable ({why}); nothing is sent to {pair.target_dataset}",
+        f"target host {pair.target.host} is unavailable ({unavailable_reason(problem)});"
+        f" nothing is sent to {pair.target_dataset}",
         unavailable_fix(pair.target.host, problem),
         pair.source.host, pair.source.name)
     if pair.cursors:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from reconciler.codes import ConflictCode
 from reconciler.config.models import Config, FilesystemEntry, Policy, Target
 from reconciler.domain.names import ancestors, filter_decision, is_within
-from reconciler.domain.observed import Dataset, ObservedState, unavailable_fix
+from reconciler.domain.observed import Dataset, ObservedState, unavailable_fix, unavailable_reason
 from reconciler.domain.plan import Conflict
 
 
@@ -282,10 +282,9 @@ def _source_unavailable(observed: ObservedState, entry: FilesystemEntry, index: 
                         restriction: Restriction) -> list[Conflict]:
     """One conflict per filter root the plan would have covered (``dataset`` stays one name)."""
     problem = observed.unavailable.get(entry.host)
-    why = f"{problem.code}: {problem.message}" if problem else "no facts gathered"
     return [Conflict(ConflictCode.HOST_UNAVAILABLE, entry.host, root,
-                     f"source host {entry.host} is unavailable ({why}); nothing is planned for"
-                     f" {entry.host}:{root} or below it (filesystems[{index}])",
+                     f"source host {entry.host} is unavailable ({unavailable_reason(problem)});"
+                     f" nothing is planned for {entry.host}:{root} or below it (filesystems[{index}])",
                      unavailable_fix(entry.host, problem),
                      entry.host, root)
             for root in _unavailable_roots(entry, restriction)]
