@@ -58,7 +58,7 @@ def child(mode: str, path: str) -> None:
 
         from reconciler.domain.observed import Dataset, Snapshot
 
-        gc.disable()  # as the parser does
+        gc.disable()  # as gathering does around the parser (reconciler/gather/gc_pause.py)
         datasets: dict[str, Dataset] = {}
         for line in text.split("\n"):
             fields = line.split("\t")
@@ -75,13 +75,17 @@ def child(mode: str, path: str) -> None:
     else:
         import gc
 
+        from reconciler.gather.gc_pause import paused_gc
         from reconciler.gather.parse import parse_zfs_list
 
-        datasets = parse_zfs_list(text, "bench")
+        # As every command gathers: the collector paused, the records frozen into the
+        # oldest generation afterwards (timed: the freeze is part of what gathering costs).
+        with paused_gc():
+            datasets = parse_zfs_list(text, "bench")
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         # What the records cost CPython's collector afterwards: the young collections that
-        # follow any allocation (the parser moves the records past them), and a full
+        # follow any allocation (paused_gc moves the records past them), and a full
         # collection, which walks all long-lived data and runs rarely.
         gc_started = time.process_time()
         gc.collect(1)

@@ -98,7 +98,7 @@ def measure(count: int, fmt: str) -> dict[str, Any]:
 
     config = build_config()
     facts = build_facts(count)
-    # Where gather's parser leaves the facts (reconciler/gather/parse.py).
+    # Where gathering leaves the facts (reconciler/gather/gc_pause.py).
     gc.freeze()
     gc.unfreeze()
     start = time.perf_counter()

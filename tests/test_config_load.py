@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.config.load import MAX_DEPTH, load_config, load_config_text
+from reconciler.config.document import MAX_DEPTH
+from reconciler.config.load import load_config, load_config_text
 from reconciler.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "config"

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config.load import filters_overlap, load_config_text, replica_overlap
+from reconciler.config.load import load_config_text
 from reconciler.config.models import Config, SshHost
+from reconciler.config.references import filters_overlap, replica_overlap
 from reconciler.domain.names import filter_decision
 from reconciler.errors import ConfigError
 from reconciler.execute.local import LocalExecutor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from reconciler.config.models import Config
 from reconciler.execute.local import LocalExecutor
 from reconciler.gather import facts as facts_module
 from reconciler.gather.facts import gather, gather_host
+from reconciler.gather.gc_pause import paused_gc
+from reconciler.gather.parse import parse_zfs_list
 
 
 def config_for(hosts: dict[str, dict[str, Any]]) -> Config:
@@ -227,3 +230,55 @@ def test_a_plan_on_scoped_facts_knows_the_parents_above_the_root(
     creates = [a.dataset for a in plan.actions if isinstance(a, CreateAction)]
     assert creates == ["pool/nas/tank"]  # pool/nas exists; only the missing parent below it
     assert [a.target_dataset for a in plan.actions if isinstance(a, SendAction)] == ["pool/nas/tank/data"]
+
+
+# --------------------------------------------------------------------------- the collector
+
+def test_paused_gc_pauses_the_collector_and_restores_it_nested_or_not() -> None:
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause leaves the outer one's wish
+        built = [object()]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    # What was built inside went straight to the oldest generation.
+    assert any(o is built for o in gc.get_objects(generation=2))
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+def test_the_parser_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    def touched() -> None:
+        raise AssertionError("the parser changed the process's garbage collector")
+
+    for name in ("disable", "enable", "freeze", "unfreeze"):
+        monkeypatch.setattr(gc, name, touched)
+    listing = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\ntank@a\tsnapshot\t2\t2\t1\t0\t0\t0\t-\n"
+    assert len(parse_zfs_list(listing, "h")["tank"].snapshots) == 1
+
+
+def test_commands_gather_with_the_collector_paused(nas: StandinState, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    collecting: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return gather(*args, **kwargs)
+
+    monkeypatch.setattr(facts_module, "gather", recording)  # plan and apply import it late
+    monkeypatch.setattr("reconciler.commands.facts.gather", recording)
+    path = write_config(tmp_path, {"nas": local(nas)})
+    plan_file = tmp_path / "plan.json"
+    assert main(["facts", "-c", str(path)]) == 0
+    assert main(["plan", "-c", str(path), "--out", str(plan_file)]) == 0
+    main(["apply", "-c", str(path), "--plan", str(plan_file), "-y"])
+    capsys.readouterr()
+    assert collecting == [False, False, False] and gc.isenabled()

@@ -111,6 +111,7 @@ def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[st
     time and selection, and return the recomputed plan only if it is exactly the file's
     (reconciler/planfile/verify.py); refuse with the reason and the differences otherwise."""
     from reconciler.gather.facts import gather
+    from reconciler.gather.gc_pause import paused_gc
     from reconciler.planfile.read import read_plan_file
     from reconciler.planfile.verify import check_plan_time, refusal
     from reconciler.planning.planner import hosts_needed, make_plan
@@ -125,7 +126,8 @@ def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[st
                              f"has what the plan was computed for ({exc}); nothing was changed. Run "
                              "`zrepl-reconcile plan --out` again and review the new plan") from None
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    with paused_gc():
+        observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
     current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
     error = refusal(args.plan, saved.plan, saved.document["actions"], current)
     if error is not None:

@@ -127,9 +127,11 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
     check_selection(config, hosts, filesystems)
     # Imported late: flag and config errors are reported even while these modules change.
     from reconciler.gather.facts import gather
+    from reconciler.gather.gc_pause import paused_gc
     from reconciler.planning.planner import hosts_needed, make_plan
 
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    with paused_gc():
+        observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
     plan = make_plan(config, observed, now, hosts=hosts, filesystems=filesystems, explain=explain)
     return config, observed, plan
