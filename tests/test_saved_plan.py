@@ -402,10 +402,12 @@ def edits(draw: st.DrawFn, document: Document) -> tuple[Document, bool]:
     for _ in range(draw(st.integers(1, 3))):
         # Mostly where it matters: the actions and the keys the digest covers.
         scope = draw(st.sampled_from(["actions", "actions", "header", "anywhere"]))
-        paths = [p for p in paths_of(edited) if p[0] != "digest" and (
-            scope == "anywhere" or ((p[0] == "actions") == (scope == "actions") and p[0] in (
-                "actions", *DIGEST_KEYS)))] or [("warnings",)]
-        path = draw(st.sampled_from(paths))
+        candidates = [p for p in paths_of(edited) if p[0] != "digest"]
+        if not candidates:
+            break
+        in_scope = [p for p in candidates if scope == "anywhere" or (
+            (p[0] == "actions") == (scope == "actions") and p[0] in ("actions", *DIGEST_KEYS))]
+        path = draw(st.sampled_from(in_scope or candidates))
         parent = at(edited, path[:-1])
         operation = draw(st.sampled_from(["replace", "plausible", "plausible", "delete", "duplicate",
                                           "swap"]))
