@@ -47,6 +47,7 @@ from reconciler.domain.plan import (
     SnapshotVerdict,
     canonical_json,
 )
+from reconciler.wording import human_bytes, plural
 
 Explain = str | bool | None
 
@@ -158,20 +159,6 @@ def explained_reports(plan: Plan, explain: Explain) -> list[FilesystemReport]:
     if explain is True:
         return list(plan.filesystems)
     return [r for r in plan.filesystems if explain in (r.dataset, f"{r.host}:{r.dataset}")]
-
-
-def human_bytes(n: int) -> str:
-    """Binary units, one decimal: ``512 B``, ``1.2 GiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def plural(n: int, singular: str, plural_form: str | None = None) -> str:
-    return f"{n} {singular if n == 1 else (plural_form or singular + 's')}"
 
 
 def send_estimate(sends: list[SendAction]) -> str:

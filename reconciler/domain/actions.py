@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar
 
+from reconciler.wording import plural
+
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
 # inside. Every batched zfs command (destroy, holds, list) uses this bound.
 MAX_ARGV_BYTES = 64 * 1024
@@ -98,7 +100,7 @@ class SendAction:
         if self.base is None:
             return f"full send {self.dataset}@{self.snapshot} to {target}"
         return (f"incremental send {self.dataset} {self.base} -> @{self.snapshot} to {target}"
-                f" ({len(self.snapshots)} snapshot{'s' if len(self.snapshots) != 1 else ''})")
+                f" ({plural(len(self.snapshots), 'snapshot')})")
 
     def send_argv(self) -> list[str]:
         if self.resume_token:
@@ -229,8 +231,7 @@ class DestroyAction:
     _by_name: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def describe(self) -> str:
-        n = len(self.snapshots)
-        return f"destroy {n} snapshot{'s' if n != 1 else ''} of {self.dataset}"
+        return f"destroy {plural(len(self.snapshots), 'snapshot')} of {self.dataset}"
 
     def reason_for(self, name: str) -> str:
         by_name = self._by_name

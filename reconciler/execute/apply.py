@@ -42,9 +42,10 @@ from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, GatherError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
-from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
+from reconciler.execute.transfer import NullProgress, ProgressSink, run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
+from reconciler.wording import human_bytes
 
 DONE = "done"
 FAILED = "failed"
