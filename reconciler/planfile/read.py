@@ -61,6 +61,8 @@ def read_plan_file(path: str) -> SavedPlan:
             " `zrepl-reconcile plan --out` again and review the new plan")
     try:
         plan = Plan.from_json(document)
+    except PlanFileError as exc:  # an action kind this version does not know
+        raise PlanFileError(f"--plan {path}: not a valid plan file: {exc}") from None
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # the schema should leave none
         raise PlanFileError(f"--plan {path}: not a valid plan file ({exc})") from None
     return SavedPlan(path, plan, document)
