@@ -28,7 +28,7 @@ from reconciler.planning.fingerprint import facts_fingerprint
 from reconciler.planning.naming import CURSOR_PREFIX
 from reconciler.planning.planner import make_plan
 from reconciler.planning.simulate import simulate
-from reconciler.render import render_json
+from reconciler.render.json import render_json
 
 SOURCES = ["tank", "tank/a", "tank/a/b", "tank/c"]
 TARGETS = [("backup", "pool/nas"), ("offsite", "vault")]

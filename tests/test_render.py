@@ -31,19 +31,11 @@ from reconciler.domain.actions import (
     SnapshotAction,
 )
 from reconciler.domain.plan import Conflict, FilesystemReport, Plan, SnapshotVerdict
-from reconciler.render import (
-    NO_CHANGES,
-    explained_reports,
-    human_bytes,
-    md_code,
-    md_text,
-    plan_document,
-    render_json,
-    render_markdown,
-    render_text_to_string,
-    summary_line,
-    write_json,
-)
+from reconciler.render.json import plan_document, render_json, write_json
+from reconciler.render.markdown import md_code, md_text, render_markdown
+from reconciler.render.text import render_text_to_string
+from reconciler.render.view import NO_CHANGES, explained_reports, summary_line
+from reconciler.wording import human_bytes
 
 GOLDEN = Path(__file__).with_name("golden")
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -234,7 +226,7 @@ def test_colour_by_action_kind() -> None:
 
     from rich.console import Console
 
-    from reconciler.render import render_text
+    from reconciler.render.text import render_text
 
     buffer = StringIO()
     console = Console(file=buffer, width=200, force_terminal=True, color_system="standard")
@@ -251,7 +243,7 @@ def test_no_color_env_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from rich.console import Console
 
-    from reconciler.render import render_text
+    from reconciler.render.text import render_text
 
     monkeypatch.setenv("NO_COLOR", "1")
     buffer = StringIO()
@@ -478,7 +470,7 @@ def test_bulk_rows_are_what_add_writes_row_by_row(width: int, terminal: bool, co
     would: padding, colours, wrapping of long rows, unpainted empty names or reasons."""
     from rich.console import Console
 
-    from reconciler.render import TextOut
+    from reconciler.render.text import TextOut
 
     names = ["zrepl_1", "", "a-much-longer-name-than-the-others-" + "x" * 30, "#bm", "zrepl_2"]
     reasons = ["short", "why", "a reason long enough to wrap at sixty columns " * 2, "", "é ok"]

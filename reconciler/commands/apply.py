@@ -201,7 +201,7 @@ def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signa
 def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config
     from reconciler.execute.hosts import executors_for
-    from reconciler.render import render_text
+    from reconciler.render.text import render_text
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:

@@ -26,7 +26,7 @@ import fastjsonschema
 
 from reconciler.domain.plan import NOW_FORMAT, Plan
 from reconciler.errors import PlanFileError
-from reconciler.render import plan_digest
+from reconciler.render.json import plan_digest
 
 # A first mass prune of 10,000 filesystems writes ~300 MiB of Plan JSON; far more than
 # that is not a plan this tool wrote. Read whole, a file this size takes a few GiB.
