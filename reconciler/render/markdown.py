@@ -8,7 +8,7 @@ import html
 import io
 import re
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TextIO, assert_never
 
 from reconciler.domain.actions import (
     AbortResumeAction,
@@ -19,6 +19,7 @@ from reconciler.domain.actions import (
     HoldAction,
     ReleaseAction,
     SendAction,
+    SnapshotAction,
 )
 from reconciler.domain.plan import (
     FilesystemReport,
@@ -89,37 +90,40 @@ def md_code(text: str, *, table: bool = False) -> str:
 
 def md_action(action: Action) -> str:
     detail = action_detail(action)
-    suffix = f" — {md_text(detail)}" if detail else ""
-    if action.kind == "snapshot":
-        return f"**create snapshot** {md_code(action.argv()[2])}{suffix}"
-    if isinstance(action, SendAction):
-        target = md_code(f"{action.target_host}:{action.target_dataset}")
-        if action.resume_token:
-            what = f"**resume send** of {md_code(f'{action.dataset}@{action.snapshot}')}"
-        elif action.base is None:
-            what = f"**full send** {md_code(f'{action.dataset}@{action.snapshot}')}"
-        else:
-            what = (f"**incremental send** {md_code(action.base)} → {md_code('@' + action.snapshot)}"
-                    f" ({plural(len(action.snapshots), 'snapshot')})")
-        return f"{what} to {target}{suffix}"
-    if isinstance(action, DestroyAction):
-        return f"**destroy** {plural(len(action.snapshots), 'snapshot')}{suffix}"
-    return md_minor_action(action) + suffix
+    return md_what(action) + (f" — {md_text(detail)}" if detail else "")
 
 
-def md_minor_action(action: Action) -> str:
-    if isinstance(action, BookmarkAction):
-        return (f"**bookmark** {md_code(f'{action.dataset}@{action.snapshot}')} as "
-                f"{md_code('#' + action.bookmark)}")
-    if isinstance(action, HoldAction):
-        return f"**hold** {md_code(f'{action.dataset}@{action.snapshot}')} (tag {md_code(action.tag)})"
-    if isinstance(action, ReleaseAction):
-        return f"**release hold** {md_code(action.tag)} on {md_code(f'{action.dataset}@{action.snapshot}')}"
-    if isinstance(action, CreateAction):
-        return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
-    if isinstance(action, AbortResumeAction):
-        return f"**discard partial receive** of {md_code(action.dataset)}"
-    return md_text(action.describe())
+def md_what(action: Action) -> str:
+    """What the action does, from its fields: the verb in bold, every name as code."""
+    match action:
+        case DestroyAction():
+            return f"**destroy** {plural(len(action.snapshots), 'snapshot')}"
+        case SendAction():
+            target = md_code(f"{action.target_host}:{action.target_dataset}")
+            if action.resume_token:
+                what = f"**resume send** of {md_code(f'{action.dataset}@{action.snapshot}')}"
+            elif action.base is None:
+                what = f"**full send** {md_code(f'{action.dataset}@{action.snapshot}')}"
+            else:
+                what = (f"**incremental send** {md_code(action.base)} → {md_code('@' + action.snapshot)}"
+                        f" ({plural(len(action.snapshots), 'snapshot')})")
+            return f"{what} to {target}"
+        case SnapshotAction():
+            return f"**create snapshot** {md_code(f'{action.dataset}@{action.snapshot}')}"
+        case BookmarkAction():
+            return (f"**bookmark** {md_code(f'{action.dataset}@{action.snapshot}')} as "
+                    f"{md_code('#' + action.bookmark)}")
+        case HoldAction():
+            return f"**hold** {md_code(f'{action.dataset}@{action.snapshot}')} (tag {md_code(action.tag)})"
+        case ReleaseAction():
+            snapshot = md_code(f"{action.dataset}@{action.snapshot}")
+            return f"**release hold** {md_code(action.tag)} on {snapshot}"
+        case CreateAction():
+            return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
+        case AbortResumeAction():
+            return f"**discard partial receive** of {md_code(action.dataset)}"
+        case _:
+            assert_never(action)
 
 
 def md_destroy_list(action: DestroyAction, indent: str = "") -> list[str]:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Sequence
 from itertools import groupby, repeat
+from typing import assert_never
 
 from rich.color import ColorSystem
 from rich.console import Console
 from rich.style import Style
 
 from reconciler.domain.actions import (
+    EXECUTION_ORDER,
     Action,
     DestroyAction,
+    Kind,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -40,14 +43,25 @@ from reconciler.wording import plural
 # Unchanged filesystems are named up to this many per line group; the rest are counted.
 UNCHANGED_NAMES_SHOWN = 50
 
-ACTION_STYLES = {
-    "snapshot": "green", "create": "green", "send": "cyan", "abort_resume": "yellow",
-    "destroy": "red", "bookmark": "dim", "hold": "dim", "release": "dim",
-}
-ACTION_SIGILS = {
-    "snapshot": "+", "create": "+", "send": ">", "abort_resume": "x",
-    "destroy": "-", "bookmark": "~", "hold": "~", "release": "~",
-}
+
+def action_look(kind: Kind) -> tuple[str, str]:
+    """(sigil, rich style) of an action's line: what it does to the data, at a glance."""
+    match kind:
+        case "snapshot" | "create":
+            return "+", "green"
+        case "send":
+            return ">", "cyan"
+        case "abort_resume":
+            return "x", "yellow"
+        case "destroy":
+            return "-", "red"
+        case "bookmark" | "hold" | "release":
+            return "~", "dim"
+        case _:
+            assert_never(kind)
+
+
+ACTION_LOOKS: dict[Kind, tuple[str, str]] = {kind: action_look(kind) for kind in EXECUTION_ORDER}
 CONFLICT_STYLE = "bold yellow"
 WARNING_STYLE = "yellow"
 
@@ -193,8 +207,7 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
 
 
 def text_action(out: TextOut, action: Action, indent: int) -> None:
-    style = ACTION_STYLES.get(action.kind, "")
-    sigil = ACTION_SIGILS.get(action.kind, "*")
+    sigil, style = ACTION_LOOKS[action.kind]
     detail = action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):

@@ -6,12 +6,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from reconciler.codes import PruneRule
 from reconciler.domain.actions import (
+    AbortResumeAction,
     Action,
+    BookmarkAction,
+    CreateAction,
     DestroyAction,
+    HoldAction,
+    Kind,
+    ReleaseAction,
     SendAction,
+    SnapshotAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -143,7 +151,7 @@ def summary_line(plan: Plan) -> str:
             verb = "needs" if len(plan.conflicts) + len(plan.unavailable) == 1 else "need"
             return f"No changes, but {', '.join(attention)} {verb} attention."
         return NO_CHANGES
-    counts = Counter(a.kind for a in plan.actions)
+    counts: Counter[Kind] = Counter(a.kind for a in plan.actions)
     parts: list[str] = []
     if counts["snapshot"]:
         parts.append(plural(counts["snapshot"], "snapshot") + " to create")
@@ -154,16 +162,31 @@ def summary_line(plan: Plan) -> str:
     destroyed = sum(len(a.snapshots) for a in plan.actions if isinstance(a, DestroyAction))
     if destroyed:
         parts.append(f"{destroyed} to destroy")
-    labels = {"create": ("placeholder dataset", "to create"),
-              "abort_resume": ("partial receive", "to discard"),
-              "bookmark": ("bookmark", "to create"), "hold": ("hold", "to place"),
-              "release": ("hold", "to release")}
-    for kind, n in counts.items():
-        if kind in ("snapshot", "send", "destroy"):
-            continue
-        noun, verb = labels.get(kind, (f"{kind} action", ""))
-        parts.append(f"{plural(n, noun)} {verb}".rstrip())
+    for kind, n in counts.items():  # in the order the plan first has them
+        if (label := counted_as(kind)) is not None:
+            noun, verb = label
+            parts.append(f"{plural(n, noun)} {verb}")
     return ", ".join(parts + attention)
+
+
+def counted_as(kind: Kind) -> tuple[str, str] | None:
+    """(noun, verb) the summary line counts a kind's actions with; None for the three it
+    counts first, each its own way (snapshots, sends with their size, destroyed names)."""
+    match kind:
+        case "snapshot" | "send" | "destroy":
+            return None
+        case "create":
+            return "placeholder dataset", "to create"
+        case "abort_resume":
+            return "partial receive", "to discard"
+        case "bookmark":
+            return "bookmark", "to create"
+        case "hold":
+            return "hold", "to place"
+        case "release":
+            return "hold", "to release"
+        case _:
+            assert_never(kind)
 
 
 def prune_rule_text(report: FilesystemReport) -> str:
@@ -172,16 +195,25 @@ def prune_rule_text(report: FilesystemReport) -> str:
 
 
 def action_detail(action: Action) -> str:
-    """Extra facts after ``describe()``: size estimate, resume, reason."""
-    bits: list[str] = []
-    if isinstance(action, SendAction):
-        if action.estimated_bytes is not None:
-            bits.append(f"{human_bytes(action.estimated_bytes)} est.")
-        if action.raw:
-            bits.append("raw")
-    if action.reason and not isinstance(action, DestroyAction):
-        bits.append(action.reason)
-    return "; ".join(bits)
+    """Extra facts after ``describe()``: a send's size estimate and raw flag, and the reason
+    (a destroy's reasons are listed name by name instead)."""
+    match action:
+        case DestroyAction():
+            return ""
+        case SendAction():
+            bits: list[str] = []
+            if action.estimated_bytes is not None:
+                bits.append(f"{human_bytes(action.estimated_bytes)} est.")
+            if action.raw:
+                bits.append("raw")
+            if action.reason:
+                bits.append(action.reason)
+            return "; ".join(bits)
+        case (SnapshotAction() | BookmarkAction() | CreateAction() | AbortResumeAction() | HoldAction()
+              | ReleaseAction()):
+            return action.reason
+        case _:
+            assert_never(action)
 
 
 def incoming_text(send: SendAction) -> str:
