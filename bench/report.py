@@ -239,6 +239,8 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += plan_table(results["plan"])
     if results.get("parse"):
         lines += ["## Parsing `zfs list` (`bench/bench_parse.py`)", "", results["parse"], ""]
+    if results.get("render"):
+        lines += ["## Rendering one huge destroy (`bench/bench_render.py`)", "", results["render"], ""]
     if results.get("transfer"):
         lines += ["## Transfer path on loopback SSH (`bench/bench_transfer.py --mib 256`)", "",
                   results["transfer"], ""]

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import time
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -423,17 +422,15 @@ def test_destroy_rows_follow_the_snapshots_with_their_reasons() -> None:
     assert re.search(r"^ +d +all others$", text, re.M)
 
 
-def test_rendering_one_huge_destroy_is_linear() -> None:
-    """20,000 destroys of one dataset: 18 s as text when every row rebuilt the reasons'
-    mapping; well under a second now. Every row is there, with its reason, in order."""
+def test_one_huge_destroy_renders_every_row_with_its_reason_in_order() -> None:
+    """20,000 destroys of one dataset (bench/bench_render.py measures that this grows
+    linearly: it took 18 s as text when every row rebuilt the reasons' mapping)."""
     plan = many_destroys(1, 20_000)
     destroy = plan.actions[0]
     assert isinstance(destroy, DestroyAction)
-    start = time.perf_counter()
     text = render_text_to_string(plan, terminal=False)
     markdown = render_markdown(plan)
     data = json.loads(render_json(plan))
-    assert time.perf_counter() - start < 5
     rows = [line.split() for line in text.splitlines() if line.startswith("        zrepl_")]
     assert [(r[0], " ".join(r[1:])) for r in rows] == list(destroy.reasons)
     listed = re.findall(r"^- `(zrepl_\d+)`: grid 24x1h: bucket (\d+)", markdown, re.M)
