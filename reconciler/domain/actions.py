@@ -8,8 +8,8 @@ Rendering and executing read the very same objects.
 
 Closed: ``Action`` is the union of every class, ``ACTION_CLASSES`` (kind -> class, for
 reading a saved plan) is derived from it, and the code that treats kinds differently
-(rendering, simulate, apply, the planner's order) matches on ``Action`` and ends in
-``assert_never``, so mypy names every place a new kind must be handled.
+(rendering, simulate, apply, the planner's order) matches on the action or its kind and
+ends in ``assert_never``, so mypy names every place a new kind must be handled.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from reconciler.wording import plural
 # order and apply runs them in the plan's order. Each step may rely on the ones before:
 # snapshots first (the sends carry them), placeholders before the receives into them,
 # a stale partial receive discarded before the send that replaces it, holds before the
-# send they protect, the cursor bookmark moved only after its send, holds released
-# after it, and destroys last (invariant 3: a base goes only once its bookmark exists).
+# sends they protect, the cursor bookmark moved only after its send, holds released
+# once sends and cursors are done, and destroys last (invariant 3: a base goes only once
+# its bookmark exists).
 Kind = Literal["snapshot", "create", "abort_resume", "hold", "send", "bookmark", "release", "destroy"]
 EXECUTION_ORDER: tuple[Kind, ...] = get_args(Kind)
 KIND_RANK: Mapping[Kind, int] = {kind: rank for rank, kind in enumerate(EXECUTION_ORDER)}
