@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reconciler.wording import human_bytes
+
 TOOLS = ("zrepl-reconcile", "sanoid", "zfs-autobackup", "pyznap")
 LABEL = {"zrepl-reconcile": "zrepl-reconcile (host controller, over SSH)",
          "sanoid": "sanoid + syncoid (in guest)",
@@ -15,14 +17,6 @@ SCENARIO_TITLE = {
     "b": "(b) one new snapshot per filesystem + incremental replication to the second pool",
     "c": "(c) retention pruning: keep 30 of 50 on the source (2,020 snapshots destroyed)",
 }
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
@@ -41,7 +35,7 @@ def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
         c_ratio = f"{r['zfs'] / best_calls:.3f}x" if best_calls else "-"
         runs = ", ".join(f"{s:.1f}" for s in r.get("runs", []))
         out.append(f"| {LABEL[tool]} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {r['zpool']} | "
-                   f"{fmt_bytes(r['bytes'])} | {r['source_snapshots_after']} | {t_ratio} | {c_ratio} | "
+                   f"{human_bytes(r['bytes'])} | {r['source_snapshots_after']} | {t_ratio} | {c_ratio} | "
                    f"{'yes' if r['ok'] else 'NO'} |")
     for tool in TOOLS:
         if tool not in rows:
@@ -245,6 +239,8 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += plan_table(results["plan"])
     if results.get("parse"):
         lines += ["## Parsing `zfs list` (`bench/bench_parse.py`)", "", results["parse"], ""]
+    if results.get("render"):
+        lines += ["## Rendering one huge destroy (`bench/bench_render.py`)", "", results["render"], ""]
     if results.get("transfer"):
         lines += ["## Transfer path on loopback SSH (`bench/bench_transfer.py --mib 256`)", "",
                   results["transfer"], ""]

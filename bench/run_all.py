@@ -2,7 +2,7 @@
 """Every benchmark in one command; results in bench/results.json, BENCHMARKS.md and docs/benchmarks.png.
 
     python3 bench/run_all.py                  # everything (~30-40 min on 2 shared cores)
-    python3 bench/run_all.py --skip-realzfs   # only the synthetic benchmarks (plan, parse, transfer)
+    python3 bench/run_all.py --skip-realzfs   # only the synthetic benchmarks (plan, parse, render, transfer)
     python3 bench/run_all.py --report-only    # re-render BENCHMARKS.md and the plot from results.json
 
 The real-OpenZFS part boots one QEMU guest (reconciler/testbed/guest.py), installs the peers
@@ -119,6 +119,7 @@ def main() -> int:
         if not args.skip_synthetic:
             results["plan"] = run_plan_bench()
             results["parse"] = run_text_bench("bench_parse.py")
+            results["render"] = run_text_bench("bench_render.py")
             results["transfer"] = run_text_bench("bench_transfer.py", "--mib", "256")
             RESULTS.write_text(json.dumps(results, indent=1, default=str))
         if not args.skip_realzfs:

@@ -11,10 +11,13 @@ import pytest
 
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
+    KIND_RANK,
     Action,
     BookmarkAction,
     CreateAction,
     DestroyAction,
+    HoldAction,
+    ReleaseAction,
     SendAction,
     SnapshotAction,
 )
@@ -27,7 +30,6 @@ from reconciler.execute.apply import (
     ApplyReport,
     apply_plan,
     batch_names,
-    execution_order,
 )
 from reconciler.execute.executor import CommandResult
 
@@ -92,7 +94,9 @@ def make_config(**policy: object) -> Config:
 
 
 def plan_of(*actions: Action) -> Plan:
-    return Plan(now=datetime(2026, 11, 24, 12, tzinfo=UTC), fingerprint="sha256:x", actions=actions)
+    """A plan of ``actions`` in the planner's order of kinds, the given order within a kind."""
+    ordered = tuple(sorted(actions, key=lambda a: KIND_RANK[a.kind]))
+    return Plan(now=datetime(2026, 11, 24, 12, tzinfo=UTC), fingerprint="sha256:x", actions=ordered)
 
 
 def send(ds: str, snap: str = "zrepl_2") -> SendAction:
@@ -112,18 +116,18 @@ def statuses(report: ApplyReport) -> list[tuple[str, str]]:
     return [(o.status, o.action.kind) for o in report.outcomes]
 
 
-def test_order_is_dependency_order_and_stable() -> None:
-    actions: list[Action] = [
-        DestroyAction("nas", "tank/a", ("zrepl_0",)),
-        BookmarkAction("nas", "tank/a", "zrepl_2", "zrr-cursor_x"),
-        send("tank/a"),
-        CreateAction("backup", "pool/tank"),
-        SnapshotAction("nas", "tank/b", "zrepl_2", "b1"),
-        SnapshotAction("nas", "tank/a", "zrepl_2", "b1"),
-    ]
-    kinds = [a.kind for a in execution_order(actions)]
-    assert kinds == ["snapshot", "snapshot", "create", "send", "bookmark", "destroy"]
-    assert [a.dataset for a in execution_order(actions)[:2]] == ["tank/b", "tank/a"]
+def test_apply_runs_the_plans_order_and_refuses_a_plan_out_of_it(hosts: dict[str, FakeExecutor]) -> None:
+    report = run(plan_of(CreateAction("backup", "pool/b"), CreateAction("backup", "pool/a")), hosts)
+    assert hosts["backup"].calls == [["zfs", "create", "-o", "canmount=off", "pool/b"],
+                                     ["zfs", "create", "-o", "canmount=off", "pool/a"]]
+    assert report.ok
+    hosts["backup"].calls.clear()
+    unordered = Plan(now=datetime(2026, 11, 24, 12, tzinfo=UTC), fingerprint="sha256:x",
+                     actions=(CreateAction("backup", "pool/a"),
+                              SnapshotAction("nas", "tank/a", "zrepl_2", "k")))
+    with pytest.raises(ExecError, match=r"not in execution order .*: snapshot nas:tank/a comes after create"):
+        run(unordered, hosts)
+    assert hosts["backup"].calls == [] and hosts["nas"].calls == []
 
 
 def test_snapshot_batch_is_one_atomic_command(hosts: dict[str, FakeExecutor]) -> None:
@@ -200,6 +204,22 @@ def test_failed_placeholder_skips_sends_below_it(hosts: dict[str, FakeExecutor])
     report = run(plan_of(CreateAction("backup", "pool/tank"), send("tank/a")), hosts)
     assert statuses(report) == [(FAILED, "create"), (SKIPPED, "send")]
     assert report.failed[0].code == "permission_denied"
+
+
+def test_holds_and_releases_run_around_the_send_and_a_failed_hold_stops_what_it_protects(
+        hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("reconciler.execute.apply.run_send",
+                        lambda *a, **k: type("R", (), {"seconds": 0.1, "bytes": 10})())
+    hosts["nas"].fail["zfs hold zrr_send tank/b@"] = "cannot hold snapshot 'tank/b@zrepl_1': no such pool"
+    both = ("tank/a", "tank/b")
+    report = run(plan_of(*(HoldAction("nas", ds, "zrepl_1", "zrr_send") for ds in both),
+                         send("tank/a"), send("tank/b"),
+                         *(ReleaseAction("nas", ds, "zrepl_1", "zrr_send") for ds in both)), hosts)
+    assert statuses(report) == [(DONE, "hold"), (FAILED, "hold"), (DONE, "send"), (SKIPPED, "send"),
+                                (DONE, "release"), (SKIPPED, "release")]
+    assert hosts["nas"].calls == [["zfs", "hold", "zrr_send", "tank/a@zrepl_1"],
+                                  ["zfs", "hold", "zrr_send", "tank/b@zrepl_1"],
+                                  ["zfs", "release", "zrr_send", "tank/a@zrepl_1"]]
 
 
 def test_destroy_recheck_drops_held_newest_and_vanished(hosts: dict[str, FakeExecutor]) -> None:
@@ -358,7 +378,7 @@ def test_property_every_action_is_accounted_for_and_nothing_runs_after_its_send_
         # Every action is reported (destroys possibly per name).
         assert {id(o.action) for o in report.outcomes} == {id(a) for a in actions}
         status = {id(o.action): o.status for o in report.outcomes}
-        order = execution_order(actions)
+        order = plan_of(*actions).actions
         for position, action in enumerate(order):
             if action.kind not in ("bookmark", "destroy") or status[id(action)] != DONE:
                 continue

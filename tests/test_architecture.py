@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 
 # Lowest first. A module belongs to the first entry that is its name or a prefix of it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("reconciler", "reconciler.codes", "reconciler.errors", "reconciler.testbed"),
+    ("reconciler", "reconciler.codes", "reconciler.errors", "reconciler.testbed", "reconciler.wording"),
     ("reconciler.domain",),
     ("reconciler.config",),
     ("reconciler.planning",),

@@ -20,7 +20,8 @@ from reconciler.domain.plan import Plan
 from reconciler.planning.naming import cursor_prefix
 from reconciler.planning.planner import hosts_needed, make_plan
 from reconciler.planning.simulate import simulate
-from reconciler.render import render_markdown, render_text_to_string
+from reconciler.render.markdown import render_markdown
+from reconciler.render.text import render_text_to_string
 
 LAST1 = [{"type": "last_n", "count": 1}]
 PREFIX = cursor_prefix("backup", "pool/nas")

@@ -41,7 +41,7 @@ from reconciler.domain.observed import ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.gather.facts import gather
 from reconciler.planning.simulate import simulate
-from reconciler.render import md_text
+from reconciler.render.markdown import md_text
 
 NOW = "2025-11-24T16:00:00Z"  # conftest.NOW, the stand-in's clock
 NOW_DT = datetime(2025, 11, 24, 16, tzinfo=UTC)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from reconciler.render import JsonWriter, md_code, md_text, md_texts
+from reconciler.render.json import JsonWriter
+from reconciler.render.markdown import md_code, md_text, md_texts
 
 PARSER = MarkdownIt("commonmark").enable("table")
 # Printable text plus the characters that mean something in markdown or HTML.

@@ -24,7 +24,7 @@ from standin.state import StandinState
 from test_apply_cli import NOW, NOW_TS, cli, hourly_history, write_config
 
 from reconciler.domain.plan import DIGEST_KEYS
-from reconciler.render import plan_digest
+from reconciler.render.json import plan_digest
 
 Document = dict[str, Any]
 KEEP_SOURCE_GRID: list[dict[str, Any]] = [

@@ -37,6 +37,7 @@ from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.transfer import ProgressSink, progress_for_terminal
+from reconciler.wording import plural
 
 
 def register(subparsers: Any) -> None:
@@ -144,7 +145,7 @@ def confirm(plan: Plan) -> bool:
                          "review the plan and pass -y to apply non-interactively")
     n = len(plan.actions)
     try:
-        answer = input(f"Apply these {n} action{'s' if n != 1 else ''}? Only 'yes' or 'y' is accepted: ")
+        answer = input(f"Apply these {plural(n, 'action')}? Only 'yes' or 'y' is accepted: ")
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -202,7 +203,7 @@ def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signa
 def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config
     from reconciler.execute.hosts import executors_for
-    from reconciler.render import render_text
+    from reconciler.render.text import render_text
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:

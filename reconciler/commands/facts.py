@@ -13,6 +13,7 @@ from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
 from reconciler.gather.facts import gather
 from reconciler.gather.gc_pause import paused_gc
+from reconciler.wording import plural
 
 HEADERS = ("dataset", "type", "snapshots", "bookmarks", "newest snapshot", "held", "resume token")
 
@@ -53,7 +54,7 @@ def unavailable_summary(state: ObservedState) -> str:
     web (unreachable), mute (timeout)``; their messages are in the output."""
     count = len(state.unavailable)
     hosts = ", ".join(f"{name} ({u.code})" for name, u in state.unavailable.items())
-    return f"{count} host{'s' if count != 1 else ''} could not be read: {hosts}"
+    return f"{plural(count, 'host')} could not be read: {hosts}"
 
 
 def observed_to_json(state: ObservedState) -> dict[str, Any]:

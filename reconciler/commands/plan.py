@@ -26,13 +26,10 @@ from typing import Any
 from reconciler.codes import ExitCode
 from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
 from reconciler.domain.plan import Plan
-from reconciler.render import (
-    attention_items,
-    explained_reports,
-    render_text,
-    write_json,
-    write_markdown,
-)
+from reconciler.render.json import write_json
+from reconciler.render.markdown import write_markdown
+from reconciler.render.text import render_text
+from reconciler.render.view import attention_items, explained_reports
 
 
 def register(subparsers: Any) -> None:

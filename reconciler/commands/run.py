@@ -58,7 +58,7 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
     """gather -> plan -> apply -y; True when nothing failed. Raises ReconcileError."""
     from reconciler.config.load import load_config
     from reconciler.execute.hosts import executors_for
-    from reconciler.render import summary_line
+    from reconciler.render.view import summary_line
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:

@@ -22,6 +22,7 @@ from reconciler.config.models import (
     Policy,
     SshHost,
 )
+from reconciler.wording import plural
 
 PROTECTED = ("keep_source has not_replicated: snapshots not yet on every target are protected"
              " (pruning waits for stalled replication)")
@@ -47,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summarize_config(config: Config, filename: str) -> list[str]:
     """The human summary ``validate`` prints: hosts, policies, filesystem entries and targets."""
-    counts = (f"{_count(len(config.hosts), 'host')}, {_count(len(config.policies), 'policy', 'policies')}, "
-              f"{_count(len(config.filesystems), 'filesystem entry', 'filesystem entries')}")
+    counts = (f"{plural(len(config.hosts), 'host')}, {plural(len(config.policies), 'policy', 'policies')}, "
+              f"{plural(len(config.filesystems), 'filesystem entry', 'filesystem entries')}")
     lines = [f"{filename}: valid ({counts})", "", "hosts:"]
     width = max(len(name) for name in config.hosts)
     lines += [f"  {name:<{width}}  {describe_host(host)}" for name, host in config.hosts.items()]
@@ -116,7 +117,3 @@ def describe_entry(index: int, entry: FilesystemEntry) -> list[str]:
         mapped = f"{example} -> {target.target_dataset(example)}"
         lines.append(f"    -> {target.host}:{target.root}  (e.g. {mapped}{options})")
     return lines
-
-
-def _count(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n} {singular if n == 1 else (plural or singular + 's')}"

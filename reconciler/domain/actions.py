@@ -1,16 +1,38 @@
-"""The closed vocabulary of actions a plan may contain.
+"""The closed vocabulary of actions a plan may contain, and the one order they run in.
 
-Each action is a frozen, slotted dataclass with ``describe()`` (one human line),
-``argv()`` (the exact zfs command; the executor replaces the leading ``"zfs"`` with
-the host's ``zfs_command``), a ``reason`` and ``to_json()`` (the public Plan JSON
-contract of DESIGN.md). Rendering and executing read the very same objects.
+Each action is a frozen, slotted dataclass that declares its ``kind`` once (a ``Kind``
+literal), with ``describe()`` (one human line), ``argv()`` (the exact zfs command; the
+executor replaces the leading ``"zfs"`` with the host's ``zfs_command``), a ``reason``,
+``to_json()`` and ``from_json()`` (the public Plan JSON contract, docs/plan-json.md).
+Rendering and executing read the very same objects.
+
+Closed: ``Action`` is the union of every class, ``ACTION_CLASSES`` (kind -> class, for
+reading a saved plan) is derived from it, and the code that treats kinds differently
+(rendering, simulate, apply, the planner's order) matches on the action or its kind and
+ends in ``assert_never``, so mypy names every place a new kind must be handled.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Self, get_args
+
+from reconciler.errors import PlanFileError
+from reconciler.wording import plural
+
+# Every action kind, in EXECUTION ORDER: the planner writes a plan's actions in this
+# order and apply runs them in the plan's order. Each step may rely on the ones before:
+# snapshots first (the sends carry them), placeholders before the receives into them,
+# a stale partial receive discarded before the send that replaces it, holds before the
+# sends they protect, the cursor bookmark moved only after its send, holds released
+# once sends and cursors are done, and destroys last (invariant 3: a base goes only once
+# its bookmark exists).
+Kind = Literal["snapshot", "create", "abort_resume", "hold", "send", "bookmark", "release", "destroy"]
+EXECUTION_ORDER: tuple[Kind, ...] = get_args(Kind)
+KIND_RANK: Mapping[Kind, int] = {kind: rank for rank, kind in enumerate(EXECUTION_ORDER)}
 
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
 # inside. Every batched zfs command (destroy, holds, list) uses this bound.
@@ -28,7 +50,7 @@ def snapshot_ref(dataset: str, name: str) -> str:
 class SnapshotAction:
     """Take one snapshot. Actions sharing ``batch`` are taken in ONE atomic ``zfs snapshot``."""
 
-    kind: ClassVar[str] = "snapshot"
+    kind: ClassVar[Literal["snapshot"]] = "snapshot"
     host: str
     dataset: str
     snapshot: str
@@ -45,6 +67,11 @@ class SnapshotAction:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
                 "snapshot": self.snapshot, "batch": self.batch, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data["snapshot"],
+                   data.get("batch", f"{data['host']}:{data['dataset']}"), data.get("reason", ""))
+
 
 def snapshot_batch_argv(actions: list[SnapshotAction]) -> list[str]:
     """One atomic ``zfs snapshot a@x b@x ...`` for actions of the same batch."""
@@ -55,7 +82,7 @@ def snapshot_batch_argv(actions: list[SnapshotAction]) -> list[str]:
 class CreateAction:
     """Create a missing parent of a replication target as an unmounted placeholder."""
 
-    kind: ClassVar[str] = "create"
+    kind: ClassVar[Literal["create"]] = "create"
     host: str
     dataset: str
     reason: str = ""
@@ -69,6 +96,10 @@ class CreateAction:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data.get("reason", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class SendAction:
@@ -78,7 +109,7 @@ class SendAction:
     send). With ``resume_token`` set, the send resumes an interrupted receive instead.
     """
 
-    kind: ClassVar[str] = "send"
+    kind: ClassVar[Literal["send"]] = "send"
     host: str
     dataset: str
     snapshot: str  # the newest snapshot that arrives
@@ -98,7 +129,7 @@ class SendAction:
         if self.base is None:
             return f"full send {self.dataset}@{self.snapshot} to {target}"
         return (f"incremental send {self.dataset} {self.base} -> @{self.snapshot} to {target}"
-                f" ({len(self.snapshots)} snapshot{'s' if len(self.snapshots) != 1 else ''})")
+                f" ({plural(len(self.snapshots), 'snapshot')})")
 
     def send_argv(self) -> list[str]:
         if self.resume_token:
@@ -134,12 +165,22 @@ class SendAction:
             "estimated_bytes": self.estimated_bytes, "reason": self.reason,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            host=data["source"]["host"], dataset=data["source"]["dataset"],
+            snapshot=data["source"]["snapshot"], target_host=data["target"]["host"],
+            target_dataset=data["target"]["dataset"], base=data.get("base"),
+            snapshots=tuple(data.get("snapshots", ())), resume_token=data.get("resume_token"),
+            raw=bool(data.get("raw", False)), estimated_bytes=data.get("estimated_bytes"),
+            reason=data.get("reason", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class AbortResumeAction:
     """Discard a partial receive whose resume token can no longer be used (``zfs recv -A``)."""
 
-    kind: ClassVar[str] = "abort_resume"
+    kind: ClassVar[Literal["abort_resume"]] = "abort_resume"
     host: str
     dataset: str
     reason: str = ""
@@ -153,12 +194,16 @@ class AbortResumeAction:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data.get("reason", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class BookmarkAction:
     """Create bookmark ``dataset#bookmark`` of ``dataset@snapshot`` (replication cursors)."""
 
-    kind: ClassVar[str] = "bookmark"
+    kind: ClassVar[Literal["bookmark"]] = "bookmark"
     host: str
     dataset: str
     snapshot: str
@@ -175,40 +220,56 @@ class BookmarkAction:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
                 "snapshot": self.snapshot, "bookmark": f"#{self.bookmark}", "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data["snapshot"], data["bookmark"].lstrip("#"),
+                   data.get("reason", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class _TagAction:
-    """A user hold (``tag``) placed on or released from ``dataset@snapshot``."""
+    """A user hold (``tag``) on ``dataset@snapshot``: the fields hold and release share."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[Literal["hold", "release"]]
     host: str
     dataset: str
     snapshot: str
     tag: str
     reason: str = ""
 
-    def argv(self) -> list[str]:
-        return ["zfs", self.kind, self.tag, f"{self.dataset}@{self.snapshot}"]
-
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "host": self.host, "dataset": self.dataset,
                 "snapshot": self.snapshot, "tag": self.tag, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data["snapshot"], data["tag"], data.get("reason", ""))
+
 
 @dataclass(frozen=True, slots=True)
 class HoldAction(_TagAction):
-    kind: ClassVar[str] = "hold"
+    """Place user hold ``tag`` on ``dataset@snapshot``: zfs refuses to destroy it until released."""
+
+    kind: ClassVar[Literal["hold"]] = "hold"
 
     def describe(self) -> str:
         return f"hold {self.dataset}@{self.snapshot} with tag {self.tag}"
 
+    def argv(self) -> list[str]:
+        return ["zfs", "hold", self.tag, f"{self.dataset}@{self.snapshot}"]
+
 
 @dataclass(frozen=True, slots=True)
 class ReleaseAction(_TagAction):
-    kind: ClassVar[str] = "release"
+    """Release user hold ``tag`` from ``dataset@snapshot``."""
+
+    kind: ClassVar[Literal["release"]] = "release"
 
     def describe(self) -> str:
         return f"release hold {self.tag} on {self.dataset}@{self.snapshot}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "release", self.tag, f"{self.dataset}@{self.snapshot}"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +279,7 @@ class DestroyAction:
     ``reasons`` is a tuple of (name, reason) pairs so the action stays hashable.
     """
 
-    kind: ClassVar[str] = "destroy"
+    kind: ClassVar[Literal["destroy"]] = "destroy"
     host: str
     dataset: str
     snapshots: tuple[str, ...]
@@ -229,8 +290,7 @@ class DestroyAction:
     _by_name: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def describe(self) -> str:
-        n = len(self.snapshots)
-        return f"destroy {n} snapshot{'s' if n != 1 else ''} of {self.dataset}"
+        return f"destroy {plural(len(self.snapshots), 'snapshot')} of {self.dataset}"
 
     def reason_for(self, name: str) -> str:
         by_name = self._by_name
@@ -286,43 +346,36 @@ class DestroyAction:
                 "snapshots": list(self.snapshots), "reasons": dict(self.reasons),
                 "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        reasons = data.get("reasons", {})
+        return cls(data["host"], data["dataset"], tuple(data["snapshots"]),
+                   tuple((n, reasons[n]) for n in data["snapshots"] if n in reasons), data.get("reason", ""))
+
 
 Action = (SnapshotAction | CreateAction | SendAction | AbortResumeAction | BookmarkAction
           | HoldAction | ReleaseAction | DestroyAction)
 
-# Apply order: snapshot, create, bookmark/hold, (abort) send, cursor move, release, destroy.
-KIND_ORDER = {"snapshot": 0, "create": 1, "abort_resume": 2, "hold": 3, "send": 4,
-              "bookmark": 5, "release": 6, "destroy": 7}
+# The registry for reading a saved plan: every class of the union, by the kind it declares.
+ACTION_CLASSES: Mapping[str, type[Action]] = {cls.kind: cls for cls in get_args(Action)}
 
 
-def action_from_json(data: dict[str, Any]) -> Action:
-    """Rebuild an action from its Plan JSON form (``apply --plan FILE``)."""
-    kind = data["kind"]
-    reason = data.get("reason", "")
-    if kind == "snapshot":
-        return SnapshotAction(data["host"], data["dataset"], data["snapshot"],
-                              data.get("batch", f"{data['host']}:{data['dataset']}"), reason)
-    if kind == "create":
-        return CreateAction(data["host"], data["dataset"], reason)
-    if kind == "send":
-        return SendAction(
-            host=data["source"]["host"], dataset=data["source"]["dataset"],
-            snapshot=data["source"]["snapshot"], target_host=data["target"]["host"],
-            target_dataset=data["target"]["dataset"], base=data.get("base"),
-            snapshots=tuple(data.get("snapshots", ())), resume_token=data.get("resume_token"),
-            raw=bool(data.get("raw", False)), estimated_bytes=data.get("estimated_bytes"),
-            reason=reason)
-    if kind == "abort_resume":
-        return AbortResumeAction(data["host"], data["dataset"], reason)
-    if kind == "bookmark":
-        return BookmarkAction(data["host"], data["dataset"], data["snapshot"],
-                              data["bookmark"].lstrip("#"), reason)
-    if kind == "hold":
-        return HoldAction(data["host"], data["dataset"], data["snapshot"], data["tag"], reason)
-    if kind == "release":
-        return ReleaseAction(data["host"], data["dataset"], data["snapshot"], data["tag"], reason)
-    if kind == "destroy":
-        reasons = data.get("reasons", {})
-        return DestroyAction(data["host"], data["dataset"], tuple(data["snapshots"]),
-                             tuple((n, reasons[n]) for n in data["snapshots"] if n in reasons), reason)
-    raise ValueError(f"unknown action kind {kind!r}")
+def action_from_json(data: Mapping[str, Any]) -> Action:
+    """Rebuild an action from its Plan JSON form (``apply --plan FILE``); a kind this version
+    does not know is an invalid plan, not something to guess at."""
+    kind = data.get("kind")
+    cls = ACTION_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise PlanFileError(f"unknown action kind {json.dumps(kind)} "
+                            f"(this version knows {', '.join(EXECUTION_ORDER)})")
+    return cls.from_json(data)
+
+
+def out_of_order(actions: Iterable[Action]) -> tuple[Action, Action] | None:
+    """The first (earlier, later) pair that breaks EXECUTION_ORDER, or None when in order."""
+    previous: Action | None = None
+    for action in actions:
+        if previous is not None and KIND_RANK[action.kind] < KIND_RANK[previous.kind]:
+            return previous, action
+        previous = action
+    return None

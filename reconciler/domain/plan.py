@@ -160,7 +160,7 @@ class Plan:
 
     def header(self) -> dict[str, Any]:
         """The DIGEST_KEYS of the Plan JSON, in the order they are written. (The ``digest``
-        itself is the JSON writer's: it covers the actions as written, render.write_json.)"""
+        itself is the JSON writer's: it covers the actions as written, render.json.write_json.)"""
         return {"format_version": self.format_version, "tool_version": self.tool_version,
                 "now": self.now.astimezone(UTC).strftime(NOW_FORMAT),
                 "selection": self.selection.to_json(), "fingerprint": self.fingerprint,

@@ -1,9 +1,10 @@
-"""Execute a plan's very actions, in dependency order, one filesystem's failure isolated.
+"""Execute a plan's very actions, in the plan's order, one filesystem's failure isolated.
 
-Order (KIND_ORDER, stable, so the planner's parents-first send order is kept):
-snapshot batches (ONE atomic ``zfs snapshot`` per batch key; when it fails, each member
-on its own so one broken filesystem does not hold back the others), create,
-abort_resume, hold, send, bookmark (the cursor move), release, destroy.
+The plan is in the vocabulary's execution order (``EXECUTION_ORDER``: snapshot, create,
+abort_resume, hold, send, bookmark (the cursor move), release, destroy; the planner's
+``order_actions``) and apply walks it as it is, refusing a plan that is not. A snapshot
+batch runs at its first member: ONE atomic ``zfs snapshot`` per batch key; when it
+fails, each member on its own so one broken filesystem does not hold back the others.
 
 Failure isolation (DESIGN.md invariant 6): an action that fails or is skipped marks
 the filesystems it touches; later actions that depend on a marked filesystem are
@@ -25,15 +26,23 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from reconciler.codes import HOST_DOWN, ZfsError
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
-    KIND_ORDER,
+    EXECUTION_ORDER,
+    AbortResumeAction,
     Action,
+    BookmarkAction,
+    CreateAction,
     DestroyAction,
+    HoldAction,
+    Kind,
+    ReleaseAction,
     SendAction,
     SnapshotAction,
+    out_of_order,
     snapshot_batch_argv,
 )
 from reconciler.domain.names import filter_decision, lineage
@@ -42,9 +51,10 @@ from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, GatherError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
-from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
+from reconciler.execute.transfer import NullProgress, ProgressSink, run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
+from reconciler.wording import human_bytes
 
 DONE = "done"
 FAILED = "failed"
@@ -125,10 +135,10 @@ class ApplyReport:
 class Ledger:
     """Which filesystems and hosts are broken so far, and by which kind of action."""
 
-    broken: dict[Key, tuple[str, str]] = field(default_factory=dict)  # key -> (kind, why)
+    broken: dict[Key, tuple[Kind, str]] = field(default_factory=dict)  # key -> (kind, why)
     down_hosts: dict[str, str] = field(default_factory=dict)
 
-    def mark(self, key: Key, kind: str, why: str) -> None:
+    def mark(self, key: Key, kind: Kind, why: str) -> None:
         self.broken.setdefault(key, (kind, why))
 
     def mark_action(self, action: Action, why: str) -> None:
@@ -170,16 +180,18 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
     target and every parent of the target intact (a failed placeholder or parent receive
     leaves nowhere to receive into).
     """
-    if isinstance(action, SendAction):
-        return [((action.host, action.dataset), False),
-                *(((action.target_host, name), True) for name in reversed(lineage(action.target_dataset)))]
-    if action.kind == "create":
-        return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
-    return [((action.host, action.dataset), True)]
-
-
-def execution_order(actions: Sequence[Action]) -> list[Action]:
-    return sorted(actions, key=lambda a: KIND_ORDER.get(a.kind, len(KIND_ORDER)))
+    match action:
+        case SendAction():
+            parents_first = reversed(lineage(action.target_dataset))
+            return [((action.host, action.dataset), False),
+                    *(((action.target_host, name), True) for name in parents_first)]
+        case CreateAction():
+            return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
+        case (SnapshotAction() | AbortResumeAction() | HoldAction() | BookmarkAction() | ReleaseAction()
+              | DestroyAction()):
+            return [((action.host, action.dataset), True)]
+        case _:
+            assert_never(action)
 
 
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
@@ -303,30 +315,30 @@ class _Applier:
         return self.stop is not None and self.stop.is_set()
 
     def run(self, actions: Sequence[Action]) -> ApplyReport:
-        ordered = execution_order(actions)
-        batches = snapshot_batches(ordered)
-        self.destroys = [a for a in ordered if isinstance(a, DestroyAction)]
+        batches = snapshot_batches(actions)
+        self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         started_batches: set[str] = set()
-        for action in ordered:
+        for action in actions:
             if self.stopped():
                 self.report.stopped = True
                 self.record(Outcome(action, SKIPPED, "stopped on request before this action"))
                 continue
-            if isinstance(action, SnapshotAction):
-                key = f"{action.host}\0{action.batch}"
-                if key not in started_batches:
-                    started_batches.add(key)
-                    self.snapshot_batch(batches[key])
-                continue
-            why = self.ledger.blocker(action)
-            if why:
-                self.record(Outcome(action, SKIPPED, why))
-            elif isinstance(action, SendAction):
-                self.send(action)
-            elif isinstance(action, DestroyAction):
-                self.destroy(action)
-            else:
-                self.simple(action)
+            match action:
+                case SnapshotAction():
+                    key = f"{action.host}\0{action.batch}"
+                    if key not in started_batches:  # the batch's first member runs them all
+                        started_batches.add(key)
+                        self.snapshot_batch(batches[key])
+                case _ if why := self.ledger.blocker(action):
+                    self.record(Outcome(action, SKIPPED, why))
+                case SendAction():
+                    self.send(action)
+                case DestroyAction():
+                    self.destroy(action)
+                case CreateAction() | AbortResumeAction() | HoldAction() | BookmarkAction() | ReleaseAction():
+                    self.simple(action)
+                case _:
+                    assert_never(action)
         return self.report
 
     def snapshot_batch(self, batch: list[SnapshotAction]) -> None:
@@ -431,6 +443,11 @@ def apply_plan(plan: Plan, config: Config, executors: Mapping[str, Executor], *,
     missing = sorted({h for a in actions for h in hosts_of(a) if h not in executors})
     if missing:
         raise ExecError(f"no executor for host(s) {', '.join(missing)}")
+    if (pair := out_of_order(actions)) is not None:
+        earlier, later = pair
+        raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}): "
+                        f"{later.kind} {later.host}:{later.dataset} comes after {earlier.kind} "
+                        f"{earlier.host}:{earlier.dataset}; nothing was run")
     applier = _Applier(config, executors, progress or NullProgress(), stop, abort)
     applier.report.saved_plan = saved_plan
     return applier.run(actions)

@@ -54,6 +54,7 @@ from reconciler.errors import ExecError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor, with_zfs_command
 from reconciler.execute.ssh import SshExecutor, SshProcess
+from reconciler.wording import human_bytes
 
 CHUNK = 1 << 20  # bytes moved per step; also the pipe size we ask the kernel for
 STDERR_KEEP = 64 * 1024  # bytes of each side's stderr kept for the report
@@ -100,14 +101,6 @@ class NullProgress:
 
     def transfer(self, label: str, total: int | None) -> TransferProgress:
         return _NullTransfer()
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def human_seconds(s: float) -> str:

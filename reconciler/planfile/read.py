@@ -26,7 +26,7 @@ import fastjsonschema
 
 from reconciler.domain.plan import NOW_FORMAT, Plan
 from reconciler.errors import PlanFileError
-from reconciler.render import plan_digest
+from reconciler.render.json import plan_digest
 
 # A first mass prune of 10,000 filesystems writes ~300 MiB of Plan JSON; far more than
 # that is not a plan this tool wrote. Read whole, a file this size takes a few GiB.
@@ -61,6 +61,8 @@ def read_plan_file(path: str) -> SavedPlan:
             " `zrepl-reconcile plan --out` again and review the new plan")
     try:
         plan = Plan.from_json(document)
+    except PlanFileError as exc:  # an action kind this version does not know
+        raise PlanFileError(f"--plan {path}: not a valid plan file: {exc}") from None
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # the schema should leave none
         raise PlanFileError(f"--plan {path}: not a valid plan file ({exc})") from None
     return SavedPlan(path, plan, document)

@@ -17,15 +17,19 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import assert_never
 
 from reconciler.codes import PruneRule
 from reconciler.config.models import Config, KeepRule, Policy
 from reconciler.domain.actions import (
+    KIND_RANK,
     AbortResumeAction,
     Action,
     BookmarkAction,
     CreateAction,
     DestroyAction,
+    HoldAction,
+    ReleaseAction,
     SendAction,
     SnapshotAction,
 )
@@ -83,9 +87,10 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
             target_reports.append(report)
             if destroy is not None:
                 destroys.append(destroy)
-    actions = order_actions(snapshot_actions, placeholders(all_pairs, observed),
-                            [p.abort for p in all_pairs if p.abort is not None],
-                            [s for p in all_pairs for s in p.sends], bookmarks, destroys)
+    actions = order_actions([*snapshot_actions, *placeholders(all_pairs, observed),
+                             *(p.abort for p in all_pairs if p.abort is not None),
+                             *(s for p in all_pairs for s in p.sends), *bookmarks,
+                             *_one_per_dataset(destroys)])
     config_json = config.model_dump_json()
     return Plan(
         now=now,
@@ -363,21 +368,39 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
     return [needed[key] for key in sorted(needed)]
 
 
-def order_actions(snapshots: list[SnapshotAction], creates: list[CreateAction],
-                  aborts: list[AbortResumeAction], sends: list[SendAction],
-                  bookmarks: list[BookmarkAction], destroys: list[DestroyAction]) -> list[Action]:
-    """Execution order: snapshots, creates, aborts, sends (parents first), bookmarks, destroys."""
-    send_order = {id(s): n for n, s in enumerate(sends)}
-    ordered: list[Action] = [*sorted(snapshots, key=_snapshot_key), *creates,
-                             *sorted(aborts, key=_abort_key)]
-    ordered_sends: list[SendAction] = sorted(
-        sends, key=lambda a: (a.target_host, a.target_dataset, send_order[id(a)]))
-    ordered_bookmarks: list[BookmarkAction] = sorted(bookmarks, key=_bookmark_key)
-    ordered_destroys: list[DestroyAction] = sorted(_one_per_dataset(destroys), key=_destroy_key)
-    ordered += ordered_sends
-    ordered += ordered_bookmarks
-    ordered += ordered_destroys
-    return ordered
+def order_actions(actions: Iterable[Action]) -> list[Action]:
+    """The plan's order, the one apply runs: the vocabulary's EXECUTION_ORDER of kinds, and
+    within a kind ``_place_within_kind`` (a stable sort: equal places keep the given order)."""
+    return sorted(actions, key=_place)
+
+
+def _place(action: Action) -> tuple[int, tuple[str, ...]]:
+    return KIND_RANK[action.kind], _place_within_kind(action)
+
+
+def _place_within_kind(action: Action) -> tuple[str, ...]:
+    """Where an action goes among those of its kind: by host and dataset (a reviewer finds
+    a filesystem's actions together), except where the order matters more."""
+    match action:
+        case DestroyAction():
+            return (action.host, action.dataset)
+        case SendAction():
+            # By target: parents are received before their children. Sends to one target
+            # (a bookmark-based send, then an incremental from it) keep the planned order.
+            return (action.target_host, action.target_dataset)
+        case SnapshotAction():
+            # By batch: a batch's members are contiguous, apply takes them in one command.
+            return (action.host, action.batch, action.dataset)
+        case BookmarkAction():
+            return (action.host, action.dataset, action.bookmark)
+        case CreateAction():
+            return ()  # ``placeholders`` gives them parents first
+        case AbortResumeAction():
+            return (action.host, action.dataset)
+        case HoldAction() | ReleaseAction():
+            return (action.host, action.dataset, action.snapshot, action.tag)
+        case _:
+            assert_never(action)
 
 
 def _one_per_dataset(destroys: list[DestroyAction]) -> list[DestroyAction]:
@@ -394,22 +417,6 @@ def _one_per_dataset(destroys: list[DestroyAction]) -> list[DestroyAction]:
                                     first.reasons + tuple(r for r in action.reasons if r[0] in extra),
                                     first.reason)
     return list(merged.values())
-
-
-def _snapshot_key(a: SnapshotAction) -> tuple[str, str, str]:
-    return (a.host, a.batch, a.dataset)
-
-
-def _abort_key(a: AbortResumeAction) -> tuple[str, str]:
-    return (a.host, a.dataset)
-
-
-def _bookmark_key(a: BookmarkAction) -> tuple[str, str, str]:
-    return (a.host, a.dataset, a.bookmark)
-
-
-def _destroy_key(a: DestroyAction) -> tuple[str, str]:
-    return (a.host, a.dataset)
 
 
 def _unavailable(observed: ObservedState, sources: Iterable[str],

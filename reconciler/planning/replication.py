@@ -32,6 +32,7 @@ from reconciler.domain.plan import Conflict
 from reconciler.domain.resume_token import decode_resume_token
 from reconciler.planning.naming import cursor_name, cursor_prefix
 from reconciler.planning.selection import Selected
+from reconciler.wording import plural
 
 # Beyond the codes of reconciler.domain.plan: the target host has no such pool.
 
@@ -118,7 +119,7 @@ class PairPlan:
             return f"target {where} is in conflict ({self.conflict.code})"
         if self.sends:
             n = sum(len(s.snapshots) for s in self.sends)
-            return f"target {where} is reachable and gets {n} snapshot{'s' if n != 1 else ''} in this plan"
+            return f"target {where} is reachable and gets {plural(n, 'snapshot')} in this plan"
         return f"target {where} is reachable and up to date"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import assert_never
 
 from reconciler.domain.actions import (
     AbortResumeAction,
@@ -18,6 +19,8 @@ from reconciler.domain.actions import (
     BookmarkAction,
     CreateAction,
     DestroyAction,
+    HoldAction,
+    ReleaseAction,
     SendAction,
     SnapshotAction,
 )
@@ -76,18 +79,25 @@ class _Simulation:
         return ds
 
     def apply(self, action: Action) -> None:
-        if isinstance(action, SnapshotAction):
-            self.snapshot(action)
-        elif isinstance(action, CreateAction):
-            self.create(action.host, action.dataset, "filesystem")
-        elif isinstance(action, AbortResumeAction):
-            self.abort(action)
-        elif isinstance(action, SendAction):
-            self.send(action)
-        elif isinstance(action, BookmarkAction):
-            self.bookmark(action)
-        elif isinstance(action, DestroyAction):
-            self.destroy(action)
+        match action:
+            case SnapshotAction():
+                self.snapshot(action)
+            case CreateAction():
+                self.create(action.host, action.dataset, "filesystem")
+            case AbortResumeAction():
+                self.abort(action)
+            case HoldAction():
+                self.hold(action)
+            case SendAction():
+                self.send(action)
+            case BookmarkAction():
+                self.bookmark(action)
+            case ReleaseAction():
+                self.release(action)
+            case DestroyAction():
+                self.destroy(action)
+            case _:
+                assert_never(action)
 
     def snapshot(self, action: SnapshotAction) -> None:
         if action.batch not in self.batch_txg:
@@ -129,6 +139,25 @@ class _Simulation:
         snap = next(s for s in ds.snapshots if s.name == action.snapshot)
         ds.bookmarks.append(Bookmark(action.bookmark, snap.guid, snap.createtxg, snap.creation))
         ds.bookmarks.sort(key=lambda b: (b.createtxg, b.name))
+
+    def hold(self, action: HoldAction) -> None:
+        self.set_hold(action, held=True)
+
+    def release(self, action: ReleaseAction) -> None:
+        self.set_hold(action, held=False)
+
+    def set_hold(self, action: HoldAction | ReleaseAction, *, held: bool) -> None:
+        """A new record for the snapshot rather than a changed one: ``copy_state`` copies the
+        lists, not the snapshots in them, which are still the observed state's. (zfs refuses
+        a tag the snapshot already holds, and releasing one it does not: the planner plans
+        neither.)"""
+        ds = self.dataset(action.host, action.dataset)
+        index = next(i for i, s in enumerate(ds.snapshots) if s.name == action.snapshot)
+        snap = ds.snapshots[index]
+        others = tuple(tag for tag in snap.holds if tag != action.tag)
+        holds, userrefs = ((*others, action.tag), snap.userrefs + 1) if held else (others, snap.userrefs - 1)
+        ds.snapshots[index] = Snapshot(snap.name, snap.guid, snap.createtxg, snap.creation, max(userrefs, 0),
+                                       snap.written, snap.referenced, holds)
 
     def destroy(self, action: DestroyAction) -> None:
         ds = self.dataset(action.host, action.dataset)

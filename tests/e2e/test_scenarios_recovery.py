@@ -41,7 +41,7 @@ from e2e.scenario_helpers import (
     snapshots,
     write_random,
 )
-from reconciler.render import plan_digest
+from reconciler.render.json import plan_digest
 
 pytestmark = pytest.mark.realzfs
 
