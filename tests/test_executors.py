@@ -11,7 +11,7 @@ import pytest
 from fixtures_sshd import SshServer, free_port, keygen
 
 from reconciler.config.models import LocalHost, SshHost
-from reconciler.errors import GatherError
+from reconciler.errors import TransportError
 from reconciler.execute.executor import ProcessHandle, StreamingExecutor
 from reconciler.execute.hosts import make_executor
 from reconciler.execute.local import LocalExecutor
@@ -58,7 +58,7 @@ def test_local_missing_command_is_127() -> None:
 
 def test_local_timeout_is_typed() -> None:
     started = time.monotonic()
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         LocalExecutor("nas", ["sleep"]).run(["zfs", "10"], timeout=0.3)
     assert info.value.code == "timeout" and "timed out after 0.3s" in str(info.value)
     assert time.monotonic() - started < 5
@@ -114,7 +114,7 @@ def test_ssh_unknown_host_key_refused_with_fingerprint(sshd: SshServer, tmp_path
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     for known in (empty, tmp_path / "missing"):
-        with pytest.raises(GatherError) as info:
+        with pytest.raises(TransportError) as info:
             ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
         assert info.value.code == "host_key_unknown"
         message = str(info.value)
@@ -126,7 +126,7 @@ def test_ssh_changed_host_key_refused(sshd: SshServer, tmp_path: Path) -> None:
     other = keygen(tmp_path / "impostor")
     known = tmp_path / "known_hosts"
     known.write_text(sshd.known_hosts_line(other.with_suffix(".pub")))
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
     assert info.value.code == "host_key_changed"
     message = str(info.value)
@@ -136,14 +136,14 @@ def test_ssh_changed_host_key_refused(sshd: SshServer, tmp_path: Path) -> None:
 
 def test_ssh_wrong_client_key_is_auth_failed(sshd: SshServer, tmp_path: Path) -> None:
     stranger = keygen(tmp_path / "stranger")
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         ssh_executor(sshd, identity_file=str(stranger)).run(["zfs", "list"])
     assert info.value.code == "auth_failed" and "authentication as" in str(info.value)
 
 
 def test_ssh_connection_refused_is_unreachable() -> None:
     config = SshHost(connection="ssh", address="127.0.0.1", port=free_port(), connect_timeout=3)
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         SshExecutor("gone", config).run(["zfs", "list"])
     assert info.value.code == "unreachable" and "Connection refused" in str(info.value)
 
@@ -152,7 +152,7 @@ def test_ssh_command_timeout_keeps_connection_usable(sshd: SshServer) -> None:
     ex = ssh_executor(sshd, zfs_command=["sleep"])
     try:
         started = time.monotonic()
-        with pytest.raises(GatherError) as info:
+        with pytest.raises(TransportError) as info:
             ex.run(["zfs", "20"], timeout=1)
         assert info.value.code == "timeout" and time.monotonic() - started < 5
         assert ex.run(["zfs", "0"]).ok

@@ -39,7 +39,7 @@ from reconciler.domain.actions import (
 from reconciler.domain.names import filter_decision, lineage
 from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
-from reconciler.errors import ExecError, GatherError, ReconcileError
+from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
 from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
@@ -294,7 +294,7 @@ class _Applier:
         self.progress.line(outcome.line())
 
     def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = ()) -> None:
-        if isinstance(exc, GatherError) and exc.code in HOST_DOWN:
+        if isinstance(exc, HostError) and exc.code in HOST_DOWN:
             self.ledger.down_hosts.setdefault(exc.host, str(exc))
         self.record(Outcome(action, FAILED, str(exc), error_code(exc), names,
                             time.monotonic() - started))
@@ -345,7 +345,7 @@ class _Applier:
             run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
                     f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
         except ReconcileError as exc:
-            if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN):
+            if len(runnable) == 1 or (isinstance(exc, HostError) and exc.code in HOST_DOWN):
                 for action in runnable:
                     self.fail(action, exc, started)
                 return

@@ -28,8 +28,8 @@ class Executor(Protocol):
     host: str  # host name as in the config
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        """Run ``argv`` to completion. Raises GatherError/ExecError only for transport failures
-        (unreachable, auth, host key, timeout); a non-zero exit is returned, not raised."""
+        """Run ``argv`` to completion. Raises TransportError only when the command cannot
+        be run (unreachable, auth, host key, timeout); a non-zero exit is returned, not raised."""
         ...
 
     def close(self) -> None: ...
@@ -68,7 +68,7 @@ class ProcessHandle(Protocol):
     stderr: ReadableStream
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit status; raises GatherError(code="timeout") when ``timeout`` passes."""
+        """Wait for the exit status; raises TransportError(code="timeout") when ``timeout`` passes."""
         ...
 
     def kill(self) -> None: ...

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Sequence
 
 from reconciler.codes import HostProblem
-from reconciler.errors import GatherError, clip
+from reconciler.errors import TransportError, clip
 from reconciler.execute.executor import CommandResult, ReadableStream, WritableStream, with_zfs_command
 
 EXIT_NOT_FOUND = 127  # what a shell reports for a missing command; SSH hosts report the same
@@ -34,8 +34,8 @@ class LocalExecutor:
         except PermissionError:
             return CommandResult(tuple(full), EXIT_NOT_EXECUTABLE, "", f"{full[0]}: Permission denied")
         except subprocess.TimeoutExpired:
-            raise GatherError(self.host, HostProblem.TIMEOUT,
-                              f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
+            raise TransportError(self.host, HostProblem.TIMEOUT,
+                                 f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
         return CommandResult(tuple(full), proc.returncode, decode(proc.stdout), decode(proc.stderr))
 
     def open_process(self, argv: Sequence[str]) -> LocalProcess:
@@ -44,10 +44,11 @@ class LocalExecutor:
             popen = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         except FileNotFoundError:
-            raise GatherError(self.host, HostProblem.ZFS_NOT_FOUND, f"{full[0]}: command not found") from None
+            raise TransportError(self.host, HostProblem.ZFS_NOT_FOUND,
+                                 f"{full[0]}: command not found") from None
         except PermissionError:
-            raise GatherError(self.host, HostProblem.PERMISSION_DENIED,
-                              f"{full[0]}: Permission denied") from None
+            raise TransportError(self.host, HostProblem.PERMISSION_DENIED,
+                                 f"{full[0]}: Permission denied") from None
         return LocalProcess(self.host, popen, full)
 
     def close(self) -> None:
@@ -70,9 +71,9 @@ class LocalProcess:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise GatherError(self.host, HostProblem.TIMEOUT,
-                              f"command timed out after {timeout:g}s: {shlex.join(self.argv)}"
-                              ) from None
+            raise TransportError(self.host, HostProblem.TIMEOUT,
+                                 f"command timed out after {timeout:g}s: {shlex.join(self.argv)}"
+                                 ) from None
 
     def kill(self) -> None:
         if self.popen.poll() is None:

@@ -21,7 +21,7 @@ import paramiko
 
 from reconciler.codes import HostProblem
 from reconciler.config.models import SshHost
-from reconciler.errors import GatherError, clip
+from reconciler.errors import TransportError, clip
 from reconciler.execute.executor import CommandResult, ReadableStream, WritableStream, with_zfs_command
 from reconciler.execute.local import decode
 
@@ -69,12 +69,12 @@ class SshExecutor:
         try:
             plain = socket.create_connection((cfg.address, cfg.port), timeout=cfg.connect_timeout)
         except TimeoutError:
-            raise GatherError(self.host, HostProblem.TIMEOUT, f"cannot connect to {where}: "
-                              f"timed out after {cfg.connect_timeout:g}s") from None
+            raise TransportError(self.host, HostProblem.TIMEOUT, f"cannot connect to {where}: "
+                                 f"timed out after {cfg.connect_timeout:g}s") from None
         except OSError as exc:
-            raise GatherError(self.host, HostProblem.UNREACHABLE,
-                              f"cannot connect to {where}: {exc.strerror or exc}"
-                              ) from None
+            raise TransportError(self.host, HostProblem.UNREACHABLE,
+                                 f"cannot connect to {where}: {exc.strerror or exc}"
+                                 ) from None
         sock = FirstBytesSocket(fileno=plain.detach())
         transport = paramiko.Transport(sock, default_window_size=WINDOW_BYTES)
         try:
@@ -84,7 +84,7 @@ class SshExecutor:
                 raise handshake_failure(self.host, where, sock.first_bytes, None, cfg.connect_timeout)
             self._verify_host_key(transport, known)
             self._authenticate(transport)
-        except GatherError:
+        except TransportError:
             transport.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -102,8 +102,8 @@ class SshExecutor:
         except FileNotFoundError:
             return {}
         except (OSError, paramiko.SSHException) as exc:
-            raise GatherError(self.host, HostProblem.HOST_KEY_UNKNOWN,
-                              f"cannot read known_hosts {path}: {exc}") from None
+            raise TransportError(self.host, HostProblem.HOST_KEY_UNKNOWN,
+                                 f"cannot read known_hosts {path}: {exc}") from None
         entry = keys.lookup(known_hosts_name(self.config.address, self.config.port))
         return dict(entry) if entry is not None else {}
 
@@ -114,24 +114,24 @@ class SshExecutor:
         offered = f"{key.get_name()} {fingerprint(key)}"
         expected = known.get(key.get_name())
         if expected is None and not known:
-            raise GatherError(self.host, HostProblem.HOST_KEY_UNKNOWN,
-                              f"host key of {name} is not in {path}: the server offered {offered}; "
-                              f"verify it and add it (e.g. ssh-keyscan -p {self.config.port} "
-                              f"{self.config.address} >> {path}) before connecting")
+            raise TransportError(self.host, HostProblem.HOST_KEY_UNKNOWN,
+                                 f"host key of {name} is not in {path}: the server offered {offered}; "
+                                 f"verify it and add it (e.g. ssh-keyscan -p {self.config.port} "
+                                 f"{self.config.address} >> {path}) before connecting")
         if expected is None or expected.asbytes() != key.asbytes():
             was = ", ".join(f"{k.get_name()} {fingerprint(k)}" for k in known.values())
-            raise GatherError(self.host, HostProblem.HOST_KEY_CHANGED,
-                              f"HOST KEY CHANGED for {name}: the server offered {offered} but {path} "
-                              f"lists {was}; refusing to connect (possible man-in-the-middle); if the "
-                              "change is legitimate, replace the entry in known_hosts")
+            raise TransportError(self.host, HostProblem.HOST_KEY_CHANGED,
+                                 f"HOST KEY CHANGED for {name}: the server offered {offered} but {path} "
+                                 f"lists {was}; refusing to connect (possible man-in-the-middle); if the "
+                                 "change is legitimate, replace the entry in known_hosts")
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         user = self.config.user
         target = f"{user}@{self.config.address}:{self.config.port}"
         keys = [self._identity()] if self.config.identity_file else list(paramiko.Agent().get_keys())
         if not keys:
-            raise GatherError(self.host, HostProblem.AUTH_FAILED,
-                              f"no identity_file configured and no keys in the SSH agent for {target}")
+            raise TransportError(self.host, HostProblem.AUTH_FAILED,
+                                 f"no identity_file configured and no keys in the SSH agent for {target}")
         for key in keys:
             try:
                 transport.auth_publickey(user, key)
@@ -140,8 +140,8 @@ class SshExecutor:
             if transport.is_authenticated():
                 return
         what = self.config.identity_file or "the SSH agent's keys"
-        raise GatherError(self.host, HostProblem.AUTH_FAILED,
-                          f"authentication as {target} failed (publickey with {what})")
+        raise TransportError(self.host, HostProblem.AUTH_FAILED,
+                             f"authentication as {target} failed (publickey with {what})")
 
     def _identity(self) -> paramiko.PKey:
         assert self.config.identity_file is not None
@@ -149,11 +149,11 @@ class SshExecutor:
         try:
             return paramiko.PKey.from_path(path)
         except paramiko.PasswordRequiredException:
-            raise GatherError(self.host, HostProblem.AUTH_FAILED,
-                              f"identity file {path} is encrypted; load it into ssh-agent instead") from None
+            raise TransportError(self.host, HostProblem.AUTH_FAILED, f"identity file {path} is"
+                                 " encrypted; load it into ssh-agent instead") from None
         except (OSError, paramiko.SSHException, ValueError) as exc:
-            raise GatherError(self.host, HostProblem.AUTH_FAILED,
-                              f"cannot read identity file {path}: {exc}") from None
+            raise TransportError(self.host, HostProblem.AUTH_FAILED,
+                                 f"cannot read identity file {path}: {exc}") from None
 
     # ------------------------------------------------------------------ commands
 
@@ -163,8 +163,8 @@ class SshExecutor:
             channel = transport.open_session(timeout=self.config.connect_timeout)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise GatherError(self.host, HostProblem.UNREACHABLE,
-                              f"SSH connection to {self.config.address} lost: {clip(str(exc))}") from None
+            raise TransportError(self.host, HostProblem.UNREACHABLE,
+                                 f"SSH connection to {self.config.address} lost: {clip(str(exc))}") from None
         return channel
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
@@ -194,11 +194,11 @@ class SshExecutor:
                 return bytes(out), bytes(err)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise GatherError(self.host, HostProblem.TIMEOUT,
-                                  f"command timed out after {limit:g}s: {clip(command)}")
+                raise TransportError(self.host, HostProblem.TIMEOUT,
+                                     f"command timed out after {limit:g}s: {clip(command)}")
             if not self.transport().is_active():
-                raise GatherError(self.host, HostProblem.UNREACHABLE,
-                                  f"SSH connection to {self.config.address} lost")
+                raise TransportError(self.host, HostProblem.UNREACHABLE,
+                                     f"SSH connection to {self.config.address} lost")
             select.select([channel], [], [], min(remaining, 1.0))
 
     def open_process(self, argv: Sequence[str]) -> SshProcess:
@@ -228,8 +228,8 @@ class SshProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.channel.exit_status_ready():
             if deadline is not None and time.monotonic() >= deadline:
-                raise GatherError(self.host, HostProblem.TIMEOUT,
-                                  f"command timed out after {timeout:g}s: {clip(self.command)}")
+                raise TransportError(self.host, HostProblem.TIMEOUT,
+                                     f"command timed out after {timeout:g}s: {clip(self.command)}")
             self.channel.status_event.wait(0.2)
         return self.channel.recv_exit_status()
 
@@ -254,27 +254,27 @@ class FirstBytesSocket(socket.socket):
 
 
 def handshake_failure(host: str, where: str, sent: bytes, error: BaseException | None,
-                      timeout: float) -> GatherError:
+                      timeout: float) -> TransportError:
     """The failed SSH handshake with ``where`` in the user's terms, from what the server
     sent first; ``error`` is None when the handshake did not finish within ``timeout``."""
     failed = f"SSH handshake with {where} failed"
     if not sent:
         if error is None:
-            return GatherError(host, HostProblem.TIMEOUT,
-                               f"{failed}: timed out after {timeout:g}s waiting for"
-                               " the SSH banner (the port accepts connections but sends nothing)")
-        return GatherError(host, HostProblem.UNREACHABLE,
-                           f"{failed}: the server closed the connection without sending an SSH banner")
+            return TransportError(host, HostProblem.TIMEOUT,
+                                  f"{failed}: timed out after {timeout:g}s waiting for"
+                                  " the SSH banner (the port accepts connections but sends nothing)")
+        return TransportError(host, HostProblem.UNREACHABLE,
+                              f"{failed}: the server closed the connection without sending an SSH banner")
     # RFC 4253 lets a server send other lines before its "SSH-" version line.
     if b"\nSSH-" not in b"\n" + sent:
         first_line = sent.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "surrogateescape")
-        return GatherError(host, HostProblem.UNREACHABLE,
-                           f"{failed}: the server did not answer with an SSH banner"
-                           f" (it sent '{clip(first_line, 80)}'); is this its SSH port?")
+        return TransportError(host, HostProblem.UNREACHABLE,
+                              f"{failed}: the server did not answer with an SSH banner"
+                              f" (it sent '{clip(first_line, 80)}'); is this its SSH port?")
     if error is None:
-        return GatherError(host, HostProblem.TIMEOUT, f"{failed}: timed out after {timeout:g}s")
+        return TransportError(host, HostProblem.TIMEOUT, f"{failed}: timed out after {timeout:g}s")
     reason = clip(str(error)) or "the server closed the connection"
-    return GatherError(host, HostProblem.UNREACHABLE, f"{failed}: {reason}")
+    return TransportError(host, HostProblem.UNREACHABLE, f"{failed}: {reason}")
 
 
 def prefer_known_key_types(transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:

@@ -16,7 +16,7 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import MAX_ARGV_BYTES
 from reconciler.domain.names import is_within
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
-from reconciler.errors import ConfigError, GatherError, ReconcileError, clip
+from reconciler.errors import ConfigError, GatherError, HostError, ReconcileError, clip
 from reconciler.execute.executor import CommandResult, Executor
 from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
@@ -93,7 +93,7 @@ def gather_host_or_reason(executor: Executor, host: str, roots: list[str] | None
                           ) -> HostFacts | HostUnavailable:
     try:
         return gather_host(executor, host, roots)
-    except GatherError as exc:
+    except HostError as exc:  # the transport's failure or what gathering found
         return HostUnavailable(host, exc.code, str(exc))
     except ReconcileError as exc:
         return HostUnavailable(host, HostProblem.COMMAND_FAILED, f"host {host!r}: {clip(str(exc))}")
