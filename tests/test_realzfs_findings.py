@@ -23,9 +23,9 @@ from plan_builders import NOW, World, simple_config
 from reconciler.domain.actions import SendAction
 from reconciler.domain.resume_token import encode_resume_token
 from reconciler.errors import ExecError
-from reconciler.execute import transfer
+from reconciler.execute import progress, transfer
 from reconciler.execute.executor import CommandResult
-from reconciler.execute.transfer import TransferResult, _LogTransfer, run_send, transfer_error
+from reconciler.execute.transfer import TransferResult, run_send, transfer_error
 from reconciler.gather.parse import parse_zfs_list
 from reconciler.planning.planner import make_plan
 
@@ -78,8 +78,8 @@ def test_parser_keeps_a_filesystems_written_from_real_output() -> None:
 def test_log_progress_past_a_low_send_estimate_shows_no_negative_eta() -> None:
     # Real OpenZFS 2.1 estimated 624 B for an incremental zvol stream of 1.5 KiB.
     out = io.StringIO()
-    progress = _LogTransfer(out, "incr a -> b", 624, interval=0.0)
-    progress.update(1536)
+    bar = progress._LogTransfer(out, "incr a -> b", 624, interval=0.0)
+    bar.update(1536)
     line = out.getvalue()
     assert "estimated 624 B" in line and "ETA" not in line and "-" not in line.split(":", 1)[1]
 
@@ -126,8 +126,8 @@ class Lines:
     def line(self, text: str) -> None:
         self.lines.append(text)
 
-    def transfer(self, label: str, total: int | None) -> transfer.TransferProgress:
-        return transfer.NullProgress().transfer(label, total)
+    def transfer(self, label: str, total: int | None) -> progress.TransferProgress:
+        return progress.NullProgress().transfer(label, total)
 
 
 def fake_sends(monkeypatch: pytest.MonkeyPatch, *errors: str) -> list[str | None]:

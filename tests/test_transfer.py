@@ -22,10 +22,10 @@ from reconciler.cli import main
 from reconciler.config.models import LocalHost, SshHost
 from reconciler.domain.actions import SendAction
 from reconciler.execute import transfer
+from reconciler.execute.progress import LogProgress
 from reconciler.execute.ssh import SshExecutor
 from reconciler.execute.transfer import (
     CHUNK,
-    LogProgress,
     TransferResult,
     host_argv,
     parse_send_size,
@@ -278,7 +278,7 @@ def test_a_terminal_gets_a_rich_bar_with_bytes_rate_and_eta(monkeypatch: pytest.
 
     from rich.console import Console
 
-    from reconciler.execute.transfer import RichProgress, progress_for_terminal
+    from reconciler.execute.progress import RichProgress, progress_for_terminal
 
     monkeypatch.setenv("TERM", "xterm")
     master, slave = pty.openpty()
@@ -317,7 +317,8 @@ def test_the_transfer_is_sized_by_zfs_send_nP_not_by_the_plans_estimate(
     stream's, which picks the path and the progress total. The plan's is the fallback."""
     from reconciler.config.models import Config
     from reconciler.execute.local import LocalExecutor
-    from reconciler.execute.transfer import NullProgress, TransferResult, run_send
+    from reconciler.execute.progress import NullProgress
+    from reconciler.execute.transfer import TransferResult, run_send
 
     totals: list[int | None] = []
 

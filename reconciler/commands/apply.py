@@ -36,7 +36,7 @@ from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
-from reconciler.execute.transfer import ProgressSink, progress_for_terminal
+from reconciler.execute.progress import ProgressSink, progress_for_terminal
 
 
 def register(subparsers: Any) -> None:

@@ -26,7 +26,7 @@ from reconciler.config.grid import parse_duration
 from reconciler.errors import ReconcileError
 from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
-from reconciler.execute.transfer import LogProgress, progress_for_terminal
+from reconciler.execute.progress import LogProgress, progress_for_terminal
 
 SLEEP_SLICE = 1.0  # seconds; the loop re-checks for a stop request at least this often
 

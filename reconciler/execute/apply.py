@@ -42,7 +42,8 @@ from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
 from reconciler.execute.executor import Executor
-from reconciler.execute.transfer import NullProgress, ProgressSink, human_bytes, run_send
+from reconciler.execute.progress import NullProgress, ProgressSink, human_bytes
+from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
 
