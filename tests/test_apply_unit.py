@@ -30,7 +30,7 @@ from reconciler.execute.apply import (
     batch_names,
     execution_order,
 )
-from reconciler.execute.executor import CommandResult
+from reconciler.transport.interface import CommandResult
 
 LIST_HEADER = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written", "referenced",
                "receive_resume_token")

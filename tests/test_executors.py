@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -12,10 +12,13 @@ from fixtures_sshd import SshServer, free_port, keygen
 
 from reconciler.config.models import LocalHost, SshHost
 from reconciler.errors import TransportError
-from reconciler.execute.executor import ProcessHandle, StreamingExecutor
-from reconciler.execute.hosts import make_executor
-from reconciler.execute.local import LocalExecutor
-from reconciler.execute.ssh import SshExecutor, fingerprint
+from reconciler.transport import ssh
+from reconciler.transport.hosts import make_executor
+from reconciler.transport.interface import StreamingExecutor, StreamRole
+from reconciler.transport.local import LocalExecutor
+from reconciler.transport.process import PipeProcess
+from reconciler.transport.pump import TransferResult, relay
+from reconciler.transport.ssh import ChannelProcess, SshExecutor, fingerprint
 
 
 def ssh_executor(server: SshServer, **overrides: object) -> SshExecutor:
@@ -28,18 +31,22 @@ def ssh_keygen_fingerprint(public_key: Path) -> str:
     return out.split()[1]
 
 
-def feed_and_read(proc: ProcessHandle, payload: bytes) -> bytes:
-    """Write stdin from a thread while reading stdout, as a send | recv pump must."""
+PAYLOAD = 3 << 20
+# What a receiving side prints: the size and digest of the stream it got.
+DIGEST = ["python3", "-c", "import hashlib, sys; d = sys.stdin.buffer.read(); "
+                           "sys.stderr.write(f'{len(d)} {hashlib.sha256(d).hexdigest()}')"]
 
-    def feed() -> None:
-        proc.stdin.write(payload)
-        proc.stdin.close()
 
-    writer = threading.Thread(target=feed)
-    writer.start()
-    data = proc.stdout.read()
-    writer.join(10)
-    return data
+def round_trip(sender: StreamingExecutor, receiver: StreamingExecutor,
+               size_hint: int | None) -> TransferResult:
+    """PAYLOAD bytes from the sender's side to the receiver's, both started by their executors
+    (whose zfs_command is the command: "zfs" is replaced by it)."""
+    return relay(lambda: sender.start_stream(["zfs"], StreamRole.SEND, size_hint),
+                 lambda: receiver.start_stream(["zfs"], StreamRole.RECEIVE, size_hint))
+
+
+def sent_digest() -> str:
+    return f"{PAYLOAD} {hashlib.sha256(bytes(PAYLOAD)).hexdigest()}"
 
 
 # ----------------------------------------------------------------------------- local
@@ -64,18 +71,23 @@ def test_local_timeout_is_typed() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_local_streaming_process() -> None:
-    ex: StreamingExecutor = LocalExecutor("nas", ["cat"])
-    proc = ex.open_process(["zfs"])
-    payload = b"x" * (3 << 20)
-    assert feed_and_read(proc, payload) == payload
-    assert proc.wait(5) == 0
+@pytest.mark.parametrize("size_hint", [None, 0, 1 << 40])
+def test_local_streams_run_as_pipes_whatever_their_size(size_hint: int | None) -> None:
+    sender = LocalExecutor("nas", ["head", "-c", str(PAYLOAD), "/dev/zero"])
+    side = sender.start_stream(["zfs"], StreamRole.SEND, size_hint)
+    try:
+        assert isinstance(side, PipeProcess) and side.pipe_fd() is not None
+    finally:
+        side.stop()
+    result = round_trip(sender, LocalExecutor("nas", DIGEST), size_hint)
+    assert result.ok and result.bytes == PAYLOAD and result.recv_stderr == sent_digest()
 
 
 def test_make_executor_picks_transport() -> None:
     assert isinstance(make_executor("a", LocalHost(connection="local")), LocalExecutor)
     remote = SshHost(connection="ssh", address="127.0.0.1", port=free_port())
     assert isinstance(make_executor("b", remote), SshExecutor)  # no connection until first use
+
 
 
 # ----------------------------------------------------------------------------- ssh
@@ -160,15 +172,27 @@ def test_ssh_command_timeout_keeps_connection_usable(sshd: SshServer) -> None:
         ex.close()
 
 
-def test_ssh_streaming_process_round_trip(sshd: SshServer) -> None:
-    ex = ssh_executor(sshd, zfs_command=["cat"])
+@pytest.mark.parametrize(("size_hint", "kind"), [
+    (0, ChannelProcess), (ssh.SMALL_SEND_BYTES, ChannelProcess),
+    (ssh.SMALL_SEND_BYTES + 1, PipeProcess), (None, PipeProcess)])
+def test_ssh_streams_take_a_channel_when_small_and_the_ssh_client_otherwise(
+        sshd: SshServer, size_hint: int | None, kind: type) -> None:
+    head = ["head", "-c", str(PAYLOAD), "/dev/zero"]
+    sender = ssh_executor(sshd, zfs_command=head)
+    receiver = ssh_executor(sshd, zfs_command=DIGEST)
     try:
-        proc = ex.open_process(["zfs"])
-        payload = bytes(range(256)) * 8192  # 2 MiB
-        assert feed_and_read(proc, payload) == payload
-        assert proc.wait(10) == 0
+        side = receiver.start_stream(["zfs"], StreamRole.RECEIVE, size_hint)
+        assert type(side) is kind and (side.pipe_fd() is None) == (kind is ChannelProcess)
+        side.end_input()
+        side.wait(10)
+        for remote_sender in (True, False):
+            source = sender if remote_sender else LocalExecutor("nas", head)
+            result = round_trip(source, receiver, size_hint)
+            assert result.ok and result.bytes == PAYLOAD, result
+            assert result.recv_stderr == sent_digest()
     finally:
-        ex.close()
+        sender.close()
+        receiver.close()
 
 
 def test_fingerprint_matches_ssh_keygen(sshd: SshServer) -> None:

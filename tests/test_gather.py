@@ -14,9 +14,9 @@ from standin.state import StandinState
 
 from reconciler.cli import main
 from reconciler.config.models import Config
-from reconciler.execute.local import LocalExecutor
 from reconciler.gather import facts as facts_module
 from reconciler.gather.facts import gather, gather_host
+from reconciler.transport.local import LocalExecutor
 
 
 def config_for(hosts: dict[str, dict[str, Any]]) -> Config:

@@ -18,10 +18,10 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import DestroyAction, SendAction, SnapshotAction, snapshot_batch_argv
 from reconciler.domain.observed import ObservedState
 from reconciler.domain.plan import Plan
-from reconciler.execute.executor import with_zfs_command
 from reconciler.gather.facts import gather
 from reconciler.planning.planner import make_plan
 from reconciler.planning.simulate import simulate
+from reconciler.transport.interface import with_zfs_command
 
 START = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 

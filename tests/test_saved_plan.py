@@ -347,9 +347,9 @@ def test_a_skipped_action_of_a_saved_plan_is_a_failure(
     from reconciler.commands.apply import print_report
     from reconciler.config.load import load_config
     from reconciler.execute.apply import apply_plan
-    from reconciler.execute.hosts import executors_for
     from reconciler.gather.facts import gather
     from reconciler.planning.planner import make_plan
+    from reconciler.transport.hosts import executors_for
 
     config_path, nas, _backup = hosts
     config = load_config(str(config_path))

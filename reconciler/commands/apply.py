@@ -34,9 +34,9 @@ from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
 from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan
-from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import ProgressSink, progress_for_terminal
+from reconciler.transport.interface import Executor, StreamingExecutor
 
 
 def register(subparsers: Any) -> None:
@@ -106,7 +106,7 @@ def saved_selection(plan: Plan, args: argparse.Namespace) -> tuple[list[str] | N
     return recorded
 
 
-def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[str, Executor]) -> Plan:
+def load_saved_plan(args: argparse.Namespace, config: Config, executors: Mapping[str, Executor]) -> Plan:
     """Verify, then run: read the file strictly, re-gather, recompute the plan at the file's
     time and selection, and return the recomputed plan only if it is exactly the file's
     (reconciler/planfile/verify.py); refuse with the reason and the differences otherwise."""
@@ -191,7 +191,7 @@ def not_attempted(plan: Plan) -> list[str]:
 
 # --------------------------------------------------------------------------- the command
 
-def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signals: StopSignals,
+def execute(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], signals: StopSignals,
             progress: ProgressSink | None = None, *, saved_plan: bool = False) -> ApplyReport:
     return apply_plan(plan, config, executors, progress=progress or progress_for_terminal(),
                       stop=signals.stop, abort=signals.abort, saved_plan=saved_plan)
@@ -199,14 +199,14 @@ def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signa
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config
-    from reconciler.execute.hosts import executors_for
     from reconciler.render import render_text
+    from reconciler.transport.hosts import executors_for
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
         if note := lock.stale_note():
             print(note, file=sys.stderr)
-        executors: dict[str, Executor] = dict(executors_for(config))
+        executors = executors_for(config)
         try:
             if args.plan:
                 plan = load_saved_plan(args, config, executors)

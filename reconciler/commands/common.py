@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 from reconciler.errors import ReconcileError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reconciler.config.models import Config
     from reconciler.domain.observed import ObservedState
     from reconciler.domain.plan import Plan
-    from reconciler.execute.executor import Executor
+    from reconciler.transport.interface import Executor
 
 
 class UsageError(ReconcileError):
@@ -111,7 +113,7 @@ def check_selection(config: Config, hosts: list[str] | None,
 
 
 def compute_plan(args: argparse.Namespace, *, explain: bool = False,
-                 executors: dict[str, Executor] | None = None) -> tuple[Config, ObservedState, Plan]:
+                 executors: Mapping[str, Executor] | None = None) -> tuple[Config, ObservedState, Plan]:
     """Load the config, gather only the hosts the selection needs, and plan.
 
     ``args`` carries ``config``, ``hosts``, ``filesystems`` and ``now`` (see

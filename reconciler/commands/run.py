@@ -24,7 +24,6 @@ from reconciler.commands.apply import StopSignals, execute, print_report, stop_s
 from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
 from reconciler.config.grid import parse_duration
 from reconciler.errors import ReconcileError
-from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import LogProgress, progress_for_terminal
 
@@ -57,14 +56,14 @@ def log(text: str) -> None:
 def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
     """gather -> plan -> apply -y; True when nothing failed. Raises ReconcileError."""
     from reconciler.config.load import load_config
-    from reconciler.execute.hosts import executors_for
     from reconciler.render import summary_line
+    from reconciler.transport.hosts import executors_for
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
         if note := lock.stale_note():
             log(note)
-        executors: dict[str, Executor] = dict(executors_for(config))
+        executors = executors_for(config)
         try:
             config, _observed, plan = compute_plan(args, executors=executors)
             log(summary_line(plan))

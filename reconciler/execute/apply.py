@@ -41,11 +41,11 @@ from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
-from reconciler.execute.executor import Executor
 from reconciler.execute.progress import NullProgress, ProgressSink, human_bytes
 from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
+from reconciler.transport.interface import Executor, StreamingExecutor
 
 DONE = "done"
 FAILED = "failed"
@@ -273,7 +273,7 @@ def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedSta
 # --------------------------------------------------------------------------- the apply loop
 
 class _Applier:
-    def __init__(self, config: Config, executors: Mapping[str, Executor], progress: ProgressSink,
+    def __init__(self, config: Config, executors: Mapping[str, StreamingExecutor], progress: ProgressSink,
                  stop: threading.Event | None, abort: threading.Event | None) -> None:
         self.config = config
         self.executors = executors
@@ -374,7 +374,7 @@ class _Applier:
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
         try:
-            result = run_send(action, self.config, self.executors, progress=self.progress, abort=self.abort)
+            result = run_send(action, self.executors, progress=self.progress, abort=self.abort)
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
@@ -421,7 +421,7 @@ def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
     return tuple(ref[len(dataset) + 1:].split(","))
 
 
-def apply_plan(plan: Plan, config: Config, executors: Mapping[str, Executor], *,
+def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
                progress: ProgressSink | None = None, stop: threading.Event | None = None,
                abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
     """Execute the plan's actions (see module docstring). Never raises for a failing action:

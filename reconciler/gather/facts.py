@@ -8,7 +8,7 @@ Hosts are gathered in parallel threads; a host that fails lands in
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.codes import HostProblem
@@ -17,10 +17,10 @@ from reconciler.domain.actions import MAX_ARGV_BYTES
 from reconciler.domain.names import is_within
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
 from reconciler.errors import ConfigError, GatherError, HostError, ReconcileError, clip
-from reconciler.execute.executor import CommandResult, Executor
-from reconciler.execute.hosts import executors_for
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
 from reconciler.planning.selection import filter_roots
+from reconciler.transport.hosts import executors_for
+from reconciler.transport.interface import CommandResult, Executor
 
 MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
@@ -30,7 +30,7 @@ PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is 
 
 
 def gather(config: Config, host_names: Iterable[str] | None = None, *,
-           executors: dict[str, Executor] | None = None) -> ObservedState:
+           executors: Mapping[str, Executor] | None = None) -> ObservedState:
     """Facts of ``host_names`` (default: every configured host), gathered in parallel.
 
     Executors passed in are used (and left open, their owner closes them); missing ones

@@ -1,4 +1,4 @@
-"""Build the executor for each configured host (local subprocess or SSH)."""
+"""The host table: the executor of each configured host (local subprocess or SSH)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 from reconciler.config.models import Config, HostConfig, LocalHost, SshHost
 from reconciler.errors import ConfigError
-from reconciler.execute.executor import StreamingExecutor
-from reconciler.execute.local import LocalExecutor
-from reconciler.execute.ssh import SshExecutor
+from reconciler.transport.interface import StreamingExecutor
+from reconciler.transport.local import LocalExecutor
+from reconciler.transport.ssh import SshExecutor
 
 
 def make_executor(name: str, host: HostConfig) -> StreamingExecutor:
@@ -21,14 +21,11 @@ def make_executor(name: str, host: HostConfig) -> StreamingExecutor:
 
 
 def executors_for(config: Config, names: Iterable[str] | None = None) -> dict[str, StreamingExecutor]:
-    """Executors for ``names`` (default: every configured host), keyed by host name."""
-    wanted = list(config.hosts) if names is None else list(names)
+    """Executors for ``names`` (default: every configured host), keyed by host name, in
+    the order given. Nothing is connected yet; whoever builds them closes them."""
+    wanted = list(config.hosts) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in config.hosts]
     if unknown:
         raise ConfigError(f"unknown host(s): {', '.join(unknown)} (configured: {', '.join(config.hosts)})")
     return {name: make_executor(name, config.hosts[name]) for name in wanted}
 
-
-def close_all(executors: dict[str, StreamingExecutor]) -> None:
-    for executor in executors.values():
-        executor.close()
