@@ -1,4 +1,4 @@
-"""Local and SSH executors against real processes and a real loopback sshd."""
+"""Local and SSH executors against real processes and a real loopback sshd; the host table."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fixtures_sshd import SshServer, free_port, keygen
 
-from reconciler.config.models import LocalHost, SshHost
-from reconciler.errors import TransportError
+from reconciler.config.models import Config, LocalHost, SshHost
+from reconciler.errors import ConfigError, TransportError
 from reconciler.transport import ssh
-from reconciler.transport.hosts import make_executor
+from reconciler.transport.hosts import make_executor, open_executors
 from reconciler.transport.interface import StreamingExecutor, StreamRole
 from reconciler.transport.local import LocalExecutor
 from reconciler.transport.process import PipeProcess
@@ -88,6 +88,33 @@ def test_make_executor_picks_transport() -> None:
     remote = SshHost(connection="ssh", address="127.0.0.1", port=free_port())
     assert isinstance(make_executor("b", remote), SshExecutor)  # no connection until first use
 
+
+def two_hosts() -> Config:
+    return Config.model_validate({
+        "hosts": {"nas": {"connection": "local"},
+                  "backup": {"connection": "ssh", "address": "127.0.0.1", "port": free_port()}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p"}]})
+
+
+def test_open_executors_closes_every_one_however_the_block_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(LocalExecutor, "close", lambda self: closed.append(self.host))
+    monkeypatch.setattr(SshExecutor, "close", lambda self: closed.append(self.host))
+    with open_executors(two_hosts()) as executors:
+        assert list(executors) == ["nas", "backup"] and closed == []
+    assert sorted(closed) == ["backup", "nas"]
+    closed.clear()
+    with pytest.raises(RuntimeError, match="boom"), open_executors(two_hosts(), ["backup"]) as executors:
+        assert list(executors) == ["backup"]
+        raise RuntimeError("boom")
+    assert closed == ["backup"]
+
+
+def test_open_executors_refuses_an_unknown_host_in_the_words_of_gathering() -> None:
+    with pytest.raises(ConfigError, match=r"unknown host\(s\): nope \(configured: nas, backup\)"), \
+            open_executors(two_hosts(), ["nas", "nope"]):
+        pass
 
 
 # ----------------------------------------------------------------------------- ssh

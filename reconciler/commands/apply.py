@@ -36,6 +36,7 @@ from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import ProgressSink, progress_for_terminal
+from reconciler.transport.hosts import open_executors
 from reconciler.transport.interface import Executor, StreamingExecutor
 
 
@@ -125,7 +126,7 @@ def load_saved_plan(args: argparse.Namespace, config: Config, executors: Mapping
                              f"has what the plan was computed for ({exc}); nothing was changed. Run "
                              "`zrepl-reconcile plan --out` again and review the new plan") from None
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    observed = gather(config, executors, [h for h in config.hosts if h in needed])
     current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
     error = refusal(args.plan, saved.plan, saved.document["actions"], current)
     if error is not None:
@@ -200,14 +201,12 @@ def execute(plan: Plan, config: Config, executors: Mapping[str, StreamingExecuto
 def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config
     from reconciler.render import render_text
-    from reconciler.transport.hosts import executors_for
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
         if note := lock.stale_note():
             print(note, file=sys.stderr)
-        executors = executors_for(config)
-        try:
+        with open_executors(config) as executors:
             if args.plan:
                 plan = load_saved_plan(args, config, executors)
             else:
@@ -223,9 +222,6 @@ def run(args: argparse.Namespace) -> int:
             # from now on they stop between actions.
             with stop_signals() as signals:
                 report = execute(plan, config, executors, signals, saved_plan=bool(args.plan))
-        finally:
-            for executor in executors.values():
-                executor.close()
     print_report(report, plan)
     if report.stopped:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).

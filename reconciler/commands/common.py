@@ -118,7 +118,8 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
 
     ``args`` carries ``config``, ``hosts``, ``filesystems`` and ``now`` (see
     ``add_selection_arguments``). ``executors`` (optional, owned by the caller) are reused
-    for gathering, so ``apply`` can keep one connection per host for gather and execute.
+    for gathering, so ``apply`` can keep one connection per host for gather and execute;
+    without them the needed hosts' executors are opened and closed here.
     """
     from reconciler.config.load import load_config
 
@@ -130,8 +131,14 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
     # Imported late: flag and config errors are reported even while these modules change.
     from reconciler.gather.facts import gather
     from reconciler.planning.planner import hosts_needed, make_plan
+    from reconciler.transport.hosts import open_executors
 
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+    gathered = [h for h in config.hosts if h in needed]
+    if executors is None:
+        with open_executors(config, gathered) as opened:
+            observed = gather(config, opened, gathered)
+    else:
+        observed = gather(config, executors, gathered)
     plan = make_plan(config, observed, now, hosts=hosts, filesystems=filesystems, explain=explain)
     return config, observed, plan

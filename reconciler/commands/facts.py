@@ -12,6 +12,7 @@ from reconciler.codes import ExitCode
 from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
 from reconciler.gather.facts import gather
+from reconciler.transport.hosts import open_executors
 
 HEADERS = ("dataset", "type", "snapshots", "bookmarks", "newest snapshot", "held", "resume token")
 
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config  # the config engineer's loader
 
     config = load_config(args.config)
-    state = gather(config, args.host)
+    with open_executors(config, args.host) as executors:
+        state = gather(config, executors, args.host)
     if args.format == "json":
         json.dump(observed_to_json(state), sys.stdout, indent=2)
         sys.stdout.write("\n")
