@@ -6,9 +6,10 @@ moves the same N MiB from a remote ``head -c N /dev/zero`` ("zfs send") into a l
 ``cat > /dev/null`` ("zfs recv") in several ways:
 
   plain pipe          ssh host 'head -c N /dev/zero' | cat > /dev/null   (the shell's pipe: the floor)
-  system ssh + pump   transfer.stream(): ssh client stdout -> controller (os.splice) -> cat stdin
+  system ssh + pump   pump.stream(): ssh client stdout -> controller (os.splice) -> cat stdin
   system ssh + copy   the same with the 1 MiB read/write buffer instead of splice
-  paramiko channel    SshExecutor.open_process(): paramiko channel -> controller -> cat stdin
+  paramiko channel    SshExecutor.start_stream() of a small send: paramiko channel -> controller
+                      -> cat stdin (the path apply takes for sends up to SMALL_SEND_BYTES)
 
 and the same for local -> local (no ssh) as a reference. Median of --runs runs each.
 
@@ -38,8 +39,11 @@ from fixtures_sshd import free_port as pick_port  # noqa: E402
 from fixtures_sshd import keygen, wait_for_port, write_config  # noqa: E402
 
 from reconciler.config.models import SshHost  # noqa: E402
-from reconciler.execute.ssh import SshExecutor  # noqa: E402
-from reconciler.execute.transfer import CHUNK, host_argv, stream  # noqa: E402
+from reconciler.transport.interface import StreamRole  # noqa: E402
+from reconciler.transport.openssh import client_argv, remote_command  # noqa: E402
+from reconciler.transport.process import PipeProcess  # noqa: E402
+from reconciler.transport.pump import relay, stream  # noqa: E402
+from reconciler.transport.ssh import SshExecutor  # noqa: E402
 
 SINK = ["sh", "-c", "cat > /dev/null"]
 
@@ -70,7 +74,7 @@ def sender(host: SshHost | None, nbytes: int) -> list[str]:
     """``head -c N /dev/zero`` here, or on ``host`` through the system ssh client."""
     if host is None:
         return source_argv(nbytes)
-    return [*host_argv(host, ["x"])[:-1], shlex.join(source_argv(nbytes))]
+    return [*client_argv(host), remote_command(source_argv(nbytes))]
 
 
 def plain_pipe(host: SshHost | None, nbytes: int) -> float:
@@ -94,19 +98,12 @@ def paramiko_channel(host: SshHost, nbytes: int) -> float:
     executor = SshExecutor("bench", host.model_copy(update={"zfs_command": source_argv(nbytes)}))
     executor.run(["true"])  # connect and authenticate outside the timing, as in apply
     start = time.monotonic()
-    process = executor.open_process(["zfs"])  # "zfs" becomes the zfs_command: head -c N
-    sink = subprocess.Popen(SINK, stdin=subprocess.PIPE)
-    assert sink.stdin is not None
-    moved = 0
-    while chunk := process.stdout.read(CHUNK):
-        sink.stdin.write(chunk)
-        moved += len(chunk)
-    sink.stdin.close()
-    sink.wait()
-    process.wait()
+    # "zfs" becomes the zfs_command (head -c N); size 0 is a small send: a channel.
+    result = relay(lambda: executor.start_stream(["zfs"], StreamRole.SEND, 0),
+                   lambda: PipeProcess(SINK, StreamRole.RECEIVE), abort=threading.Event())
     elapsed = time.monotonic() - start
     executor.close()
-    assert moved == nbytes, moved
+    assert result.ok and result.bytes == nbytes, result
     return elapsed
 
 

@@ -108,7 +108,7 @@ def configure_logging(debug: bool) -> None:
 
 def thread_exception(args: threading.ExceptHookArgs) -> None:
     """An exception that ends a thread: one line, no traceback (that is --debug's). A
-    paramiko transport thread's says nothing more than the GatherError its failure
+    paramiko transport thread's says nothing more than the TransportError its failure
     becomes, so it says nothing."""
     if args.exc_type is SystemExit or type(args.thread).__module__.startswith("paramiko"):
         return

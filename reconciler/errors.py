@@ -1,4 +1,15 @@
-"""The one small error tree of the project.
+"""The one small error tree of the project::
+
+    ReconcileError
+    ├── ConfigError        the configuration is invalid (every problem, with its position)
+    ├── HostError          a host could not be used: ``host``, ``code`` (a HostProblem)
+    │   ├── TransportError the executors: connecting, authenticating, host keys, timeouts,
+    │   │                  a lost connection (gathering or applying)
+    │   └── GatherError    gathering: what it found wrong in zfs output or a failed listing
+    ├── ExecError          an action failed while applying (``code``: a ZfsError)
+    │   └── LockError      another apply holds the configuration's lock
+    ├── StalePlanError     a saved plan no longer matches the facts
+    └── PlanFileError      a saved plan file cannot be read, is not a plan, or was edited
 
 The CLI maps each class to an exit code and prints ``str(error)`` as one clear
 message; tracebacks are shown only with ``--debug``.
@@ -8,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.codes import ZfsError
+from reconciler.codes import HostProblem, ZfsError
 
 MAX_QUOTED_CHARS = 1000  # of a host's output quoted in one message
 
@@ -47,17 +58,29 @@ class ConfigError(ReconcileError):
         super().__init__(message)
 
 
-class GatherError(ReconcileError):
-    """Facts could not be gathered from a host (or its output was not valid zfs output).
+class HostError(ReconcileError):
+    """A host could not be used; ``code`` says why in a word, the message in the user's terms.
 
-    ``code`` is one of: unreachable, auth_failed, host_key_unknown, host_key_changed,
-    zfs_not_found, permission_denied, timeout, bad_output, command_failed.
+    A code in ``reconciler.codes.HOST_DOWN`` makes every further command on the host
+    pointless (apply then skips the host's remaining actions).
     """
 
-    def __init__(self, host: str, code: str, message: str) -> None:
+    def __init__(self, host: str, code: HostProblem, message: str) -> None:
         self.host = host
         self.code = code
         super().__init__(f"host {host!r}: {message}")
+
+
+class TransportError(HostError):
+    """The executor could not run a command on the host, while gathering or applying:
+    unreachable, timeout, auth_failed, host_key_unknown, host_key_changed (a non-zero
+    exit of the command itself is a result, not this error)."""
+
+
+class GatherError(HostError):
+    """Gathering found the host's zfs unusable: output that is not valid zfs output
+    (bad_output), or a listing that failed (zfs_not_found, permission_denied,
+    command_failed, classified from what the host printed)."""
 
 
 class ExecError(ReconcileError):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.codes import HostProblem
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     KIND_RANK,
@@ -22,7 +23,7 @@ from reconciler.domain.actions import (
     SnapshotAction,
 )
 from reconciler.domain.plan import Plan
-from reconciler.errors import ExecError, GatherError
+from reconciler.errors import ExecError, TransportError
 from reconciler.execute.apply import (
     DONE,
     FAILED,
@@ -31,7 +32,7 @@ from reconciler.execute.apply import (
     apply_plan,
     batch_names,
 )
-from reconciler.execute.executor import CommandResult
+from reconciler.transport.interface import CommandResult
 
 LIST_HEADER = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written", "referenced",
                "receive_resume_token")
@@ -50,7 +51,7 @@ class FakeExecutor:
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         if self.down:
-            raise GatherError(self.host, "unreachable", "connection refused")
+            raise TransportError(self.host, HostProblem.UNREACHABLE, "connection refused")
         argv = list(argv)
         self.calls.append(argv)
         joined = " ".join(argv)
@@ -165,7 +166,7 @@ def test_failed_snapshot_batch_is_retried_one_by_one_and_only_the_broken_member_
 def test_snapshot_batch_on_a_host_that_is_down_fails_every_member_without_retrying(
         hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
     def down(argv: list[str], **kw: object) -> object:
-        raise GatherError("nas", "unreachable", "nas: cannot connect: connection refused")
+        raise TransportError("nas", HostProblem.UNREACHABLE, "nas: cannot connect: connection refused")
 
     monkeypatch.setattr(hosts["nas"], "run", down)
     report = run(plan_of(SnapshotAction("nas", "tank/a", "zrepl_2", "k"),

@@ -17,8 +17,8 @@ from reconciler.config.models import Config, SshHost
 from reconciler.config.references import filters_overlap, replica_overlap
 from reconciler.domain.names import filter_decision
 from reconciler.errors import ConfigError
-from reconciler.execute.local import LocalExecutor
-from reconciler.execute.transfer import host_argv
+from reconciler.transport.local import LocalExecutor
+from reconciler.transport.openssh import ssh_argv
 
 HOSTS = """\
 hosts:
@@ -595,9 +595,9 @@ filesystems: [{{host: nas, filter: {{"t<": true}}, policy: p}}]
     assert json.loads(result.stdout) == [*SHELLISH, "list"]
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     assert isinstance(remote, SshHost)
-    ssh_argv = host_argv(remote, ["zfs", "list"])
-    assert shlex.split(ssh_argv[-1]) == ["sudo", *SHELLISH, "list"]
-    assert ssh_argv[ssh_argv.index("-i") + 1].endswith("/.ssh/$(touch pwned)'\"")
+    argv = ssh_argv(remote, ["zfs", "list"])
+    assert shlex.split(argv[-1]) == ["sudo", *SHELLISH, "list"]
+    assert argv[argv.index("-i") + 1].endswith("/.ssh/$(touch pwned)'\"")
 
 
 def test_a_replica_selected_by_another_entry_on_the_target_host() -> None:

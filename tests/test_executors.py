@@ -1,21 +1,24 @@
-"""Local and SSH executors against real processes and a real loopback sshd."""
+"""Local and SSH executors against real processes and a real loopback sshd; the host table."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from fixtures_sshd import SshServer, free_port, keygen
 
-from reconciler.config.models import LocalHost, SshHost
-from reconciler.errors import GatherError
-from reconciler.execute.executor import ProcessHandle, StreamingExecutor
-from reconciler.execute.hosts import make_executor
-from reconciler.execute.local import LocalExecutor
-from reconciler.execute.ssh import SshExecutor, fingerprint
+from reconciler.config.models import Config, LocalHost, SshHost
+from reconciler.errors import ConfigError, TransportError
+from reconciler.transport import ssh
+from reconciler.transport.hosts import make_executor, open_executors
+from reconciler.transport.interface import StreamingExecutor, StreamRole
+from reconciler.transport.local import LocalExecutor
+from reconciler.transport.process import PipeProcess
+from reconciler.transport.pump import TransferResult, relay
+from reconciler.transport.ssh import ChannelProcess, SshExecutor, fingerprint
 
 
 def ssh_executor(server: SshServer, **overrides: object) -> SshExecutor:
@@ -28,18 +31,22 @@ def ssh_keygen_fingerprint(public_key: Path) -> str:
     return out.split()[1]
 
 
-def feed_and_read(proc: ProcessHandle, payload: bytes) -> bytes:
-    """Write stdin from a thread while reading stdout, as a send | recv pump must."""
+PAYLOAD = 3 << 20
+# What a receiving side prints: the size and digest of the stream it got.
+DIGEST = ["python3", "-c", "import hashlib, sys; d = sys.stdin.buffer.read(); "
+                           "sys.stderr.write(f'{len(d)} {hashlib.sha256(d).hexdigest()}')"]
 
-    def feed() -> None:
-        proc.stdin.write(payload)
-        proc.stdin.close()
 
-    writer = threading.Thread(target=feed)
-    writer.start()
-    data = proc.stdout.read()
-    writer.join(10)
-    return data
+def round_trip(sender: StreamingExecutor, receiver: StreamingExecutor,
+               size_hint: int | None) -> TransferResult:
+    """PAYLOAD bytes from the sender's side to the receiver's, both started by their executors
+    (whose zfs_command is the command: "zfs" is replaced by it)."""
+    return relay(lambda: sender.start_stream(["zfs"], StreamRole.SEND, size_hint),
+                 lambda: receiver.start_stream(["zfs"], StreamRole.RECEIVE, size_hint))
+
+
+def sent_digest() -> str:
+    return f"{PAYLOAD} {hashlib.sha256(bytes(PAYLOAD)).hexdigest()}"
 
 
 # ----------------------------------------------------------------------------- local
@@ -58,24 +65,56 @@ def test_local_missing_command_is_127() -> None:
 
 def test_local_timeout_is_typed() -> None:
     started = time.monotonic()
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         LocalExecutor("nas", ["sleep"]).run(["zfs", "10"], timeout=0.3)
     assert info.value.code == "timeout" and "timed out after 0.3s" in str(info.value)
     assert time.monotonic() - started < 5
 
 
-def test_local_streaming_process() -> None:
-    ex: StreamingExecutor = LocalExecutor("nas", ["cat"])
-    proc = ex.open_process(["zfs"])
-    payload = b"x" * (3 << 20)
-    assert feed_and_read(proc, payload) == payload
-    assert proc.wait(5) == 0
+@pytest.mark.parametrize("size_hint", [None, 0, 1 << 40])
+def test_local_streams_run_as_pipes_whatever_their_size(size_hint: int | None) -> None:
+    sender = LocalExecutor("nas", ["head", "-c", str(PAYLOAD), "/dev/zero"])
+    side = sender.start_stream(["zfs"], StreamRole.SEND, size_hint)
+    try:
+        assert isinstance(side, PipeProcess) and side.pipe_fd() is not None
+    finally:
+        side.stop()
+    result = round_trip(sender, LocalExecutor("nas", DIGEST), size_hint)
+    assert result.ok and result.bytes == PAYLOAD and result.recv_stderr == sent_digest()
 
 
 def test_make_executor_picks_transport() -> None:
     assert isinstance(make_executor("a", LocalHost(connection="local")), LocalExecutor)
     remote = SshHost(connection="ssh", address="127.0.0.1", port=free_port())
     assert isinstance(make_executor("b", remote), SshExecutor)  # no connection until first use
+
+
+def two_hosts() -> Config:
+    return Config.model_validate({
+        "hosts": {"nas": {"connection": "local"},
+                  "backup": {"connection": "ssh", "address": "127.0.0.1", "port": free_port()}},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
+        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p"}]})
+
+
+def test_open_executors_closes_every_one_however_the_block_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(LocalExecutor, "close", lambda self: closed.append(self.host))
+    monkeypatch.setattr(SshExecutor, "close", lambda self: closed.append(self.host))
+    with open_executors(two_hosts()) as executors:
+        assert list(executors) == ["nas", "backup"] and closed == []
+    assert sorted(closed) == ["backup", "nas"]
+    closed.clear()
+    with pytest.raises(RuntimeError, match="boom"), open_executors(two_hosts(), ["backup"]) as executors:
+        assert list(executors) == ["backup"]
+        raise RuntimeError("boom")
+    assert closed == ["backup"]
+
+
+def test_open_executors_refuses_an_unknown_host_in_the_words_of_gathering() -> None:
+    with pytest.raises(ConfigError, match=r"unknown host\(s\): nope \(configured: nas, backup\)"), \
+            open_executors(two_hosts(), ["nas", "nope"]):
+        pass
 
 
 # ----------------------------------------------------------------------------- ssh
@@ -114,7 +153,7 @@ def test_ssh_unknown_host_key_refused_with_fingerprint(sshd: SshServer, tmp_path
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     for known in (empty, tmp_path / "missing"):
-        with pytest.raises(GatherError) as info:
+        with pytest.raises(TransportError) as info:
             ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
         assert info.value.code == "host_key_unknown"
         message = str(info.value)
@@ -126,7 +165,7 @@ def test_ssh_changed_host_key_refused(sshd: SshServer, tmp_path: Path) -> None:
     other = keygen(tmp_path / "impostor")
     known = tmp_path / "known_hosts"
     known.write_text(sshd.known_hosts_line(other.with_suffix(".pub")))
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         ssh_executor(sshd, known_hosts=str(known)).run(["zfs", "list"])
     assert info.value.code == "host_key_changed"
     message = str(info.value)
@@ -136,14 +175,14 @@ def test_ssh_changed_host_key_refused(sshd: SshServer, tmp_path: Path) -> None:
 
 def test_ssh_wrong_client_key_is_auth_failed(sshd: SshServer, tmp_path: Path) -> None:
     stranger = keygen(tmp_path / "stranger")
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         ssh_executor(sshd, identity_file=str(stranger)).run(["zfs", "list"])
     assert info.value.code == "auth_failed" and "authentication as" in str(info.value)
 
 
 def test_ssh_connection_refused_is_unreachable() -> None:
     config = SshHost(connection="ssh", address="127.0.0.1", port=free_port(), connect_timeout=3)
-    with pytest.raises(GatherError) as info:
+    with pytest.raises(TransportError) as info:
         SshExecutor("gone", config).run(["zfs", "list"])
     assert info.value.code == "unreachable" and "Connection refused" in str(info.value)
 
@@ -152,7 +191,7 @@ def test_ssh_command_timeout_keeps_connection_usable(sshd: SshServer) -> None:
     ex = ssh_executor(sshd, zfs_command=["sleep"])
     try:
         started = time.monotonic()
-        with pytest.raises(GatherError) as info:
+        with pytest.raises(TransportError) as info:
             ex.run(["zfs", "20"], timeout=1)
         assert info.value.code == "timeout" and time.monotonic() - started < 5
         assert ex.run(["zfs", "0"]).ok
@@ -160,15 +199,27 @@ def test_ssh_command_timeout_keeps_connection_usable(sshd: SshServer) -> None:
         ex.close()
 
 
-def test_ssh_streaming_process_round_trip(sshd: SshServer) -> None:
-    ex = ssh_executor(sshd, zfs_command=["cat"])
+@pytest.mark.parametrize(("size_hint", "kind"), [
+    (0, ChannelProcess), (ssh.SMALL_SEND_BYTES, ChannelProcess),
+    (ssh.SMALL_SEND_BYTES + 1, PipeProcess), (None, PipeProcess)])
+def test_ssh_streams_take_a_channel_when_small_and_the_ssh_client_otherwise(
+        sshd: SshServer, size_hint: int | None, kind: type) -> None:
+    head = ["head", "-c", str(PAYLOAD), "/dev/zero"]
+    sender = ssh_executor(sshd, zfs_command=head)
+    receiver = ssh_executor(sshd, zfs_command=DIGEST)
     try:
-        proc = ex.open_process(["zfs"])
-        payload = bytes(range(256)) * 8192  # 2 MiB
-        assert feed_and_read(proc, payload) == payload
-        assert proc.wait(10) == 0
+        side = receiver.start_stream(["zfs"], StreamRole.RECEIVE, size_hint)
+        assert type(side) is kind and (side.pipe_fd() is None) == (kind is ChannelProcess)
+        side.end_input()
+        side.wait(10)
+        for remote_sender in (True, False):
+            source = sender if remote_sender else LocalExecutor("nas", head)
+            result = round_trip(source, receiver, size_hint)
+            assert result.ok and result.bytes == PAYLOAD, result
+            assert result.recv_stderr == sent_digest()
     finally:
-        ex.close()
+        sender.close()
+        receiver.close()
 
 
 def test_fingerprint_matches_ssh_keygen(sshd: SshServer) -> None:

@@ -15,11 +15,13 @@ from standin.state import StandinState
 
 from reconciler.cli import main
 from reconciler.config.models import Config
-from reconciler.execute.local import LocalExecutor
+from reconciler.domain.observed import ObservedState
 from reconciler.gather import facts as facts_module
 from reconciler.gather.facts import gather, gather_host
 from reconciler.gather.gc_pause import paused_gc
 from reconciler.gather.parse import parse_zfs_list
+from reconciler.transport.hosts import open_executors
+from reconciler.transport.local import LocalExecutor
 
 
 def config_for(hosts: dict[str, dict[str, Any]]) -> Config:
@@ -29,6 +31,12 @@ def config_for(hosts: dict[str, dict[str, Any]]) -> Config:
         "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
         "filesystems": [{"host": first, "filter": {"tank<": True}, "policy": "p"}],
     })
+
+
+def gather_all(config: Config, hosts: list[str] | None = None) -> ObservedState:
+    """gather() through executors opened (and closed) for the call, as the commands do."""
+    with open_executors(config, hosts) as executors:
+        return gather(config, executors, hosts)
 
 
 def local(st: StandinState) -> dict[str, Any]:
@@ -48,7 +56,7 @@ def nas(standin: Callable[..., StandinState]) -> StandinState:
 
 
 def test_gather_one_list_and_holds_only_for_held(nas: StandinState) -> None:
-    state = gather(config_for({"nas": local(nas)}))
+    state = gather_all(config_for({"nas": local(nas)}))
     assert not state.unavailable
     data = state.dataset("nas", "tank/data")
     assert data is not None
@@ -87,7 +95,7 @@ def test_no_holds_call_without_held_snapshots(standin: Callable[..., StandinStat
 ])
 def test_failing_host_is_unavailable_and_others_gathered(nas: StandinState, host: dict[str, Any], code: str,
                                                          words: str) -> None:
-    state = gather(config_for({"nas": local(nas), "broken": host}))
+    state = gather_all(config_for({"nas": local(nas), "broken": host}))
     assert "nas" in state.hosts and state.dataset("nas", "tank/data") is not None
     reason = state.unavailable["broken"]
     assert reason.code == code and words in reason.message and "'broken'" in reason.message
@@ -98,15 +106,33 @@ def test_zfs_permission_denied_from_zfs_itself(nas: StandinState,
     denied = standin("denied")
     denied.inject("list", "cannot open 'tank': permission denied")
     denied.save()
-    state = gather(config_for({"nas": local(nas), "denied": local(denied)}))
+    state = gather_all(config_for({"nas": local(nas), "denied": local(denied)}))
     assert state.unavailable["denied"].code == "permission_denied" and "nas" in state.hosts
 
 
 def test_host_selection_and_unknown_host(nas: StandinState) -> None:
     config = config_for({"nas": local(nas), "other": {"connection": "local", "zfs_command": ["false"]}})
-    assert list(gather(config, ["nas"]).hosts) == ["nas"]
+    assert list(gather_all(config, ["nas"]).hosts) == ["nas"]
     with pytest.raises(Exception, match="unknown host"):
-        gather(config, ["nope"])
+        gather_all(config, ["nope"])
+
+
+def test_gathering_uses_the_callers_executors_and_leaves_them_open(nas: StandinState) -> None:
+    """gather never builds or closes an executor: whoever opened them (apply: for gathering
+    and applying on one connection per host) closes them."""
+
+    class Counting(LocalExecutor):
+        closed = 0
+
+        def close(self) -> None:
+            Counting.closed += 1
+
+    config = config_for({"nas": local(nas), "other": {"connection": "local", "zfs_command": ["false"]}})
+    executors = {"nas": Counting("nas", nas.zfs_command)}
+    state = gather(config, executors, ["nas"])
+    assert state.dataset("nas", "tank/data") is not None and Counting.closed == 0
+    with pytest.raises(ValueError, match="no executor for host"):
+        gather(config, executors)  # every configured host, and "other" has none
 
 
 def test_ssh_gathering_with_failures_isolated(sshd: SshServer, nas: StandinState, tmp_path: Path) -> None:
@@ -119,7 +145,7 @@ def test_ssh_gathering_with_failures_isolated(sshd: SshServer, nas: StandinState
         "stranger": sshd.host_config(known_hosts=str(empty)),
         "nozfs": sshd.host_config(zfs_command=["/nonexistent/zfs"]),
     })
-    state = gather(config)
+    state = gather_all(config)
     assert set(state.hosts) == {"remote", "local"}
     remote = state.dataset("remote", "tank/data")
     assert remote is not None and remote.snapshots[3].holds == ("keep", "zrepl")
@@ -200,7 +226,8 @@ def test_listing_roots_are_the_outermost_subtrees_the_config_touches(
 
 def test_gathering_lists_only_the_configured_subtrees(nas: StandinState,
                                                      standin: Callable[..., StandinState]) -> None:
-    state = gather(scoped_config(nas, backup_with(standin, "pool/nas", "other/big"), backup_is_source=False))
+    backup = backup_with(standin, "pool/nas", "other/big")
+    state = gather_all(scoped_config(nas, backup, backup_is_source=False))
     assert set(state.hosts["nas"].datasets) == {"tank/data"}  # not tank, not "tank/a b:c"
     assert state.hosts["nas"].scope == ("tank/data",)
     assert nas.log()[0][-2:] == ["-r", "tank/data"]
@@ -212,7 +239,7 @@ def test_gathering_lists_only_the_configured_subtrees(nas: StandinState,
 
 def test_a_missing_root_lists_the_whole_host(nas: StandinState, standin: Callable[..., StandinState]) -> None:
     backup = backup_with(standin, "pool")
-    state = gather(scoped_config(nas, backup, backup_is_source=False))
+    state = gather_all(scoped_config(nas, backup, backup_is_source=False))
     assert state.hosts["backup"].scope is None and set(state.hosts["backup"].datasets) == {"pool"}
     assert [argv[0] for argv in backup.log()] == ["list", "list"]
 
@@ -223,7 +250,7 @@ def test_a_plan_on_scoped_facts_knows_the_parents_above_the_root(
     from reconciler.planning.planner import make_plan
 
     config = scoped_config(nas, backup_with(standin, "pool/nas"), backup_is_source=False)
-    state = gather(config)
+    state = gather_all(config)
     assert state.hosts["backup"].scope == ("pool/nas",)
     plan = make_plan(config, state, datetime(2026, 11, 25, tzinfo=UTC))
     assert not plan.conflicts  # the pool exists: pool/nas was listed

@@ -31,10 +31,11 @@ from reconciler.cli import configure_logging, main
 from reconciler.domain.actions import SendAction
 from reconciler.errors import clip
 from reconciler.execute import zfs_errors
-from reconciler.execute.executor import CommandResult
-from reconciler.execute.ssh import handshake_failure
-from reconciler.execute.transfer import TransferResult, transfer_error
+from reconciler.execute.transfer import transfer_error
 from reconciler.gather.facts import command_failure
+from reconciler.transport.interface import CommandResult
+from reconciler.transport.pump import TransferResult
+from reconciler.transport.ssh import handshake_failure
 
 NOW = "2025-11-24T16:00:00Z"
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi"

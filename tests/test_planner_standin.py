@@ -18,10 +18,11 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import DestroyAction, SendAction, SnapshotAction, snapshot_batch_argv
 from reconciler.domain.observed import ObservedState
 from reconciler.domain.plan import Plan
-from reconciler.execute.executor import with_zfs_command
 from reconciler.gather.facts import gather
 from reconciler.planning.planner import make_plan
 from reconciler.planning.simulate import simulate
+from reconciler.transport.hosts import open_executors
+from reconciler.transport.interface import with_zfs_command
 
 START = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -70,6 +71,13 @@ def shape(observed: ObservedState) -> dict[tuple[str, str], Any]:
             for host, facts in observed.hosts.items() for ds in facts.datasets.values()}
 
 
+
+def gather_all(config: Config, hosts: list[str] | None = None) -> ObservedState:
+    """gather() through executors opened (and closed) for the call, as the commands do."""
+    with open_executors(config, hosts) as executors:
+        return gather(config, executors, hosts)
+
+
 def assert_matches(gathered: ObservedState, simulated: ObservedState, when: str) -> None:
     """Gathering lists only the subtrees the config touches (the whole host while a root
     is missing): what it shows equals the simulation, the rest exists outside its scope."""
@@ -109,15 +117,15 @@ def test_hourly_rounds_match_simulation_and_converge(
     for hour in range(3):
         now = START + timedelta(hours=hour)
         monkeypatch.setenv("ZFS_STANDIN_NOW", str(int(now.timestamp())))
-        observed = gather(config)
+        observed = gather_all(config)
         plan = make_plan(config, observed, now)
         assert plan.actions and not plan.conflicts
         run_plan(plan, commands)
-        gathered = gather(config)
+        gathered = gather_all(config)
         assert_matches(gathered, simulate(observed, plan), f"hour {hour}")
         again = make_plan(config, gathered, now)
         assert [a.describe() for a in again.actions] == [], f"hour {hour}"
-    docs = gather(config).dataset("nas", "tank/data/docs")
+    docs = gather_all(config).dataset("nas", "tank/data/docs")
     assert docs is not None
     names = [s.name for s in docs.snapshots]
     assert "manual" in names and "zrepl_pinned" in names and len(names) == 4
@@ -142,7 +150,7 @@ def test_interrupted_receive_is_resumed_then_converges(
     })
     commands = {"nas": nas.zfs_command, "backup": backup.zfs_command}
     monkeypatch.setenv("ZFS_STANDIN_NOW", str(t0))
-    plan = make_plan(config, gather(config), START)
+    plan = make_plan(config, gather_all(config), START)
     (send,) = [a for a in plan.actions if isinstance(a, SendAction)]
     for action in plan.actions:
         if isinstance(action, SendAction):
@@ -153,7 +161,7 @@ def test_interrupted_receive_is_resumed_then_converges(
     cut = subprocess.run(with_zfs_command(commands["backup"], send.recv_argv()), input=stream[:-20],
                          capture_output=True, check=False)
     assert cut.returncode != 0
-    observed = gather(config)
+    observed = gather_all(config)
     target = observed.dataset("backup", "pool/nas/tank/data")
     assert target is not None and target.resume_token
     plan = make_plan(config, observed, START)
@@ -161,6 +169,6 @@ def test_interrupted_receive_is_resumed_then_converges(
     assert sends[0].resume_token == target.resume_token and sends[0].base is None
     assert not [a for a in plan.actions if a.kind == "abort_resume"]
     run_plan(plan, commands)
-    gathered = gather(config)
+    gathered = gather_all(config)
     assert_matches(gathered, simulate(observed, plan), "resumed")
     assert make_plan(config, gathered, START).actions == ()

@@ -42,6 +42,7 @@ from reconciler.domain.plan import Plan
 from reconciler.gather.facts import gather
 from reconciler.planning.simulate import simulate
 from reconciler.render.markdown import md_text
+from reconciler.transport.hosts import open_executors
 
 NOW = "2025-11-24T16:00:00Z"  # conftest.NOW, the stand-in's clock
 NOW_DT = datetime(2025, 11, 24, 16, tzinfo=UTC)
@@ -314,7 +315,8 @@ def test_playbook_plans_explained_in_three_formats_then_converges(
     check_markdown(outputs["markdown"], doc)
 
     # apply the plan's effect as the planner assumes it, then plan again
-    observed = gather(config)
+    with open_executors(config) as executors:
+        observed = gather(config, executors)
     write_back(simulate(observed, Plan.from_json(doc)), facts)
     code, out, err = plan_cli(capsys, planned.config_path)
     assert code == 0, out + err

@@ -23,11 +23,12 @@ from plan_builders import NOW, World, simple_config
 from reconciler.domain.actions import SendAction
 from reconciler.domain.resume_token import encode_resume_token
 from reconciler.errors import ExecError
-from reconciler.execute import transfer
-from reconciler.execute.executor import CommandResult
-from reconciler.execute.transfer import TransferResult, _LogTransfer, run_send, transfer_error
+from reconciler.execute import progress, transfer
+from reconciler.execute.transfer import run_send, transfer_error
 from reconciler.gather.parse import parse_zfs_list
 from reconciler.planning.planner import make_plan
+from reconciler.transport.interface import CommandResult
+from reconciler.transport.pump import TransferResult
 
 REAL_LIST = Path(__file__).parent / "data" / "zfs" / "real-zfs-list.txt"
 
@@ -78,8 +79,8 @@ def test_parser_keeps_a_filesystems_written_from_real_output() -> None:
 def test_log_progress_past_a_low_send_estimate_shows_no_negative_eta() -> None:
     # Real OpenZFS 2.1 estimated 624 B for an incremental zvol stream of 1.5 KiB.
     out = io.StringIO()
-    progress = _LogTransfer(out, "incr a -> b", 624, interval=0.0)
-    progress.update(1536)
+    bar = progress._LogTransfer(out, "incr a -> b", 624, interval=0.0)
+    bar.update(1536)
     line = out.getvalue()
     assert "estimated 624 B" in line and "ETA" not in line and "-" not in line.split(":", 1)[1]
 
@@ -126,8 +127,8 @@ class Lines:
     def line(self, text: str) -> None:
         self.lines.append(text)
 
-    def transfer(self, label: str, total: int | None) -> transfer.TransferProgress:
-        return transfer.NullProgress().transfer(label, total)
+    def transfer(self, label: str, total: int | None) -> progress.TransferProgress:
+        return progress.NullProgress().transfer(label, total)
 
 
 def fake_sends(monkeypatch: pytest.MonkeyPatch, *errors: str) -> list[str | None]:
@@ -149,7 +150,7 @@ def test_resume_uses_the_targets_current_token_when_the_receive_saved_more(
         monkeypatch: pytest.MonkeyPatch) -> None:
     used = fake_sends(monkeypatch)
     target, sink = TokenTarget(ADVANCED), Lines()
-    run_send(RESUME, simple_config(), {"backup": target}, progress=sink)
+    run_send(RESUME, {"backup": target}, progress=sink)
     assert used == [ADVANCED]
     get = ["zfs", "get", "-H", "-p", "-o", "value", "receive_resume_token", "pool/nas/tank"]
     assert target.calls == [get]
@@ -161,7 +162,7 @@ def test_resume_waits_while_the_old_receive_is_busy_then_retries_with_a_fresh_to
     used = fake_sends(monkeypatch, "busy", "resume_token_invalid")
     waits: list[float] = []
     sink = Lines()
-    run_send(RESUME, simple_config(), {"backup": TokenTarget(PLANNED, PLANNED, ADVANCED)},
+    run_send(RESUME, {"backup": TokenTarget(PLANNED, PLANNED, ADVANCED)},
              progress=sink, sleep=waits.append)
     assert used == [PLANNED, PLANNED, ADVANCED]
     assert waits == list(transfer.RESUME_RETRY_WAITS[:2])
@@ -172,7 +173,7 @@ def test_resume_gives_up_after_the_bounded_retries(monkeypatch: pytest.MonkeyPat
     fake_sends(monkeypatch, *["busy"] * 10)
     waits: list[float] = []
     with pytest.raises(ExecError) as raised:
-        run_send(RESUME, simple_config(), {"backup": TokenTarget(PLANNED)}, sleep=waits.append)
+        run_send(RESUME, {"backup": TokenTarget(PLANNED)}, sleep=waits.append)
     assert raised.value.code == "busy" and waits == list(transfer.RESUME_RETRY_WAITS)
 
 
@@ -181,7 +182,7 @@ def test_resume_refuses_when_the_partial_receive_is_gone_or_another(
         monkeypatch: pytest.MonkeyPatch, now: str, says: str) -> None:
     used = fake_sends(monkeypatch)
     with pytest.raises(ExecError) as raised:
-        run_send(RESUME, simple_config(), {"backup": TokenTarget(now)}, sleep=lambda _: None)
+        run_send(RESUME, {"backup": TokenTarget(now)}, sleep=lambda _: None)
     assert says in str(raised.value) and "run plan again" in str(raised.value)
     assert used == []
 
@@ -190,5 +191,5 @@ def test_a_plain_send_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     used = fake_sends(monkeypatch, "busy")
     plain = SendAction("nas", "tank", "zrepl_2", "backup", "pool/nas/tank", "zrepl_1", ("zrepl_2",))
     with pytest.raises(ExecError):
-        run_send(plain, simple_config(), {"backup": TokenTarget("-")}, sleep=lambda _: None)
+        run_send(plain, {"backup": TokenTarget("-")}, sleep=lambda _: None)
     assert used == [None]

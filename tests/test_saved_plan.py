@@ -347,20 +347,16 @@ def test_a_skipped_action_of_a_saved_plan_is_a_failure(
     from reconciler.commands.apply import print_report
     from reconciler.config.load import load_config
     from reconciler.execute.apply import apply_plan
-    from reconciler.execute.hosts import executors_for
     from reconciler.gather.facts import gather
     from reconciler.planning.planner import make_plan
+    from reconciler.transport.hosts import open_executors
 
     config_path, nas, _backup = hosts
     config = load_config(str(config_path))
-    plan = make_plan(config, gather(config), datetime.fromtimestamp(NOW_TS, UTC))
-    hold(nas, "tank/b", "zrepl_20251123_000000", "keep")
-    executors = executors_for(config)
-    try:
+    with open_executors(config) as executors:
+        plan = make_plan(config, gather(config, executors), datetime.fromtimestamp(NOW_TS, UTC))
+        hold(nas, "tank/b", "zrepl_20251123_000000", "keep")
         report = apply_plan(plan, config, executors, saved_plan=saved)
-    finally:
-        for executor in executors.values():
-            executor.close()
     assert [o.names for o in report.skipped] == [("zrepl_20251123_000000",)]
     assert not report.failed
     assert report.ok is (not saved)

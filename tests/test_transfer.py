@@ -22,18 +22,14 @@ from reconciler.cli import main
 from reconciler.config.models import LocalHost, SshHost
 from reconciler.domain.actions import SendAction
 from reconciler.execute import transfer
-from reconciler.execute.ssh import SshExecutor
-from reconciler.execute.transfer import (
-    CHUNK,
-    LogProgress,
-    TransferResult,
-    host_argv,
-    parse_send_size,
-    pump,
-    ssh_client_argv,
-    stream,
-    transfer_error,
-)
+from reconciler.execute.progress import LogProgress
+from reconciler.execute.transfer import parse_send_size, transfer_error
+from reconciler.transport import ssh
+from reconciler.transport.interface import CHUNK, StreamRole, with_zfs_command
+from reconciler.transport.openssh import client_argv, ssh_argv
+from reconciler.transport.process import PipeProcess
+from reconciler.transport.pump import TransferResult, pump, relay, stream
+from reconciler.transport.ssh import SshExecutor
 
 PY = sys.executable
 
@@ -145,17 +141,17 @@ def test_parse_send_size_of_captured_real_output(name: str, size: int) -> None:
 
 def test_host_argv_quotes_once_for_ssh() -> None:
     local = LocalHost(connection="local", zfs_command=["sudo", "-n", "zfs"])
-    assert host_argv(local, ["zfs", "recv", "-s", "-u", "pool/a b"]) == [
+    assert with_zfs_command(local.zfs_command, ["zfs", "recv", "-s", "-u", "pool/a b"]) == [
         "sudo", "-n", "zfs", "recv", "-s", "-u", "pool/a b"]
     remote = SshHost(connection="ssh", address="backup.example.org", port=2222, user="zrepl",
                      identity_file="~/.ssh/id", known_hosts="/etc/kh", zfs_command=["zfs"])
-    argv = host_argv(remote, ["zfs", "send", "tank/a b@x:y"])
+    argv = ssh_argv(remote, ["zfs", "send", "tank/a b@x:y"])
     assert argv[-1] == shlex.join(["zfs", "send", "tank/a b@x:y"])
     assert argv[-3:-1] == ["backup.example.org", "--"]
     assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
     assert "UserKnownHostsFile=\"/etc/kh\"" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
     assert os.path.expanduser("~/.ssh/id") in argv
-    assert "-o" in ssh_client_argv(remote)
+    assert "-o" in client_argv(remote) and argv[:-1] == client_argv(remote)
 
 
 def test_log_progress_lines_every_ten_percent() -> None:
@@ -191,7 +187,7 @@ def test_apply_replicates_through_sshd(pairing: str, data_path: str, sshd: SshSe
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # The same sends through the system ssh client (big) or channels on the hosts'
     # paramiko connections (small: no handshake per send).
-    monkeypatch.setattr(transfer, "SMALL_SEND_BYTES", -1 if data_path == "ssh client" else 1 << 40)
+    monkeypatch.setattr(ssh, "SMALL_SEND_BYTES", -1 if data_path == "ssh client" else 1 << 40)
     channels = count_channel_sides(monkeypatch)
     nas = standin("nas", seed=21)
     nas.filesystem("tank/data")
@@ -220,29 +216,32 @@ def test_apply_replicates_through_sshd(pairing: str, data_path: str, sshd: SshSe
 
 def count_channel_sides(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     made: list[object] = []
-    original = transfer._ChannelSide.__init__
+    original = ssh.ChannelProcess.__init__
 
-    def counting(self: transfer._ChannelSide, process: Any) -> None:
-        made.append(process)
-        original(self, process)
+    def counting(self: ssh.ChannelProcess, channel: Any) -> None:
+        made.append(channel)
+        original(self, channel)
 
-    monkeypatch.setattr(transfer._ChannelSide, "__init__", counting)
+    monkeypatch.setattr(ssh.ChannelProcess, "__init__", counting)
     return made
 
 
 EXECUTORS: list[SshExecutor] = []  # alive for the test's duration, as apply keeps its own
 
 
-def channel(sshd: SshServer, command: list[str]) -> transfer._ChannelSide:
+def channel(sshd: SshServer, command: list[str], role: StreamRole) -> ssh.ChannelProcess:
+    """``command`` as a stream side on a channel: what the executor starts for a small stream."""
     EXECUTORS.append(SshExecutor("h", SshHost.model_validate(sshd.host_config(zfs_command=command))))
-    return transfer._ChannelSide(EXECUTORS[-1].open_process(["zfs"]))
+    side = EXECUTORS[-1].start_stream(["zfs"], role, size_hint=0)
+    assert isinstance(side, ssh.ChannelProcess)
+    return side
 
 
 def test_channel_receiver_that_fails_midway_is_reported_and_the_sender_stopped(sshd: SshServer) -> None:
     fail = ["sh", "-c", "head -c 100000 >/dev/null; echo 'cannot receive incremental stream:"
             " checksum mismatch or incomplete stream.' >&2; exit 1"]
-    result = transfer.stream_sides(lambda: transfer._ProcessSide(["cat", "/dev/zero"], sender=True),
-                                   lambda: channel(sshd, fail))
+    result = relay(lambda: PipeProcess(["cat", "/dev/zero"], StreamRole.SEND),
+                   lambda: channel(sshd, fail, StreamRole.RECEIVE))
     assert not result.ok and result.recv_returncode == 1 and result.sender_stopped
     assert "checksum mismatch" in result.recv_stderr
     action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", "s1", ("s2",))
@@ -251,14 +250,14 @@ def test_channel_receiver_that_fails_midway_is_reported_and_the_sender_stopped(s
 
 def test_channel_sender_to_channel_receiver_moves_every_byte_and_can_be_aborted(sshd: SshServer) -> None:
     payload = 3 * CHUNK + 12345
-    result = transfer.stream_sides(lambda: channel(sshd, ["head", "-c", str(payload), "/dev/zero"]),
-                                   lambda: channel(sshd, ["sh", "-c", "test $(wc -c) = " + str(payload)]))
+    result = relay(lambda: channel(sshd, ["head", "-c", str(payload), "/dev/zero"], StreamRole.SEND),
+                   lambda: channel(sshd, ["sh", "-c", "test $(wc -c) = " + str(payload)], StreamRole.RECEIVE))
     assert result.ok and result.bytes == payload, result
     abort = threading.Event()
     abort.set()
     started = time.monotonic()
-    stopped = transfer.stream_sides(lambda: channel(sshd, ["sleep", "30"]), lambda: channel(sshd, ["cat"]),
-                                    abort=abort)
+    stopped = relay(lambda: channel(sshd, ["sleep", "30"], StreamRole.SEND),
+                    lambda: channel(sshd, ["cat"], StreamRole.RECEIVE), abort=abort)
     assert stopped.aborted and not stopped.ok and time.monotonic() - started < 10
 
 
@@ -266,7 +265,7 @@ def test_data_path_refuses_an_unknown_host_key(sshd: SshServer, tmp_path: Path) 
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     host = SshHost.model_validate(sshd.host_config(known_hosts=str(empty), zfs_command=["cat"]))
-    result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
+    result = stream(ssh_argv(host, ["zfs", "/dev/null"]), ["cat"])
     assert not result.ok
     assert "Host key verification failed" in result.send_stderr
     action = SendAction("nas", "tank/a", "s2", "backup", "pool/a", None, ("s2",))
@@ -278,7 +277,7 @@ def test_a_terminal_gets_a_rich_bar_with_bytes_rate_and_eta(monkeypatch: pytest.
 
     from rich.console import Console
 
-    from reconciler.execute.transfer import RichProgress, progress_for_terminal
+    from reconciler.execute.progress import RichProgress, progress_for_terminal
 
     monkeypatch.setenv("TERM", "xterm")
     master, slave = pty.openpty()
@@ -307,7 +306,7 @@ def test_data_path_reads_a_known_hosts_path_with_blanks_and_quotes(sshd: SshServ
     known.parent.mkdir()
     known.write_text(sshd.known_hosts.read_text())
     host = SshHost.model_validate(sshd.host_config(known_hosts=str(known), zfs_command=["cat"]))
-    result = stream(host_argv(host, ["zfs", "/dev/null"]), ["cat"])
+    result = stream(ssh_argv(host, ["zfs", "/dev/null"]), ["cat"])
     assert result.ok, result.send_stderr
 
 
@@ -315,9 +314,9 @@ def test_the_transfer_is_sized_by_zfs_send_nP_not_by_the_plans_estimate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan's estimate comes from on-disk (compressed) sizes; `zfs send -nP` gives the
     stream's, which picks the path and the progress total. The plan's is the fallback."""
-    from reconciler.config.models import Config
-    from reconciler.execute.local import LocalExecutor
-    from reconciler.execute.transfer import NullProgress, TransferResult, run_send
+    from reconciler.execute.progress import NullProgress
+    from reconciler.execute.transfer import run_send
+    from reconciler.transport.local import LocalExecutor
 
     totals: list[int | None] = []
 
@@ -326,18 +325,12 @@ def test_the_transfer_is_sized_by_zfs_send_nP_not_by_the_plans_estimate(
             totals.append(total)
             return super().transfer(label, total)
 
-    config = Config.model_validate({
-        "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"}},
-        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"}}},
-        "filesystems": [{"host": "nas", "filter": {"tank<": True}, "policy": "p",
-                         "replicate_to": [{"host": "backup", "root": "pool"}]}]})
-    executors = {"nas": LocalExecutor("nas", LocalHost(connection="local")),
-                 "backup": LocalExecutor("backup", LocalHost(connection="local"))}
+    executors = {"nas": LocalExecutor("nas"), "backup": LocalExecutor("backup")}
     ok = TransferResult(10, 0.1, 0, 0, "", "")
-    monkeypatch.setattr(transfer, "stream_sides", lambda *a, **k: ok)
+    monkeypatch.setattr(transfer, "relay", lambda *a, **k: ok)
     action = SendAction("nas", "tank/a", "s2", "backup", "pool/tank/a", "s1", ("s2",), estimated_bytes=1024)
     monkeypatch.setattr(transfer, "estimate_send_size", lambda *a, **k: 300 * 1024**2)
-    run_send(action, config, executors, progress=Sink())
+    run_send(action, executors, progress=Sink())
     monkeypatch.setattr(transfer, "estimate_send_size", lambda *a, **k: None)  # zfs could not say
-    run_send(action, config, executors, progress=Sink())
+    run_send(action, executors, progress=Sink())
     assert totals == [300 * 1024**2, 1024]

@@ -34,9 +34,10 @@ from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
 from reconciler.errors import StalePlanError
 from reconciler.execute.apply import ApplyReport, apply_plan
-from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
-from reconciler.execute.transfer import ProgressSink, progress_for_terminal
+from reconciler.execute.progress import ProgressSink, progress_for_terminal
+from reconciler.transport.hosts import open_executors
+from reconciler.transport.interface import Executor, StreamingExecutor
 from reconciler.wording import plural
 
 
@@ -107,7 +108,7 @@ def saved_selection(plan: Plan, args: argparse.Namespace) -> tuple[list[str] | N
     return recorded
 
 
-def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[str, Executor]) -> Plan:
+def load_saved_plan(args: argparse.Namespace, config: Config, executors: Mapping[str, Executor]) -> Plan:
     """Verify, then run: read the file strictly, re-gather, recompute the plan at the file's
     time and selection, and return the recomputed plan only if it is exactly the file's
     (reconciler/planfile/verify.py); refuse with the reason and the differences otherwise."""
@@ -128,7 +129,7 @@ def load_saved_plan(args: argparse.Namespace, config: Config, executors: dict[st
                              "`zrepl-reconcile plan --out` again and review the new plan") from None
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
     with paused_gc():
-        observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+        observed = gather(config, executors, [h for h in config.hosts if h in needed])
     current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
     error = refusal(args.plan, saved.plan, saved.document["actions"], current)
     if error is not None:
@@ -194,7 +195,7 @@ def not_attempted(plan: Plan) -> list[str]:
 
 # --------------------------------------------------------------------------- the command
 
-def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signals: StopSignals,
+def execute(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], signals: StopSignals,
             progress: ProgressSink | None = None, *, saved_plan: bool = False) -> ApplyReport:
     return apply_plan(plan, config, executors, progress=progress or progress_for_terminal(),
                       stop=signals.stop, abort=signals.abort, saved_plan=saved_plan)
@@ -202,15 +203,13 @@ def execute(plan: Plan, config: Config, executors: Mapping[str, Executor], signa
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config
-    from reconciler.execute.hosts import executors_for
     from reconciler.render.text import render_text
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
         if note := lock.stale_note():
             print(note, file=sys.stderr)
-        executors: dict[str, Executor] = dict(executors_for(config))
-        try:
+        with open_executors(config) as executors:
             if args.plan:
                 plan = load_saved_plan(args, config, executors)
             else:
@@ -226,9 +225,6 @@ def run(args: argparse.Namespace) -> int:
             # from now on they stop between actions.
             with stop_signals() as signals:
                 report = execute(plan, config, executors, signals, saved_plan=bool(args.plan))
-        finally:
-            for executor in executors.values():
-                executor.close()
     print_report(report, plan)
     if report.stopped:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).

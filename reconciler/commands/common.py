@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 from reconciler.errors import ReconcileError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reconciler.config.models import Config
     from reconciler.domain.observed import ObservedState
     from reconciler.domain.plan import Plan
-    from reconciler.execute.executor import Executor
+    from reconciler.transport.interface import Executor
 
 
 class UsageError(ReconcileError):
@@ -111,12 +113,13 @@ def check_selection(config: Config, hosts: list[str] | None,
 
 
 def compute_plan(args: argparse.Namespace, *, explain: bool = False,
-                 executors: dict[str, Executor] | None = None) -> tuple[Config, ObservedState, Plan]:
+                 executors: Mapping[str, Executor] | None = None) -> tuple[Config, ObservedState, Plan]:
     """Load the config, gather only the hosts the selection needs, and plan.
 
     ``args`` carries ``config``, ``hosts``, ``filesystems`` and ``now`` (see
     ``add_selection_arguments``). ``executors`` (optional, owned by the caller) are reused
-    for gathering, so ``apply`` can keep one connection per host for gather and execute.
+    for gathering, so ``apply`` can keep one connection per host for gather and execute;
+    without them the needed hosts' executors are opened and closed here.
     """
     from reconciler.config.load import load_config
 
@@ -129,9 +132,15 @@ def compute_plan(args: argparse.Namespace, *, explain: bool = False,
     from reconciler.gather.facts import gather
     from reconciler.gather.gc_pause import paused_gc
     from reconciler.planning.planner import hosts_needed, make_plan
+    from reconciler.transport.hosts import open_executors
 
     needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
+    gathered = [h for h in config.hosts if h in needed]
     with paused_gc():
-        observed = gather(config, [h for h in config.hosts if h in needed], executors=executors)
+        if executors is None:
+            with open_executors(config, gathered) as opened:
+                observed = gather(config, opened, gathered)
+        else:
+            observed = gather(config, executors, gathered)
     plan = make_plan(config, observed, now, hosts=hosts, filesystems=filesystems, explain=explain)
     return config, observed, plan

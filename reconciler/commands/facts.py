@@ -13,6 +13,7 @@ from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
 from reconciler.gather.facts import gather
 from reconciler.gather.gc_pause import paused_gc
+from reconciler.transport.hosts import open_executors
 from reconciler.wording import plural
 
 HEADERS = ("dataset", "type", "snapshots", "bookmarks", "newest snapshot", "held", "resume token")
@@ -34,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.config.load import load_config  # the config engineer's loader
 
     config = load_config(args.config)
-    with paused_gc():
-        state = gather(config, args.host)
+    with open_executors(config, args.host) as executors, paused_gc():
+        state = gather(config, executors, args.host)
     if args.format == "json":
         json.dump(observed_to_json(state), sys.stdout, indent=2)
         sys.stdout.write("\n")

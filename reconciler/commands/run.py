@@ -24,9 +24,9 @@ from reconciler.commands.apply import StopSignals, execute, print_report, stop_s
 from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
 from reconciler.config.grid import parse_duration
 from reconciler.errors import ReconcileError
-from reconciler.execute.executor import Executor
 from reconciler.execute.lock import ConfigLock
-from reconciler.execute.transfer import LogProgress, progress_for_terminal
+from reconciler.execute.progress import LogProgress, progress_for_terminal
+from reconciler.transport.hosts import open_executors
 
 SLEEP_SLICE = 1.0  # seconds; the loop re-checks for a stop request at least this often
 
@@ -57,24 +57,19 @@ def log(text: str) -> None:
 def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
     """gather -> plan -> apply -y; True when nothing failed. Raises ReconcileError."""
     from reconciler.config.load import load_config
-    from reconciler.execute.hosts import executors_for
     from reconciler.render.view import summary_line
 
     config = load_config(args.config)
     with ConfigLock(args.config) as lock:
         if note := lock.stale_note():
             log(note)
-        executors: dict[str, Executor] = dict(executors_for(config))
-        try:
+        with open_executors(config) as executors:
             config, _observed, plan = compute_plan(args, executors=executors)
             log(summary_line(plan))
             if not plan.has_changes or signals.stop.is_set():
                 return True
             progress = progress_for_terminal() if sys.stderr.isatty() else LogProgress(sys.stdout, 30.0)
             report = execute(plan, config, executors, signals, progress)
-        finally:
-            for executor in executors.values():
-                executor.close()
     print_report(report, plan)
     return report.ok
 

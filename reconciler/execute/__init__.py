@@ -1,1 +1,1 @@
-"""Executing plans: local and SSH executors, send/recv streams, zfs error mapping, apply."""
+"""Executing plans: apply, send/recv transfers, progress, zfs error mapping, the lock."""

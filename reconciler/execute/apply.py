@@ -48,12 +48,13 @@ from reconciler.domain.actions import (
 from reconciler.domain.names import filter_decision, lineage
 from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
-from reconciler.errors import ExecError, GatherError, ReconcileError
+from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
-from reconciler.execute.executor import Executor
-from reconciler.execute.transfer import NullProgress, ProgressSink, run_send
+from reconciler.execute.progress import NullProgress, ProgressSink
+from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
+from reconciler.transport.interface import Executor, StreamingExecutor
 from reconciler.wording import human_bytes
 
 DONE = "done"
@@ -284,7 +285,7 @@ def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedSta
 # --------------------------------------------------------------------------- the apply loop
 
 class _Applier:
-    def __init__(self, config: Config, executors: Mapping[str, Executor], progress: ProgressSink,
+    def __init__(self, config: Config, executors: Mapping[str, StreamingExecutor], progress: ProgressSink,
                  stop: threading.Event | None, abort: threading.Event | None) -> None:
         self.config = config
         self.executors = executors
@@ -306,7 +307,7 @@ class _Applier:
         self.progress.line(outcome.line())
 
     def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = ()) -> None:
-        if isinstance(exc, GatherError) and exc.code in HOST_DOWN:
+        if isinstance(exc, HostError) and exc.code in HOST_DOWN:
             self.ledger.down_hosts.setdefault(exc.host, str(exc))
         self.record(Outcome(action, FAILED, str(exc), error_code(exc), names,
                             time.monotonic() - started))
@@ -357,7 +358,7 @@ class _Applier:
             run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
                     f"atomic snapshot of {len(runnable)} dataset(s)" if len(runnable) > 1 else "")
         except ReconcileError as exc:
-            if len(runnable) == 1 or (isinstance(exc, GatherError) and exc.code in HOST_DOWN):
+            if len(runnable) == 1 or (isinstance(exc, HostError) and exc.code in HOST_DOWN):
                 for action in runnable:
                     self.fail(action, exc, started)
                 return
@@ -385,7 +386,7 @@ class _Applier:
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
         try:
-            result = run_send(action, self.config, self.executors, progress=self.progress, abort=self.abort)
+            result = run_send(action, self.executors, progress=self.progress, abort=self.abort)
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
@@ -432,7 +433,7 @@ def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
     return tuple(ref[len(dataset) + 1:].split(","))
 
 
-def apply_plan(plan: Plan, config: Config, executors: Mapping[str, Executor], *,
+def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
                progress: ProgressSink | None = None, stop: threading.Event | None = None,
                abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
     """Execute the plan's actions (see module docstring). Never raises for a failing action:

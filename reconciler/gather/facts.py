@@ -1,14 +1,15 @@
 """Gather the observed ZFS state: one ``zfs list`` per host (of the subtrees the config can
 touch), holds only where userrefs > 0.
 
-Hosts are gathered in parallel threads; a host that fails lands in
+Hosts are gathered in parallel threads, through the executors the caller opened
+(``transport.hosts.open_executors``); a host that fails lands in
 ``ObservedState.unavailable`` with a typed reason and never stops the others.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.codes import HostProblem
@@ -16,11 +17,10 @@ from reconciler.config.models import Config
 from reconciler.domain.actions import MAX_ARGV_BYTES
 from reconciler.domain.names import is_within
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
-from reconciler.errors import ConfigError, GatherError, ReconcileError, clip
-from reconciler.execute.executor import CommandResult, Executor
-from reconciler.execute.hosts import executors_for
+from reconciler.errors import ConfigError, GatherError, HostError, ReconcileError, clip
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
 from reconciler.planning.selection import filter_roots
+from reconciler.transport.interface import CommandResult, Executor
 
 MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
@@ -29,31 +29,25 @@ PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is 
                     "insufficient privileges")
 
 
-def gather(config: Config, host_names: Iterable[str] | None = None, *,
-           executors: dict[str, Executor] | None = None) -> ObservedState:
-    """Facts of ``host_names`` (default: every configured host), gathered in parallel.
-
-    Executors passed in are used (and left open, their owner closes them); missing ones
-    are created from the config and closed here.
-    """
+def gather(config: Config, executors: Mapping[str, Executor],
+           host_names: Iterable[str] | None = None) -> ObservedState:
+    """Facts of ``host_names`` (default: every configured host), gathered in parallel
+    through ``executors``: the caller's, which it opened and closes (gathering never
+    builds an executor, so one connection per host serves gathering and applying)."""
     names = list(config.hosts) if host_names is None else list(dict.fromkeys(host_names))
     unknown = [n for n in names if n not in config.hosts]
     if unknown:
         raise ConfigError(f"unknown host(s): {', '.join(unknown)} (configured: {', '.join(config.hosts)})")
-    given = executors or {}
-    owned = executors_for(config, [n for n in names if n not in given])
-    chosen: dict[str, Executor] = {**owned, **{n: given[n] for n in names if n in given}}
+    missing = [n for n in names if n not in executors]
+    if missing:
+        raise ValueError(f"gather: no executor for host(s) {', '.join(missing)}")
     state = ObservedState()
     roots = listing_roots(config)
-    try:
-        for name, outcome in gather_parallel([(n, chosen[n], roots.get(n)) for n in names]):
-            if isinstance(outcome, HostFacts):
-                state.hosts[name] = outcome
-            else:
-                state.unavailable[name] = outcome
-    finally:
-        for executor in owned.values():
-            executor.close()
+    for name, outcome in gather_parallel([(n, executors[n], roots.get(n)) for n in names]):
+        if isinstance(outcome, HostFacts):
+            state.hosts[name] = outcome
+        else:
+            state.unavailable[name] = outcome
     return state
 
 
@@ -93,7 +87,7 @@ def gather_host_or_reason(executor: Executor, host: str, roots: list[str] | None
                           ) -> HostFacts | HostUnavailable:
     try:
         return gather_host(executor, host, roots)
-    except GatherError as exc:
+    except HostError as exc:  # the transport's failure or what gathering found
         return HostUnavailable(host, exc.code, str(exc))
     except ReconcileError as exc:
         return HostUnavailable(host, HostProblem.COMMAND_FAILED, f"host {host!r}: {clip(str(exc))}")

@@ -52,8 +52,8 @@ def test_reused_ssh_connection_is_fast(zfs_guest: Guest) -> None:
 
 
 def test_product_ssh_executor_lists_with_strict_host_key(pools: tuple[str, ...], zfs_guest: Guest) -> None:
-    ssh = pytest.importorskip("reconciler.execute.ssh", reason="reconciler/execute/ssh.py not written yet")
     from reconciler.config.models import SshHost
+    from reconciler.transport import ssh
 
     config = SshHost.model_validate(zfs_guest.ssh_host_config())
     executor = ssh.SshExecutor("guest", config)
@@ -68,11 +68,11 @@ def test_product_ssh_executor_lists_with_strict_host_key(pools: tuple[str, ...],
 
 
 def test_product_ssh_executor_refuses_unknown_host_key(zfs_guest: Guest, tmp_path: object) -> None:
-    ssh = pytest.importorskip("reconciler.execute.ssh", reason="reconciler/execute/ssh.py not written yet")
     from pathlib import Path
 
     from reconciler.config.models import SshHost
-    from reconciler.errors import GatherError
+    from reconciler.errors import TransportError
+    from reconciler.transport import ssh
 
     wrong = Path(str(tmp_path)) / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{zfs_guest.port} ssh-ed25519 "
@@ -80,7 +80,7 @@ def test_product_ssh_executor_refuses_unknown_host_key(zfs_guest: Guest, tmp_pat
     config = SshHost.model_validate({**zfs_guest.ssh_host_config(), "known_hosts": str(wrong)})
     executor = ssh.SshExecutor("guest", config)
     try:
-        with pytest.raises(GatherError, match="HOST KEY CHANGED"):
+        with pytest.raises(TransportError, match="HOST KEY CHANGED"):
             executor.run(["zfs", "list", "-H", "-o", "name"])
     finally:
         executor.close()

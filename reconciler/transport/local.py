@@ -1,0 +1,52 @@
+"""Run zfs on this machine: a subprocess per command, argv lists only, never a shell."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Sequence
+
+from reconciler.codes import HostProblem
+from reconciler.errors import TransportError, clip
+from reconciler.transport.interface import CommandResult, StreamRole, with_zfs_command
+from reconciler.transport.process import PipeProcess
+
+EXIT_NOT_FOUND = 127  # what a shell reports for a missing command; SSH hosts report the same
+EXIT_NOT_EXECUTABLE = 126
+
+
+class LocalExecutor:
+    """Executor for ``connection: local`` hosts."""
+
+    def __init__(self, host: str, zfs_command: Sequence[str] = ("zfs",),
+                 timeout: float | None = 600.0) -> None:
+        self.host = host
+        self.zfs_command = tuple(zfs_command)
+        self.timeout = timeout
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        full = with_zfs_command(self.zfs_command, argv)
+        limit = timeout if timeout is not None else self.timeout
+        try:
+            proc = subprocess.run(full, capture_output=True, timeout=limit, stdin=subprocess.DEVNULL,
+                                  check=False)
+        except FileNotFoundError:
+            return CommandResult(tuple(full), EXIT_NOT_FOUND, "", f"{full[0]}: command not found")
+        except PermissionError:
+            return CommandResult(tuple(full), EXIT_NOT_EXECUTABLE, "", f"{full[0]}: Permission denied")
+        except subprocess.TimeoutExpired:
+            raise TransportError(self.host, HostProblem.TIMEOUT,
+                                 f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
+        return CommandResult(tuple(full), proc.returncode, decode(proc.stdout), decode(proc.stderr))
+
+    def start_stream(self, argv: Sequence[str], role: StreamRole, size_hint: int | None) -> PipeProcess:
+        """zfs as a local process, whatever the size: a pipe is the fastest path there is."""
+        return PipeProcess(with_zfs_command(self.zfs_command, argv), role)
+
+    def close(self) -> None:
+        """Nothing to release: every command is its own process."""
+
+
+def decode(data: bytes) -> str:
+    # zfs names are ASCII by rule; anything else is kept visible for the strict parser to reject.
+    return data.decode("utf-8", errors="surrogateescape")
