@@ -45,6 +45,11 @@ class ConfigProblem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+class UsageError(ReconcileError):
+    """A value given to a command or the API is wrong (exit 1 with one message, unlike
+    argparse's exit 2, which would read as "changes pending")."""
+
+
 class ConfigError(ReconcileError):
     """The configuration is invalid; carries every problem found, not just the first."""
 

@@ -18,7 +18,8 @@ import pytest
 from standin.state import StandinState
 
 from reconciler.cli import main
-from reconciler.commands.common import UsageError, add_selection_arguments, parse_now
+from reconciler.commands.common import add_selection_arguments, parse_now
+from reconciler.errors import UsageError
 
 NOW = "2025-11-24T16:00:00Z"  # conftest.NOW, the stand-in's clock
 NOW_TS = 1_764_000_000

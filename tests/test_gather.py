@@ -300,8 +300,7 @@ def test_commands_gather_with_the_collector_paused(nas: StandinState, tmp_path: 
         collecting.append(gc.isenabled())
         return gather(*args, **kwargs)
 
-    monkeypatch.setattr(facts_module, "gather", recording)  # plan and apply import it late
-    monkeypatch.setattr("reconciler.commands.facts.gather", recording)
+    monkeypatch.setattr("reconciler.api.gather", recording)  # every command gathers through the api
     path = write_config(tmp_path, {"nas": local(nas)})
     plan_file = tmp_path / "plan.json"
     assert main(["facts", "-c", str(path)]) == 0

@@ -1,9 +1,9 @@
-"""``zrepl-reconcile apply``: compute (or load) the plan, show it, confirm, execute it.
+"""``zrepl-reconcile apply``: compute (or verify a saved) plan, show it, confirm, execute it.
 
-The plan is computed exactly as ``plan`` computes it (``compute_plan``) and the very
-same Action objects are executed. With ``--plan FILE`` the saved plan is executed only
-if the facts it was computed from are unchanged (same fingerprint), as Terraform does.
-One apply per configuration at a time (``execute.lock``).
+The plan is computed exactly as ``plan`` computes it (``api.plan``) and the very same
+Action objects are executed. With ``--plan FILE`` the saved plan runs only if it is
+exactly the plan computed now (``api.verify``). One apply per configuration at a time
+(``api.session`` takes the lock).
 
 Signals: the first SIGTERM/SIGINT stops between actions (the rest is reported as
 skipped); a second one also interrupts a running transfer, which stays resumable.
@@ -15,29 +15,19 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from reconciler import api
 from reconciler.codes import ConflictCode, ExitCode
-from reconciler.commands.common import (
-    UsageError,
-    add_config_argument,
-    add_selection_arguments,
-    check_selection,
-    compute_plan,
-)
-from reconciler.config.models import Config
+from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
 from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
-from reconciler.errors import StalePlanError
-from reconciler.execute.apply import ApplyReport, apply_plan
-from reconciler.execute.lock import ConfigLock
-from reconciler.execute.progress import ProgressSink, progress_for_terminal
-from reconciler.transport.hosts import open_executors
-from reconciler.transport.interface import Executor, StreamingExecutor
+from reconciler.errors import UsageError
+from reconciler.execute.apply import ApplyReport
+from reconciler.execute.progress import progress_for_terminal
 from reconciler.wording import plural
 
 
@@ -91,9 +81,9 @@ def stop_signals() -> Iterator[StopSignals]:
 
 # --------------------------------------------------------------------------- saved plans
 
-def saved_selection(plan: Plan, args: argparse.Namespace) -> tuple[list[str] | None, list[str] | None]:
-    """The selection the saved plan was computed for; apply's own --host/--filesystem, when
-    given, must agree with it. --now is refused: the plan has its own time."""
+def check_saved_plan_options(plan: Plan, args: argparse.Namespace) -> None:
+    """A saved plan runs at its own time and selection: --now is refused, and apply's own
+    --host/--filesystem, when given, must be the plan's."""
     if args.now:
         raise UsageError(f"--plan {args.plan}: --now cannot be combined with a saved plan, which is "
                          "executed exactly as it was computed, at its own time; drop --now")
@@ -105,36 +95,6 @@ def saved_selection(plan: Plan, args: argparse.Namespace) -> tuple[list[str] | N
                 f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
                 f"was computed for ({option} {' '.join(saved) if saved else 'not given'}); a saved "
                 f"plan is executed exactly as it was computed: drop {option}, or run plan --out again")
-    return recorded
-
-
-def load_saved_plan(args: argparse.Namespace, config: Config, executors: Mapping[str, Executor]) -> Plan:
-    """Verify, then run: read the file strictly, re-gather, recompute the plan at the file's
-    time and selection, and return the recomputed plan only if it is exactly the file's
-    (reconciler/planfile/verify.py); refuse with the reason and the differences otherwise."""
-    from reconciler.gather.facts import gather
-    from reconciler.gather.gc_pause import paused_gc
-    from reconciler.planfile.read import read_plan_file
-    from reconciler.planfile.verify import check_plan_time, refusal
-    from reconciler.planning.planner import hosts_needed, make_plan
-
-    saved = read_plan_file(args.plan)
-    hosts, filesystems = saved_selection(saved.plan, args)
-    check_plan_time(args.plan, saved.plan.now, datetime.now(UTC))
-    try:
-        check_selection(config, hosts, filesystems)
-    except UsageError as exc:
-        raise StalePlanError(f"the saved plan {args.plan} is stale: the configuration changed and no longer "
-                             f"has what the plan was computed for ({exc}); nothing was changed. Run "
-                             "`zrepl-reconcile plan --out` again and review the new plan") from None
-    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
-    with paused_gc():
-        observed = gather(config, executors, [h for h in config.hosts if h in needed])
-    current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
-    error = refusal(args.plan, saved.plan, saved.document["actions"], current)
-    if error is not None:
-        raise error
-    return current
 
 
 # --------------------------------------------------------------------------- confirmation
@@ -195,36 +155,35 @@ def not_attempted(plan: Plan) -> list[str]:
 
 # --------------------------------------------------------------------------- the command
 
-def execute(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], signals: StopSignals,
-            progress: ProgressSink | None = None, *, saved_plan: bool = False) -> ApplyReport:
-    return apply_plan(plan, config, executors, progress=progress or progress_for_terminal(),
-                      stop=signals.stop, abort=signals.abort, saved_plan=saved_plan)
-
-
 def run(args: argparse.Namespace) -> int:
-    from reconciler.config.load import load_config
     from reconciler.render.text import render_text
 
-    config = load_config(args.config)
-    with ConfigLock(args.config) as lock:
-        if note := lock.stale_note():
+    now = None if args.plan else parse_now(args.now)
+    config = api.load(args.config)
+    saved = None
+    if args.plan:
+        saved = api.read_saved(args.plan)
+        check_saved_plan_options(saved.plan, args)
+    with api.session(args.config, config) as session:
+        if note := session.lock.stale_note():
             print(note, file=sys.stderr)
-        with open_executors(config) as executors:
-            if args.plan:
-                plan = load_saved_plan(args, config, executors)
-            else:
-                config, _observed, plan = compute_plan(args, executors=executors)
-            render_text(plan)
-            sys.stdout.flush()
-            if not plan.has_changes:
-                return ExitCode.OK
-            if not args.yes and not confirm(plan):
-                print("Apply cancelled; nothing was changed.")
-                return ExitCode.ERROR
-            # Until here Ctrl-C / SIGTERM simply end the command (nothing changed yet);
-            # from now on they stop between actions.
-            with stop_signals() as signals:
-                report = execute(plan, config, executors, signals, saved_plan=bool(args.plan))
+        if saved is not None:
+            plan = api.verify(saved, config, executors=session.executors)
+        else:
+            plan = api.plan(config, hosts=args.hosts, filesystems=args.filesystems, now=now,
+                            executors=session.executors)
+        render_text(plan)
+        sys.stdout.flush()
+        if not plan.has_changes:
+            return ExitCode.OK
+        if not args.yes and not confirm(plan):
+            print("Apply cancelled; nothing was changed.")
+            return ExitCode.ERROR
+        # Until here Ctrl-C / SIGTERM simply end the command (nothing changed yet);
+        # from now on they stop between actions.
+        with stop_signals() as signals:
+            report = api.apply(plan, config, session.executors, progress=progress_for_terminal(),
+                               stop=signals.stop, abort=signals.abort, saved_plan=saved is not None)
     print_report(report, plan)
     if report.stopped:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).

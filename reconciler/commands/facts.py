@@ -8,12 +8,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from reconciler import api
 from reconciler.codes import ExitCode
 from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
-from reconciler.gather.facts import gather
-from reconciler.gather.gc_pause import paused_gc
-from reconciler.transport.hosts import open_executors
 from reconciler.wording import plural
 
 HEADERS = ("dataset", "type", "snapshots", "bookmarks", "newest snapshot", "held", "resume token")
@@ -32,11 +30,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.config.load import load_config  # the config engineer's loader
-
-    config = load_config(args.config)
-    with open_executors(config, args.host) as executors, paused_gc():
-        state = gather(config, executors, args.host)
+    state = api.facts(api.load(args.config), args.host)
     if args.format == "json":
         json.dump(observed_to_json(state), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -23,9 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from reconciler import api
 from reconciler.codes import ExitCode
-from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
+from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
 from reconciler.domain.plan import Plan
+from reconciler.errors import UsageError
 from reconciler.render.json import write_json
 from reconciler.render.markdown import write_markdown
 from reconciler.render.text import render_text
@@ -54,7 +56,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     explain: str | bool | None = args.explain
-    _config, _observed, plan = compute_plan(args, explain=bool(explain))
+    now = parse_now(args.now)
+    plan = api.plan(api.load(args.config), hosts=args.hosts, filesystems=args.filesystems, now=now,
+                    explain=bool(explain))
     check_explain_target(plan, explain)
     if args.out:
         write_plan_file(plan, args.out)

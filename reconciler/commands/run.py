@@ -19,14 +19,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from reconciler import api
 from reconciler.codes import ExitCode
-from reconciler.commands.apply import StopSignals, execute, print_report, stop_signals
-from reconciler.commands.common import UsageError, add_config_argument, add_selection_arguments, compute_plan
+from reconciler.commands.apply import StopSignals, print_report, stop_signals
+from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
 from reconciler.config.grid import parse_duration
-from reconciler.errors import ReconcileError
-from reconciler.execute.lock import ConfigLock
+from reconciler.errors import ReconcileError, UsageError
 from reconciler.execute.progress import LogProgress, progress_for_terminal
-from reconciler.transport.hosts import open_executors
 
 SLEEP_SLICE = 1.0  # seconds; the loop re-checks for a stop request at least this often
 
@@ -56,20 +55,21 @@ def log(text: str) -> None:
 
 def one_cycle(args: argparse.Namespace, signals: StopSignals) -> bool:
     """gather -> plan -> apply -y; True when nothing failed. Raises ReconcileError."""
-    from reconciler.config.load import load_config
     from reconciler.render.view import summary_line
 
-    config = load_config(args.config)
-    with ConfigLock(args.config) as lock:
-        if note := lock.stale_note():
+    now = parse_now(args.now)
+    config = api.load(args.config)  # each cycle: edits take effect without a restart
+    with api.session(args.config, config) as session:
+        if note := session.lock.stale_note():
             log(note)
-        with open_executors(config) as executors:
-            config, _observed, plan = compute_plan(args, executors=executors)
-            log(summary_line(plan))
-            if not plan.has_changes or signals.stop.is_set():
-                return True
-            progress = progress_for_terminal() if sys.stderr.isatty() else LogProgress(sys.stdout, 30.0)
-            report = execute(plan, config, executors, signals, progress)
+        plan = api.plan(config, hosts=args.hosts, filesystems=args.filesystems, now=now,
+                        executors=session.executors)
+        log(summary_line(plan))
+        if not plan.has_changes or signals.stop.is_set():
+            return True
+        progress = progress_for_terminal() if sys.stderr.isatty() else LogProgress(sys.stdout, 30.0)
+        report = api.apply(plan, config, session.executors, progress=progress, stop=signals.stop,
+                           abort=signals.abort)
     print_report(report, plan)
     return report.ok
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from reconciler.codes import ConflictCode
 from reconciler.config.models import Config, FilesystemEntry, Policy, Target
-from reconciler.domain.names import ancestors, filter_decision, is_within
+from reconciler.domain.names import ancestors, check_dataset_name, filter_decision, is_within
 from reconciler.domain.observed import Dataset, ObservedState, unavailable_fix, unavailable_reason
 from reconciler.domain.plan import Conflict
+from reconciler.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,3 +315,30 @@ def _claimed_twice(first: Selected, second: Selected) -> Conflict:
         f"exclude it in one entry, e.g. add \"{first.name}\": false to the filter of"
         f" filesystems[{second.entry_index}]",
         first.host, first.name)
+
+
+def check_selection(config: Config, hosts: list[str] | None,
+                    filesystems: list[str] | None = None) -> None:
+    """Refuse flags that cannot select anything, before any host is contacted: a plan for
+    them would be empty (or blame hosts that were never asked) instead of saying why."""
+    unknown = [h for h in hosts or () if h not in config.hosts]
+    if unknown:
+        raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
+                         f"(configured: {', '.join(config.hosts)})")
+    for name in filesystems or ():
+        try:
+            check_dataset_name(name)
+        except ValueError as exc:
+            raise UsageError(f"--filesystem: {exc}") from None
+    unmanaged = unmanaged_filesystems(config, hosts, filesystems or ())
+    if unmanaged:
+        on_hosts = f" on host {', '.join(hosts)}" if hosts else ""
+        elsewhere = ([n for n in unmanaged if not unmanaged_filesystems(config, None, [n])]
+                     if hosts else [])
+        hint = (f" ({', '.join(elsewhere)} is managed, but not on {', '.join(hosts or ())})"
+                if elsewhere else "")
+        raise UsageError(
+            f"--filesystem {', '.join(unmanaged)}: not managed by the configuration{on_hosts}: no"
+            f" filesystems entry selects it or a dataset below it, and it is not a replica (target"
+            f" dataset) of one{hint}. Give a source dataset or a target dataset; managed:"
+            f" {describe_managed(config)}")

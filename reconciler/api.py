@@ -1,0 +1,168 @@
+"""The library under the command line: every command is a thin layer over these functions.
+
+    from reconciler import api
+
+    config = api.load("zrepl-reconcile.yml")
+    plan = api.plan(config, now=None)              # gathers (one zfs list per host) and plans
+    print(plan.summary(), [a.describe() for a in plan.actions])
+    with api.session("zrepl-reconcile.yml", config) as session:   # the lock and the connections
+        plan = api.plan(config, executors=session.executors)
+        report = api.apply(plan, config, session.executors)
+    print(report.summary_line())
+
+Plain arguments in, plain values out (Config, ObservedState, Plan, ApplyReport); errors
+are the ReconcileError tree of reconciler/errors.py. Nothing here prints or reads argv.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler.config.load import load_config
+from reconciler.config.models import Config
+from reconciler.domain.observed import ObservedState
+from reconciler.domain.plan import Plan
+from reconciler.errors import StalePlanError, UsageError
+from reconciler.execute.apply import ApplyReport, apply_plan
+from reconciler.execute.lock import ConfigLock
+from reconciler.execute.progress import ProgressSink
+from reconciler.gather.facts import gather
+from reconciler.gather.gc_pause import paused_gc
+from reconciler.planfile.read import SavedPlan, read_plan_file
+from reconciler.planfile.verify import check_plan_time, refusal
+from reconciler.planning.planner import hosts_needed, make_plan
+from reconciler.planning.selection import check_selection
+from reconciler.transport.hosts import open_executors
+from reconciler.transport.interface import Executor, StreamingExecutor
+
+# The clocks a plan can be made at. Not before the Unix epoch: zfs creation times are
+# unix seconds, and the planner compares them with now's. Well before datetime's end
+# (year 9999): now plus the longest duration a configuration allows (100 years) stays a
+# valid time, and a snapshot name keeps its four-digit year.
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(9000, 1, 1, tzinfo=UTC)  # excluded
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """The desired state of a configuration file; ConfigError lists every problem with its
+    FILE:LINE:COL and field."""
+    return load_config(path)
+
+
+def facts(config: Config, hosts: Collection[str] | None = None, *,
+          executors: Mapping[str, Executor] | None = None) -> ObservedState:
+    """What the hosts hold (default: every configured host): one ``zfs list`` each, in
+    parallel; a host that fails is in ``unavailable`` with the reason."""
+    names = list(hosts) if hosts is not None else None
+    with _connected(config, names, executors) as opened, paused_gc():
+        return gather(config, opened, names)
+
+
+def plan(config: Config, *, hosts: Collection[str] | None = None,
+         filesystems: Collection[str] | None = None, now: datetime | None = None, explain: bool = False,
+         executors: Mapping[str, Executor] | None = None) -> Plan:
+    """Gather the hosts the selection needs and plan (``make_plan``): what ``plan`` prints
+    and ``apply`` runs. ``hosts``/``filesystems`` narrow it as ``--host``/``--filesystem``
+    do; ``now`` defaults to the current time; ``executors`` (owned by the caller, e.g. a
+    ``session``'s) are reused, otherwise the needed hosts are connected and closed here."""
+    when = check_now(now if now is not None else datetime.now(UTC).replace(microsecond=0))
+    host_list, filesystem_list = list(hosts or ()) or None, list(filesystems or ()) or None
+    check_selection(config, host_list, filesystem_list)
+    observed = _gather_for(config, host_list, filesystem_list, executors)
+    return make_plan(config, observed, when, hosts=host_list, filesystems=filesystem_list, explain=explain)
+
+
+def read_saved(path: str) -> SavedPlan:
+    """A saved plan (``plan --out FILE``) read strictly: PlanFileError for anything that is not
+    a plan this tool wrote, unedited (reconciler/planfile/read.py)."""
+    return read_plan_file(path)
+
+
+def verify(saved: SavedPlan, config: Config, *, executors: Mapping[str, Executor] | None = None,
+           clock: datetime | None = None) -> Plan:
+    """Verify, then run: the facts gathered again and the plan recomputed at the saved plan's
+    time and selection with ``config``; the recomputed plan when it is exactly the saved one,
+    else StalePlanError saying why and what differs (reconciler/planfile/verify.py).
+    ``clock``: this machine's time (a plan made for a later time is refused)."""
+    path = saved.path
+    check_plan_time(path, saved.plan.now, clock or datetime.now(UTC))
+    hosts = list(saved.plan.selection.hosts) or None
+    filesystems = list(saved.plan.selection.filesystems) or None
+    try:
+        check_selection(config, hosts, filesystems)
+    except UsageError as exc:
+        raise StalePlanError(f"the saved plan {path} is stale: the configuration changed and no longer has"
+                             f" what the plan was computed for ({exc}); nothing was changed. Run"
+                             " `zrepl-reconcile plan --out` again and review the new plan") from None
+    observed = _gather_for(config, hosts, filesystems, executors)
+    current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
+    error = refusal(path, saved.plan, saved.document["actions"], current)
+    if error is not None:
+        raise error
+    return current
+
+
+def apply(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
+          progress: ProgressSink | None = None, stop: threading.Event | None = None,
+          abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
+    """Run the plan's actions in order, one filesystem's failure isolated; never raises for
+    a failing action (the report has it). ``stop`` ends the apply between actions, ``abort``
+    also interrupts a transfer (it stays resumable); with ``saved_plan`` a skipped action is
+    a failure."""
+    return apply_plan(plan, config, executors, progress=progress, stop=stop, abort=abort,
+                      saved_plan=saved_plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An apply's hold on a configuration: its lock and one connection per host."""
+
+    lock: ConfigLock
+    executors: dict[str, StreamingExecutor]
+
+
+@contextmanager
+def session(config_path: str | os.PathLike[str], config: Config) -> Iterator[Session]:
+    """Take the configuration's apply lock (LockError naming the holder's PID when another
+    apply runs) and open every host's executor; both are released when the block ends."""
+    with ConfigLock(config_path) as lock, open_executors(config) as executors:
+        yield Session(lock, executors)
+
+
+def check_now(now: datetime) -> datetime:
+    """``now`` in UTC when a plan can be made at it (aware, within EARLIEST_NOW..LATEST_NOW)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise UsageError(f"now {now.isoformat()} has no time zone")
+    # Compared before converting: converting year 1 or 9999 with an offset overflows.
+    if not EARLIEST_NOW <= now < LATEST_NOW:
+        raise UsageError(f"now {now.isoformat()} is out of range: {now_range()}")
+    return now.astimezone(UTC)
+
+
+def now_range() -> str:
+    return (f"plans are made for times from {EARLIEST_NOW:%Y-%m-%dT%H:%M:%SZ} up to (not including)"
+            f" {LATEST_NOW:%Y-%m-%dT%H:%M:%SZ}")
+
+
+def _gather_for(config: Config, hosts: list[str] | None, filesystems: list[str] | None,
+                executors: Mapping[str, Executor] | None) -> ObservedState:
+    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
+    names = [h for h in config.hosts if h in needed]
+    with _connected(config, names, executors) as opened, paused_gc():
+        return gather(config, opened, names)
+
+
+@contextmanager
+def _connected(config: Config, names: list[str] | None,
+               executors: Mapping[str, Executor] | None) -> Iterator[Mapping[str, Executor]]:
+    """The caller's executors as they are, or those of ``names`` opened for the block."""
+    if executors is not None:
+        yield executors
+        return
+    with open_executors(config, names) as opened:
+        yield opened
