@@ -75,3 +75,14 @@ def test_one_session_per_configuration(config_path: Path) -> None:
     config = api.load(config_path)
     with api.session(config_path, config), pytest.raises(LockError), api.session(config_path, config):
         pass
+
+
+def test_the_readme_example_runs(config_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use it from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(config_path.parent)  # the example names zrepl-reconcile.yml
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Apply: " in out and " 0 failed" in out
