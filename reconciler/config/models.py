@@ -8,13 +8,19 @@ in ``reconciler.config.load`` where YAML positions are known.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.config.grid import GridInterval, parse_duration, parse_grid
-from reconciler.domain.names import SNAPSHOT_NAME_CHARS, check_dataset_name, scheduled_snapshot_name
+from reconciler.domain.names import (
+    SNAPSHOT_NAME_CHARS,
+    check_dataset_name,
+    filter_decision,
+    scheduled_snapshot_name,
+)
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -269,6 +275,12 @@ class Target(Model):
     def target_dataset(self, source_dataset: str) -> str:
         return f"{self.root}/{source_dataset}"
 
+    def source_dataset(self, target_dataset: str) -> str | None:
+        """The source dataset whose replica ``target_dataset`` would be (the inverse of
+        ``target_dataset``), or None when it does not lie below the root."""
+        prefix = self.root + "/"
+        return target_dataset[len(prefix):] if target_dataset.startswith(prefix) else None
+
 
 def check_host_name(name: str) -> str:
     if not HOST_NAME.match(name):
@@ -291,8 +303,37 @@ class FilesystemEntry(Model):
     replicate_to: list[Target] = Field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class DatasetRole:
+    """Why a dataset is managed: as a source of ``entry``, or (``target`` set) as the replica
+    of ``source`` in that target of it."""
+
+    entry: FilesystemEntry
+    source: str  # the source dataset's name
+    target: Target | None = None
+
+    def partners(self) -> list[tuple[str, str]]:
+        """(host, dataset) on the other side of its replication pairs: a source's replicas,
+        a replica's source."""
+        if self.target is None:
+            return [(t.host, t.target_dataset(self.source)) for t in self.entry.replicate_to]
+        return [(self.entry.host, self.source)]
+
+
 class Config(Model):
     hosts: dict[HostName, HostConfig] = Field(min_length=1, description="machines by name")
     policies: dict[str, Policy] = Field(min_length=1, description="snapshot and retention policies by name")
     filesystems: list[FilesystemEntry] = Field(
         min_length=1, description="which datasets on which host follow which policy, and where they go")
+
+    def role_of(self, host: str, dataset: str) -> DatasetRole | None:
+        """The entry that manages ``host:dataset`` and as what; None when none does. (Loading
+        refuses a configuration in which one dataset would be both a source and a replica.)"""
+        for entry in self.filesystems:
+            if entry.host == host and filter_decision(entry.filter, dataset):
+                return DatasetRole(entry, dataset)
+            for target in entry.replicate_to:
+                source = target.source_dataset(dataset) if target.host == host else None
+                if source is not None and filter_decision(entry.filter, source):
+                    return DatasetRole(entry, source, target)
+        return None

@@ -45,7 +45,7 @@ from reconciler.domain.actions import (
     out_of_order,
     snapshot_batch_argv,
 )
-from reconciler.domain.names import filter_decision, lineage
+from reconciler.domain.names import lineage
 from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, HostError, ReconcileError
@@ -218,21 +218,6 @@ def error_code(exc: ReconcileError) -> str:
 
 # --------------------------------------------------------------------------- destroy re-check
 
-def partners(config: Config, host: str, dataset: str) -> list[Key] | None:
-    """The datasets on the other side of ``host:dataset``'s replication pairs (targets of a
-    source, the source of a target); None when no ``filesystems`` entry manages it."""
-    for entry in config.filesystems:
-        if entry.host == host and filter_decision(entry.filter, dataset):
-            return [(t.host, t.target_dataset(dataset)) for t in entry.replicate_to]
-    for entry in config.filesystems:
-        for target in entry.replicate_to:
-            prefix = target.root + "/"
-            if target.host == host and dataset.startswith(prefix) \
-                    and filter_decision(entry.filter, dataset[len(prefix):]):
-                return [(entry.host, dataset[len(prefix):])]
-    return None
-
-
 def fresh_facts(config: Config, executors: Mapping[str, Executor],
                 destroys: Iterable[DestroyAction]) -> tuple[ObservedState, dict[str, ReconcileError]]:
     """The destroys' datasets and their replication partners as they are now: ONE
@@ -244,7 +229,8 @@ def fresh_facts(config: Config, executors: Mapping[str, Executor],
     wanted: dict[str, set[str]] = {}
     for action in destroys:
         wanted.setdefault(action.host, set()).add(action.dataset)
-        for partner_host, name in partners(config, action.host, action.dataset) or ():
+        role = config.role_of(action.host, action.dataset)
+        for partner_host, name in role.partners() if role is not None else ():
             wanted.setdefault(partner_host, set()).add(name)
     state = ObservedState()
     errors: dict[str, ReconcileError] = {}
@@ -262,7 +248,7 @@ def fresh_facts(config: Config, executors: Mapping[str, Executor],
 def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedState,
                        ) -> tuple[list[str], list[tuple[str, str]]]:
     """(names still safe to destroy, [(name, why not)]) from the facts listed just before."""
-    if partners(config, action.host, action.dataset) is None:
+    if config.role_of(action.host, action.dataset) is None:
         return [], [(n, "the dataset is no longer managed by the configuration") for n in action.snapshots]
     dataset = fresh.dataset(action.host, action.dataset)
     if dataset is None:

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from reconciler.config.models import Config
-from reconciler.domain.names import filter_decision
 from reconciler.domain.observed import Dataset, ObservedState, Snapshot
 from reconciler.planning.naming import CURSOR_PREFIX
 
@@ -110,29 +109,20 @@ def destroy_guard(config: Config, observed: ObservedState, host: str, dataset: s
     Partners missing from ``observed`` (unavailable) contribute no base: on a source the
     cursor bookmark then stands for what was replicated; a target still keeps its newest.
     """
-    for entry in config.filesystems:
-        policy = config.policies[entry.policy]
-        if entry.host == host and filter_decision(entry.filter, dataset):
-            source = observed.dataset(host, dataset)
-            bases = set()
-            for target in entry.replicate_to:
-                partner = observed.dataset(target.host, target.target_dataset(dataset))
-                if source is not None and partner is not None:
-                    bases |= _common_guid(source, partner)
-            return DestroyGuard(policy.manage_regex, frozenset(bases), False,
-                                f"source of policy {entry.policy}")
-        for target in entry.replicate_to:
-            prefix = target.root + "/"
-            if target.host != host or not dataset.startswith(prefix):
-                continue
-            source_name = dataset[len(prefix):]
-            if not filter_decision(entry.filter, source_name):
-                continue
-            source, partner = observed.dataset(entry.host, source_name), observed.dataset(host, dataset)
-            bases = _common_guid(source, partner) if source is not None and partner is not None else set()
-            return DestroyGuard(policy.manage_regex, frozenset(bases), True,
-                                f"target of {entry.host}:{source_name}, policy {entry.policy}")
-    return DestroyGuard(NOTHING, frozenset(), False, "not managed by any filesystems entry")
+    role = config.role_of(host, dataset)
+    if role is None:
+        return DestroyGuard(NOTHING, frozenset(), False, "not managed by any filesystems entry")
+    entry = role.entry
+    source = observed.dataset(entry.host, role.source)
+    bases: set[int] = set()
+    for target in (entry.replicate_to if role.target is None else [role.target]):
+        partner = observed.dataset(target.host, target.target_dataset(role.source))
+        if source is not None and partner is not None:
+            bases |= _common_guid(source, partner)
+    why = (f"source of policy {entry.policy}" if role.target is None
+           else f"target of {entry.host}:{role.source}, policy {entry.policy}")
+    return DestroyGuard(config.policies[entry.policy].manage_regex, frozenset(bases), role.target is not None,
+                        why)
 
 
 def _common_guid(source: Dataset, target: Dataset) -> set[int]:
