@@ -13,9 +13,9 @@ pytestmark = pytest.mark.realzfs
 
 
 def test_demo_converges_on_real_openzfs(zfs_guest: Guest, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                        capfd: pytest.CaptureFixture[str]) -> None:
     assert run_demo(tmp_path, guest=zfs_guest, say=lambda _: None) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out  # each step runs as its own process, writing to this fd
     assert "Plan: 4 snapshots to create, 4 sends" in out
     assert "Apply: 13 done, 0 failed, 0 skipped." in out
     assert out.rstrip().endswith("Demo finished: the second plan is empty.")
