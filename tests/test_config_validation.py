@@ -69,7 +69,7 @@ extra: 1
 """) == [
         "13:5: filesystems[0].replicate: unknown key 'replicate'; did you mean 'replicate_to'? "
         "(allowed: filter, host, policy, replicate_to)",
-        "14:1: extra: unknown key 'extra' (allowed: filesystems, hosts, policies)",
+        "14:1: extra: unknown key 'extra' (allowed: filesystems, hosts, policies, settings)",
     ]
 
 
@@ -415,7 +415,7 @@ filesystems:
 def test_top_level_keys_that_look_like_union_tags() -> None:
     # found by fuzzing: the tag-stripping once removed 'hosts' from this path and crashed
     assert problems("connection: hosts\n")[:2] == [
-        "1:1: connection: unknown key 'connection' (allowed: filesystems, hosts, policies)",
+        "1:1: connection: unknown key 'connection' (allowed: filesystems, hosts, policies, settings)",
         "1:1: filesystems: missing required key 'filesystems'",
     ]
 

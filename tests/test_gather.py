@@ -14,6 +14,7 @@ from fixtures_sshd import SshServer, free_port
 from standin.state import StandinState
 
 from reconciler.cli import main
+from reconciler.config.load import load_config
 from reconciler.config.models import Config
 from reconciler.domain.observed import ObservedState
 from reconciler.gather import facts as facts_module
@@ -308,3 +309,25 @@ def test_commands_gather_with_the_collector_paused(nas: StandinState, tmp_path: 
     main(["apply", "-c", str(path), "--plan", str(plan_file), "-y"])
     capsys.readouterr()
     assert collecting == [False, False, False] and gc.isenabled()
+
+
+def test_settings_parallel_hosts_bounds_the_gathering_threads(nas: StandinState, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import reconciler.gather.facts as facts
+
+    seen: list[int] = []
+    real_pool = facts.ThreadPoolExecutor
+
+    def pool(max_workers: int, **kwargs: Any) -> Any:
+        seen.append(max_workers)
+        return real_pool(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(facts, "ThreadPoolExecutor", pool)
+    path = write_config(tmp_path, {"nas": local(nas), "nas2": local(nas)})
+    data = json.loads(path.read_text())
+    data["settings"] = {"parallel_hosts": 1}
+    path.write_text(json.dumps(data))
+    config = load_config(str(path))
+    with open_executors(config) as executors:
+        state = gather(config, executors)
+    assert set(state.hosts) == {"nas", "nas2"} and seen == [1]

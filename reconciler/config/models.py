@@ -303,6 +303,14 @@ class FilesystemEntry(Model):
     replicate_to: list[Target] = Field(default_factory=list)
 
 
+class Settings(Model):
+    """How the tool runs (not what it manages): the optional top-level ``settings`` section."""
+
+    parallel_hosts: int = Field(
+        default=16, ge=1, le=1024,
+        description="how many hosts are read (one zfs list each) at the same time")
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetRole:
     """Why a dataset is managed: as a source of ``entry``, or (``target`` set) as the replica
@@ -325,6 +333,7 @@ class Config(Model):
     policies: dict[str, Policy] = Field(min_length=1, description="snapshot and retention policies by name")
     filesystems: list[FilesystemEntry] = Field(
         min_length=1, description="which datasets on which host follow which policy, and where they go")
+    settings: Settings = Field(default_factory=Settings, description="how the tool runs")
 
     def role_of(self, host: str, dataset: str) -> DatasetRole | None:
         """The entry that manages ``host:dataset`` and as what; None when none does. (Loading

@@ -22,7 +22,6 @@ from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, pars
 from reconciler.planning.selection import filter_roots
 from reconciler.transport.interface import CommandResult, Executor
 
-MAX_PARALLEL_HOSTS = 16
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
 PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is required",
                     "is not in the sudoers file", "not allowed to execute", "may not run sudo",
@@ -43,7 +42,8 @@ def gather(config: Config, executors: Mapping[str, Executor],
         raise ValueError(f"gather: no executor for host(s) {', '.join(missing)}")
     state = ObservedState()
     roots = listing_roots(config)
-    for name, outcome in gather_parallel([(n, executors[n], roots.get(n)) for n in names]):
+    items = [(n, executors[n], roots.get(n)) for n in names]
+    for name, outcome in gather_parallel(items, config.settings.parallel_hosts):
         if isinstance(outcome, HostFacts):
             state.hosts[name] = outcome
         else:
@@ -70,12 +70,13 @@ def listing_roots(config: Config) -> dict[str, list[str]]:
     return roots
 
 
-def gather_parallel(items: list[tuple[str, Executor, list[str] | None]]
+def gather_parallel(items: list[tuple[str, Executor, list[str] | None]], parallel: int = 16
                     ) -> Iterator[tuple[str, HostFacts | HostUnavailable]]:
-    """(host, facts or the reason it is unavailable) in the given order."""
+    """(host, facts or the reason it is unavailable) in the given order, ``parallel`` hosts at
+    a time (``settings.parallel_hosts``)."""
     if not items:
         return
-    with ThreadPoolExecutor(max_workers=min(len(items), MAX_PARALLEL_HOSTS),
+    with ThreadPoolExecutor(max_workers=min(len(items), parallel),
                             thread_name_prefix="gather") as pool:
         futures = [(name, pool.submit(gather_host_or_reason, executor, name, roots))
                    for name, executor, roots in items]
