@@ -239,6 +239,7 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += plan_table(results["plan"])
     if results.get("parse"):
         lines += ["## Parsing `zfs list` (`bench/bench_parse.py`)", "", results["parse"], ""]
+    lines += [NOTES["structure"], ""]
     if results.get("render"):
         lines += ["## Rendering one huge destroy (`bench/bench_render.py`)", "", results["render"], ""]
     if results.get("transfer"):

@@ -53,6 +53,9 @@ DIGEST_KEY = "digest"
 ACTION_LEVEL = 2  # the nesting level of an action's object: document (0), "actions" (1), action (2)
 
 
+FLUSH_CHARS = 1 << 20  # written text the writer holds at most before it writes to the file
+
+
 class RawJson(str):
     """JSON text the writer has already written once (an action whose text was hashed)."""
 
@@ -165,17 +168,21 @@ class JsonWriter:
         parts = self.parts
         inner = "\n" + self.INDENT * (level + 1)
         opening = "[" + inner
+        raw_chars = 0
         for item in items:
             parts.append(opening)
             opening = "," + inner
             if item.__class__ is RawJson:
                 parts.append(item)
+                raw_chars += len(item)
             else:
                 self.value(item, level + 1)
                 parts = self.parts  # a nested stream may have flushed
-            if len(parts) > 4096:
+            # An action's text is one part of kilobytes: bound the buffer by size too.
+            if len(parts) > 4096 or raw_chars > FLUSH_CHARS:
                 self.flush()
                 parts = self.parts
+                raw_chars = 0
         parts.append("[]" if opening.startswith("[") else f"\n{self.INDENT * level}]")
 
     def object(self, value: dict[Any, Any], level: int) -> None:
