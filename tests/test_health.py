@@ -89,7 +89,8 @@ def test_no_snapshot_no_lag_and_space() -> None:
     assert replication_lag(empty, None, T0) is None
     assert snapshots_waiting(empty, None, "newest") == 0
     space = space_of(SOURCE)
-    assert space is not None and (space.snapshots, space.written_bytes, space.referenced_bytes) == (4, 400, 1004)
+    assert space is not None
+    assert (space.snapshots, space.written_bytes, space.referenced_bytes) == (4, 400, 1004)
     assert space_of(None) is None
     assert space_of(dataset("x", [snap("a", 1, 1, 0, written=None)])).written_bytes == 0  # type: ignore[union-attr]
 
@@ -146,7 +147,8 @@ def record(result: PairResult = PairResult.OK) -> StateRecord:
 @pytest.mark.parametrize(("facts", "state", "max_lag", "problems"), [
     (observed([11, 12, 13, 14]), record(), 7 * HOUR, []),
     (observed([11, 12, 13, 14]), record(), 5 * HOUR, ["lag 6h 00m exceeds --max-lag 5h 00m"]),
-    (observed([11, 12, 13, 14]), record(PairResult.FAILED), None, ["last apply failed at 2025-11-25T02:00:00Z: x failed"]),
+    (observed([11, 12, 13, 14]), record(PairResult.FAILED), None,
+     ["last apply failed at 2025-11-25T02:00:00Z: x failed"]),
     (observed([11, 12, 13, 14]), None, None, []),  # no record yet: nothing failed
     (observed(None, cursor_guid=12), record(), 9 * HOUR, ["host backup is unreachable"]),
     (observed(None, cursor_guid=12), record(), 7 * HOUR,
@@ -185,6 +187,7 @@ def test_assess_narrows_like_plan() -> None:
     facts = observed([14])
     facts.hosts["nas"].datasets["tank/b"] = dataset("tank/b", [])
     assert [f.dataset for f in assess(config, facts, None, NOW).filesystems] == ["tank/a", "tank/b"]
-    assert [f.dataset for f in assess(config, facts, None, NOW, filesystems=["tank/b"]).filesystems] == ["tank/b"]
+    narrowed = assess(config, facts, None, NOW, filesystems=["tank/b"]).filesystems
+    assert [f.dataset for f in narrowed] == ["tank/b"]
     only_pairs = assess(config, facts, None, NOW, hosts=["backup"]).filesystems
     assert [(f.dataset, len(f.targets)) for f in only_pairs] == [("tank/a", 1)]

@@ -27,6 +27,7 @@ from reconciler.commands.common import (
     add_config_argument,
     add_metrics_file_argument,
     add_selection_arguments,
+    metrics_file_option,
     parse_now,
 )
 from reconciler.config.models import Config
@@ -169,7 +170,7 @@ def record_cycle(args: argparse.Namespace, config: Config, cycle: api.Cycle,
     """The state file, the metrics and on_failure (api.after_cycle); their troubles are
     one line each on stderr and never change the apply's exit code."""
     for note in api.after_cycle(args.config, config, cycle, executors=executors,
-                                metrics_file=args.metrics_file):
+                                metrics_file=metrics_file_option(args.metrics_file)):
         print(note, file=sys.stderr)
     sys.stderr.flush()
 
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.render.text import render_text
 
     now = None if args.plan else parse_now(args.now)
+    metrics_file_option(args.metrics_file)  # a bad path is refused before anything is done
     config = api.load(args.config)
     started = time.monotonic()
     saved = None

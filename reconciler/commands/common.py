@@ -36,17 +36,20 @@ def add_selection_arguments(parser: argparse.ArgumentParser, now_help: str | Non
 
 
 def add_metrics_file_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics-file", metavar="PATH", default=None, type=metrics_file_option,
+    parser.add_argument("--metrics-file", metavar="PATH", default=None,
                         help="write Prometheus metrics to PATH (*.prom, for node_exporter's textfile "
                              "collector); overrides settings.metrics_file")
 
 
-def metrics_file_option(text: str) -> str:
-    """``--metrics-file``: as ``settings.metrics_file``, but relative to the working directory."""
+def metrics_file_option(text: str | None) -> str | None:
+    """``--metrics-file`` checked as ``settings.metrics_file`` is, a relative path taken from
+    the working directory (a command line, unlike a service's config, has one)."""
+    if text is None:
+        return None
     try:
         return check_metrics_file(os.path.abspath(os.path.expanduser(text)))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise UsageError(f"--metrics-file: {exc}") from None
 
 
 def parse_now(text: str | None) -> datetime:

@@ -36,6 +36,7 @@ from reconciler.commands.common import (
     add_config_argument,
     add_metrics_file_argument,
     add_selection_arguments,
+    metrics_file_option,
     parse_now,
 )
 from reconciler.config.grid import parse_duration
@@ -122,7 +123,7 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> CycleEnd:
 def record(args: argparse.Namespace, config: Config, cycle: api.Cycle,
            executors: Mapping[str, Executor] | None) -> None:
     for note in api.after_cycle(args.config, config, cycle, executors=executors,
-                                metrics_file=args.metrics_file):
+                                metrics_file=metrics_file_option(args.metrics_file)):
         log(note)
 
 
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         interval = parse_duration(args.every).total_seconds()
     except ValueError as exc:
         raise UsageError(f"--every: {exc}") from None
+    metrics_file_option(args.metrics_file)  # a bad path is refused before the loop starts
     notifier = Notifier()
     with stop_signals() as signals, notifier.watchdog_pings():
         notifier.ready(f"started; reconciling {args.config} every {args.every}")

@@ -21,6 +21,7 @@ from reconciler.commands.common import (
     add_config_argument,
     add_metrics_file_argument,
     add_selection_arguments,
+    metrics_file_option,
     parse_now,
 )
 from reconciler.config.grid import parse_duration
@@ -60,6 +61,7 @@ def parse_max_lag(text: str | None) -> timedelta | None:
 
 def run(args: argparse.Namespace) -> int:
     max_lag = parse_max_lag(args.max_lag)
+    metrics_file = metrics_file_option(args.metrics_file)
     config = api.load(args.config)
     report = api.status(args.config, config, hosts=args.hosts, filesystems=args.filesystems,
                         now=parse_now(args.now), max_lag=max_lag)
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         render_status_text(report.status, report.notes)
     sys.stdout.flush()
-    target = args.metrics_file or config.settings.metrics_file
+    target = metrics_file or config.settings.metrics_file
     if target:
         try:
             api.write_metrics(target, report)
