@@ -4,6 +4,7 @@ datagram socket), the record and metrics of each cycle, and the unit in playbook
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -167,26 +168,32 @@ def test_max_consecutive_failures_must_be_positive(loop_config: tuple[Path, Stan
 # ------------------------------------------------------------------ the record and metrics of a run
 
 
-def test_run_records_each_cycle_and_writes_metrics(loop_config: tuple[Path, StandinState, StandinState],  # noqa: F811
-                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+LoopConfig = tuple[Path, StandinState, StandinState]
+
+
+def test_run_records_each_cycle_and_writes_metrics(
+        loop_config: LoopConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     config, _nas, _backup = loop_config
     metrics = tmp_path / "run.prom"
-    code, out, _err = cli(capsys, "run", "--once", "-c", str(config), "--now", NOW, "--metrics-file", str(metrics))
+    code, out, _err = cli(capsys, "run", "--once", "-c", str(config), "--now", NOW,
+                          "--metrics-file", str(metrics))
     assert code == 0, out
     assert "state: no record at" in out  # run logs its notes with the others
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
-    lags = {s.labels["filesystem"]: s.value for s in families["zrepl_reconcile_replication_lag_seconds"].samples}
+    samples = families["zrepl_reconcile_replication_lag_seconds"].samples
+    lags = {s.labels["filesystem"]: s.value for s in samples}
     assert lags == {"tank": 0, "tank/a": 0, "tank/b": 0}
     code, out, _err = cli(capsys, "status", "-c", str(config), "--now", NOW, "--max-lag", "1h")
     assert code == 0 and out.startswith("OK: 3 filesystems, 3 targets")
 
 
-def test_a_cycle_that_cannot_run_is_recorded(loop_config: tuple[Path, StandinState, StandinState],  # noqa: F811
+def test_a_cycle_that_cannot_run_is_recorded(loop_config: LoopConfig,  # noqa: F811
                                              capsys: pytest.CaptureFixture[str]) -> None:
     config, _nas, _backup = loop_config
     assert cli(capsys, "run", "--once", "-c", str(config), "--now", NOW)[0] == 0
     # A selection the configuration does not manage: the cycle cannot plan.
-    code, out, _err = cli(capsys, "run", "--once", "-c", str(config), "--now", NOW, "--filesystem", "other/x")
+    code, out, _err = cli(capsys, "run", "--once", "-c", str(config), "--now", NOW,
+                          "--filesystem", "other/x")
     assert code == 1 and "cycle 1 failed: --filesystem other/x" in out
     code, out, _err = cli(capsys, "status", "-c", str(config), "--now", NOW)
     assert code == 2
@@ -244,16 +251,15 @@ def test_the_prometheus_rules_are_valid_yaml_with_the_two_alerts() -> None:
     assert alerts["ZfsReconcileCycleFailed"]["expr"] == "zrepl_reconcile_last_cycle_failed == 1"
 
 
-def test_every_metric_the_rules_and_docs_name_is_written(loop_config: tuple[Path, StandinState, StandinState],  # noqa: F811
-                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import re
-
+def test_every_metric_the_rules_and_docs_name_is_written(
+        loop_config: LoopConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     config, _nas, _backup = loop_config
     metrics = tmp_path / "m.prom"
     assert cli(capsys, "apply", "-y", "-c", str(config), "--now", NOW, "--metrics-file", str(metrics))[0] == 0
     written = {s.name for f in text_string_to_metric_families(metrics.read_text()) for s in f.samples}
     documented = set(re.findall(r"`(zrepl_reconcile_[a-z_]+)`",
                                 (Path(__file__).parent.parent / "docs" / "operate.md").read_text()))
-    in_rules = set(re.findall(r"zrepl_reconcile_[a-z_]+", (PLAYBOOKS / "prometheus" / "alerts.yaml").read_text()))
+    rules = (PLAYBOOKS / "prometheus" / "alerts.yaml").read_text()
+    in_rules = set(re.findall(r"zrepl_reconcile_[a-z_]+", rules))
     assert in_rules <= written
     assert documented == written

@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--every: {exc}") from None
     metrics_file_option(args.metrics_file)  # a bad path is refused before the loop starts
     notifier = Notifier()
-    with stop_signals() as signals, notifier.watchdog_pings():
+    with stop_signals() as signals:
         notifier.ready(f"started; reconciling {args.config} every {args.every}")
-        return loop(args, interval, signals, notifier)
+        with notifier.watchdog_pings():  # after READY=1: systemd counts the watchdog from there
+            return loop(args, interval, signals, notifier)
 
 
 def loop(args: argparse.Namespace, interval: float, signals: StopSignals, notifier: Notifier) -> int:
