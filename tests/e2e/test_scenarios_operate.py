@@ -4,6 +4,7 @@ each target and exits 2; the metrics file after a `run` parses and has the lag o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ from e2e.test_e2e_basic import HOUR, T0, stamp, write_data
 from reconciler.testbed.guest import Guest, free_port
 
 pytestmark = pytest.mark.realzfs
+
+
+def about(seconds: float, expected: int) -> bool:
+    return expected - 60 <= seconds <= expected
 
 
 def test_status_and_metrics_with_one_target_down(pools: tuple[str, ...], zfs_guest: Guest,
@@ -44,14 +49,16 @@ def test_status_and_metrics_with_one_target_down(pools: tuple[str, ...], zfs_gue
     [fs] = data["filesystems"]
     targets = {t["host"]: t for t in fs["targets"]}
     assert targets["dst"]["newest_replicated"]["name"] == stamp(now)
-    assert targets["dst"]["lag_seconds"] == 3 * HOUR and targets["dst"]["waiting"] == 0
+    # ZFS stamps a snapshot with the guest's clock, a second or two after --now.
+    assert about(targets["dst"]["lag_seconds"], 3 * HOUR) and targets["dst"]["waiting"] == 0
     assert targets["dst"]["last_apply"]["result"] == "ok" and targets["dst"]["last_apply"]["bytes"] > 0
     assert targets["offsite"]["reachable"] is False and targets["offsite"]["newest_replicated"] is None
-    assert targets["offsite"]["lag_seconds"] == 3 * HOUR and targets["offsite"]["waiting"] == 1
+    assert about(targets["offsite"]["lag_seconds"], 3 * HOUR) and targets["offsite"]["waiting"] == 1
     assert targets["offsite"]["last_apply"]["result"] == "unavailable"
     problems = "\n".join(data["problems"])
     assert "host offsite is unreachable" in problems
-    assert "src:src/op/a -> dst:dst/op/src/op/a: lag 3h 00m exceeds --max-lag 2h 00m" in problems
+    assert re.search(r"src:src/op/a -> dst:dst/op/src/op/a: lag (3h 00m|2h 59m) exceeds --max-lag 2h 00m",
+                     problems)
     text = reconcile(config, "status", "--now", iso(later), "--max-lag", "4h")
     assert text.returncode == 2 and text.stdout.startswith("UNHEALTHY: 1 problem")  # only the host
 
@@ -64,7 +71,8 @@ def test_status_and_metrics_with_one_target_down(pools: tuple[str, ...], zfs_gue
     lag = {s.labels["target_host"]: s.value
            for family in text_string_to_metric_families(metrics.read_text())
            if family.name == "zrepl_reconcile_replication_lag_seconds" for s in family.samples}
-    assert lag == {"dst": 0, "offsite": 3 * HOUR}
+    assert set(lag) == {"dst", "offsite"}
+    assert about(lag["dst"], 0) and about(lag["offsite"], 3 * HOUR)
     up = {s.labels["host"]: s.value for family in text_string_to_metric_families(metrics.read_text())
           if family.name == "zrepl_reconcile_host_up" for s in family.samples}
     assert up == {"src": 1, "dst": 1, "offsite": 0}
