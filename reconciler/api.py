@@ -10,8 +10,13 @@
         report = api.apply(plan, config, session.executors)
     print(report.summary_line())
 
-Plain arguments in, plain values out (Config, ObservedState, Plan, ApplyReport); errors
-are the ReconcileError tree of reconciler/errors.py. Nothing here prints or reads argv.
+Operating it: ``status`` (the facts and the record of the last applies, judged by
+``planning/health.py``), ``after_cycle`` (what every apply/run cycle does when it ends:
+record it in the state file, write the metrics, run ``on_failure``) and
+``write_metrics``.
+
+Plain arguments in, plain values out (Config, ObservedState, Plan, ApplyReport, Status);
+errors are the ReconcileError tree of reconciler/errors.py. Nothing here prints or reads argv.
 """
 
 from __future__ import annotations
@@ -21,20 +26,28 @@ import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from reconciler.config.load import load_config
 from reconciler.config.models import Config
 from reconciler.domain.observed import ObservedState
 from reconciler.domain.plan import Plan
-from reconciler.errors import StalePlanError, UsageError
+from reconciler.domain.record import StateRecord
+from reconciler.errors import ReconcileError, StalePlanError, UsageError
 from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import ProgressSink
 from reconciler.gather.facts import gather
 from reconciler.gather.gc_pause import paused_gc
+from reconciler.operate.metrics import write_metrics as write_metrics_file
+from reconciler.operate.on_failure import TIMEOUT_SECONDS, failure_report, run_on_failure
+from reconciler.operate.record import Cycle as Cycle
+from reconciler.operate.record import updated_record
+from reconciler.operate.state_file import read_state, real_config_path, state_path, write_state
 from reconciler.planfile.read import SavedPlan, read_plan_file
 from reconciler.planfile.verify import check_plan_time, refusal
+from reconciler.planning.health import Status, assess
 from reconciler.planning.planner import hosts_needed, make_plan
 from reconciler.planning.selection import check_selection
 from reconciler.transport.hosts import open_executors
@@ -132,6 +145,73 @@ def session(config_path: str | os.PathLike[str], config: Config) -> Iterator[Ses
     apply runs) and open every host's executor; both are released when the block ends."""
     with ConfigLock(config_path) as lock, open_executors(config) as executors:
         yield Session(lock, executors)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What ``status`` shows: the health, the record it was judged with, where that record
+    lives, and one line per problem with the record itself (missing, corrupt)."""
+
+    status: Status
+    record: StateRecord
+    state_file: Path
+    notes: tuple[str, ...] = ()
+
+
+def status(config_path: str | os.PathLike[str], config: Config, *, hosts: Collection[str] | None = None,
+           filesystems: Collection[str] | None = None, now: datetime | None = None,
+           max_lag: timedelta | None = None, executors: Mapping[str, Executor] | None = None) -> StatusReport:
+    """The replication health of the selection (``hosts``/``filesystems`` as for ``plan``):
+    one ``zfs list`` per needed host and the configuration's state file, judged at ``now``
+    (default: the current time); ``max_lag`` makes a longer lag a problem."""
+    when = check_now(now if now is not None else datetime.now(UTC).replace(microsecond=0))
+    host_list, filesystem_list = list(hosts or ()) or None, list(filesystems or ()) or None
+    check_selection(config, host_list, filesystem_list)
+    observed = _gather_for(config, host_list, filesystem_list, executors)
+    loaded = read_state(state_path(config_path, config.settings.state_dir), config_path)
+    health = assess(config, observed, loaded.record, when, hosts=host_list, filesystems=filesystem_list,
+                    max_lag=max_lag)
+    return StatusReport(health, loaded.record, loaded.path, (loaded.note,) if loaded.note else ())
+
+
+def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
+    """The Prometheus metrics of a status, written atomically to ``path`` (OSError when the
+    directory is missing or not writable)."""
+    write_metrics_file(os.path.expanduser(os.fspath(path)), report.status, report.record)
+
+
+def after_cycle(config_path: str | os.PathLike[str], config: Config, cycle: Cycle, *,
+                executors: Mapping[str, Executor] | None = None, metrics_file: str | None = None,
+                on_failure_timeout: float = TIMEOUT_SECONDS) -> tuple[str, ...]:
+    """What every apply/run cycle does when it ends; never raises for its own troubles,
+    which it returns as one line each: fold the cycle into the state file; write the
+    metrics (``metrics_file``, else ``settings.metrics_file``) from the hosts listed once
+    more, so they show what the apply left; run ``settings.on_failure`` when the cycle
+    had failed actions, unreachable hosts or could not run."""
+    notes: list[str] = []
+    loaded = read_state(state_path(config_path, config.settings.state_dir), config_path)
+    if loaded.note:
+        notes.append(loaded.note)
+    record = updated_record(loaded.record, config, cycle)
+    try:
+        write_state(loaded.path, record)
+    except OSError as exc:
+        notes.append(f"state: cannot write {loaded.path}: {exc.strerror or exc}; `status` shows the"
+                     " previous record")
+    target = metrics_file or config.settings.metrics_file
+    if target:
+        try:
+            observed = facts(config, executors=executors)
+            health = assess(config, observed, record, cycle.now)
+            write_metrics(target, StatusReport(health, record, loaded.path))
+        except (OSError, ReconcileError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            notes.append(f"metrics: cannot write {target}: {why}")
+    argv = config.settings.on_failure
+    if argv and cycle.needs_attention():
+        notes.append(run_on_failure(argv, failure_report(real_config_path(config_path), cycle),
+                                    timeout=on_failure_timeout))
+    return tuple(notes)
 
 
 def check_now(now: datetime) -> datetime:

@@ -19,7 +19,7 @@ from reconciler import __version__
 from reconciler.codes import ExitCode
 from reconciler.errors import ConfigError, ReconcileError, clip
 
-COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "demo")
+COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "status", "demo")
 
 
 class ArgumentParser(argparse.ArgumentParser):

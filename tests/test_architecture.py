@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reconciler.execute",),
     ("reconciler.render",),
     ("reconciler.planfile",),
+    ("reconciler.operate",),
     ("reconciler.api", "reconciler.demo"),
     ("reconciler.commands",),
     ("reconciler.cli",),

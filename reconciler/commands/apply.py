@@ -15,19 +15,28 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from reconciler import api
 from reconciler.codes import ConflictCode, ExitCode
-from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
+from reconciler.commands.common import (
+    add_config_argument,
+    add_metrics_file_argument,
+    add_selection_arguments,
+    metrics_file_option,
+    parse_now,
+)
+from reconciler.config.models import Config
 from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
 from reconciler.errors import UsageError
 from reconciler.execute.apply import ApplyReport
 from reconciler.execute.progress import progress_for_terminal
+from reconciler.transport.interface import Executor
 from reconciler.wording import plural
 
 
@@ -44,6 +53,7 @@ def register(subparsers: Any) -> None:
                              "plan's time and selection; refused otherwise (stale, edited), changing nothing")
     parser.add_argument("-y", "--yes", action="store_true",
                         help="do not ask for confirmation (required when stdin is not a terminal)")
+    add_metrics_file_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -153,13 +163,27 @@ def not_attempted(plan: Plan) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- the record
+
+def record_cycle(args: argparse.Namespace, config: Config, cycle: api.Cycle,
+                 executors: Mapping[str, Executor]) -> None:
+    """The state file, the metrics and on_failure (api.after_cycle); their troubles are
+    one line each on stderr and never change the apply's exit code."""
+    for note in api.after_cycle(args.config, config, cycle, executors=executors,
+                                metrics_file=metrics_file_option(args.metrics_file)):
+        print(note, file=sys.stderr)
+    sys.stderr.flush()
+
+
 # --------------------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.render.text import render_text
 
     now = None if args.plan else parse_now(args.now)
+    metrics_file_option(args.metrics_file)  # a bad path is refused before anything is done
     config = api.load(args.config)
+    started = time.monotonic()
     saved = None
     if args.plan:
         saved = api.read_saved(args.plan)
@@ -175,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         render_text(plan)
         sys.stdout.flush()
         if not plan.has_changes:
+            record_cycle(args, config, api.Cycle(plan.now, time.monotonic() - started, plan),
+                         session.executors)
             return ExitCode.OK
         if not args.yes and not confirm(plan):
             print("Apply cancelled; nothing was changed.")
@@ -184,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
         with stop_signals() as signals:
             report = api.apply(plan, config, session.executors, progress=progress_for_terminal(),
                                stop=signals.stop, abort=signals.abort, saved_plan=saved is not None)
+        # Under the lock: the record is read, updated and replaced by one apply at a time.
+        record_cycle(args, config, api.Cycle(plan.now, time.monotonic() - started, plan, report),
+                     session.executors)
     print_report(report, plan)
     if report.stopped:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).

@@ -303,12 +303,63 @@ class FilesystemEntry(Model):
     replicate_to: list[Target] = Field(default_factory=list)
 
 
+def check_local_path(value: str) -> str:
+    """A path on this machine for a file the tool writes: absolute, or starting with ``~``
+    (expanded for the user who runs the tool). A relative path is refused: a service's
+    working directory is not the configuration's, so it would name another file there."""
+    if not value:
+        raise ValueError("must not be empty: leave it out for the default")
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    if not (value.startswith("/") or value.startswith("~")):
+        raise ValueError(f"{value!r} is relative: give an absolute path or one starting with ~/ (the"
+                         " directory a service runs in is not the configuration's)")
+    return value
+
+
+def check_metrics_file(value: str) -> str:
+    check_local_path(value)
+    if not value.endswith(".prom") or value.endswith("/.prom"):
+        # node_exporter's textfile collector reads only *.prom: any other name is never scraped.
+        raise ValueError(f"{value!r} does not end in .prom: node_exporter's textfile collector reads only"
+                         " files named *.prom")
+    return value
+
+
 class Settings(Model):
     """How the tool runs (not what it manages): the optional top-level ``settings`` section."""
 
     parallel_hosts: int = Field(
         default=16, ge=1, le=1024,
         description="how many hosts are read (one zfs list each) at the same time")
+    state_dir: str | None = Field(
+        default=None,
+        description="where each apply/run cycle records its results for `status` (absolute or ~/...); "
+                    "default /var/lib/zrepl-reconcile for root, $XDG_STATE_HOME/zrepl-reconcile "
+                    "(~/.local/state/zrepl-reconcile) otherwise")
+    metrics_file: str | None = Field(
+        default=None,
+        description="Prometheus metrics written by apply, run and status for node_exporter's textfile "
+                    "collector (absolute or ~/..., ending in .prom); --metrics-file overrides")
+    on_failure: list[str] | None = Field(
+        default=None, min_length=1,
+        description="a command (argv, no shell) run after a cycle with failed actions or unreachable "
+                    "hosts, with a JSON report on stdin; its own failure is logged, never fatal")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: str | None) -> str | None:
+        return v if v is None else check_local_path(v)
+
+    @field_validator("metrics_file")
+    @classmethod
+    def _metrics_file(cls, v: str | None) -> str | None:
+        return v if v is None else check_metrics_file(v)
+
+    @field_validator("on_failure")
+    @classmethod
+    def _on_failure(cls, v: list[str] | None) -> list[str] | None:
+        return v if v is None else check_command(v)
 
 
 @dataclass(frozen=True, slots=True)
