@@ -17,6 +17,8 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -33,6 +35,7 @@ from reconciler.render.view import (
     destroy_reasons,
     explained_keys,
     group_by_host,
+    hook_env_text,
     incoming_text,
     sorted_views,
     split_shown,
@@ -122,6 +125,12 @@ def md_what(action: Action) -> str:
             return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
         case AbortResumeAction():
             return f"**discard partial receive** of {md_code(action.dataset)}"
+        case PreHookAction():
+            return (f"**pre hook** {md_code(action.command_text())} before "
+                    f"{md_code(f'{action.dataset}@{action.snapshot}')}")
+        case PostHookAction():
+            return (f"**post hook** {md_code(action.command_text())} after "
+                    f"{md_code(f'{action.dataset}@{action.snapshot}')}")
         case _:
             assert_never(action)
 
@@ -171,8 +180,11 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str
     lines.append("")
     collapsed: list[DestroyAction] = []
     lines += [f"- {md_text(incoming_text(send))}" for send in fs.incoming]
+    explained = (fs.host, fs.dataset) in explain
     for action in fs.actions:
         lines.append(f"- {md_action(action)}")
+        if explained and isinstance(action, PreHookAction | PostHookAction):
+            lines.append(f"  - environment: {md_code(hook_env_text(action))}")
         if isinstance(action, DestroyAction):
             if len(action.snapshots) > MARKDOWN_DETAILS_THRESHOLD:
                 collapsed.append(action)
