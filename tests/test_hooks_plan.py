@@ -255,3 +255,9 @@ def test_post_hook_actions_know_their_snapshot() -> None:
     assert post.snapshot_key() == ("nas", "tank/db", "zrepl_1")
     assert post.describe() == "run post hook /usr/local/sbin/db-thaw after tank/db@zrepl_1"
     assert post.env()["ZREPL_RECONCILE_HOOK"] == "post"
+
+
+def test_a_hook_with_a_line_break_in_an_argument_is_shown_on_one_line() -> None:
+    action = PreHookAction("nas", "tank/db", "zrepl_1", 0, ("/bin/sh", "-c", "a\nb\x1b[31m"), 30)
+    assert action.describe() == "run pre hook /bin/sh -c 'a\\nb\\x1b[31m' before tank/db@zrepl_1"
+    assert action.command == ("/bin/sh", "-c", "a\nb\x1b[31m")  # what runs is untouched

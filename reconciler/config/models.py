@@ -153,7 +153,7 @@ def check_hook_command(argv: list[str]) -> list[str]:
 
 
 class SnapshotHook(Model):
-    """A command before (pre) and/or after (post) each snapshot of a filesystem, on its host (zrepl's hooks)."""
+    """Commands run before (pre) and after (post) each snapshot of a filesystem, on its host."""
 
     pre: list[str] | None = Field(
         default=None, min_length=1,

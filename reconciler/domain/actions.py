@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar, Literal, Self, get_args
 
-from reconciler.errors import PlanFileError
+from reconciler.errors import PlanFileError, clip
 from reconciler.wording import plural
 
 # Every action kind, in EXECUTION ORDER: the planner writes a plan's actions in this
@@ -117,9 +117,10 @@ class _HookAction:
         return {HOOK_ENV_FS: self.dataset, HOOK_ENV_SNAPNAME: self.snapshot, HOOK_ENV_HOOK: self.edge}
 
     def command_text(self) -> str:
-        """The argv as one line a person can read (and a POSIX shell would split back): for
-        showing only, the hook runs the argv itself."""
-        return shlex.join(self.command)
+        """The argv as one line a person can read: quoted as a POSIX shell would split it
+        back, control characters escaped, at most ``clip``'s length. For showing only: the
+        hook runs the argv itself."""
+        return clip(shlex.join(self.command))
 
     def argv(self) -> list[str]:
         return list(self.command)
