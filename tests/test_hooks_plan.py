@@ -261,3 +261,15 @@ def test_a_hook_with_a_line_break_in_an_argument_is_shown_on_one_line() -> None:
     action = PreHookAction("nas", "tank/db", "zrepl_1", 0, ("/bin/sh", "-c", "a\nb\x1b[31m"), 30)
     assert action.describe() == "run pre hook /bin/sh -c 'a\\nb\\x1b[31m' before tank/db@zrepl_1"
     assert action.command == ("/bin/sh", "-c", "a\nb\x1b[31m")  # what runs is untouched
+
+
+def test_the_readmes_hook_example_is_a_valid_policy() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Snapshot hooks", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    text = ("hosts:\n  nas: {connection: local}\n" + example
+            + "filesystems:\n  - {host: nas, filter: {\"tank/db<\": true}, policy: db}\n")
+    hooks = load_config_text(text, "README.md").policies["db"].snapshots.hooks  # type: ignore[union-attr]
+    assert [(h.pre, h.post, h.timeout_seconds, h.err_is_fatal) for h in hooks] == [(FREEZE, THAW, 30, True)]
