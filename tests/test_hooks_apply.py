@@ -174,6 +174,7 @@ def test_nothing_runs_on_a_host_that_is_down_and_post_does_not_run_for_a_pre_nev
                              (SKIPPED, "pre_hook", "tank/db2"), (SKIPPED, "snapshot", "tank/db2"),
                              (SKIPPED, "post_hook", "tank/db2")]
     assert "unavailable" in report.outcomes[3].message
+    assert "taken anyway" not in report.outcomes[0].message  # not with its host down
 
 
 def test_a_stop_request_after_a_pre_hook_still_runs_its_post_hook(hosts: dict[str, HookHost]) -> None:

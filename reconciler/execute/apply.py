@@ -365,7 +365,9 @@ class _Applier:
         except ReconcileError as exc:
             phase.pre_attempted(action.hook, fatal_failure=action.err_is_fatal)
             where = f"{action.dataset}@{action.snapshot}"
-            note = (f" (err_is_fatal: the snapshot {where} and what depends on it are skipped)"
+            host_down = isinstance(exc, HostError) and exc.code in HOST_DOWN
+            note = ("" if host_down
+                    else f" (err_is_fatal: the snapshot {where} and what depends on it are skipped)"
                     if action.err_is_fatal else f" (err_is_fatal is false: {where} is taken anyway)")
             self.fail(action, exc, started, mark=action.err_is_fatal, note=note)
             return
