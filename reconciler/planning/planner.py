@@ -29,6 +29,8 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -59,7 +61,8 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     """The plan that brings the observed world to the desired state (see module docstring)."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
     conflicts: list[Conflict] = list(selection.conflicts)
-    snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now, conflicts)
+    snapshot_actions, hook_actions = plan_snapshots([s for s in selection.selected if s.source_side], now,
+                                                    conflicts)
     planned = _planned_snapshots(snapshot_actions, observed, now)
     warnings: list[str] = list(selection.warnings)
     source_reports: list[FilesystemReport] = []
@@ -87,7 +90,7 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
             target_reports.append(report)
             if destroy is not None:
                 destroys.append(destroy)
-    actions = order_actions([*snapshot_actions, *placeholders(all_pairs, observed),
+    actions = order_actions([*hook_actions, *snapshot_actions, *placeholders(all_pairs, observed),
                              *(p.abort for p in all_pairs if p.abort is not None),
                              *(s for p in all_pairs for s in p.sends), *bookmarks,
                              *_one_per_dataset(destroys)])
@@ -370,8 +373,43 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
 
 def order_actions(actions: Iterable[Action]) -> list[Action]:
     """The plan's order, the one apply runs: the vocabulary's EXECUTION_ORDER of kinds, and
-    within a kind ``_place_within_kind`` (a stable sort: equal places keep the given order)."""
-    return sorted(actions, key=_place)
+    within a kind ``_place_within_kind`` (a stable sort: equal places keep the given order);
+    in the snapshot phase each snapshot's hooks right around it (``_around_snapshots``)."""
+    return _around_snapshots(sorted(actions, key=_place))
+
+
+def _around_snapshots(ordered: list[Action]) -> list[Action]:
+    """Each snapshot with its pre hooks right before it (in hook order) and its post hooks
+    right after it (in reverse hook order), as ``out_of_order`` wants them. A hook whose
+    snapshot is not in the list stays where the sort put it."""
+    pre: dict[tuple[str, str, str], list[PreHookAction]] = {}
+    post: dict[tuple[str, str, str], list[PostHookAction]] = {}
+    for action in ordered:
+        if isinstance(action, PreHookAction):
+            pre.setdefault(action.snapshot_key(), []).append(action)
+        elif isinstance(action, PostHookAction):
+            post.setdefault(action.snapshot_key(), []).append(action)
+    if not pre and not post:
+        return ordered
+    snapshots = {(a.host, a.dataset, a.snapshot) for a in ordered if isinstance(a, SnapshotAction)}
+    woven: list[Action] = []
+    for action in ordered:
+        if isinstance(action, PreHookAction | PostHookAction):
+            if action.snapshot_key() not in snapshots:
+                woven.append(action)
+            continue
+        if isinstance(action, SnapshotAction):
+            key = (action.host, action.dataset, action.snapshot)
+            before: list[PreHookAction] = sorted(pre.get(key, []), key=_hook_index)
+            after: list[PostHookAction] = sorted(post.get(key, []), key=_hook_index, reverse=True)
+            woven += [*before, action, *after]
+            continue
+        woven.append(action)
+    return woven
+
+
+def _hook_index(action: PreHookAction | PostHookAction) -> int:
+    return action.hook
 
 
 def _place(action: Action) -> tuple[int, tuple[str, ...]]:
@@ -382,6 +420,9 @@ def _place_within_kind(action: Action) -> tuple[str, ...]:
     """Where an action goes among those of its kind: by host and dataset (a reviewer finds
     a filesystem's actions together), except where the order matters more."""
     match action:
+        case PreHookAction() | PostHookAction():
+            # Moved next to their snapshot by ``_around_snapshots``.
+            return (action.host, action.dataset, action.snapshot)
         case DestroyAction():
             return (action.host, action.dataset)
         case SendAction():

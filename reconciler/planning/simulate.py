@@ -20,6 +20,8 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -80,6 +82,8 @@ class _Simulation:
 
     def apply(self, action: Action) -> None:
         match action:
+            case PreHookAction() | PostHookAction():
+                pass  # a hook runs a command of the user's; what it does is not ZFS state we plan
             case SnapshotAction():
                 self.snapshot(action)
             case CreateAction():

@@ -17,6 +17,8 @@ from reconciler.domain.actions import (
     Action,
     DestroyAction,
     Kind,
+    PostHookAction,
+    PreHookAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -32,6 +34,7 @@ from reconciler.render.view import (
     destroy_reasons,
     explained_keys,
     group_by_host,
+    hook_env_text,
     incoming_text,
     prune_rule_text,
     sorted_views,
@@ -57,6 +60,8 @@ def action_look(kind: Kind) -> tuple[str, str]:
             return "-", "red"
         case "bookmark" | "hold" | "release":
             return "~", "dim"
+        case "pre_hook" | "post_hook":
+            return "*", "magenta"
         case _:
             assert_never(kind)
 
@@ -206,12 +211,14 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
     return tuple(out)
 
 
-def text_action(out: TextOut, action: Action, indent: int) -> None:
+def text_action(out: TextOut, action: Action, indent: int, explained: bool = False) -> None:
     sigil, style = ACTION_LOOKS[action.kind]
     detail = action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
         out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
+    if explained and isinstance(action, PreHookAction | PostHookAction):
+        out.add(indent + 4, ("environment: ", "dim"), hook_env_text(action))
 
 
 def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:
@@ -239,8 +246,9 @@ def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, st
         out.add(4, ("prune rule: ", "dim"), prune_rule_text(report))
     for send in fs.incoming:
         out.add(4, (f"< {incoming_text(send)}", "dim cyan"))
+    explained = (fs.host, fs.dataset) in explain
     for action in fs.actions:
-        text_action(out, action, 4)
+        text_action(out, action, 4, explained)
     for warning in fs.warnings:
         out.add(4, (f"! warning: {warning}", WARNING_STYLE))
     for kept in fs.protected:
