@@ -63,6 +63,7 @@ from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets
 from reconciler.planning.invariants import destroy_guard
 from reconciler.transport.interface import Executor, StreamingExecutor
+from reconciler.transport.pump import TokenBucket
 from reconciler.wording import human_bytes
 
 DONE = "done"
@@ -294,6 +295,8 @@ class _Applier:
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
         self.fresh_at = 0.0  # time.monotonic() of that listing
         self.phases: dict[tuple[str, str, str], HookPhase] = {}
+        # One bucket per (target host, limit): the sends to a target share its bandwidth_limit.
+        self.buckets: dict[tuple[str, int], TokenBucket] = {}
 
     def record(self, outcome: Outcome, *, mark: bool = True) -> None:
         """Report ``outcome``; one not done marks the filesystems it touches unless ``mark``
@@ -438,11 +441,21 @@ class _Applier:
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
         try:
-            result = run_send(action, self.executors, progress=self.progress, abort=self.abort)
+            result = run_send(action, self.executors, progress=self.progress, abort=self.abort,
+                              throttle=self.bucket(action))
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
         self.record(Outcome(action, DONE, seconds=result.seconds, bytes=result.bytes))
+
+    def bucket(self, action: SendAction) -> TokenBucket | None:
+        """The target's bandwidth limit (None: unlimited), the same bucket for every send to it."""
+        if action.bandwidth_limit is None:
+            return None
+        key = (action.target_host, action.bandwidth_limit)
+        if key not in self.buckets:
+            self.buckets[key] = TokenBucket(action.bandwidth_limit)
+        return self.buckets[key]
 
     def destroy(self, action: DestroyAction) -> None:
         started = time.monotonic()
