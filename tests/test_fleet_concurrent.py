@@ -205,7 +205,8 @@ def test_as_on_the_command_line(tmp_path: Path, standin: Callable[..., StandinSt
                                 capsys: pytest.CaptureFixture[str]) -> None:
     path, hosts = fleet(tmp_path, standin)
     now = datetime.fromtimestamp(NOW_TS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    code, out, err = cli(capsys, "plan", "-c", str(path), "--as", "vault", "--now", now, "--detailed-exitcode")
+    code, out, err = cli(capsys, "plan", "-c", str(path), "--as", "vault", "--now", now,
+                         "--detailed-exitcode")
     assert code == 0, out + err
     assert "No changes" in out and "vault is the source of no filesystems entry" in out
     code, out, err = cli(capsys, "plan", "-c", str(path), "--as", "alpha", "--host", "beta")
@@ -222,5 +223,6 @@ def test_as_on_the_command_line(tmp_path: Path, standin: Callable[..., StandinSt
     assert code == 0 and " 0 failed" in out, out + err
     assert "pool/fleet/tank/a" in hosts["vault"].reload().datasets
     assert "pool/fleet/tank/b" not in hosts["vault"].datasets
-    code, out, err = cli(capsys, "plan", "-c", str(path), "--as", "alpha", "--now", now, "--detailed-exitcode")
+    code, out, err = cli(capsys, "plan", "-c", str(path), "--as", "alpha", "--now", now,
+                         "--detailed-exitcode")
     assert code == 0 and "No changes" in out, out + err

@@ -1,8 +1,9 @@
 #!/usr/bin/python
 """Ansible module: reconcile this host's part of a zrepl-reconcile configuration.
 
-It runs the installed ``zrepl-reconcile`` (``plan --as HOST --out FILE``, then ``apply
---plan FILE``); it never plans by itself. See DOCUMENTATION below and playbooks/ansible/.
+It runs the installed ``zrepl-reconcile`` (``plan --as HOST --detailed-exitcode --out FILE``,
+then, to apply, ``apply --as HOST -y``); it never plans by itself. See DOCUMENTATION below and
+playbooks/ansible/.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ description:
     and unavailable hosts).
   - In check mode, or with O(state=planned), nothing is changed and C(changed) says whether
     the plan has changes. With C(--diff) the text plan is shown, as C(zrepl-reconcile plan) prints it.
-  - Otherwise the plan that was computed is applied exactly (C(zrepl-reconcile apply --plan FILE -y),
-    which refuses a plan whose facts changed meanwhile); C(changed) is true when actions ran, and
-    the failed and skipped actions are returned. A failing apply fails the task.
+  - Otherwise, when the plan has changes, C(zrepl-reconcile apply --as HOST -y) applies them, as the
+    host's service (C(run --as HOST)) does - it plans again and executes that plan, so an empty
+    placeholder another host's run created meanwhile is not created twice. C(changed) is true when
+    actions ran, and the failed and skipped actions are returned. A failing apply fails the task.
   - Any error of the tool (a bad configuration with its FILE:LINE:COL, an unknown host, the apply
     lock held by another run, a stale plan) fails the task with the tool's own message.
   - With O(host) set to the inventory name the host runs only its own part of a configuration
@@ -67,7 +69,9 @@ options:
     type: path
 notes:
   - Supports check mode and diff mode.
-  - The plan is written to a private temporary file that is removed afterwards.
+  - The Plan JSON is written to a private temporary file that is removed afterwards.
+  - An apply takes the configuration's lock; while the host's own service is applying, the task
+    fails with the tool's message naming the lock holder.
 requirements:
   - zrepl-reconcile installed on the managed host (see playbooks/ansible/rollout.yml).
 """
@@ -228,7 +232,7 @@ def find_executable(module):
 
 
 def supports_parallel(module, executable):
-    rc, out, err = module.run_command([executable, "apply", "--help"], environ_update=ENV)
+    rc, out, _err = module.run_command([executable, "apply", "--help"], environ_update=ENV)
     return rc == 0 and "--parallel" in out
 
 
@@ -281,7 +285,9 @@ def run(module, executable, plan_file):
         module.exit_json(changed=pending, **result)  # what applying would change
     if not pending:
         module.exit_json(changed=False, **result)
-    apply_command = [executable, "apply", "-c", params["config"], "--plan", plan_file, "-y"]
+    apply_command = [executable, "apply", "-c", params["config"], *selection, "-y"]
+    if params["now"]:
+        apply_command += ["--now", params["now"]]
     if params["parallel"] is not None:
         if supports_parallel(module, executable):
             apply_command += ["--parallel", str(params["parallel"])]
