@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -145,10 +146,16 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
 
 
+LAST_CPU = [0.0]  # CPU seconds (user + system) of the last timed() process and its children
+
+
 def timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=cwd, timeout=3600)
     seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CPU[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode not in (0, 2):
         raise RuntimeError(f"{' '.join(command[:6])}... exit {done.returncode}: {done.stderr[-2000:]}"
                            f"{done.stdout[-2000:]}")
@@ -169,13 +176,15 @@ def median_of(runs: list[float]) -> float:
 def measure_controller(work: Path, states: list[Path], ssh: dict[str, Any], parallel: int,
                        runs: int) -> dict[str, Any]:
     config = write_config(work / f"fleet-{len(states)}-p{parallel}.yml", states, ssh, parallel)
-    times, doc = [], {}
+    times, cpu, doc = [], [], {}
     for _ in range(runs):
         seconds, doc = plan_once(config)
         times.append(round(seconds, 2))
+        cpu.append(LAST_CPU[0])
     assert not doc["unavailable"], doc["unavailable"]
+    # The plan process's own CPU (the controller's share; sshd and the stand-ins are not its children).
     return {"hosts": len(states), "parallel_hosts": parallel, "seconds": median_of(times), "runs": times,
-            "actions": len(doc["actions"]), "summary": doc["summary"]}
+            "cpu_seconds": median_of(cpu), "actions": len(doc["actions"]), "summary": doc["summary"]}
 
 
 def measure_own_part(work: Path, states: list[Path], ssh: dict[str, Any], runs: int) -> dict[str, Any]:
@@ -234,7 +243,7 @@ def measure_ansible(work: Path, states: list[Path], ssh: dict[str, Any], forks: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1,10,50,200")
-    parser.add_argument("--parallel", default="1,16,64", help="settings.parallel_hosts values")
+    parser.add_argument("--parallel", default="1,4,16,64", help="settings.parallel_hosts values")
     parser.add_argument("--forks", default="1,10,50", help="Ansible forks (empty: skip Ansible)")
     parser.add_argument("--ansible-hosts", default="50", help="fleet sizes run through Ansible")
     parser.add_argument("--list-latency", type=float, default=0.25,
