@@ -197,17 +197,20 @@ def fleet_section(fleet: dict[str, Any]) -> list[str]:
     if ansible:
         if fleet.get("ansible_date"):
             out += [f"(Ansible measured {fleet['ansible_date']}, load average "
-                    f"{fleet['ansible_load']:.2f} at start.)", ""]
+                    f"{fleet['ansible_load']:.2f} at start, with the controller's plan it is compared with.)",
+                    ""]
         forks = sorted({r["forks"] for r in ansible})
         by = {(r["hosts"], r["forks"]): r for r in ansible}
         out += [FLEET_ANSIBLE, "",
                 "| hosts | " + " | ".join(f"forks {f}" for f in forks)
                 + " | one controller, `parallel_hosts: 16` |",
                 "|---:|" + "---:|" * len(forks) + "---:|"]
+        # The controller's plan from the same run as Ansible's, when Ansible was measured apart.
+        same_run = {(r["hosts"], r["parallel_hosts"]): r for r in fleet.get("ansible_controller", [])} or cell
         for size in sorted({r["hosts"] for r in ansible}):
             cells = [seconds_cell(by.get((size, f)), 1) for f in forks]
-            out.append(f"| {size} | {' | '.join(cells)} | {seconds_cell(cell.get((size, 16)))} |")
-        out += ["", *ansible_growth(by, forks, cell), ""]
+            out.append(f"| {size} | {' | '.join(cells)} | {seconds_cell(same_run.get((size, 16)))} |")
+        out += ["", *ansible_growth(by, forks, same_run), ""]
     return out
 
 

@@ -328,8 +328,8 @@ def test_rollout_installs_configures_and_the_unit_reconciles_each_hosts_part(
         assert config.stat().st_mode & 0o777 == 0o600
         unit = (prefix / run / "systemd" / "zrepl-reconcile.service").read_text()
         (exec_start,) = re.findall(r"^ExecStart=(.*)$", unit, re.MULTILINE)
-        assert exec_start == (f"{prefix}/{run}/venv/bin/zrepl-reconcile run --every 10m --as {run}"
-                              f" -c {config}")
+        assert exec_start == (f"{prefix}/{run}/venv/bin/zrepl-reconcile run --every 10m"
+                              f" --max-consecutive-failures 3 --as {run} -c {config}")
         # The unit's own command, once, as systemd would start it on that host.
         ran = subprocess.run([*shlex.split(exec_start), "--once", "--now", NOW], capture_output=True,
                              text=True, timeout=180, env={**os.environ, "NO_COLOR": "1"})

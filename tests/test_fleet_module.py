@@ -20,7 +20,7 @@ from reconciler.execute.apply import DONE, FAILED, SKIPPED, ApplyReport, Outcome
 
 pytest.importorskip("ansible", reason="ansible-core is not installed (pip install -e '.[fleet]')")
 
-MODULE_PATH = Path(__file__).resolve().parent.parent / "playbooks" / "ansible" / "library" / "zrepl_reconcile.py"
+MODULE_PATH = Path(__file__).resolve().parent.parent / "playbooks/ansible/library/zrepl_reconcile.py"
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,13 @@ def printed(report: ApplyReport) -> str:
 
 
 def test_the_apply_report_as_the_tool_prints_it(module: Any) -> None:
-    send = SendAction("nas", "tank/a b:c", "zrepl_2", "backup", "pool/nas/tank/a b:c", "zrepl_1", ("zrepl_2",))
+    send = SendAction("nas", "tank/a b:c", "zrepl_2", "backup", "pool/nas/tank/a b:c", "zrepl_1",
+                      ("zrepl_2",))
     destroy = DestroyAction("nas", "tank/x", ("zrepl_0",), (("zrepl_0", "grid"),))
     report = ApplyReport([
         Outcome(SnapshotAction("nas", "tank/x", "zrepl_2", "b"), DONE),
-        Outcome(send, FAILED, "cannot receive: destination has been modified: the target changed", "modified"),
+        Outcome(send, FAILED, "cannot receive: destination has been modified: the target changed",
+                "modified"),
         Outcome(destroy, SKIPPED, "tank/x: send failed: modified"),
     ])
     counts, failed, skipped = module.parse_apply_report(printed(report))
@@ -58,9 +60,11 @@ def test_the_tools_error_message_is_the_tasks(module: Any) -> None:
     one = ConfigError([ConfigProblem("/etc/z.yml", 3, 5, "policies.p.snapshots.interval", "invalid")])
     stderr = error_message(one) + "\n"
     assert module.tool_message(stderr) == "error: /etc/z.yml:3:5: policies.p.snapshots.interval: invalid"
-    two = ConfigError([ConfigProblem("/etc/z.yml", 3, 5, "a", "x"), ConfigProblem("/etc/z.yml", 9, 1, "b", "y")])
+    two = ConfigError([ConfigProblem("/etc/z.yml", 3, 5, "a", "x"),
+                       ConfigProblem("/etc/z.yml", 9, 1, "b", "y")])
     lines = module.tool_message("warning: something first\n" + error_message(two) + "\n").splitlines()
-    assert lines == ["error: 2 problems in the configuration:", "/etc/z.yml:3:5: a: x", "/etc/z.yml:9:1: b: y"]
+    assert lines == ["error: 2 problems in the configuration:", "/etc/z.yml:3:5: a: x",
+                     "/etc/z.yml:9:1: b: y"]
     assert module.tool_message("", "out\n", "fallback") == "out"
     assert module.tool_message("", "", "fallback") == "fallback"
 

@@ -214,7 +214,9 @@ def fleets(draw: st.DrawFn) -> Fleet:
     config = config_from({
         "hosts": {h: {"connection": "local"} for h in HOSTS},
         "policies": {
-            "p": {"snapshots": {"prefix": "zrepl_", "interval": "1h"},
+            "p": {"snapshots": {"prefix": "zrepl_", "interval": "1h",
+                                "hooks": [{"pre": ["/usr/local/sbin/db-freeze"],
+                                           "post": ["/usr/local/sbin/db-thaw"]}]},
                   "keep_source": [{"type": "not_replicated"}, {"type": "last_n", "count": 2}],
                   "keep_target": [{"type": "last_n", "count": 2}]},
             "q": {"snapshots": {"prefix": "zrepl_", "interval": "1d"},
