@@ -223,7 +223,10 @@ def test_check_mode_reports_changes_apply_converges_and_a_second_run_changes_not
     for run in ("alpha", "beta"):
         result = applied.results[run]
         assert result["changed"] is True and result["apply"]["failed"] == 0, result
-        assert result["apply"]["done"] == len(result["actions"]) and result["failed_actions"] == []
+        # apply plans again: a shared placeholder the other host's run created meanwhile is not in it
+        creates = sum(1 for a in result["actions"] if a["kind"] == "create")
+        assert len(result["actions"]) - creates <= result["apply"]["done"] <= len(result["actions"]), result
+        assert result["apply"]["skipped"] == 0 and result["failed_actions"] == []
     assert applied.results["vault"]["changed"] is False
 
     again = play(short_tmp, local_fleet, "apply.yml")
