@@ -78,16 +78,18 @@ def facts(config: Config, hosts: Collection[str] | None = None, *,
 
 def plan(config: Config, *, hosts: Collection[str] | None = None,
          filesystems: Collection[str] | None = None, now: datetime | None = None, explain: bool = False,
-         executors: Mapping[str, Executor] | None = None) -> Plan:
+         executors: Mapping[str, Executor] | None = None, as_host: str | None = None) -> Plan:
     """Gather the hosts the selection needs and plan (``make_plan``): what ``plan`` prints
     and ``apply`` runs. ``hosts``/``filesystems`` narrow it as ``--host``/``--filesystem``
-    do; ``now`` defaults to the current time; ``executors`` (owned by the caller, e.g. a
-    ``session``'s) are reused, otherwise the needed hosts are connected and closed here."""
+    do, ``as_host`` as ``--as`` (that host's own part, its zfs run on this machine); ``now``
+    defaults to the current time; ``executors`` (owned by the caller, e.g. a ``session``'s)
+    are reused, otherwise the needed hosts are connected and closed here."""
     when = check_now(now if now is not None else datetime.now(UTC).replace(microsecond=0))
     host_list, filesystem_list = list(hosts or ()) or None, list(filesystems or ()) or None
-    check_selection(config, host_list, filesystem_list)
-    observed = _gather_for(config, host_list, filesystem_list, executors)
-    return make_plan(config, observed, when, hosts=host_list, filesystems=filesystem_list, explain=explain)
+    check_selection(config, host_list, filesystem_list, as_host)
+    observed = _gather_for(config, host_list, filesystem_list, executors, as_host)
+    return make_plan(config, observed, when, hosts=host_list, filesystems=filesystem_list, explain=explain,
+                     as_host=as_host)
 
 
 def read_saved(path: str) -> SavedPlan:
@@ -106,14 +108,16 @@ def verify(saved: SavedPlan, config: Config, *, executors: Mapping[str, Executor
     check_plan_time(path, saved.plan.now, clock or datetime.now(UTC))
     hosts = list(saved.plan.selection.hosts) or None
     filesystems = list(saved.plan.selection.filesystems) or None
+    as_host = saved.plan.selection.as_host
     try:
-        check_selection(config, hosts, filesystems)
+        check_selection(config, hosts, filesystems, as_host)
     except UsageError as exc:
         raise StalePlanError(f"the saved plan {path} is stale: the configuration changed and no longer has"
                              f" what the plan was computed for ({exc}); nothing was changed. Run"
                              " `zrepl-reconcile plan --out` again and review the new plan") from None
-    observed = _gather_for(config, hosts, filesystems, executors)
-    current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems)
+    observed = _gather_for(config, hosts, filesystems, executors, as_host)
+    current = make_plan(config, observed, saved.plan.now, hosts=hosts, filesystems=filesystems,
+                        as_host=as_host)
     error = refusal(path, saved.plan, saved.document["actions"], current)
     if error is not None:
         raise error
@@ -140,10 +144,12 @@ class Session:
 
 
 @contextmanager
-def session(config_path: str | os.PathLike[str], config: Config) -> Iterator[Session]:
+def session(config_path: str | os.PathLike[str], config: Config, *,
+            as_host: str | None = None) -> Iterator[Session]:
     """Take the configuration's apply lock (LockError naming the holder's PID when another
-    apply runs) and open every host's executor; both are released when the block ends."""
-    with ConfigLock(config_path) as lock, open_executors(config) as executors:
+    apply runs) and open every host's executor (``as_host``'s runs on this machine: ``--as``);
+    both are released when the block ends."""
+    with ConfigLock(config_path) as lock, open_executors(config, here=as_host) as executors:
         yield Session(lock, executors)
 
 
@@ -230,19 +236,19 @@ def now_range() -> str:
 
 
 def _gather_for(config: Config, hosts: list[str] | None, filesystems: list[str] | None,
-                executors: Mapping[str, Executor] | None) -> ObservedState:
-    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems)
+                executors: Mapping[str, Executor] | None, as_host: str | None = None) -> ObservedState:
+    needed = hosts_needed(config, hosts=hosts, filesystems=filesystems, as_host=as_host)
     names = [h for h in config.hosts if h in needed]
-    with _connected(config, names, executors) as opened, paused_gc():
+    with _connected(config, names, executors, here=as_host) as opened, paused_gc():
         return gather(config, opened, names)
 
 
 @contextmanager
-def _connected(config: Config, names: list[str] | None,
-               executors: Mapping[str, Executor] | None) -> Iterator[Mapping[str, Executor]]:
+def _connected(config: Config, names: list[str] | None, executors: Mapping[str, Executor] | None,
+               here: str | None = None) -> Iterator[Mapping[str, Executor]]:
     """The caller's executors as they are, or those of ``names`` opened for the block."""
     if executors is not None:
         yield executors
         return
-    with open_executors(config, names) as opened:
+    with open_executors(config, names, here=here) as opened:
         yield opened
