@@ -34,3 +34,12 @@ def unique(name: str, taken: set[str]) -> str:
         candidate = f"{name}-{n}"
     taken.add(candidate)
     return candidate
+
+
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")
+
+
+def regex_literal(text: str) -> str:
+    """``text`` as a regex matching it literally, escaping only what regexes treat specially
+    (``re.escape`` also escapes '-' and ':', which makes snapshot names hard to read)."""
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)

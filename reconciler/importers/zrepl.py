@@ -39,7 +39,7 @@ from reconciler.domain.names import scheduled_snapshot_name
 from reconciler.errors import ConfigError, ConfigProblem
 from reconciler.importers import placeholders
 from reconciler.importers.draft import Draft, NoteKind
-from reconciler.importers.naming import host_name_from_address, safe_name, unique
+from reconciler.importers.naming import host_name_from_address, regex_literal, safe_name, unique
 from reconciler.importers.zrepl_read import Job, Machine, Pruning, Transport, read_machines
 
 _SAMPLE_TIME = "20260124_120000"
@@ -429,8 +429,8 @@ class _Inventory:
                                 f"{other.label} also takes snapshots of these filesystems; only"
                                 f" {job.label}'s schedule is kept (both prefixes are managed)")
         if prefixes:
-            policy["manage"] = "^(?:" + "|".join(re.escape(p) for p in prefixes) + ")" if len(prefixes) > 1 \
-                else "^" + re.escape(prefixes[0])
+            alternatives = "|".join(regex_literal(p) for p in prefixes)
+            policy["manage"] = f"^(?:{alternatives})" if len(prefixes) > 1 else f"^{alternatives}"
             comments[("manage",)] = _MANAGE_COMMENT
         else:
             policy["manage"] = "(?!)"
