@@ -10,6 +10,9 @@
         report = api.apply(plan, config, session.executors)
     print(report.summary_line())
 
+    result = api.import_sanoid("/etc/sanoid/sanoid.conf")   # another tool's configuration as ours
+    print(result.text)                             # commented YAML that validate accepts
+
 Plain arguments in, plain values out (Config, ObservedState, Plan, ApplyReport); errors
 are the ReconcileError tree of reconciler/errors.py. Nothing here prints or reads argv.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +36,12 @@ from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import ProgressSink
 from reconciler.gather.facts import gather
 from reconciler.gather.gc_pause import paused_gc
+from reconciler.importers.draft import ImportResult
+from reconciler.importers.emit import emit
+from reconciler.importers.sanoid import DEFAULT_PREFIX
+from reconciler.importers.sanoid import import_sanoid as _import_sanoid
+from reconciler.importers.znapzend import import_znapzend as _import_znapzend
+from reconciler.importers.zrepl import import_zrepl as _import_zrepl
 from reconciler.planfile.read import SavedPlan, read_plan_file
 from reconciler.planfile.verify import check_plan_time, refusal
 from reconciler.planning.planner import hosts_needed, make_plan
@@ -132,6 +141,26 @@ def session(config_path: str | os.PathLike[str], config: Config) -> Iterator[Ses
     apply runs) and open every host's executor; both are released when the block ends."""
     with ConfigLock(config_path) as lock, open_executors(config) as executors:
         yield Session(lock, executors)
+
+
+def import_zrepl(paths: Sequence[str]) -> ImportResult:
+    """zrepl daemon configurations, one file per machine (the first is where zrepl-reconcile
+    will run), merged into one configuration: ``result.text`` (commented YAML that ``validate``
+    accepts), ``result.config`` and ``result.notes`` (what does not map, placeholders to fill in,
+    differences). ConfigError with FILE:LINE:COL for an invalid zrepl configuration."""
+    return emit(_import_zrepl(list(paths)))
+
+
+def import_sanoid(path: str, *, defaults: str | None = None, prefix: str = DEFAULT_PREFIX) -> ImportResult:
+    """A sanoid.conf (with ``defaults``, else the sanoid.defaults.conf next to it, else sanoid
+    2.1.0's): our schedule takes over under ``prefix``, sanoid's autosnaps keep sanoid's rule."""
+    return emit(_import_sanoid(path, defaults=defaults, prefix=prefix))
+
+
+def import_znapzend(path: str, *, prefix: str = DEFAULT_PREFIX) -> ImportResult:
+    """znapzend's org.znapzend properties (``zfs get -H -o name,property,value -s local all`` or
+    ``znapzendzetup export``): plans as grids, destinations as targets."""
+    return emit(_import_znapzend(path, prefix=prefix))
 
 
 def check_now(now: datetime) -> datetime:

@@ -168,8 +168,9 @@ def read_backup_sets(path: str) -> list[BackupSet]:
         if len(parts) == 2 and parts[0].startswith(PREFIX):
             pending.append((parts[0][len(PREFIX):], parts[1].strip(), number))
             continue
-        if ":" in line and "\t" not in line and " " not in line.strip():
-            continue
+        if len(problems) == 5:
+            problems.append(ConfigProblem(path, number, 1, "", "and more: stopped reading here"))
+            break
         problems.append(ConfigProblem(path, number, 1, "", f"not a znapzend property line: {line.strip()!r}"
                                       " (expected `zfs get -H -o name,property,value -s local all` output or"
                                       " `znapzendzetup export`)"))
