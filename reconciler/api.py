@@ -10,6 +10,7 @@
         report = api.apply(plan, config, session.executors)
     print(report.summary_line())
 
+    simulation = api.simulate(config, days=30)    # the planner run forward: what retention keeps
     result = api.import_sanoid("/etc/sanoid/sanoid.conf")   # another tool's configuration as ours
     print(result.text)                             # commented YAML that validate accepts
 
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reconciler.config.load import load_config
 from reconciler.config.models import Config
@@ -35,6 +36,7 @@ from reconciler.execute.apply import ApplyReport, apply_plan
 from reconciler.execute.lock import ConfigLock
 from reconciler.execute.progress import ProgressSink
 from reconciler.gather.facts import gather
+from reconciler.gather.facts_json import read_facts_file
 from reconciler.gather.gc_pause import paused_gc
 from reconciler.importers.draft import ImportResult
 from reconciler.importers.emit import emit
@@ -44,6 +46,7 @@ from reconciler.importers.znapzend import import_znapzend as _import_znapzend
 from reconciler.importers.zrepl import import_zrepl as _import_zrepl
 from reconciler.planfile.read import SavedPlan, read_plan_file
 from reconciler.planfile.verify import check_plan_time, refusal
+from reconciler.planning.forecast import Forecast, Outage, OutageSpec, forecast
 from reconciler.planning.planner import hosts_needed, make_plan
 from reconciler.planning.selection import check_selection
 from reconciler.transport.hosts import open_executors
@@ -141,6 +144,63 @@ def session(config_path: str | os.PathLike[str], config: Config) -> Iterator[Ses
     apply runs) and open every host's executor; both are released when the block ends."""
     with ConfigLock(config_path) as lock, open_executors(config) as executors:
         yield Session(lock, executors)
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """What ``simulate`` computed and from what: the forecast, and where its facts came from."""
+
+    forecast: Forecast
+    facts_from: str  # "the facts gathered at ..." or "the facts in FILE (gathered ...)"
+
+
+def simulate(config: Config, *, days: int = 30, step: timedelta | None = None,
+             outages: Sequence[Outage | OutageSpec] = (), filesystems: Collection[str] | None = None,
+             facts: str | None = None, now: datetime | None = None,
+             executors: Mapping[str, Executor] | None = None) -> Simulation:
+    """Run the planner forward ``days`` days from today's facts (one gather, or the facts file
+    ``facts`` written by ``facts --format json``): every ``step`` (default: the shortest snapshot
+    interval of the policies) the plan apply would run, applied as the planner assumes;
+    ``outages`` make hosts unreachable for a while. Changes nothing: no zfs command runs but
+    the one listing per host of the gather."""
+    filesystem_list = list(filesystems or ()) or None
+    check_selection(config, None, filesystem_list)
+    for outage in outages:
+        if outage.host not in config.hosts:
+            raise UsageError(f"--outage {outage.host}: no such host (configured: {', '.join(config.hosts)})")
+    if not 1 <= days <= MAX_SIMULATED_DAYS:
+        raise UsageError(f"--days {days}: simulate 1 to {MAX_SIMULATED_DAYS} days")
+    if facts is not None:
+        observed, gathered_at = read_facts_file(facts)
+        start = check_now(now or gathered_at or datetime.now(UTC).replace(microsecond=0))
+        when = f" gathered {gathered_at:%Y-%m-%d %H:%M} UTC" if gathered_at else ""
+        facts_from = f"the facts in {facts}{when}"
+    else:
+        start = check_now(now or datetime.now(UTC).replace(microsecond=0))
+        observed = _gather_for(config, None, filesystem_list, executors)
+        facts_from = f"the facts gathered at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    resolved = [o.at(start) if isinstance(o, OutageSpec) else o for o in outages]
+    for outage in resolved:
+        if outage.end <= outage.start:
+            raise UsageError(f"--outage {outage.host}: ends ({outage.end:%Y-%m-%d %H:%M}) before it starts"
+                             f" ({outage.start:%Y-%m-%d %H:%M})")
+    interval = step or default_step(config)
+    if interval < MIN_STEP or (days * timedelta(days=1)) / interval > MAX_SIMULATED_RUNS:
+        raise UsageError(f"--step {interval}: at least {MIN_STEP.seconds}s and at most"
+                         f" {MAX_SIMULATED_RUNS} runs in {days} days")
+    return Simulation(forecast(config, observed, start, days=days, step=interval, outages=resolved,
+                               filesystems=filesystem_list), facts_from)
+
+
+MAX_SIMULATED_DAYS = 3660
+MAX_SIMULATED_RUNS = 1_000_000
+MIN_STEP = timedelta(seconds=1)
+
+
+def default_step(config: Config) -> timedelta:
+    """How often apply would run: the shortest snapshot interval of the policies (1h if none)."""
+    intervals = [p.snapshots.interval_delta for p in config.policies.values() if p.snapshots is not None]
+    return min(intervals, default=timedelta(hours=1))
 
 
 def import_zrepl(paths: Sequence[str]) -> ImportResult:

@@ -55,8 +55,9 @@ IsReplicated = Callable[[Snapshot], bool]
 
 def make_plan(config: Config, observed: ObservedState, now: datetime, *,
               hosts: Collection[str] | None = None, filesystems: Collection[str] | None = None,
-              explain: bool = False) -> Plan:
-    """The plan that brings the observed world to the desired state (see module docstring)."""
+              explain: bool = False, fingerprint: bool = True) -> Plan:
+    """The plan that brings the observed world to the desired state (see module docstring).
+    Without ``fingerprint`` (a simulation, never applied) the plan's fingerprint is empty."""
     selection = select(config, observed, hosts=hosts, filesystems=filesystems)
     conflicts: list[Conflict] = list(selection.conflicts)
     snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now, conflicts)
@@ -95,7 +96,7 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     return Plan(
         now=now,
         fingerprint=fingerprint_selection(config_json, observed, selection.selected,
-                                          selection.unavailable_hosts),
+                                          selection.unavailable_hosts) if fingerprint else "",
         actions=tuple(actions),
         conflicts=tuple(conflicts),
         filesystems=tuple(source_reports + target_reports),
@@ -311,7 +312,7 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
     if not keep_rules and not explain:
         return result  # zrepl keeps everything when there are no rules
     manage = _compiled(policy.manage_regex)
-    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated):
+    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated, kept_reasons=explain):
         snap = verdict.snapshot
         keep, reason = verdict.keep, verdict.reason
         if not keep:
