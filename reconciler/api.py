@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -157,7 +157,8 @@ class Simulation:
 def simulate(config: Config, *, days: int = 30, step: timedelta | None = None,
              outages: Sequence[Outage | OutageSpec] = (), filesystems: Collection[str] | None = None,
              facts: str | None = None, now: datetime | None = None,
-             executors: Mapping[str, Executor] | None = None) -> Simulation:
+             executors: Mapping[str, Executor] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Simulation:
     """Run the planner forward ``days`` days from today's facts (one gather, or the facts file
     ``facts`` written by ``facts --format json``): every ``step`` (default: the shortest snapshot
     interval of the policies) the plan apply would run, applied as the planner assumes;
@@ -189,7 +190,7 @@ def simulate(config: Config, *, days: int = 30, step: timedelta | None = None,
         raise UsageError(f"--step {interval}: at least {MIN_STEP.seconds}s and at most"
                          f" {MAX_SIMULATED_RUNS} runs in {days} days")
     return Simulation(forecast(config, observed, start, days=days, step=interval, outages=resolved,
-                               filesystems=filesystem_list), facts_from)
+                               filesystems=filesystem_list, progress=progress), facts_from)
 
 
 MAX_SIMULATED_DAYS = 3660

@@ -111,3 +111,10 @@ def test_rows_are_at_whole_days_whatever_the_step(days: int) -> None:
     result = forecast(config(PROTECTED, "7h"), facts(), START, days=days, step=timedelta(hours=7))
     assert len(result.rows) == days + 1
     assert result.runs == -(-days * 24 // 7)
+
+
+def test_progress_is_called_once_a_day() -> None:
+    seen: list[tuple[int, int]] = []
+    forecast(config(PROTECTED), facts(), START, days=3, step=timedelta(hours=5),
+             progress=lambda day, days: seen.append((day, days)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]

@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: give a file name ending in .png")
     simulation = api.simulate(config, days=args.days, step=step, outages=outages,
-                              filesystems=args.filesystems, facts=args.facts, now=now)
+                              filesystems=args.filesystems, facts=args.facts, now=now,
+                              progress=show_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
     forecast = simulation.forecast
     if args.format == "json":
         json.dump(to_json(forecast, simulation.facts_from), sys.stdout, indent=2)
@@ -66,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         write_plot(forecast, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return ExitCode.OK
+
+
+def show_progress(day: int, days: int) -> None:
+    """One line on a terminal's stderr, rewritten as each simulated day is done."""
+    sys.stderr.write(f"\rsimulating: day {day} of {days}")
+    sys.stderr.flush()
 
 
 def parse_step(text: str) -> timedelta:

@@ -14,7 +14,7 @@ before it reached every target and how many snapshots wait for a target.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +25,7 @@ from reconciler.domain.names import is_within
 from reconciler.domain.observed import HostUnavailable, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.planning.planner import make_plan
-from reconciler.planning.simulate import copy_state, simulate
+from reconciler.planning.simulate import copy_state, simulate_in_place
 
 DAY = timedelta(days=1)
 # The planner's warning for each snapshot destroyed before it reached a target (planner.py);
@@ -122,8 +122,10 @@ class Forecast:
 
 
 def forecast(config: Config, observed: ObservedState, start: datetime, *, days: int, step: timedelta,
-             outages: Sequence[Outage] = (), filesystems: Collection[str] | None = None) -> Forecast:
-    """Run plan and apply every ``step`` for ``days`` days from ``start`` (see the module)."""
+             outages: Sequence[Outage] = (), filesystems: Collection[str] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Forecast:
+    """Run plan and apply every ``step`` for ``days`` days from ``start`` (see the module);
+    ``progress(day, days)`` is called as each day is done."""
     state = copy_state(observed)
     first = make_plan(config, state, start, filesystems=filesystems, fingerprint=False)
     result = Forecast(start, step, days, tuple(outages), _groups(config, first, filesystems))
@@ -140,16 +142,17 @@ def forecast(config: Config, observed: ObservedState, start: datetime, *, days: 
         view = _without(state, down)
         plan = first if index == 0 and not down else \
             make_plan(config, view, now, filesystems=filesystems, fingerprint=False)
-        after = _with_facts_of(simulate(view, plan), state, down)
         _tally(result, tallies, plan, owners)
         result.conflicts += [c.message for c in plan.conflicts if c.message not in result.conflicts]
-        state = after
+        simulate_in_place(view, plan)  # the hosts that are down are not in the view: untouched
         result.runs += 1
         result.samples.append((now, {side: _count(state, side) for side in sides}))
         next_time = start + (index + 1) * step
         while len(result.rows) <= days and next_time >= result.day_time(len(result.rows)):
             result.rows.append(_row(result.groups, state, tallies, tuple(sorted(down_today))))
             tallies, down_today = {}, set()
+            if progress is not None:
+                progress(len(result.rows) - 1, days)
     result.final = state
     return result
 
@@ -178,22 +181,14 @@ def _groups(config: Config, plan: Plan, filesystems: Collection[str] | None) -> 
 
 
 def _without(state: ObservedState, down: set[str]) -> ObservedState:
-    """The facts as a plan during an outage sees them: the hosts that are down are unavailable."""
+    """The facts as a plan during an outage sees them: the hosts that are down are unavailable
+    (the view shares the other hosts' records with ``state``, so applying a plan to the view
+    changes ``state`` and leaves the hosts that are down as they were)."""
     if not down:
         return state
     return ObservedState({h: f for h, f in state.hosts.items() if h not in down},
                          {**state.unavailable, **{h: HostUnavailable(h, HostProblem.UNREACHABLE,
                                                                      "simulated outage") for h in down}})
-
-
-def _with_facts_of(after: ObservedState, before: ObservedState, down: set[str]) -> ObservedState:
-    """The state after a step: the hosts that were down keep what they had."""
-    if not down:
-        return after
-    hosts = dict(after.hosts)
-    hosts.update({h: before.hosts[h] for h in down if h in before.hosts})
-    unavailable = {h: u for h, u in after.unavailable.items() if h not in down or h in before.unavailable}
-    return ObservedState(hosts, unavailable)
 
 
 def _count(state: ObservedState, side: Side) -> int:
