@@ -19,7 +19,8 @@ from reconciler import __version__
 from reconciler.codes import ExitCode
 from reconciler.errors import ConfigError, ReconcileError, clip
 
-COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "status", "demo")
+COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "status", "simulate", "import", "demo")
+MODULES = {"import": "import_"}  # a command whose name is a Python keyword
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -41,10 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for name in COMMANDS:
+        module_name = f"reconciler.commands.{MODULES.get(name, name)}"
         try:
-            module = importlib.import_module(f"reconciler.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"reconciler.commands.{name}":
+            if exc.name != module_name:
                 raise
             continue  # command not built yet
         module.register(sub)

@@ -34,7 +34,7 @@ Position = tuple[int, int]  # 1-based line, column
 
 _TAG = "tag:yaml.org,2002:"
 _TOO_BIG = f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a zrepl-reconcile configuration"
-_EMPTY = "file is empty: expected a mapping with hosts, policies and filesystems"
+TOP_LEVEL = "a mapping with hosts, policies and filesystems"
 
 
 # --------------------------------------------------------------------------- reading and decoding
@@ -148,8 +148,9 @@ class Document:
         return f"{self.filename}:{line}:{column}"
 
 
-def parse_document(text: str, filename: str) -> Document:
-    """YAML text to plain data with positions; raise ``ConfigError`` when it is not a usable mapping."""
+def parse_document(text: str, filename: str, *, top_level: str = TOP_LEVEL) -> Document:
+    """YAML text to plain data with positions; raise ``ConfigError`` when it is not a usable mapping.
+    ``top_level`` says what the file should hold (the importers read other tools' YAML)."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
     if "\0" in text:
@@ -158,14 +159,14 @@ def parse_document(text: str, filename: str) -> Document:
                                         "binary data (a NUL byte): not a YAML text file"))
     root = _compose(text, filename)
     if root is None:
-        raise ConfigError(ConfigProblem(filename, 1, 1, "", _EMPTY))
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", f"file is empty: expected {top_level}"))
     builder = _PlainBuilder(filename, text)
     data = builder.build(root)
     if not isinstance(data, dict):
         line, column = _mark(root)
         raise ConfigError(ConfigProblem(
             filename, line, column, "",
-            f"the top level must be a mapping with hosts, policies and filesystems, not {describe(data)}"))
+            f"the top level must be {top_level}, not {describe(data)}"))
     return Document(filename, data, builder.positions, builder.problems, builder.keys_dropped)
 
 
