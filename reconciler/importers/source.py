@@ -7,7 +7,7 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from reconciler.config.document import MAX_CONFIG_BYTES, Document, decode_config_bytes, parse_document
+from reconciler.config.document import Document, parse_document, read_config_text, value_at
 from reconciler.config.wording import describe
 from reconciler.errors import ConfigError, ConfigProblem
 from reconciler.importers.draft import Path
@@ -15,18 +15,7 @@ from reconciler.importers.draft import Path
 
 def read_text(path: str) -> str:
     """The file's text; a one-line ConfigError naming the file when it cannot be read."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(ConfigProblem(path, 1, 1, "", "larger than 1 MiB: not a configuration file"))
-    return decode_config_bytes(data, path)
+    return read_config_text(path, foreign=True)
 
 
 def load_yaml(path: str, top_level: str) -> Document:
@@ -58,15 +47,7 @@ class Reader:
         self.problems.append(self.document.problem(path, message, key=key))
 
     def value(self, path: Path) -> Any:
-        node: Any = self.document.data
-        for elem in path:
-            if isinstance(node, dict) and isinstance(elem, str):
-                node = node.get(elem)
-            elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
-                node = node[elem]
-            else:
-                return None
-        return node
+        return value_at(self.document.data, path)
 
     def mapping(self, path: Path, allowed: Collection[str], required: Collection[str] = (),
                 hints: dict[str, str] | None = None) -> dict[str, Any] | None:
