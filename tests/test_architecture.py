@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reconciler", "reconciler.codes", "reconciler.errors", "reconciler.testbed", "reconciler.wording"),
     ("reconciler.domain",),
     ("reconciler.config",),
+    ("reconciler.importers",),
     ("reconciler.planning",),
     ("reconciler.transport",),
     ("reconciler.gather",),

@@ -11,15 +11,24 @@ from reconciler.config.load import load_config
 from reconciler.config.models import KeepNotReplicated, SshHost
 
 PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
-# Hidden folders hold CI workflow files (also YAML), not configurations.
-CONFIGS = sorted(p for p in PLAYBOOKS.rglob("*.yml")
-                 if not any(part.startswith(".") for part in p.relative_to(PLAYBOOKS).parts))
+ANSIBLE = PLAYBOOKS / "ansible"
+
+
+def is_configuration(path: Path) -> bool:
+    """Hidden folders hold CI workflow files (also YAML), ansible/ Ansible playbooks, roles and
+    inventories; of ansible/ only files/ holds a configuration (the fleet's)."""
+    if any(part.startswith(".") for part in path.relative_to(PLAYBOOKS).parts):
+        return False
+    return not path.is_relative_to(ANSIBLE) or path.is_relative_to(ANSIBLE / "files")
+
+
+CONFIGS = sorted(p for p in PLAYBOOKS.rglob("*.yml") if is_configuration(p))
 
 
 def test_the_promised_playbooks_exist() -> None:
     names = {p.relative_to(PLAYBOOKS).as_posix() for p in CONFIGS}
     assert {"local-retention.yml", "push-ssh-backup.yml", "pull-two-hosts.yml", "laptop-prune-wins.yml",
-            "demo-local.yml", "gitops/zrepl-reconcile.yml"} <= names
+            "demo-local.yml", "gitops/zrepl-reconcile.yml", "ansible/files/zrepl-reconcile.yml"} <= names
     assert (PLAYBOOKS / "gitops" / "README.md").is_file()
 
 

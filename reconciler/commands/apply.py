@@ -24,6 +24,7 @@ from typing import Any
 from reconciler import api
 from reconciler.codes import ConflictCode, ExitCode
 from reconciler.commands.common import (
+    add_as_argument,
     add_config_argument,
     add_metrics_file_argument,
     add_selection_arguments,
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
                     "ask for confirmation unless -y, and execute it. Exit 1 if any action failed.")
     add_config_argument(parser)
     add_selection_arguments(parser)
+    add_as_argument(parser)
     parser.add_argument("--plan", metavar="FILE", default=None,
                         help="execute this saved plan (from `plan --out FILE`) only if it is exactly "
                              "the plan computed now from the same configuration and facts, at the "
@@ -98,8 +100,11 @@ def check_saved_plan_options(plan: Plan, args: argparse.Namespace) -> None:
         raise UsageError(f"--plan {args.plan}: --now cannot be combined with a saved plan, which is "
                          "executed exactly as it was computed, at its own time; drop --now")
     recorded = list(plan.selection.hosts) or None, list(plan.selection.filesystems) or None
+    as_given = [args.as_host] if args.as_host else None
+    as_saved = [plan.selection.as_host] if plan.selection.as_host else None
     for option, given, saved in (("--host", args.hosts, recorded[0]),
-                                 ("--filesystem", args.filesystems, recorded[1])):
+                                 ("--filesystem", args.filesystems, recorded[1]),
+                                 ("--as", as_given, as_saved)):
         if given and sorted(given) != sorted(saved or []):
             raise UsageError(
                 f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
@@ -188,14 +193,15 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         saved = api.read_saved(args.plan)
         check_saved_plan_options(saved.plan, args)
-    with api.session(args.config, config) as session:
+    as_host = saved.plan.selection.as_host if saved is not None else args.as_host
+    with api.session(args.config, config, as_host=as_host) as session:
         if note := session.lock.stale_note():
             print(note, file=sys.stderr)
         if saved is not None:
             plan = api.verify(saved, config, executors=session.executors)
         else:
             plan = api.plan(config, hosts=args.hosts, filesystems=args.filesystems, now=now,
-                            executors=session.executors)
+                            executors=session.executors, as_host=as_host)
         render_text(plan)
         sys.stdout.flush()
         if not plan.has_changes:

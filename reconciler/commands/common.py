@@ -35,6 +35,16 @@ def add_selection_arguments(parser: argparse.ArgumentParser, now_help: str | Non
                                          "(reproducible plans in tests and CI; default: the current time)")
 
 
+def add_as_argument(parser: argparse.ArgumentParser) -> None:
+    """``--as HOST``: that host's own part, for a run on it (plan, apply, run)."""
+    parser.add_argument("--as", dest="as_host", metavar="HOST", default=None,
+                        help="run as this host, on it: only its own part (its source filesystems: "
+                             "snapshots, pruning, sends to every target and the pruning of those "
+                             "replicas; not the replicas it receives, which their source's run "
+                             "reconciles), with its zfs run locally; for per-host runs of one "
+                             "configuration shared by a fleet (not with --host)")
+
+
 def add_metrics_file_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-file", metavar="PATH", default=None,
                         help="write Prometheus metrics to PATH (*.prom, for node_exporter's textfile "

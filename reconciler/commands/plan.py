@@ -25,7 +25,12 @@ from typing import Any
 
 from reconciler import api
 from reconciler.codes import ExitCode
-from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
+from reconciler.commands.common import (
+    add_as_argument,
+    add_config_argument,
+    add_selection_arguments,
+    parse_now,
+)
 from reconciler.domain.plan import Plan
 from reconciler.errors import UsageError
 from reconciler.render.json import write_json
@@ -46,6 +51,7 @@ def register(subparsers: Any) -> None:
                     "Exit 0 (computed), 1 (error), 2 (changes pending, with --detailed-exitcode).")
     add_config_argument(parser)
     add_selection_arguments(parser)
+    add_as_argument(parser)
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                         help="text for a terminal, markdown for a pull-request comment, "
                              "json for machines (default: %(default)s)")
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     max_chars = markdown_limit(args.max_chars)
     now = parse_now(args.now)
     plan = api.plan(api.load(args.config), hosts=args.hosts, filesystems=args.filesystems, now=now,
-                    explain=bool(explain))
+                    explain=bool(explain), as_host=args.as_host)
     check_explain_target(plan, explain)
     if args.out:
         write_plan_file(plan, args.out)

@@ -33,6 +33,7 @@ from reconciler import api
 from reconciler.codes import CycleResult, ExitCode
 from reconciler.commands.apply import StopSignals, print_report, stop_signals
 from reconciler.commands.common import (
+    add_as_argument,
     add_config_argument,
     add_metrics_file_argument,
     add_selection_arguments,
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
                     "cleanly between actions.")
     add_config_argument(parser)
     add_selection_arguments(parser)
+    add_as_argument(parser)
     parser.add_argument("--every", metavar="DURATION", default="10m",
                         help="time between the starts of two cycles, e.g. 10m, 1h (default: %(default)s)")
     parser.add_argument("--once", action="store_true",
@@ -96,11 +98,11 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> CycleEnd:
     config = api.load(args.config)  # each cycle: edits take effect without a restart
     started = time.monotonic()
     try:
-        with api.session(args.config, config) as session:
+        with api.session(args.config, config, as_host=args.as_host) as session:
             if note := session.lock.stale_note():
                 log(note)
             plan = api.plan(config, hosts=args.hosts, filesystems=args.filesystems, now=now,
-                            executors=session.executors)
+                            executors=session.executors, as_host=args.as_host)
             log(summary_line(plan))
             report = None
             if plan.has_changes and not signals.stop.is_set():

@@ -434,8 +434,12 @@ class _Applier:
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
         except ReconcileError as exc:
-            self.fail(action, exc, started)
-            return
+            if not (isinstance(action, CreateAction) and error_code(exc) == ZfsError.EXISTS):
+                self.fail(action, exc, started)
+                return
+            # A placeholder created meanwhile is what the plan wanted: another host's run
+            # (--as) needed the same parent for its own replicas.
+            note = "already exists (created meanwhile)"
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
     def send(self, action: SendAction) -> None:

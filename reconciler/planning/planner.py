@@ -57,9 +57,11 @@ IsReplicated = Callable[[Snapshot], bool]
 
 def make_plan(config: Config, observed: ObservedState, now: datetime, *,
               hosts: Collection[str] | None = None, filesystems: Collection[str] | None = None,
-              explain: bool = False) -> Plan:
-    """The plan that brings the observed world to the desired state (see module docstring)."""
-    selection = select(config, observed, hosts=hosts, filesystems=filesystems)
+              explain: bool = False, as_host: str | None = None, fingerprint: bool = True) -> Plan:
+    """The plan that brings the observed world to the desired state (see module docstring);
+    ``as_host``: only that host's own part (``--as``, selection.py says what it owns).
+    Without ``fingerprint`` (a simulation, never applied) the plan's fingerprint is empty."""
+    selection = select(config, observed, hosts=hosts, filesystems=filesystems, as_host=as_host)
     conflicts: list[Conflict] = list(selection.conflicts)
     snapshot_actions, hook_actions = plan_snapshots([s for s in selection.selected if s.source_side], now,
                                                     conflicts)
@@ -98,23 +100,23 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     return Plan(
         now=now,
         fingerprint=fingerprint_selection(config_json, observed, selection.selected,
-                                          selection.unavailable_hosts),
+                                          selection.unavailable_hosts) if fingerprint else "",
         actions=tuple(actions),
         conflicts=tuple(conflicts),
         filesystems=tuple(source_reports + target_reports),
         unavailable=_unavailable(observed, selection.unavailable_hosts, all_pairs),
         warnings=tuple(warnings),
-        selection=PlanSelection.of(hosts, filesystems),
+        selection=PlanSelection.of(hosts, filesystems, as_host),
         config_digest=config_digest(config_json),
     )
 
 
 def hosts_needed(config: Config, hosts: Collection[str] | None = None,
-                 filesystems: Collection[str] | None = None) -> set[str]:
+                 filesystems: Collection[str] | None = None, as_host: str | None = None) -> set[str]:
     """The hosts whose facts a plan for this selection needs: the sources of every entry
     it can touch and the targets of their selected pairs (``--host <target>`` needs the
     source too: what to send is read there)."""
-    return Restriction.of(hosts, filesystems).hosts_needed(config)
+    return Restriction.of(hosts, filesystems, as_host).hosts_needed(config)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -314,7 +316,7 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
     if not keep_rules and not explain:
         return result  # zrepl keeps everything when there are no rules
     manage = _compiled(policy.manage_regex)
-    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated):
+    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated, kept_reasons=explain):
         snap = verdict.snapshot
         keep, reason = verdict.keep, verdict.reason
         if not keep:

@@ -19,7 +19,8 @@ after that many bytes and sleep (a hung link: the stall timeout's test). A ``zfs
 stream sent with -L or -w marks its dataset ``large_blocks``; a plain incremental onto it then
 fails as OpenZFS fails it ("incremental send stream requires -L"). ``recv -o p=v`` sets user
 properties (``properties``), which ``zfs get`` reports with source ``local``.
-Every invocation is appended as a JSON argv line to ``<state>.log``.
+Every invocation is appended as a JSON argv line to ``<state>.log``; with ZFS_STANDIN_TAG set in
+its environment also as ``{"tag": ..., "argv": [...]}`` to ``<state>.tags.log``.
 
 Usage from a test::
 
@@ -210,5 +211,14 @@ def read_log(state_path: str | os.PathLike[str]) -> list[list[str]]:
     try:
         with open(f"{state_path}.log", encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def read_tagged_log(state_path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
+    """(ZFS_STANDIN_TAG, argv) of every invocation made with a tag, oldest first."""
+    try:
+        with open(f"{state_path}.tags.log", encoding="utf-8") as fh:
+            return [(entry["tag"], entry["argv"]) for entry in map(json.loads, fh) if entry]
     except FileNotFoundError:
         return []
