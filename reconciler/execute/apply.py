@@ -18,6 +18,14 @@ its target: the cursor move and the source destroys were planned assuming the se
 arrived, the target's destroys assuming the receive happened. Another send from the
 same source to a different target does not depend on the first one and still runs.
 
+Parallel sends (``settings.parallel_sends``, ``apply --parallel N``): the send phase runs
+up to N sends at a time, each starting once the sends it depends on have ended
+(``send_dependencies``: a filesystem's own chain in order, a parent's receive before its
+children's, a dataset received before it is sent on); the phases around it stay barriers,
+so every snapshot is taken before any send, and cursor moves and destroys come after the
+sends they depend on. A stop request starts no further send; an abort interrupts the
+running ones (their receives stay resumable).
+
 Right before the destroys, their datasets (and their replication counterparts) are
 listed again, one ``zfs list -d 1`` per host (again for the destroys still to come when
 the listing is more than FRESH_SECONDS old), and safety invariants 1-4 re-checked for
@@ -30,6 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -206,6 +215,28 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
             assert_never(action)
 
 
+def send_dependencies(sends: Sequence[SendAction]) -> list[set[int]]:
+    """For each send, the indices of the earlier sends it must wait for: the last earlier
+    send into its own target or into a parent of it on that host (a filesystem's chain in
+    order; a parent's first receive before its children's), the last one into its source
+    (a dataset is sent on after it arrived), and the earlier sends out of its target (it is
+    not received into while it is being sent from). Sends from one source to different
+    targets do not wait for each other."""
+    last_into: dict[Key, int] = {}
+    out_of: dict[Key, list[int]] = {}
+    deps: list[set[int]] = []
+    for index, send in enumerate(sends):
+        target = (send.target_host, send.target_dataset)
+        source = (send.host, send.dataset)
+        wanted = {last_into.get((send.target_host, name)) for name in lineage(send.target_dataset)}
+        wanted.add(last_into.get(source))
+        wanted.update(out_of.get(target, ()))
+        deps.append({i for i in wanted if i is not None})
+        last_into[target] = index
+        out_of.setdefault(source, []).append(index)
+    return deps
+
+
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
     batches: dict[str, list[SnapshotAction]] = {}
     for action in actions:
@@ -283,8 +314,10 @@ def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedSta
 
 class _Applier:
     def __init__(self, config: Config, executors: Mapping[str, StreamingExecutor], progress: ProgressSink,
-                 stop: threading.Event | None, abort: threading.Event | None) -> None:
+                 stop: threading.Event | None, abort: threading.Event | None, parallel: int = 1) -> None:
         self.config = config
+        self.parallel = parallel
+        self.lock = threading.RLock()  # the report, the ledger and the progress lines, across sends
         self.executors = executors
         self.progress = progress
         self.stop = stop
@@ -301,17 +334,19 @@ class _Applier:
     def record(self, outcome: Outcome, *, mark: bool = True) -> None:
         """Report ``outcome``; one not done marks the filesystems it touches unless ``mark``
         is false (a hook whose failure blocks nothing)."""
-        self.report.outcomes.append(outcome)
-        if outcome.status != DONE and mark:
-            action = outcome.action
-            what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
-            self.ledger.mark_action(action, what)
-        self.progress.line(outcome.line())
+        with self.lock:
+            self.report.outcomes.append(outcome)
+            if outcome.status != DONE and mark:
+                action = outcome.action
+                what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
+                self.ledger.mark_action(action, what)
+            self.progress.line(outcome.line())
 
     def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = (),
              *, mark: bool = True, note: str = "") -> None:
         if isinstance(exc, HostError) and exc.code in HOST_DOWN:
-            self.ledger.down_hosts.setdefault(exc.host, str(exc))
+            with self.lock:
+                self.ledger.down_hosts.setdefault(exc.host, str(exc))
         self.record(Outcome(action, FAILED, str(exc) + note, error_code(exc), names,
                             time.monotonic() - started), mark=mark)
 
@@ -323,7 +358,12 @@ class _Applier:
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         self.phases = hook_phases(actions)
         started_batches: set[str] = set()
+        sends = [a for a in actions if isinstance(a, SendAction)] if self.parallel > 1 else []
         for action in actions:
+            if sends and isinstance(action, SendAction):
+                if action is sends[0]:  # the send phase (contiguous: the plan is in order) at once
+                    self.send_phase(sends)
+                continue
             if isinstance(action, PostHookAction):
                 self.post_hook(action)  # even after a stop request: a freeze must be undone
                 continue
@@ -442,6 +482,40 @@ class _Applier:
             note = "already exists (created meanwhile)"
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
+    def send_phase(self, sends: list[SendAction]) -> None:
+        """Up to ``parallel`` sends at a time, each once those it depends on have ended
+        (``send_dependencies``); a send whose filesystem broke meanwhile is skipped, and
+        after a stop request none is started."""
+        deps = send_dependencies(sends)
+        pending = list(range(len(sends)))
+        finished: set[int] = set()
+        running: dict[Future[None], int] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="send") as pool:
+            while pending or running:
+                for index in list(pending):
+                    if len(running) >= self.parallel:
+                        break
+                    if not deps[index] <= finished:
+                        continue
+                    pending.remove(index)
+                    action = sends[index]
+                    with self.lock:
+                        why = "stopped on request before this action" if self.stopped() \
+                            else self.ledger.blocker(action)
+                        if self.stopped():
+                            self.report.stopped = True
+                    if why:
+                        self.record(Outcome(action, SKIPPED, why))
+                        finished.add(index)
+                        continue
+                    running[pool.submit(self.send, action)] = index
+                if not running:
+                    continue  # all that was startable was skipped: look again
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished.add(running.pop(future))
+                    future.result()  # send() records its failures; anything else is a bug: raise
+
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
         try:
@@ -504,11 +578,13 @@ def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
 
 def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
                progress: ProgressSink | None = None, stop: threading.Event | None = None,
-               abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
+               abort: threading.Event | None = None, saved_plan: bool = False,
+               parallel: int | None = None) -> ApplyReport:
     """Execute the plan's actions (see module docstring). Never raises for a failing action:
     failures are in the report. ``stop`` ends the apply between actions (the rest skipped);
     ``abort`` also interrupts a running transfer (the receive stays resumable). With
-    ``saved_plan`` a skipped action makes the report not ``ok``: a saved plan promised it."""
+    ``saved_plan`` a skipped action makes the report not ``ok``: a saved plan promised it.
+    ``parallel``: how many sends run at a time (default ``settings.parallel_sends``)."""
     actions = plan.actions
     missing = sorted({h for a in actions for h in hosts_of(a) if h not in executors})
     if missing:
@@ -520,6 +596,7 @@ def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExec
                 else f"{later_text} comes after {earlier.kind} {earlier.host}:{earlier.dataset}")
         raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}; hooks"
                         f" right around their own snapshot, alone in its batch): {what}; nothing was run")
-    applier = _Applier(config, executors, progress or NullProgress(), stop, abort)
+    applier = _Applier(config, executors, progress or NullProgress(), stop, abort,
+                       parallel if parallel is not None else config.settings.parallel_sends)
     applier.report.saved_plan = saved_plan
     return applier.run(actions)
