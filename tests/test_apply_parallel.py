@@ -88,6 +88,7 @@ class FakeSends:
 def run_phase(monkeypatch: pytest.MonkeyPatch, fake: FakeSends, sends: list[SendAction], parallel: int,
               stop: threading.Event | None = None) -> Any:
     monkeypatch.setattr(apply_module, "run_send", fake)
+    monkeypatch.setattr(apply_module, "snapshot_written", lambda *a, **k: {})
     executors: dict[str, Any] = {"nas": None, "backup": None, "offsite": None, "cold": None}
     config: Any = None  # only destroys read the configuration
     applier = _Applier(config, executors, NullProgress(), stop, None, parallel)

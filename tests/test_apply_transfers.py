@@ -119,3 +119,27 @@ def test_a_stalled_send_is_stopped_naming_both_ends_and_resumed_by_the_next_run(
     assert any("-t" in argv for argv in sends(nas))  # resumed from the token, not started over
     code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW, "--detailed-exitcode")
     assert code == 0 and "No changes" in out, out + err
+
+
+def test_incrementals_are_sized_by_one_listing_per_host_not_by_send_nP(
+        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    config, nas, _backup = setup(tmp_path, standin)
+    for name in ("tank/data/a", "tank/data/b"):
+        nas.reload()
+        nas.filesystem(name)
+        hourly_history(nas, name, 4)
+        nas.save()
+    data = json.loads(config.read_text(encoding="utf-8"))
+    data["filesystems"][0]["filter"] = {"tank/data<": True}
+    config.write_text(json.dumps(data), encoding="utf-8")
+    assert cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")[0] == 0
+    full_sizes = [argv for argv in nas.log() if argv[:1] == ["send"] and "-n" in argv]
+    assert len(full_sizes) == 3  # full sends: zfs send -nP each
+    logged = len(nas.log())
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", "2025-11-24T18:00:00Z", "-y")
+    assert code == 0, out + err
+    later = nas.log()[logged:]
+    assert len([a for a in later if a[:1] == ["send"] and "-n" not in a]) == 3  # three incrementals
+    assert not [a for a in later if a[:1] == ["send"] and "-n" in a]
+    assert len([a for a in later if a[:1] == ["list"] and "written" in " ".join(a) and "-t" in a
+                and a[a.index("-t") + 1] == "snapshot"]) == 1

@@ -69,7 +69,7 @@ from reconciler.execute import zfs_errors
 from reconciler.execute.hooks import HookPhase, hook_phases, run_hook, snapshot_key
 from reconciler.execute.progress import NullProgress, ProgressSink
 from reconciler.execute.transfer import run_send
-from reconciler.gather.facts import list_datasets
+from reconciler.gather.facts import list_datasets, snapshot_written
 from reconciler.planning.invariants import destroy_guard
 from reconciler.transport.interface import Executor, StreamingExecutor
 from reconciler.transport.pump import TokenBucket
@@ -328,6 +328,8 @@ class _Applier:
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
         self.fresh_at = 0.0  # time.monotonic() of that listing
         self.phases: dict[tuple[str, str, str], HookPhase] = {}
+        # dataset@snapshot -> written, listed once per source host after the snapshot phase.
+        self.sizes: dict[str, int] = {}
         # One bucket per (target host, limit): the sends to a target share its bandwidth_limit.
         self.buckets: dict[tuple[str, int], TokenBucket] = {}
 
@@ -358,8 +360,11 @@ class _Applier:
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         self.phases = hook_phases(actions)
         started_batches: set[str] = set()
-        sends = [a for a in actions if isinstance(a, SendAction)] if self.parallel > 1 else []
+        all_sends = [a for a in actions if isinstance(a, SendAction)]
+        sends = all_sends if self.parallel > 1 else []
         for action in actions:
+            if all_sends and action is all_sends[0] and not self.stopped():
+                self.sizes = self.incremental_sizes(all_sends)
             if sends and isinstance(action, SendAction):
                 if action is sends[0]:  # the send phase (contiguous: the plan is in order) at once
                     self.send_phase(sends)
@@ -482,6 +487,33 @@ class _Applier:
             note = "already exists (created meanwhile)"
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
+    def incremental_sizes(self, sends: list[SendAction]) -> dict[str, int]:
+        """The snapshots' ``written`` for every incremental send's source, ONE ``zfs list``
+        per source host, taken after the snapshot phase (the new snapshots exist). The
+        stream of ``-I base snap`` is about the sum of its snapshots' ``written``; full
+        sends and resumes keep ``zfs send -nP``. A host that fails this listing is left to
+        ``-nP`` (the send itself reports what is wrong)."""
+        wanted: dict[str, set[str]] = {}
+        for send in sends:
+            if send.base is not None and send.resume_token is None:
+                wanted.setdefault(send.host, set()).add(send.dataset)
+        sizes: dict[str, int] = {}
+        for host, datasets in wanted.items():
+            if host in self.ledger.down_hosts:
+                continue
+            try:
+                sizes.update(snapshot_written(self.executors[host], host, datasets))
+            except ReconcileError:
+                continue
+        return sizes
+
+    def send_size(self, action: SendAction) -> int | None:
+        """The incremental's stream size from the listing (None: ask ``zfs send -nP``)."""
+        if action.base is None or action.resume_token is not None:
+            return None
+        written = [self.sizes.get(f"{action.dataset}@{name}") for name in action.snapshots]
+        return None if any(w is None for w in written) else sum(w for w in written if w is not None)
+
     def send_phase(self, sends: list[SendAction]) -> None:
         """Up to ``parallel`` sends at a time, each once those it depends on have ended
         (``send_dependencies``); a send whose filesystem broke meanwhile is skipped, and
@@ -520,7 +552,7 @@ class _Applier:
         started = time.monotonic()
         try:
             result = run_send(action, self.executors, progress=self.progress, abort=self.abort,
-                              throttle=self.bucket(action))
+                              throttle=self.bucket(action), size=self.send_size(action))
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
