@@ -93,11 +93,12 @@ def test_compressed_send_keeps_the_sources_compression_and_plain_is_a_conflict(
     assert source_ratio > 5 and target_ratio > 5, (source_ratio, target_ratio)  # stored compressed
     assert prop(guest_zfs, "dst/backup/src/comp", "zrepl-reconcile:large_blocks") == "on"
 
-    # What the conflict prevents: OpenZFS refuses a plain incremental onto this replica.
+    # What the conflict prevents: OpenZFS refuses a plain incremental onto this replica (not
+    # with recv -n: a dry run never asks the kernel).
     guest_zfs("snapshot", "src/comp@by_hand")
     base = sorted(snapshots(guest_zfs, "dst/backup/src/comp"))[-1]
     refused = zfs_guest.ssh(["sh", "-c", f"zfs send -i src/comp@{base} src/comp@by_hand"
-                                         " | zfs recv -n -s -u dst/backup/src/comp"], check=False)
+                                         " | zfs recv -s -u dst/backup/src/comp"], check=False)
     assert refused.returncode != 0 and "requires -L" in refused.stderr, refused.stderr
 
     plain = config_file("plain.yml", policies=KEEP, filesystems=[target(compressed=False)(entry("src/comp"))])
