@@ -298,7 +298,12 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
         save: Callable[[], None], tools: tuple[str, ...] = TOOLS,
         which: tuple[str, ...] = (*SCENARIOS, "d")) -> None:
-    out["guest"] = install(guest, peers=any(t != "zrepl-reconcile" for t in tools))
+    peers = any(t != "zrepl-reconcile" for t in tools)
+    fresh = install(guest, peers=peers)
+    # Without the peers, keep the facts of the run that measured them (their versions).
+    kept = {} if peers else {k: v for k, v in out.get("guest", {}).items()
+                             if k in ("versions", "install_seconds", "zettarepl_pip")}
+    out["guest"] = {**fresh, **kept}
     save()
     out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     if "d" in which:
