@@ -4,6 +4,7 @@ with N = 4 converges, and kill -9 at random moments of it loses nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -186,6 +187,18 @@ def test_parallel_apply_of_eight_filesystems_converges(
     events = [line for line in err.splitlines() if line.startswith(("done ", "failed ", "skipped "))]
     assert len(events) >= 8 + 8  # every send and every cursor move, at least
     assert all(line.count("done ") == 1 and line.count(" send ") <= 1 for line in events), events
+    converged(capsys, config, nas, backup, before)
+
+
+def test_run_once_with_parallel_sends_from_settings_converges(
+        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    config, nas, backup = eight_filesystems(tmp_path, standin)
+    data = json.loads(config.read_text(encoding="utf-8"))
+    data["settings"] = {"parallel_sends": 4}
+    config.write_text(json.dumps(data), encoding="utf-8")
+    before = snapshot_guids(nas)
+    code, out, err = cli(capsys, "run", "--once", "-c", str(config), "--now", NOW)
+    assert code == 0, out + err
     converged(capsys, config, nas, backup, before)
 
 
