@@ -24,7 +24,7 @@ from test_apply_kill import KEEP_ALL, THROTTLE, snapshot_guids, wait_for
 from reconciler.domain.actions import Action, SendAction
 from reconciler.errors import ExecError
 from reconciler.execute import apply as apply_module
-from reconciler.execute.apply import DONE, SKIPPED, _Applier, send_dependencies
+from reconciler.execute.apply import DONE, SKIPPED, _Applier, same_dataset_dependencies, send_dependencies
 from reconciler.execute.progress import NullProgress
 from reconciler.transport.pump import TransferResult
 
@@ -47,6 +47,14 @@ def test_send_dependencies() -> None:
         send("tank/a", "pool/tank/a", "s3", base="s2"),    # 6: into a dataset being sent from: after 0, 5
     ]
     assert send_dependencies(sends) == [set(), {0}, set(), {2}, set(), {0}, {0, 5}]
+
+
+def test_cursor_moves_and_destroys_wait_only_for_their_own_dataset() -> None:
+    from reconciler.domain.actions import DestroyAction
+
+    destroys = [DestroyAction("nas", "tank/a", ("s1",)), DestroyAction("nas", "tank/b", ("s1",)),
+                DestroyAction("nas", "tank/a", ("#c1",)), DestroyAction("backup", "tank/a", ("s1",))]
+    assert same_dataset_dependencies(destroys) == [set(), set(), {0}, set()]
 
 
 # --------------------------------------------------------------------------- the send phase
@@ -126,6 +134,33 @@ def test_a_failed_send_skips_only_what_depends_on_it(monkeypatch: pytest.MonkeyP
     report = run_phase(monkeypatch, FakeSends(hold=1, fail={"pool/tank/a"}), sends, 4)
     status = {o.action.target_dataset: o.status for o in report.outcomes if isinstance(o.action, SendAction)}
     assert status == {"pool/tank/a": "failed", "pool/tank/a/b": SKIPPED, "pool/tank/c": DONE}
+
+
+def test_cursor_moves_after_parallel_sends_skip_only_the_failed_filesystems(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reconciler.domain.actions import BookmarkAction
+    from reconciler.transport.interface import CommandResult
+
+    class Ok:
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def run(self, argv: list[str], **_: Any) -> CommandResult:
+            self.calls.append(list(argv))
+            return CommandResult(tuple(argv), 0, "", "")
+
+    nas = Ok()
+    monkeypatch.setattr(apply_module, "run_send", FakeSends(hold=1, fail={"pool/tank/a"}))
+    monkeypatch.setattr(apply_module, "snapshot_written", lambda *a, **k: {})
+    executors: dict[str, Any] = {"nas": nas, "backup": Ok()}
+    config: Any = None
+    actions: list[Action] = [send("tank/a", "pool/tank/a"), send("tank/c", "pool/tank/c"),
+                             *(BookmarkAction("nas", ds, "s2", "cursor") for ds in ("tank/a", "tank/c"))]
+    report = _Applier(config, executors, NullProgress(), None, None, 4).run(actions)
+    status = {(o.action.kind, o.action.dataset): o.status for o in report.outcomes}
+    assert status == {("send", "tank/a"): "failed", ("send", "tank/c"): DONE,
+                      ("bookmark", "tank/a"): SKIPPED, ("bookmark", "tank/c"): DONE}
+    assert nas.calls == [["zfs", "bookmark", "tank/c@s2", "tank/c#cursor"]]
 
 
 def test_a_stop_request_starts_no_further_send(monkeypatch: pytest.MonkeyPatch) -> None:

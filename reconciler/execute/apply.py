@@ -21,10 +21,11 @@ same source to a different target does not depend on the first one and still run
 Parallel sends (``settings.parallel_sends``, ``apply --parallel N``): the send phase runs
 up to N sends at a time, each starting once the sends it depends on have ended
 (``send_dependencies``: a filesystem's own chain in order, a parent's receive before its
-children's, a dataset received before it is sent on); the phases around it stay barriers,
-so every snapshot is taken before any send, and cursor moves and destroys come after the
-sends they depend on. A stop request starts no further send; an abort interrupts the
-running ones (their receives stay resumable).
+children's, a dataset received before it is sent on); the phases stay barriers, so every
+snapshot is taken before any send, and cursor moves and destroys come after all sends.
+The cursor moves, releases and destroys after the sends run N at a time too (different
+datasets are independent; the same dataset's in order). A stop request starts no further
+action; an abort interrupts the running transfers (their receives stay resumable).
 
 Right before the destroys, their datasets (and their replication counterparts) are
 listed again, one ``zfs list -d 1`` per host (again for the destroys still to come when
@@ -237,6 +238,23 @@ def send_dependencies(sends: Sequence[SendAction]) -> list[set[int]]:
     return deps
 
 
+# The phases that run ``parallel`` actions at a time: sends, and after them the per-dataset
+# cursor moves, hold releases and destroys (independent across datasets). The snapshot
+# phase is one atomic command per batch already; creates and holds are few and cheap.
+PARALLEL_KINDS: tuple[Kind, ...] = ("send", "bookmark", "release", "destroy")
+
+
+def same_dataset_dependencies(actions: Sequence[Action]) -> list[set[int]]:
+    """For each action, the last earlier one on the same (host, dataset): in order there."""
+    last: dict[Key, int] = {}
+    deps: list[set[int]] = []
+    for index, action in enumerate(actions):
+        key = (action.host, action.dataset)
+        deps.append({last[key]} if key in last else set())
+        last[key] = index
+    return deps
+
+
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
     batches: dict[str, list[SnapshotAction]] = {}
     for action in actions:
@@ -318,6 +336,7 @@ class _Applier:
         self.config = config
         self.parallel = parallel
         self.lock = threading.RLock()  # the report, the ledger and the progress lines, across sends
+        self.fresh_lock = threading.Lock()
         self.executors = executors
         self.progress = progress
         self.stop = stop
@@ -361,13 +380,14 @@ class _Applier:
         self.phases = hook_phases(actions)
         started_batches: set[str] = set()
         all_sends = [a for a in actions if isinstance(a, SendAction)]
-        sends = all_sends if self.parallel > 1 else []
+        groups = {kind: [a for a in actions if a.kind == kind] for kind in PARALLEL_KINDS} \
+            if self.parallel > 1 else {}
         for action in actions:
             if all_sends and action is all_sends[0] and not self.stopped():
                 self.sizes = self.incremental_sizes(all_sends)
-            if sends and isinstance(action, SendAction):
-                if action is sends[0]:  # the send phase (contiguous: the plan is in order) at once
-                    self.send_phase(sends)
+            if group := groups.get(action.kind):
+                if action is group[0]:  # the whole phase (contiguous: the plan is in order) at once
+                    self.parallel_phase(group)
                 continue
             if isinstance(action, PostHookAction):
                 self.post_hook(action)  # even after a stop request: a freeze must be undone
@@ -514,11 +534,14 @@ class _Applier:
         written = [self.sizes.get(f"{action.dataset}@{name}") for name in action.snapshots]
         return None if any(w is None for w in written) else sum(w for w in written if w is not None)
 
-    def send_phase(self, sends: list[SendAction]) -> None:
-        """Up to ``parallel`` sends at a time, each once those it depends on have ended
-        (``send_dependencies``); a send whose filesystem broke meanwhile is skipped, and
-        after a stop request none is started."""
-        deps = send_dependencies(sends)
+    def parallel_phase(self, group: Sequence[Action]) -> None:
+        """Up to ``parallel`` actions of one phase at a time, each once those it depends on
+        have ended (sends: ``send_dependencies``; cursor moves, releases and destroys: an
+        earlier one on the same dataset); one whose filesystem broke meanwhile is skipped,
+        and after a stop request none is started."""
+        sends = list(group)
+        deps = (send_dependencies([a for a in group if isinstance(a, SendAction)])
+                if group[0].kind == "send" else same_dataset_dependencies(group))
         pending = list(range(len(sends)))
         finished: set[int] = set()
         running: dict[Future[None], int] = {}
@@ -540,13 +563,22 @@ class _Applier:
                         self.record(Outcome(action, SKIPPED, why))
                         finished.add(index)
                         continue
-                    running[pool.submit(self.send, action)] = index
+                    running[pool.submit(self.run_one, action)] = index
                 if not running:
                     continue  # all that was startable was skipped: look again
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     finished.add(running.pop(future))
                     future.result()  # send() records its failures; anything else is a bug: raise
+
+    def run_one(self, action: Action) -> None:
+        """One action of a parallel phase (its blocker already checked)."""
+        if isinstance(action, SendAction):
+            self.send(action)
+        elif isinstance(action, DestroyAction):
+            self.destroy(action)
+        else:
+            self.simple(action)
 
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
@@ -572,20 +604,20 @@ class _Applier:
         # The first destroy lists every remaining destroy's facts, once per host; so does
         # a destroy that comes more than FRESH_SECONDS after that listing (a long destroy
         # phase), so no re-check runs on facts older than that.
-        if self.fresh is None or started - self.fresh_at > FRESH_SECONDS:
-            index = self.destroys.index(action)
-            self.fresh = fresh_facts(self.config, self.executors,
-                                     [a for a in self.destroys[index:] if not self.ledger.blocker(a)])
-            self.fresh_at = time.monotonic()
-        state, errors = self.fresh
+        with self.fresh_lock:  # parallel destroys: one listing at a time, shared
+            if self.fresh is None or started - self.fresh_at > FRESH_SECONDS:
+                index = self.destroys.index(action)
+                self.fresh = fresh_facts(self.config, self.executors,
+                                         [a for a in self.destroys[index:] if not self.ledger.blocker(a)])
+                self.fresh_at = time.monotonic()
+            state, errors = self.fresh
         if action.host in errors:
             self.fail(action, errors[action.host], started)
             return
         keep, dropped = safe_destroy_names(action, self.config, state)
         for name, why in dropped:
             # Not a failure of the filesystem: later actions on it may still run.
-            self.report.outcomes.append(Outcome(action, SKIPPED, why, names=(name,)))
-            self.progress.line(self.report.outcomes[-1].line())
+            self.record(Outcome(action, SKIPPED, why, names=(name,)), mark=False)
         if not keep:
             return
         partial = DestroyAction(action.host, action.dataset, tuple(keep), action.reasons, action.reason)
