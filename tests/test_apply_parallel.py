@@ -245,13 +245,13 @@ def test_parallel_sends_from_settings_and_the_flag_is_checked(
     assert "not a whole number from 1 to 64" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("moments", [pytest.param(3, id="3-moments"),
+@pytest.mark.parametrize("moments", [pytest.param(2, id="2-moments"),
                                      pytest.param(20, id="20-moments", marks=pytest.mark.soak)])
 def test_kill_9_at_random_moments_of_a_parallel_apply_then_it_converges(
         moments: int, tmp_path: Path, standin: Callable[..., StandinState],
         capsys: pytest.CaptureFixture[str]) -> None:
     """kill -9 at random moments of `apply --parallel 4` (each next apply resumes what the
-    last one left: tokens, placeholders, half-moved cursors), then one apply converges: 3
+    last one left: tokens, placeholders, half-moved cursors), then one apply converges: 2
     moments in the fast suite, 20 in the soak suite."""
     throttled = [sys.executable, "-c", THROTTLE]
     config, nas, backup = eight_filesystems(tmp_path, standin, size=2 << 20, zfs_wrapper=throttled)
