@@ -213,18 +213,21 @@ def xfer_config(guest: Guest, workdir: Path, name: str, **target: Any) -> Path:
               "policies": {"copy": {"keep_source": [], "keep_target": []}},
               "filesystems": [{"host": "src", "filter": {f"xsrc/{name}": True}, "policy": "copy",
                                "replicate_to": [{"host": "dst", "root": "xdst/r", **target}]}]}
-    path = workdir / f"xfer-{name}-{'-'.join(f'{k}{v}' for k, v in target.items())}.yml"
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", "-".join(f"{k}{v}" for k, v in target.items()))
+    path = workdir / f"xfer-{name}-{tag}.yml"
     path.write_text(json.dumps(config, indent=1))
     return path
 
 
 def transfers(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save: Callable[[], None],
-              mib: int = 256, bw_mib: int = 32, limit: str = "4MiB/s") -> None:
+              mib: int = 256, bw_mib: int = 32, limit: str = "4MiB/s", which: tuple[str, ...] = ("e", "f")
+              ) -> None:
     """(e) compressed vs plain streams of compressible data; (f) a bandwidth-limited send."""
-    log(f"scenarios (e), (f): preparing {mib} MiB compressible and {bw_mib} MiB random")
+    mib = mib if "e" in which else 1
+    log(f"scenarios {', '.join(which)}: preparing {mib} MiB compressible and {bw_mib} MiB random")
     prepared = helper(guest, "xfer-prepare", str(mib), str(bw_mib))
     e: dict[str, Any] = {"mib": mib, **prepared, "runs": {"true": [], "false": []}}
-    for _ in range(runs):
+    for _ in range(runs if "e" in which else 0):
         for compressed in (True, False):
             helper(guest, "xfer-reset", "comp")
             config = xfer_config(guest, workdir, "comp", compressed=compressed)
@@ -233,8 +236,11 @@ def transfers(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save:
             e["runs"][str(compressed).lower()].append(
                 {"seconds": round(result["seconds"], 2), "transfer_seconds": transfer, "bytes": moved})
             log(f"  (e) compressed={compressed}: {moved} bytes, {result['seconds']:.1f} s")
-    out["e"] = e
-    save()
+    if "e" in which:
+        out["e"] = e
+        save()
+    if "f" not in which:
+        return
     f: dict[str, Any] = {"mib": bw_mib, "limit": limit, "bytes": prepared["bw_bytes"], "runs": []}
     for _ in range(runs):
         helper(guest, "xfer-reset", "bw")
@@ -310,7 +316,7 @@ def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, ou
         out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
         save()
     if "e" in which or "f" in which:
-        transfers(guest, workdir, runs, out, save)
+        transfers(guest, workdir, runs, out, save, which=tuple(s for s in ("e", "f") if s in which))
     scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
     out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()
