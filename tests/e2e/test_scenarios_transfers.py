@@ -39,13 +39,16 @@ pytestmark = pytest.mark.realzfs
 ConfigFile = Callable[..., Path]
 KEEP = {"p": policy(keep_source=KEEP_ALL, keep_target=KEEP_ALL)}
 
-# A source whose zfs send writes 1 MiB of its stream, then nothing for 60 s: a hung link.
+# A source whose zfs send writes 1 MiB of its stream, then nothing (a hung link) until its
+# reader goes away or 60 s pass; its pid in /run/zfs-stall.pid for the cleanup.
 STALL_WRAPPER = """#!/bin/sh
 # test wrapper for zrepl-reconcile e2e: a send stops writing after 1 MiB (size estimates run as is)
 if [ "$1" = send ]; then
   for a in "$@"; do [ "$a" = -n ] && exec zfs "$@"; done
-  zfs "$@" | python3 -c 'import sys, time
-sys.stdout.buffer.write(sys.stdin.buffer.read(1048576)); sys.stdout.buffer.flush(); time.sleep(60)'
+  zfs "$@" | python3 -c 'import os, select, sys
+open("/run/zfs-stall.pid", "w").write(str(os.getpid()))
+sys.stdout.buffer.write(sys.stdin.buffer.read(1048576)); sys.stdout.buffer.flush()
+watch = select.poll(); watch.register(1, select.POLLERR | select.POLLHUP); watch.poll(60000)'
   exit $?
 fi
 exec zfs "$@"
@@ -154,6 +157,8 @@ def test_a_send_that_stops_writing_is_stopped_then_resumed(
     config = config_file("plain.yml", policies=KEEP, filesystems=[entry("src/stall")])
     now = guest_now(zfs_guest)
     stalled = apply(stalling, now)
+    # The hung sender ends (so its zfs send lets go of the pool for the next module).
+    zfs_guest.ssh(["sh", "-c", "kill $(cat /run/zfs-stall.pid) 2>/dev/null; rm -f /run/zfs-stall.pid; true"])
     assert stalled.returncode == 1, stalled.output
     assert "stalled: no byte moved for 5s (stall_timeout) from src:src/stall to dst:dst/backup/src/stall" \
         in stalled.output, stalled.output
