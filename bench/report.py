@@ -150,10 +150,18 @@ def bandwidth_table(f: dict[str, Any]) -> list[str]:
            "| run | bytes | transfer time | measured rate | vs expected |", "|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(f["runs"], 1):
         measured = r["bytes"] / r["transfer_seconds"]
-        out.append(f"| {i} | {human_bytes(r['bytes'])} | {r['transfer_seconds']:.2f} s | "
+        out.append(f"| {i} (guest over SSH) | {human_bytes(r['bytes'])} | {r['transfer_seconds']:.2f} s | "
                    f"{human_bytes(int(measured))}/s | "
                    f"{100 * (r['transfer_seconds'] / expected - 1):+.1f} % |")
+    local = f.get("local_pipe_seconds", [])
+    local_bytes = f.get("local_pipe_bytes", 0)
+    for i, seconds in enumerate(local, 1):
+        out.append(f"| {i} (host: the same relay between two local pipes) | {human_bytes(local_bytes)} | "
+                   f"{seconds:.2f} s | {human_bytes(int(local_bytes / seconds))}/s | "
+                   f"{100 * (seconds / (local_bytes / rate) - 1):+.1f} % |")
     out.append("")
+    if f.get("note"):
+        out += [f["note"], ""]
     return out
 
 
@@ -426,6 +434,8 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += compressed_table(real["e"])
     if real.get("f"):
         lines += bandwidth_table(real["f"])
+    if real.get("e") or real.get("f") or real.get("b_parallel"):
+        lines += [NOTES["transfers"], ""]
     lines += [NOTES["analysis"], ""]
     if results.get("plan"):
         lines += ["## `zrepl-reconcile plan` on synthetic facts (`bench/bench_plan.py`)", "",
