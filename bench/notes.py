@@ -150,4 +150,37 @@ to both parsers (a deliberate bound; the move of the column fast path into its o
 alone measured 1.51 s against 1.53 s).
 """
 
-NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE}
+TRANSFERS = """### Transfers for real links (issue 17): what the tables above show
+
+Measured on 2026-12-05 between 05:21 and 06:15 UTC while two other agents ran their own
+QEMU guests and benchmarks on the same 2 cores (load average 7-9): the emulated guest's
+SSH link carried only ~1.5-2.5 MiB/s (8-10 MB/s on a quiet machine, see the method). The
+peers' rows and zrepl-reconcile's first row of (b) are from the earlier full run; the
+parallel rows of (b), (d), (e) and (f) are from this one.
+
+- **(d) stays at the plain pipe's speed**: the relay's median wall time was 102 % of the
+  plain `ssh | ssh` pipe's speed (interleaved runs; 94 % comparing best runs, whose spread
+  here is 98-163 s for the pipe alone). The token bucket costs nothing when no limit is
+  set (no bucket is created), and -L -c -e does not change an incompressible stream.
+- **(e) compressed streams**: 169 MiB on the wire instead of 257 MiB (0.66x) for 256 MiB
+  of lz4-compressed data (compressratio 1.52x), and 0.88x the wall time (medians, the
+  link being the bottleneck). The target stores the blocks as the source does.
+- **(f) bandwidth limit**: on the guest the link itself was slower than the limit (the
+  32 MiB took 20-22 s at ~1.55 MiB/s; the unlimited (d) moved at 2.3 MiB/s), so
+  the ±10 % target could not be checked there today; the same relay and bucket between
+  two local pipes on the host took 8.00, 8.00 and 8.09 s for 32 MiB at 4 MiB/s (+0.0 to
+  +1.1 %), and the stand-in tests check the bucket's arithmetic exactly (a fake clock:
+  the waits add up to bytes / rate).
+- **Fewer zfs processes**: an incremental is sized from one `zfs list -o name,written`
+  per source host after the snapshot phase, not one `zfs send -nP` per filesystem: (b)
+  takes 412 calls (`send` 101: the sends themselves) instead of 510, 4.1 per filesystem.
+- **(b) with parallel sends**: under today's load `--parallel 1` took 508 s and
+  `--parallel 4` 201 s (one run each, 2.5x faster; the sends, cursor moves and destroys
+  of the 101 filesystems run four at a time). The same sequential code path took 157 s in
+  the quieter earlier run, so the ratio to the peers' rows (measured then) is not a fair
+  comparison today: `--parallel 4` at 1.00x the best peer here is an upper bound; scaled by
+  the 2.5x measured side by side, the earlier 157 s would be ~62 s (~0.31x the best peer),
+  an estimate, not a measurement. `--parallel 2` was not measured (time budget).
+"""
+
+NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE, "transfers": TRANSFERS}

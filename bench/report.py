@@ -93,6 +93,78 @@ def full_send_table(d: dict[str, Any]) -> list[str]:
         f"plain pipe: {d['plain_pipe_calls']}.", ""]
 
 
+def parallel_table(levels: dict[str, Any], peers: dict[str, Any]) -> list[str]:
+    """(b) with settings.parallel_sends 1, 2, 4 beside the best peer's row of (b)."""
+    ok_peers = [(t, r) for t, r in peers.items() if t != "zrepl-reconcile" and r.get("ok")]
+    best = min(ok_peers, key=lambda tr: tr[1]["seconds"], default=None)
+    out = ["### (b) with parallel sends (`settings.parallel_sends` / `apply --parallel N`)", "",
+           "| zrepl-reconcile | wall time (median) | runs | zfs calls | time / best peer | ok |",
+           "|---|---:|---|---:|---:|---|"]
+    for level, row in sorted(levels.items(), key=lambda kv: int(kv[0])):
+        ratio = f"{row['seconds'] / best[1]['seconds']:.2f}x" if best else "-"
+        out.append(f"| --parallel {level} | {row['seconds']:.2f} s | {runs_text(row['runs'])} | "
+                   f"{row['zfs']} | {ratio} | {'yes' if row['ok'] else 'NO'} |")
+    if best:
+        out.append(f"| best peer: {LABEL[best[0]]} (table above) | {best[1]['seconds']:.2f} s | "
+                   f"{runs_text(best[1].get('runs', []))} | {best[1]['zfs']} | 1.00x | yes |")
+    out += ["", "zfs calls by subcommand: " + "; ".join(
+        f"--parallel {level}: " + ", ".join(f"`{k}` {v}" for k, v in sorted(
+            row.get("zfs_by_subcommand", {}).items(), key=lambda kv: -kv[1]))
+        for level, row in sorted(levels.items(), key=lambda kv: int(kv[0]))), ""]
+    return out
+
+
+def median(values: list[float]) -> float:
+    import statistics
+    return statistics.median(values)
+
+
+def compressed_table(e: dict[str, Any]) -> list[str]:
+    out = [f"### (e) one {e['mib']} MiB filesystem of compressible data (lz4, compressratio "
+           f"{e['comp_ratio']}), full send, compressed vs plain stream", "",
+           "| `compressed` | stream (`zfs send -nP`) | bytes on the wire (median) | transfer (median) | "
+           "apply wall time (median) | runs (wall) |",
+           "|---|---:|---:|---:|---:|---|"]
+    for key, flags, size in (("true", "`-L -c -e`", e["comp_compressed_bytes"]),
+                             ("false", "plain", e["comp_plain_bytes"])):
+        runs = e["runs"][key]
+        if not runs:
+            continue
+        wire = human_bytes(int(median([r["bytes"] for r in runs])))
+        walls = [r["seconds"] for r in runs]
+        out.append(f"| {key} ({flags}) | {human_bytes(size)} | {wire} | "
+                   f"{median([r['transfer_seconds'] for r in runs]):.1f} s | "
+                   f"{median(walls):.1f} s | {runs_text(walls)} |")
+    out.append("")
+    return out
+
+
+def bandwidth_table(f: dict[str, Any]) -> list[str]:
+    from reconciler.config.rates import parse_rate
+
+    rate = parse_rate(f["limit"])
+    expected = f["bytes"] / rate
+    out = [f"### (f) bandwidth limit: a {f['mib']} MiB send with `bandwidth_limit: {f['limit']}`", "",
+           f"Expected: {human_bytes(f['bytes'])} / {f['limit']} = {expected:.2f} s"
+           " (target: within ±10 %).", "",
+           "| run | bytes | transfer time | measured rate | vs expected |", "|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(f["runs"], 1):
+        measured = r["bytes"] / r["transfer_seconds"]
+        out.append(f"| {i} (guest over SSH) | {human_bytes(r['bytes'])} | {r['transfer_seconds']:.2f} s | "
+                   f"{human_bytes(int(measured))}/s | "
+                   f"{100 * (r['transfer_seconds'] / expected - 1):+.1f} % |")
+    local = f.get("local_pipe_seconds", [])
+    local_bytes = f.get("local_pipe_bytes", 0)
+    for i, seconds in enumerate(local, 1):
+        out.append(f"| {i} (host: the same relay between two local pipes) | {human_bytes(local_bytes)} | "
+                   f"{seconds:.2f} s | {human_bytes(int(local_bytes / seconds))}/s | "
+                   f"{100 * (seconds / (local_bytes / rate) - 1):+.1f} % |")
+    out.append("")
+    if f.get("note"):
+        out += [f["note"], ""]
+    return out
+
+
 PLAN_FORMATS = ("text", "markdown", "json")
 # The issue's targets for `zrepl-reconcile plan` at 10,000 filesystems x 100 snapshots.
 PLAN_TARGET_SECONDS, PLAN_TARGET_RSS_MIB = 10.0, 1536
@@ -354,8 +426,16 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         rows = real.get("scenarios", {}).get(scenario)
         if rows:
             lines += scenario_table(scenario, rows)
+    if real.get("b_parallel"):
+        lines += parallel_table(real["b_parallel"], real.get("scenarios", {}).get("b", {}))
     if "d" in real:
         lines += full_send_table(real["d"])
+    if real.get("e"):
+        lines += compressed_table(real["e"])
+    if real.get("f"):
+        lines += bandwidth_table(real["f"])
+    if real.get("e") or real.get("f") or real.get("b_parallel"):
+        lines += [NOTES["transfers"], ""]
     lines += [NOTES["analysis"], ""]
     if results.get("plan"):
         lines += ["## `zrepl-reconcile plan` on synthetic facts (`bench/bench_plan.py`)", "",

@@ -138,13 +138,14 @@ def verify(saved: SavedPlan, config: Config, *, executors: Mapping[str, Executor
 
 def apply(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
           progress: ProgressSink | None = None, stop: threading.Event | None = None,
-          abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
+          abort: threading.Event | None = None, saved_plan: bool = False,
+          parallel: int | None = None) -> ApplyReport:
     """Run the plan's actions in order, one filesystem's failure isolated; never raises for
     a failing action (the report has it). ``stop`` ends the apply between actions, ``abort``
     also interrupts a transfer (it stays resumable); with ``saved_plan`` a skipped action is
-    a failure."""
+    a failure. ``parallel``: sends at a time (default ``settings.parallel_sends``)."""
     return apply_plan(plan, config, executors, progress=progress, stop=stop, abort=abort,
-                      saved_plan=saved_plan)
+                      saved_plan=saved_plan, parallel=parallel)
 
 
 @dataclass(frozen=True, slots=True)

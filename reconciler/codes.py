@@ -29,6 +29,7 @@ class ConflictCode(StrEnum):
     CLAIMED_TWICE = "claimed_twice"
     TARGET_POOL_MISSING = "target_pool_missing"
     NAME_TOO_LONG = "name_too_long"
+    LARGE_BLOCKS_REQUIRED = "large_blocks_required"  # a replica with large blocks, plain streams asked
 
 
 class HostProblem(StrEnum):
@@ -71,6 +72,8 @@ class ZfsError(StrEnum):
     COMMAND_FAILED = "command_failed"
     LOCKED = "locked"  # another apply holds the configuration's lock
     ABORTED = "aborted"  # a second stop signal interrupted a transfer
+    STALLED = "stalled"  # no byte moved for the target's stall_timeout: stopped, resumable
+    LARGE_BLOCKS_REQUIRED = "large_blocks_required"  # recv refused a stream without -L (see ConflictCode)
 
 
 class PruneRule(StrEnum):

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtures_sshd import pytest_collection_modifyitems, sshd  # noqa: F401  (fixture and hook)
+from fixtures_sshd import pytest_collection_modifyitems as mark_sshd_items
+from fixtures_sshd import sshd  # noqa: F401  (fixture)
 from standin.state import StandinState
 
 NOW = 1_764_000_000  # 2025-11-24T16:00:00Z: a fixed clock for reproducible stand-in facts
@@ -45,3 +46,16 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., St
         return state
 
     return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``soak`` tests run only when ``-m`` names them: the fast suite's ``-m "not realzfs
+    and not fleet"`` stays fast without having to exclude them. (Also marks the tests that
+    use the sshd fixture.)"""
+    mark_sshd_items(items)
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="soak test: run with -m soak (tests/run does)")
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(skip)

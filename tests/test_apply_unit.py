@@ -218,8 +218,11 @@ def test_holds_and_releases_run_around_the_send_and_a_failed_hold_stops_what_it_
                          *(ReleaseAction("nas", ds, "zrepl_1", "zrr_send") for ds in both)), hosts)
     assert statuses(report) == [(DONE, "hold"), (FAILED, "hold"), (DONE, "send"), (SKIPPED, "send"),
                                 (DONE, "release"), (SKIPPED, "release")]
+    # Between holds and sends: the incrementals' sizes, one listing for the host.
     assert hosts["nas"].calls == [["zfs", "hold", "zrr_send", "tank/a@zrepl_1"],
                                   ["zfs", "hold", "zrr_send", "tank/b@zrepl_1"],
+                                  ["zfs", "list", "-H", "-p", "-t", "snapshot", "-o", "name,written",
+                                   "-d", "1", "tank/a", "tank/b"],
                                   ["zfs", "release", "zrr_send", "tank/a@zrepl_1"]]
 
 

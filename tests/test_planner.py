@@ -129,7 +129,8 @@ def test_incremental_from_newest_common_includes_planned_snapshot() -> None:
     (send,) = of(plan, SendAction)
     assert (send.base, send.snapshot, send.snapshots) == (
         "zrepl_2", "zrepl_20261124_120000", ("zrepl_3", "zrepl_20261124_120000"))
-    assert send.send_argv() == ["zfs", "send", "-I", "tank@zrepl_2", "tank@zrepl_20261124_120000"]
+    assert send.send_argv() == ["zfs", "send", "-L", "-c", "-e", "-I", "tank@zrepl_2",
+                                "tank@zrepl_20261124_120000"]
     (bm,) = of(plan, BookmarkAction)
     assert (bm.snapshot, bm.bookmark) == ("zrepl_20261124_120000", PREFIX + "zrepl_20261124_120000")
     assert kinds(plan) == ["snapshot", "send", "bookmark"]
@@ -176,7 +177,8 @@ def test_bookmark_as_base_when_base_snapshot_pruned() -> None:
         ("#" + PREFIX + "zrepl_2", "zrepl_3", ("zrepl_3",)),
         ("zrepl_3", "zrepl_4", ("zrepl_4",)),
     ]
-    assert sends[0].send_argv() == ["zfs", "send", "-i", f"tank#{PREFIX}zrepl_2", "tank@zrepl_3"]
+    assert sends[0].send_argv() == ["zfs", "send", "-L", "-c", "-e", "-i", f"tank#{PREFIX}zrepl_2",
+                                    "tank@zrepl_3"]
     (destroy,) = of(plan, DestroyAction)
     assert destroy.snapshots == ("#" + PREFIX + "zrepl_2",)  # the cursor moved to zrepl_4
     assert_converges(cfg, w, plan)

@@ -79,7 +79,7 @@ def test_parser_keeps_a_filesystems_written_from_real_output() -> None:
 def test_log_progress_past_a_low_send_estimate_shows_no_negative_eta() -> None:
     # Real OpenZFS 2.1 estimated 624 B for an incremental zvol stream of 1.5 KiB.
     out = io.StringIO()
-    bar = progress._LogTransfer(out, "incr a -> b", 624, interval=0.0)
+    bar = progress._LogTransfer(progress.LogProgress(out), "incr a -> b", 624, interval=0.0)
     bar.update(1536)
     line = out.getvalue()
     assert "estimated 624 B" in line and "ETA" not in line and "-" not in line.split(":", 1)[1]

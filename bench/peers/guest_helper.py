@@ -16,6 +16,9 @@ One subcommand per benchmark step, so each step is one SSH round trip from the h
   big-prepare MIB                 pool pair bsrc/bdst, bsrc/big with MIB of incompressible data
   big-reset                       destroy bdst/big (before each send)
   big-local                       time the in-guest floor: zfs send bsrc/big@s | zfs recv bdst/big
+  xfer-prepare MIB BW_MIB         pool pair xsrc/xdst: xsrc/comp (lz4, MIB of 3/4 text, 1/4 random)
+                                  and xsrc/bw (BW_MIB of random data), both snapshotted @s
+  xfer-reset NAME                 destroy xdst/r/xsrc/NAME and xsrc/NAME's bookmarks
 """
 
 from __future__ import annotations
@@ -317,6 +320,56 @@ def big_reset() -> None:
     LOG.write_text("")
 
 
+XFER_POOLS = ("xsrc", "xdst")
+WORDS = ("zfs", "send", "receive", "snapshot", "bookmark", "pool", "dataset", "stream", "block",
+         "compressed", "replica", "cursor", "retention", "grid", "hourly", "daily", "backup", "nas")
+
+
+def send_size(*argv: str) -> int:
+    out = sh([ZFS, "send", "-nP", *argv]).stdout
+    return next(int(line.split()[1]) for line in out.splitlines() if line.startswith("size"))
+
+
+def xfer_prepare(mib: int, bw_mib: int) -> dict[str, object]:
+    """Scenario (e): a filesystem of compressible data (lz4: 3/4 text, 1/4 random); (f): one
+    of incompressible data for the bandwidth limit."""
+    import random
+
+    recreate_pools(XFER_POOLS, "/var/tmp", "1G")
+    sh([ZFS, "create", "-o", "compression=lz4", "xsrc/comp"])
+    rng = random.Random(17)
+    text = " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(200_000)).encode()
+    with open("/xsrc/comp/data", "wb") as out:
+        for i in range(mib):
+            if i % 4 == 3:
+                out.write(os.urandom(1 << 20))
+            else:
+                start = rng.randrange(len(text) - (1 << 20) - 8) if len(text) > (1 << 20) + 8 else 0
+                piece = text[start:start + (1 << 20) - 8].ljust((1 << 20) - 8, b".")
+                out.write(i.to_bytes(8, "little") + piece)
+    sh([ZFS, "create", "xsrc/bw"])
+    with open("/xsrc/bw/data", "wb") as out:
+        for _ in range(bw_mib):
+            out.write(os.urandom(1 << 20))
+    sh(["sync"])
+    sh([ZFS, "snapshot", "xsrc/comp@s"])
+    sh([ZFS, "snapshot", "xsrc/bw@s"])
+    sh([ZFS, "create", "-p", "xdst/r/xsrc"])
+    ratio = sh([ZFS, "get", "-H", "-o", "value", "compressratio", "xsrc/comp"]).stdout.strip()
+    return {"comp_plain_bytes": send_size("xsrc/comp@s"),
+            "comp_compressed_bytes": send_size("-c", "xsrc/comp@s"),
+            "comp_ratio": ratio, "bw_bytes": send_size("xsrc/bw@s")}
+
+
+def xfer_reset(name: str) -> None:
+    target = f"xdst/r/xsrc/{name}"
+    if subprocess.run([ZFS, "list", "-H", target], capture_output=True).returncode == 0:
+        sh([ZFS, "destroy", "-r", target])
+    for line in sh([ZFS, "list", "-H", "-o", "name", "-t", "bookmark", f"xsrc/{name}"]).stdout.split():
+        sh([ZFS, "destroy", line])
+    LOG.write_text("")
+
+
 def big_local() -> dict[str, object]:
     big_reset()
     started = time.monotonic()
@@ -367,6 +420,10 @@ def main(argv: list[str]) -> int:
         big_reset()
     elif command == "big-local":
         result = big_local()
+    elif command == "xfer-prepare":
+        result = xfer_prepare(int(args[0]), int(args[1]))
+    elif command == "xfer-reset":
+        xfer_reset(args[0])
     else:
         raise SystemExit(f"unknown command {command}")
     print(json.dumps(result))

@@ -83,8 +83,8 @@ def install(guest: Guest, peers: bool = True) -> dict[str, Any]:
     return facts
 
 
-def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False) -> Path:
-    """zrepl-reconcile's config for a scenario (JSON is YAML)."""
+def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False, parallel: int = 1) -> Path:
+    """zrepl-reconcile's config for a scenario (JSON is YAML); ``parallel``: settings.parallel_sends."""
     ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
     if big:
         config: dict[str, Any] = {
@@ -102,7 +102,9 @@ def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False)
                 "keep_target": [{"type": "last_n", "count": 60, "regex": "^zrepl_"}]}},
             "filesystems": [{"host": "src", "filter": {"src/data<": True}, "policy": "hourly",
                              "replicate_to": [{"host": "dst", "root": "dst/r"}]}]}
-    path = workdir / ("big.yml" if big else f"ours-keep{keep_source}.yml")
+    if parallel > 1:
+        config["settings"] = {"parallel_sends": parallel}
+    path = workdir / ("big.yml" if big else f"ours-keep{keep_source}-p{parallel}.yml")
     path.write_text(json.dumps(config, indent=1))
     return path
 
@@ -127,11 +129,12 @@ def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
                           "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
 
 
-def one_run(guest: Guest, workdir: Path, tool: str, scenario: str) -> dict[str, Any]:
+def one_run(guest: Guest, workdir: Path, tool: str, scenario: str, parallel: int = 1) -> dict[str, Any]:
     now = ONE_DUE if scenario == "b" else NOTHING_DUE
     helper(guest, "setup", scenario, str(now))
     if tool == "zrepl-reconcile":
-        result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60), now)
+        result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60,
+                                            parallel=parallel), now)
     else:
         result = helper(guest, "run", tool, scenario)
     result.update(helper(guest, "collect"))
@@ -164,6 +167,90 @@ def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
             log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, {result['bytes']} bytes, "
                 f"ok={result['ok']}")
             save()
+            if tool == "zrepl-reconcile" and scenario == "b":
+                parallel_b(guest, workdir, runs, out, save)
+
+
+PARALLEL_LEVELS = (1, 2, 4)
+
+
+def parallel_b(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save: Callable[[], None]) -> None:
+    """Scenario (b) again with settings.parallel_sends 1, 2 and 4 (interleaved per run)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(runs):
+        for level in PARALLEL_LEVELS:
+            log(f"zrepl-reconcile: scenario (b) --parallel {level}")
+            rows.setdefault(str(level), []).append(one_run(guest, workdir, "zrepl-reconcile", "b", level))
+    summary: dict[str, Any] = {}
+    for level, results in rows.items():
+        summary[level] = {"runs": [round(r["seconds"], 2) for r in results],
+                          "seconds": statistics.median(r["seconds"] for r in results),
+                          "zfs": results[0]["zfs"],
+                          "zfs_by_subcommand": results[0].get("zfs_by_subcommand", {}),
+                          "bytes": results[0]["bytes"], "ok": all(r["ok"] for r in results)}
+        log(f"  --parallel {level}: {summary[level]['seconds']:.2f} s, {summary[level]['zfs']} zfs calls")
+    out["b_parallel"] = summary
+    save()
+
+
+SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+SEND_MOVED = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\(([\d.]+) (\w?i?B) in ([\d.]+)s\)$",
+                        re.MULTILINE)
+
+
+def moved_and_seconds(result: dict[str, Any]) -> tuple[int, float]:
+    """Bytes through the relay and transfer seconds from apply's line for the one send."""
+    text = result["commands"][0]["stdout"] + result["commands"][0]["stderr"]
+    match = SEND_MOVED.search(text)
+    if match is None or result["commands"][0]["rc"] != 0:
+        raise RuntimeError(f"zrepl-reconcile failed: {text[-800:]}")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2)]), float(match.group(3))
+
+
+def xfer_config(guest: Guest, workdir: Path, name: str, **target: Any) -> Path:
+    ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
+    config = {"hosts": {"src": ssh, "dst": ssh},
+              "policies": {"copy": {"keep_source": [], "keep_target": []}},
+              "filesystems": [{"host": "src", "filter": {f"xsrc/{name}": True}, "policy": "copy",
+                               "replicate_to": [{"host": "dst", "root": "xdst/r", **target}]}]}
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", "-".join(f"{k}{v}" for k, v in target.items()))
+    path = workdir / f"xfer-{name}-{tag}.yml"
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def transfers(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save: Callable[[], None],
+              mib: int = 256, bw_mib: int = 32, limit: str = "4MiB/s", which: tuple[str, ...] = ("e", "f")
+              ) -> None:
+    """(e) compressed vs plain streams of compressible data; (f) a bandwidth-limited send."""
+    mib = mib if "e" in which else 1
+    log(f"scenarios {', '.join(which)}: preparing {mib} MiB compressible and {bw_mib} MiB random")
+    prepared = helper(guest, "xfer-prepare", str(mib), str(bw_mib))
+    e: dict[str, Any] = {"mib": mib, **prepared, "runs": {"true": [], "false": []}}
+    for _ in range(runs if "e" in which else 0):
+        for compressed in (True, False):
+            helper(guest, "xfer-reset", "comp")
+            config = xfer_config(guest, workdir, "comp", compressed=compressed)
+            result = run_ours(guest, config, int(time.time()))
+            moved, transfer = moved_and_seconds(result)
+            e["runs"][str(compressed).lower()].append(
+                {"seconds": round(result["seconds"], 2), "transfer_seconds": transfer, "bytes": moved})
+            log(f"  (e) compressed={compressed}: {moved} bytes, {result['seconds']:.1f} s")
+    if "e" in which:
+        out["e"] = e
+        save()
+    if "f" not in which:
+        return
+    f: dict[str, Any] = {"mib": bw_mib, "limit": limit, "bytes": prepared["bw_bytes"], "runs": []}
+    for _ in range(runs):
+        helper(guest, "xfer-reset", "bw")
+        result = run_ours(guest, xfer_config(guest, workdir, "bw", bandwidth_limit=limit), int(time.time()))
+        moved, transfer = moved_and_seconds(result)
+        f["runs"].append({"seconds": round(result["seconds"], 2), "transfer_seconds": transfer,
+                          "bytes": moved})
+        log(f"  (f) {limit}: {moved} bytes in {transfer:.2f} s")
+    out["f"] = f
+    save()
 
 
 def plain_ssh(guest: Guest, argv: list[str]) -> list[str]:
@@ -217,12 +304,19 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
         save: Callable[[], None], tools: tuple[str, ...] = TOOLS,
         which: tuple[str, ...] = (*SCENARIOS, "d")) -> None:
-    out["guest"] = install(guest, peers=any(t != "zrepl-reconcile" for t in tools))
+    peers = any(t != "zrepl-reconcile" for t in tools)
+    fresh = install(guest, peers=peers)
+    # Without the peers, keep the facts of the run that measured them (their versions).
+    kept = {} if peers else {k: v for k, v in out.get("guest", {}).items()
+                             if k in ("versions", "install_seconds", "zettarepl_pip")}
+    out["guest"] = {**fresh, **kept}
     save()
     out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     if "d" in which:
         out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
         save()
+    if "e" in which or "f" in which:
+        transfers(guest, workdir, runs, out, save, which=tuple(s for s in ("e", "f") if s in which))
     scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
     out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()

@@ -27,6 +27,7 @@ from reconciler.commands.common import (
     add_as_argument,
     add_config_argument,
     add_metrics_file_argument,
+    add_parallel_argument,
     add_selection_arguments,
     metrics_file_option,
     parse_now,
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-y", "--yes", action="store_true",
                         help="do not ask for confirmation (required when stdin is not a terminal)")
     add_metrics_file_argument(parser)
+    add_parallel_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -215,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         # from now on they stop between actions.
         with stop_signals() as signals:
             report = api.apply(plan, config, session.executors, progress=progress_for_terminal(),
-                               stop=signals.stop, abort=signals.abort, saved_plan=saved is not None)
+                               stop=signals.stop, abort=signals.abort, saved_plan=saved is not None,
+                               parallel=args.parallel)
         # Under the lock: the record is read, updated and replaced by one apply at a time.
         record_cycle(args, config, api.Cycle(plan.now, time.monotonic() - started, plan, report),
                      session.executors)

@@ -45,6 +45,22 @@ def add_as_argument(parser: argparse.ArgumentParser) -> None:
                              "configuration shared by a fleet (not with --host)")
 
 
+MAX_PARALLEL_SENDS = 64  # settings.parallel_sends's bound too
+
+
+def add_parallel_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parallel", metavar="N", type=parallel_count, default=None,
+                        help="run up to N sends of different filesystems at the same time; a"
+                             " filesystem's chain, parents before children, cursor moves and destroys"
+                             " stay in order (default: settings.parallel_sends, else 1)")
+
+
+def parallel_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARALLEL_SENDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_PARALLEL_SENDS}")
+    return int(text)
+
+
 def add_metrics_file_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-file", metavar="PATH", default=None,
                         help="write Prometheus metrics to PATH (*.prom, for node_exporter's textfile "

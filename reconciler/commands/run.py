@@ -36,6 +36,7 @@ from reconciler.commands.common import (
     add_as_argument,
     add_config_argument,
     add_metrics_file_argument,
+    add_parallel_argument,
     add_selection_arguments,
     metrics_file_option,
     parse_now,
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
                         help="exit 1 after N failed cycles in a row (failed actions, or a cycle that "
                              "could not run), so systemd's Restart=/OnFailure= can act (default: never)")
     add_metrics_file_argument(parser)
+    add_parallel_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -108,7 +110,7 @@ def one_cycle(args: argparse.Namespace, signals: StopSignals) -> CycleEnd:
             if plan.has_changes and not signals.stop.is_set():
                 progress = progress_for_terminal() if sys.stderr.isatty() else LogProgress(sys.stdout, 30.0)
                 report = api.apply(plan, config, session.executors, progress=progress, stop=signals.stop,
-                                   abort=signals.abort)
+                                   abort=signals.abort, parallel=args.parallel)
             cycle = api.Cycle(plan.now, time.monotonic() - started, plan, report)
             record(args, config, cycle, session.executors)
     except LockError:

@@ -11,6 +11,7 @@ from reconciler.codes import ExitCode
 from reconciler.commands.common import add_config_argument
 from reconciler.config.load import load_config
 from reconciler.config.models import (
+    DEFAULT_STALL_TIMEOUT,
     Config,
     FilesystemEntry,
     HostConfig,
@@ -22,6 +23,7 @@ from reconciler.config.models import (
     Policy,
     SshHost,
 )
+from reconciler.config.rates import format_rate
 from reconciler.importers.placeholders import find_placeholders
 from reconciler.wording import plural
 
@@ -116,7 +118,11 @@ def describe_entry(index: int, entry: FilesystemEntry) -> list[str]:
         lines.append("    no replication (local snapshots and retention only)")
     for target in entry.replicate_to:
         example = next((key.removesuffix("<") for key, value in entry.filter.items() if value), "")
-        options = "".join([f", initial={target.initial}", ", raw" if target.raw else ""])
+        options = "".join([f", initial={target.initial}", ", raw" if target.raw else "",
+                           ", plain stream" if not target.large_blocks else "",
+                           f", limit {format_rate(limit)}" if (limit := target.bandwidth_limit_bytes) else "",
+                           f", stall_timeout {target.stall_timeout}"
+                           if target.stall_timeout != DEFAULT_STALL_TIMEOUT else ""])
         mapped = f"{example} -> {target.target_dataset(example)}"
         lines.append(f"    -> {target.host}:{target.root}  (e.g. {mapped}{options})")
     return lines

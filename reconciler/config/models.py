@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reconciler.config.grid import GridInterval, parse_duration, parse_grid
+from reconciler.config.rates import RATE_EXAMPLE, parse_rate
 from reconciler.domain.names import (
     SNAPSHOT_NAME_CHARS,
     check_dataset_name,
@@ -323,6 +324,11 @@ class Policy(Model):
         return bool(rules) and all(r.keep_snapshot_at_cursor for r in rules)
 
 
+# A stalled transfer is given up after this long (zrepl has no such timeout; syncoid's
+# mbuffer none either: a hung link blocks them until someone notices).
+DEFAULT_STALL_TIMEOUT = "10m"
+
+
 class Target(Model):
     host: str = Field(description="name of a host in hosts")
     root: str = Field(description="dataset under which the source path is recreated: root/<source dataset>")
@@ -330,11 +336,52 @@ class Target(Model):
         default="newest",
         description="first full send: the newest snapshot only (zrepl's default), or all of them")
     raw: bool = Field(default=False, description="raw send (zfs send -w): encrypted data stays encrypted")
+    compressed: bool = Field(
+        default=True,
+        description="non-raw sends as compressed streams (zfs send -L -c -e: blocks travel as stored,"
+                    " compressed, large blocks kept); false: a plain stream. A replica received with large"
+                    " blocks needs -L on every later send: turning this off for it is a conflict")
+    bandwidth_limit: str | None = Field(
+        default=None,
+        description=f"at most this many bytes per second for the sends to this target, {RATE_EXAMPLE}"
+                    " (B/s, KiB/s, MiB/s, GiB/s; K, M, G); parallel sends to the same target host with the"
+                    " same limit share it; absent: unlimited")
+    stall_timeout: str = Field(
+        default=DEFAULT_STALL_TIMEOUT,
+        description="a transfer that moves no byte for this long is stopped (the receive stays resumable"
+                    " and the next run resumes it), e.g. 10m, 1h")
 
     @field_validator("root")
     @classmethod
     def _root(cls, v: str) -> str:
         return check_dataset_name(v)
+
+    @field_validator("bandwidth_limit")
+    @classmethod
+    def _bandwidth_limit(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_rate(v)
+        return v
+
+    @field_validator("stall_timeout")
+    @classmethod
+    def _stall_timeout(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def bandwidth_limit_bytes(self) -> int | None:
+        """``bandwidth_limit`` in bytes per second; None: unlimited."""
+        return parse_rate(self.bandwidth_limit) if self.bandwidth_limit is not None else None
+
+    @property
+    def stall_timeout_seconds(self) -> int:
+        return int(parse_duration(self.stall_timeout).total_seconds())
+
+    @property
+    def large_blocks(self) -> bool:
+        """Whether its sends keep large blocks (-L): compressed streams, and raw ones (-w implies it)."""
+        return self.raw or self.compressed
 
     def target_dataset(self, source_dataset: str) -> str:
         return f"{self.root}/{source_dataset}"
@@ -390,12 +437,19 @@ def check_metrics_file(value: str) -> str:
     return value
 
 
+DEFAULT_PARALLEL_SENDS = 1
+
+
 class Settings(Model):
     """How the tool runs (not what it manages): the optional top-level ``settings`` section."""
 
     parallel_hosts: int = Field(
         default=16, ge=1, le=1024,
         description="how many hosts are read (one zfs list each) at the same time")
+    parallel_sends: int = Field(
+        default=DEFAULT_PARALLEL_SENDS, ge=1, le=64,
+        description="how many sends of different filesystems run at the same time (apply/run --parallel N"
+                    " overrides); what must stay ordered stays ordered")
     state_dir: str | None = Field(
         default=None,
         description="where each apply/run cycle records its results for `status` (absolute or ~/...); "

@@ -45,6 +45,14 @@ SNAPSHOT_PHASE: tuple[Kind, ...] = ("pre_hook", "snapshot", "post_hook")
 KIND_RANK: Mapping[Kind, int] = {kind: 0 if kind in SNAPSHOT_PHASE else rank
                                  for rank, kind in enumerate(EXECUTION_ORDER)}
 
+# A transfer that moves no byte for this long is stopped (Target.stall_timeout's default).
+DEFAULT_STALL_SECONDS = 600
+# Set on every receive of a stream that keeps large blocks (zfs send -L, and -w which
+# implies it): OpenZFS then refuses any later incremental without -L ("incremental send
+# stream requires -L (--large-block), to match previous receive", measured on 2.1), so a
+# plan must know which replicas need it. A user property, set with ``zfs recv -o``.
+LARGE_BLOCKS_PROPERTY = "zrepl-reconcile:large_blocks"
+
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
 # inside. Every batched zfs command (destroy, holds, list) uses this bound.
 MAX_ARGV_BYTES = 64 * 1024
@@ -224,6 +232,20 @@ class SendAction:
     raw: bool = False
     estimated_bytes: int | None = None
     reason: str = ""
+    compressed: bool = False  # non-raw: zfs send -L -c -e (Target.compressed)
+    bandwidth_limit: int | None = None  # bytes per second through the relay; None: unlimited
+    stall_timeout: int = DEFAULT_STALL_SECONDS  # seconds without a byte moved before it is stopped
+
+    @property
+    def large_blocks(self) -> bool:
+        """The stream keeps large blocks: -L, or -w (raw implies -L -c -e)."""
+        return self.raw or self.compressed
+
+    def stream_flags(self) -> list[str]:
+        """The flags that decide how the stream looks: ``-w`` (raw), ``-L -c -e`` (compressed)."""
+        if self.raw:
+            return ["-w"]
+        return ["-L", "-c", "-e"] if self.compressed else []
 
     def describe(self) -> str:
         target = f"{self.target_host}:{self.target_dataset}"
@@ -237,9 +259,7 @@ class SendAction:
     def send_argv(self) -> list[str]:
         if self.resume_token:
             return ["zfs", "send", "-t", self.resume_token]
-        argv = ["zfs", "send"]
-        if self.raw:
-            argv.append("-w")
+        argv = ["zfs", "send", *self.stream_flags()]
         if self.base is not None:
             # -I sends every intermediate snapshot; from a bookmark only -i is allowed,
             # so the planner emits a bookmark-based send for one snapshot at a time.
@@ -253,7 +273,8 @@ class SendAction:
         return [argv[0], argv[1], "-n", "-P", *argv[2:]]
 
     def recv_argv(self) -> list[str]:
-        return ["zfs", "recv", "-s", "-u", self.target_dataset]
+        marker = ["-o", f"{LARGE_BLOCKS_PROPERTY}=on"] if self.large_blocks else []
+        return ["zfs", "recv", "-s", "-u", *marker, self.target_dataset]
 
     def argv(self) -> list[str]:
         return self.send_argv()
@@ -266,6 +287,8 @@ class SendAction:
             "base": self.base, "snapshots": list(self.snapshots),
             "resume_token": self.resume_token, "raw": self.raw,
             "estimated_bytes": self.estimated_bytes, "reason": self.reason,
+            "compressed": self.compressed, "bandwidth_limit": self.bandwidth_limit,
+            "stall_timeout_seconds": self.stall_timeout,
         }
 
     @classmethod
@@ -276,7 +299,9 @@ class SendAction:
             target_dataset=data["target"]["dataset"], base=data.get("base"),
             snapshots=tuple(data.get("snapshots", ())), resume_token=data.get("resume_token"),
             raw=bool(data.get("raw", False)), estimated_bytes=data.get("estimated_bytes"),
-            reason=data.get("reason", ""))
+            reason=data.get("reason", ""), compressed=bool(data.get("compressed", False)),
+            bandwidth_limit=data.get("bandwidth_limit"),
+            stall_timeout=data.get("stall_timeout_seconds", DEFAULT_STALL_SECONDS))
 
 
 @dataclass(frozen=True, slots=True)

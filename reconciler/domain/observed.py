@@ -101,6 +101,10 @@ class Dataset:
     # Bytes written since the newest snapshot (zfs "written"); > 0 on a target means an
     # incremental receive fails with "has been modified since most recent snapshot".
     written: int | None = None
+    # Received with large blocks (its zrepl-reconcile:large_blocks property is set): then
+    # every later incremental needs -L. None: not asked (gather reads it only on target
+    # hosts where some target sends plain streams).
+    large_blocks: bool | None = None
 
     @property
     def pool(self) -> str:

@@ -18,6 +18,15 @@ its target: the cursor move and the source destroys were planned assuming the se
 arrived, the target's destroys assuming the receive happened. Another send from the
 same source to a different target does not depend on the first one and still runs.
 
+Parallel sends (``settings.parallel_sends``, ``apply --parallel N``): the send phase runs
+up to N sends at a time, each starting once the sends it depends on have ended
+(``send_dependencies``: a filesystem's own chain in order, a parent's receive before its
+children's, a dataset received before it is sent on); the phases stay barriers, so every
+snapshot is taken before any send, and cursor moves and destroys come after all sends.
+The cursor moves, releases and destroys after the sends run N at a time too (different
+datasets are independent; the same dataset's in order). A stop request starts no further
+action; an abort interrupts the running transfers (their receives stay resumable).
+
 Right before the destroys, their datasets (and their replication counterparts) are
 listed again, one ``zfs list -d 1`` per host (again for the destroys still to come when
 the listing is more than FRESH_SECONDS old), and safety invariants 1-4 re-checked for
@@ -30,6 +39,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -60,9 +70,10 @@ from reconciler.execute import zfs_errors
 from reconciler.execute.hooks import HookPhase, hook_phases, run_hook, snapshot_key
 from reconciler.execute.progress import NullProgress, ProgressSink
 from reconciler.execute.transfer import run_send
-from reconciler.gather.facts import list_datasets
+from reconciler.gather.facts import list_datasets, snapshot_written
 from reconciler.planning.invariants import destroy_guard
 from reconciler.transport.interface import Executor, StreamingExecutor
+from reconciler.transport.pump import TokenBucket
 from reconciler.wording import human_bytes
 
 DONE = "done"
@@ -205,6 +216,45 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
             assert_never(action)
 
 
+def send_dependencies(sends: Sequence[SendAction]) -> list[set[int]]:
+    """For each send, the indices of the earlier sends it must wait for: the last earlier
+    send into its own target or into a parent of it on that host (a filesystem's chain in
+    order; a parent's first receive before its children's), the last one into its source
+    (a dataset is sent on after it arrived), and the earlier sends out of its target (it is
+    not received into while it is being sent from). Sends from one source to different
+    targets do not wait for each other."""
+    last_into: dict[Key, int] = {}
+    out_of: dict[Key, list[int]] = {}
+    deps: list[set[int]] = []
+    for index, send in enumerate(sends):
+        target = (send.target_host, send.target_dataset)
+        source = (send.host, send.dataset)
+        wanted = {last_into.get((send.target_host, name)) for name in lineage(send.target_dataset)}
+        wanted.add(last_into.get(source))
+        wanted.update(out_of.get(target, ()))
+        deps.append({i for i in wanted if i is not None})
+        last_into[target] = index
+        out_of.setdefault(source, []).append(index)
+    return deps
+
+
+# The phases that run ``parallel`` actions at a time: sends, and after them the per-dataset
+# cursor moves, hold releases and destroys (independent across datasets). The snapshot
+# phase is one atomic command per batch already; creates and holds are few and cheap.
+PARALLEL_KINDS: tuple[Kind, ...] = ("send", "bookmark", "release", "destroy")
+
+
+def same_dataset_dependencies(actions: Sequence[Action]) -> list[set[int]]:
+    """For each action, the last earlier one on the same (host, dataset): in order there."""
+    last: dict[Key, int] = {}
+    deps: list[set[int]] = []
+    for index, action in enumerate(actions):
+        key = (action.host, action.dataset)
+        deps.append({last[key]} if key in last else set())
+        last[key] = index
+    return deps
+
+
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
     batches: dict[str, list[SnapshotAction]] = {}
     for action in actions:
@@ -282,8 +332,11 @@ def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedSta
 
 class _Applier:
     def __init__(self, config: Config, executors: Mapping[str, StreamingExecutor], progress: ProgressSink,
-                 stop: threading.Event | None, abort: threading.Event | None) -> None:
+                 stop: threading.Event | None, abort: threading.Event | None, parallel: int = 1) -> None:
         self.config = config
+        self.parallel = parallel
+        self.lock = threading.RLock()  # the report, the ledger and the progress lines, across sends
+        self.fresh_lock = threading.Lock()
         self.executors = executors
         self.progress = progress
         self.stop = stop
@@ -294,21 +347,27 @@ class _Applier:
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
         self.fresh_at = 0.0  # time.monotonic() of that listing
         self.phases: dict[tuple[str, str, str], HookPhase] = {}
+        # dataset@snapshot -> written, listed once per source host after the snapshot phase.
+        self.sizes: dict[str, int] = {}
+        # One bucket per (target host, limit): the sends to a target share its bandwidth_limit.
+        self.buckets: dict[tuple[str, int], TokenBucket] = {}
 
     def record(self, outcome: Outcome, *, mark: bool = True) -> None:
         """Report ``outcome``; one not done marks the filesystems it touches unless ``mark``
         is false (a hook whose failure blocks nothing)."""
-        self.report.outcomes.append(outcome)
-        if outcome.status != DONE and mark:
-            action = outcome.action
-            what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
-            self.ledger.mark_action(action, what)
-        self.progress.line(outcome.line())
+        with self.lock:
+            self.report.outcomes.append(outcome)
+            if outcome.status != DONE and mark:
+                action = outcome.action
+                what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
+                self.ledger.mark_action(action, what)
+            self.progress.line(outcome.line())
 
     def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = (),
              *, mark: bool = True, note: str = "") -> None:
         if isinstance(exc, HostError) and exc.code in HOST_DOWN:
-            self.ledger.down_hosts.setdefault(exc.host, str(exc))
+            with self.lock:
+                self.ledger.down_hosts.setdefault(exc.host, str(exc))
         self.record(Outcome(action, FAILED, str(exc) + note, error_code(exc), names,
                             time.monotonic() - started), mark=mark)
 
@@ -320,7 +379,16 @@ class _Applier:
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         self.phases = hook_phases(actions)
         started_batches: set[str] = set()
+        all_sends = [a for a in actions if isinstance(a, SendAction)]
+        groups = {kind: [a for a in actions if a.kind == kind] for kind in PARALLEL_KINDS} \
+            if self.parallel > 1 else {}
         for action in actions:
+            if all_sends and action is all_sends[0] and not self.stopped():
+                self.sizes = self.incremental_sizes(all_sends)
+            if group := groups.get(action.kind):
+                if action is group[0]:  # the whole phase (contiguous: the plan is in order) at once
+                    self.parallel_phase(group)
+                continue
             if isinstance(action, PostHookAction):
                 self.post_hook(action)  # even after a stop request: a freeze must be undone
                 continue
@@ -439,34 +507,117 @@ class _Applier:
             note = "already exists (created meanwhile)"
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
+    def incremental_sizes(self, sends: list[SendAction]) -> dict[str, int]:
+        """The snapshots' ``written`` for every incremental send's source, ONE ``zfs list``
+        per source host, taken after the snapshot phase (the new snapshots exist). The
+        stream of ``-I base snap`` is about the sum of its snapshots' ``written``; full
+        sends and resumes keep ``zfs send -nP``. A host that fails this listing is left to
+        ``-nP`` (the send itself reports what is wrong)."""
+        wanted: dict[str, set[str]] = {}
+        for send in sends:
+            if send.base is not None and send.resume_token is None:
+                wanted.setdefault(send.host, set()).add(send.dataset)
+        sizes: dict[str, int] = {}
+        for host, datasets in wanted.items():
+            if host in self.ledger.down_hosts:
+                continue
+            try:
+                sizes.update(snapshot_written(self.executors[host], host, datasets))
+            except ReconcileError:
+                continue
+        return sizes
+
+    def send_size(self, action: SendAction) -> int | None:
+        """The incremental's stream size from the listing (None: ask ``zfs send -nP``)."""
+        if action.base is None or action.resume_token is not None:
+            return None
+        written = [self.sizes.get(f"{action.dataset}@{name}") for name in action.snapshots]
+        return None if any(w is None for w in written) else sum(w for w in written if w is not None)
+
+    def parallel_phase(self, group: Sequence[Action]) -> None:
+        """Up to ``parallel`` actions of one phase at a time, each once those it depends on
+        have ended (sends: ``send_dependencies``; cursor moves, releases and destroys: an
+        earlier one on the same dataset); one whose filesystem broke meanwhile is skipped,
+        and after a stop request none is started."""
+        sends = list(group)
+        deps = (send_dependencies([a for a in group if isinstance(a, SendAction)])
+                if group[0].kind == "send" else same_dataset_dependencies(group))
+        pending = list(range(len(sends)))
+        finished: set[int] = set()
+        running: dict[Future[None], int] = {}
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="send") as pool:
+            while pending or running:
+                for index in list(pending):
+                    if len(running) >= self.parallel:
+                        break
+                    if not deps[index] <= finished:
+                        continue
+                    pending.remove(index)
+                    action = sends[index]
+                    with self.lock:
+                        why = "stopped on request before this action" if self.stopped() \
+                            else self.ledger.blocker(action)
+                        if self.stopped():
+                            self.report.stopped = True
+                    if why:
+                        self.record(Outcome(action, SKIPPED, why))
+                        finished.add(index)
+                        continue
+                    running[pool.submit(self.run_one, action)] = index
+                if not running:
+                    continue  # all that was startable was skipped: look again
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished.add(running.pop(future))
+                    future.result()  # send() records its failures; anything else is a bug: raise
+
+    def run_one(self, action: Action) -> None:
+        """One action of a parallel phase (its blocker already checked)."""
+        if isinstance(action, SendAction):
+            self.send(action)
+        elif isinstance(action, DestroyAction):
+            self.destroy(action)
+        else:
+            self.simple(action)
+
     def send(self, action: SendAction) -> None:
         started = time.monotonic()
         try:
-            result = run_send(action, self.executors, progress=self.progress, abort=self.abort)
+            result = run_send(action, self.executors, progress=self.progress, abort=self.abort,
+                              throttle=self.bucket(action), size=self.send_size(action))
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
         self.record(Outcome(action, DONE, seconds=result.seconds, bytes=result.bytes))
+
+    def bucket(self, action: SendAction) -> TokenBucket | None:
+        """The target's bandwidth limit (None: unlimited), the same bucket for every send to it."""
+        if action.bandwidth_limit is None:
+            return None
+        key = (action.target_host, action.bandwidth_limit)
+        if key not in self.buckets:
+            self.buckets[key] = TokenBucket(action.bandwidth_limit)
+        return self.buckets[key]
 
     def destroy(self, action: DestroyAction) -> None:
         started = time.monotonic()
         # The first destroy lists every remaining destroy's facts, once per host; so does
         # a destroy that comes more than FRESH_SECONDS after that listing (a long destroy
         # phase), so no re-check runs on facts older than that.
-        if self.fresh is None or started - self.fresh_at > FRESH_SECONDS:
-            index = self.destroys.index(action)
-            self.fresh = fresh_facts(self.config, self.executors,
-                                     [a for a in self.destroys[index:] if not self.ledger.blocker(a)])
-            self.fresh_at = time.monotonic()
-        state, errors = self.fresh
+        with self.fresh_lock:  # parallel destroys: one listing at a time, shared
+            if self.fresh is None or started - self.fresh_at > FRESH_SECONDS:
+                index = self.destroys.index(action)
+                self.fresh = fresh_facts(self.config, self.executors,
+                                         [a for a in self.destroys[index:] if not self.ledger.blocker(a)])
+                self.fresh_at = time.monotonic()
+            state, errors = self.fresh
         if action.host in errors:
             self.fail(action, errors[action.host], started)
             return
         keep, dropped = safe_destroy_names(action, self.config, state)
         for name, why in dropped:
             # Not a failure of the filesystem: later actions on it may still run.
-            self.report.outcomes.append(Outcome(action, SKIPPED, why, names=(name,)))
-            self.progress.line(self.report.outcomes[-1].line())
+            self.record(Outcome(action, SKIPPED, why, names=(name,)), mark=False)
         if not keep:
             return
         partial = DestroyAction(action.host, action.dataset, tuple(keep), action.reasons, action.reason)
@@ -491,11 +642,13 @@ def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
 
 def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExecutor], *,
                progress: ProgressSink | None = None, stop: threading.Event | None = None,
-               abort: threading.Event | None = None, saved_plan: bool = False) -> ApplyReport:
+               abort: threading.Event | None = None, saved_plan: bool = False,
+               parallel: int | None = None) -> ApplyReport:
     """Execute the plan's actions (see module docstring). Never raises for a failing action:
     failures are in the report. ``stop`` ends the apply between actions (the rest skipped);
     ``abort`` also interrupts a running transfer (the receive stays resumable). With
-    ``saved_plan`` a skipped action makes the report not ``ok``: a saved plan promised it."""
+    ``saved_plan`` a skipped action makes the report not ``ok``: a saved plan promised it.
+    ``parallel``: how many sends run at a time (default ``settings.parallel_sends``)."""
     actions = plan.actions
     missing = sorted({h for a in actions for h in hosts_of(a) if h not in executors})
     if missing:
@@ -507,6 +660,7 @@ def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExec
                 else f"{later_text} comes after {earlier.kind} {earlier.host}:{earlier.dataset}")
         raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}; hooks"
                         f" right around their own snapshot, alone in its batch): {what}; nothing was run")
-    applier = _Applier(config, executors, progress or NullProgress(), stop, abort)
+    applier = _Applier(config, executors, progress or NullProgress(), stop, abort,
+                       parallel if parallel is not None else config.settings.parallel_sends)
     applier.report.saved_plan = saved_plan
     return applier.run(actions)

@@ -1,6 +1,8 @@
 """Where apply reports live: one line per finished action, a bar per transfer.
 
-Rich bars on a terminal, plain lines for logs (journald, CI), nothing in tests.
+Rich bars on a terminal, plain lines for logs (journald, CI), nothing in tests. Both are
+safe to use from parallel sends: on a terminal one live display holds a bar per running
+transfer; in a log every line is written whole, under a lock, never interleaved mid-line.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from typing import Protocol, TextIO
 
@@ -16,6 +19,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -69,8 +73,8 @@ def human_seconds(s: float) -> str:
 class _LogTransfer:
     """Plain progress for logs (journald, CI): a line every ``interval`` s or each 10 %."""
 
-    def __init__(self, out: TextIO, label: str, total: int | None, interval: float) -> None:
-        self.out, self.label, self.total, self.interval = out, label, total, interval
+    def __init__(self, sink: LogProgress, label: str, total: int | None, interval: float) -> None:
+        self.sink, self.label, self.total, self.interval = sink, label, total, interval
         self.start = self.last_time = time.monotonic()
         self.last_decile = 0
 
@@ -96,7 +100,7 @@ class _LogTransfer:
         decile = int(10 * done / self.total) if self.total else 0
         if now - self.last_time >= self.interval or decile > self.last_decile:
             self.last_time, self.last_decile = now, decile
-            print(self._status(done), file=self.out, flush=True)
+            self.sink.line(self._status(done))
 
     def finish(self, done: int, ok: bool) -> None:
         pass  # the apply report's line for the send gives bytes and time
@@ -106,43 +110,66 @@ class LogProgress:
     def __init__(self, out: TextIO | None = None, interval: float = 10.0) -> None:
         self.out = out or sys.stderr
         self.interval = interval
+        self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        """One whole line in one write (print writes the text and its newline apart)."""
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def transfer(self, label: str, total: int | None) -> TransferProgress:
-        return _LogTransfer(self.out, label, total, self.interval)
+        return _LogTransfer(self, label, total, self.interval)
 
 
 class _RichTransfer:
     def __init__(self, sink: RichProgress, label: str, total: int | None) -> None:
+        self.sink = sink
+        self.task = sink.add(label, total)
+
+    def update(self, done: int) -> None:
+        self.sink.progress.update(self.task, completed=done)
+
+    def finish(self, done: int, ok: bool) -> None:
+        self.sink.finish(self.task, done, ok)
+
+
+class RichProgress:
+    """A rich bar per running transfer (bytes, rate, ETA) for terminals: one live display
+    for all of them (rich allows one at a time), started with the first transfer and
+    stopped when the last one ends; a finished transfer's bar stays above the running ones."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console if console is not None else Console(stderr=True)
         # The label gives way (ellipsis) before the numbers do on a narrow terminal.
         label_column = Column(ratio=1, no_wrap=True, overflow="ellipsis", min_width=10)
         self.progress = Progress(TextColumn("{task.description}", table_column=label_column),
                                  BarColumn(bar_width=24), DownloadColumn(binary_units=True),
                                  TransferSpeedColumn(), TimeRemainingColumn(),
-                                 console=sink.console, transient=False, expand=True)
-        self.task = self.progress.add_task(label, total=total)
-        self.progress.start()
-
-    def update(self, done: int) -> None:
-        self.progress.update(self.task, completed=done)
-
-    def finish(self, done: int, ok: bool) -> None:
-        task = self.progress.tasks[0]
-        self.progress.update(self.task, completed=done,
-                             total=done if ok and task.total is not None else task.total)
-        self.progress.stop()
-
-
-class RichProgress:
-    """A rich bar per transfer (bytes, rate, ETA) for terminals."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console if console is not None else Console(stderr=True)
+                                 console=self.console, transient=False, expand=True)
+        self._lock = threading.Lock()
+        self._running = 0
 
     def line(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def add(self, label: str, total: int | None) -> TaskID:
+        with self._lock:
+            if self._running == 0:
+                self.progress.start()
+            self._running += 1
+            return self.progress.add_task(label, total=total)
+
+    def finish(self, task: TaskID, done: int, ok: bool) -> None:
+        with self._lock:
+            total = self.progress.tasks[self.progress.task_ids.index(task)].total
+            self.progress.update(task, completed=done, total=done if ok and total is not None else total)
+            self.progress.stop_task(task)
+            self._running -= 1
+            if self._running == 0:
+                self.progress.stop()
+                for finished in list(self.progress.task_ids):  # printed: the next display starts empty
+                    self.progress.remove_task(finished)
 
     def transfer(self, label: str, total: int | None) -> TransferProgress:
         return _RichTransfer(self, label, total)

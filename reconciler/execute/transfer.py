@@ -13,15 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 
 from reconciler.codes import ZfsError
+from reconciler.config.grid import format_duration
 from reconciler.domain.actions import SendAction
 from reconciler.domain.resume_token import decode_resume_token
 from reconciler.errors import ExecError
 from reconciler.execute import zfs_errors
 from reconciler.execute.progress import NullProgress, ProgressSink
 from reconciler.transport.interface import Executor, StreamingExecutor, StreamRole
-from reconciler.transport.pump import TransferResult, relay
+from reconciler.transport.pump import TokenBucket, TransferResult, relay
 from reconciler.wording import human_bytes
 
 # Seconds to wait before each new attempt of a resume that found the interrupted receive
@@ -53,6 +55,13 @@ def estimate_send_size(action: SendAction, executor: Executor, timeout: float = 
 def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
     """The one error to report: the side that caused the failure, in zfs's words mapped."""
     what = ""  # the report line already names the send
+    if result.stalled:
+        waited = format_duration(timedelta(seconds=action.stall_timeout))
+        return ExecError(f"stalled: no byte moved for {waited} (stall_timeout) from"
+                         f" {action.host}:{action.dataset} to {action.target_host}:{action.target_dataset},"
+                         f" after {human_bytes(result.bytes)}; stopped, the receive is resumable and the next"
+                         " run resumes it", code=ZfsError.STALLED,
+                         stderr=f"send stderr:\n{result.send_stderr}\nrecv stderr:\n{result.recv_stderr}")
     if result.aborted:
         return ExecError(f"stopped after {human_bytes(result.bytes)}; the receive is"
                          " resumable and the next plan resumes it", code=ZfsError.ABORTED,
@@ -81,8 +90,13 @@ def transfer_label(action: SendAction) -> str:
 
 def run_send(action: SendAction, executors: Mapping[str, StreamingExecutor], *,
              progress: ProgressSink | None = None, abort: threading.Event | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> TransferResult:
+             sleep: Callable[[float], None] = time.sleep, throttle: TokenBucket | None = None,
+             size: int | None = None) -> TransferResult:
     """Execute one SendAction end to end; raises ExecError (mapped zfs message) on failure.
+
+    ``size``: the stream's size when apply already knows it (an incremental's snapshots
+    listed once per host after the snapshot phase); otherwise ``zfs send -nP`` asks.
+    ``throttle``: the target's bandwidth limit (shared with the other sends to it).
 
     A resume reads the target's token right before it starts: the interrupted receive
     may have saved more since the facts were gathered (a receive whose controller was
@@ -95,7 +109,7 @@ def run_send(action: SendAction, executors: Mapping[str, StreamingExecutor], *,
         if action.resume_token:
             action = current_resume(action, executors[action.target_host], sink)
         try:
-            return _run_send_once(action, executors, sink, abort)
+            return _run_send_once(action, executors, sink, abort, throttle, size)
         except ExecError as exc:
             wait = next(waits, None) if exc.code in RESUME_RETRY_CODES else None
             if wait is None or (abort is not None and abort.is_set()):
@@ -105,18 +119,21 @@ def run_send(action: SendAction, executors: Mapping[str, StreamingExecutor], *,
 
 
 def _run_send_once(action: SendAction, executors: Mapping[str, StreamingExecutor],
-                   sink: ProgressSink, abort: threading.Event | None) -> TransferResult:
+                   sink: ProgressSink, abort: threading.Event | None, throttle: TokenBucket | None,
+                   size: int | None) -> TransferResult:
     source, target = executors[action.host], executors[action.target_host]
-    # The stream's size from `zfs send -nP`, right before the send: it picks the transfer
-    # path and the progress total. The plan's estimate (gathered on-disk sizes: compressed,
-    # and lagging writes not yet synced for a snapshot just taken) is only the fallback.
-    total = estimate_send_size(action, source)
+    # The stream's size picks the transfer path and the progress total. Known already for
+    # an incremental (its snapshots' `written`, listed after they were taken); otherwise
+    # `zfs send -nP`, right before the send. The plan's estimate (gathered on-disk sizes,
+    # and the filesystem's `written` for a snapshot not yet taken) is only the fallback.
+    total = size if size is not None else estimate_send_size(action, source)
     if total is None:
         total = action.estimated_bytes
     bar = sink.transfer(transfer_label(action), total)
     result = relay(lambda: source.start_stream(action.send_argv(), StreamRole.SEND, total),
                    lambda: target.start_stream(action.recv_argv(), StreamRole.RECEIVE, total),
-                   on_progress=bar.update, abort=abort)
+                   on_progress=bar.update, abort=abort, throttle=throttle,
+                   stall_timeout=action.stall_timeout)
     bar.finish(result.bytes, result.ok)
     if not result.ok:
         raise transfer_error(action, result)

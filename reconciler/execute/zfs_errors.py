@@ -57,6 +57,9 @@ PATTERNS: tuple[Pattern, ...] = (
     _p(ZfsError.RESUME_STATE_EXISTS,
        r"contains partially-complete state|partially-complete state from \"?zfs receive -s",
        "the target holds an interrupted receive; it must be resumed or aborted first"),
+    _p(ZfsError.LARGE_BLOCKS_REQUIRED, r"requires -L \(--large-block\)|stream requires -L",
+       "the replica was received with large blocks (zfs send -L) and refuses a plain stream: set"
+       " compressed: true for this target again, or start a new replica"),
     _p(ZfsError.DIVERGED,
        r"has been modified\s+since most recent snapshot|destination .* has been modified"
        r"|most recent snapshot of .* does not\s+match incremental source"

@@ -3,8 +3,9 @@
 Covered: the configuration, and for every selected source dataset and each of its
 selected target datasets: name, kind, GUID, createtxg, resume token, every snapshot
 (name, GUID, createtxg, creation, userrefs, hold tags) and bookmark (name, GUID,
-createtxg), the existence and kind of the target's parents (placeholders, a volume in
-the way), and which involved hosts are unavailable. Size fields (written, referenced)
+createtxg), where it was read the replica's large-blocks mark, the existence and kind of
+the target's parents (placeholders, a volume in the way), and which involved hosts are
+unavailable. Size fields (written, referenced)
 are left out: they only feed estimates.
 """
 
@@ -66,7 +67,9 @@ def _parents_code(observed: ObservedState, host: str, name: str) -> str:
 
 
 def _hash_dataset(digest: hashlib._Hash, ds: Dataset) -> None:
-    head = f"{ds.name}\0{ds.kind}\0{ds.guid}\0{ds.createtxg}\0{ds.resume_token or ''}\n"
+    # The large-blocks mark only when set: a plan over facts without it keeps its fingerprint.
+    mark = "\0large_blocks" if ds.large_blocks else ""
+    head = f"{ds.name}\0{ds.kind}\0{ds.guid}\0{ds.createtxg}\0{ds.resume_token or ''}{mark}\n"
     snaps = "\n".join([f"@{s.name}\0{s.guid}\0{s.createtxg}\0{s.creation}\0{s.userrefs}\0{','.join(s.holds)}"
                        for s in ds.snapshots])
     marks = "\n".join([f"#{b.name}\0{b.guid}\0{b.createtxg}" for b in ds.bookmarks])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from reconciler.codes import ConflictCode
 from reconciler.config.models import Target
-from reconciler.domain.actions import AbortResumeAction, BookmarkAction, SendAction
+from reconciler.domain.actions import LARGE_BLOCKS_PROPERTY, AbortResumeAction, BookmarkAction, SendAction
 from reconciler.domain.names import ZFS_MAX_NAME, ancestors, is_within
 from reconciler.domain.observed import (
     Bookmark,
@@ -241,7 +241,7 @@ def _plan_existing(pair: PairPlan, source: SourceView, target: Dataset) -> None:
                   f"`zfs rename {shlex.quote(target.name)} {shlex.quote(target.name + '.old')}`")
         return
     base_index = newest_common_index(target, source)
-    if _diagnose(pair, source, target, base_index):
+    if _diagnose(pair, source, target, base_index) or _needs_large_blocks(pair, target):
         return
     if target.resume_token and _plan_resume(pair, source, target, base_index):
         return
@@ -271,6 +271,26 @@ def _modified_since_newest(pair: PairPlan, target: Dataset) -> bool:
               f" ({target.written} bytes written on the target); an incremental receive would be refused",
               f"on {pair.target.host}: `zfs rollback {shlex.quote(f'{target.name}@{newest.name}')}`"
               " (discards what was written on the target since)")
+    return True
+
+
+def _needs_large_blocks(pair: PairPlan, target: Dataset) -> bool:
+    """Record a conflict if the replica was received with large blocks (a compressed or raw
+    stream: its ``zrepl-reconcile:large_blocks`` property says so) and this target now asks
+    for plain streams. OpenZFS refuses every such incremental ("incremental send stream
+    requires -L (--large-block), to match previous receive"; measured on 2.1), so the plan
+    says so instead of letting apply fail. The other way round (plain, then -L) is fine."""
+    if not target.large_blocks or pair.target.large_blocks:
+        return False
+    host, name = pair.target.host, shlex.quote(target.name)
+    _conflict(pair, ConflictCode.LARGE_BLOCKS_REQUIRED,
+              f"{host}:{target.name} was received with large blocks (zfs send -L: compressed: true or raw),"
+              " and OpenZFS refuses any later incremental without -L onto it; this target now has"
+              " compressed: false",
+              f"set compressed: true again for {host}:{pair.target.root} (plain streams need a new replica:"
+              f" on {host} `zfs rename {name} {shlex.quote(target.name + '.old')}` and the next run sends it"
+              f" in full; or, if its source never had blocks over 128K, `zfs inherit"
+              f" {LARGE_BLOCKS_PROPERTY} {name}` on {host} clears the mark)")
     return True
 
 
@@ -390,11 +410,15 @@ def _plan_resume(pair: PairPlan, source: SourceView, target: Dataset, base_index
         from_snap = source.by_guid.get(info.fromguid)
         marks = source.bookmarks_by_guid.get(info.fromguid, [])
         base_name = from_snap.name if from_snap else "#" + marks[0].name
+    # The stream's shape is the interrupted one's, as its token records it (zfs send -t
+    # takes no flags): the receive's large-blocks mark follows the token, not the config.
     pair.sends.append(SendAction(
         host=pair.source.host, dataset=source.dataset.name, snapshot=snap.name,
         target_host=pair.target.host, target_dataset=pair.target_dataset, base=base_name,
         snapshots=(snap.name,), resume_token=token, raw=pair.target.raw,
-        estimated_bytes=None, reason=f"resume the interrupted receive of {snap.name}"))
+        estimated_bytes=None, reason=f"resume the interrupted receive of {snap.name}",
+        compressed=bool(info.fields.get("largeblockok")) and not pair.target.raw,
+        bandwidth_limit=pair.target.bandwidth_limit_bytes, stall_timeout=pair.target.stall_timeout_seconds))
     pair.sends += incremental_sends(pair, source, snap.guid)
     _arrive(pair, target.snapshots, [s for send in pair.sends for s in _sent(source, send)])
     return True
@@ -434,7 +458,9 @@ def _send(pair: PairPlan, base: str | None, newest: Snapshot, snaps: list[Snapsh
         host=pair.source.host, dataset=pair.source.name, snapshot=newest.name,
         target_host=pair.target.host, target_dataset=pair.target_dataset, base=base,
         snapshots=tuple(s.name for s in snaps), raw=pair.target.raw,
-        estimated_bytes=sum(known) if known and len(known) == len(sizes) else None, reason=why)
+        estimated_bytes=sum(known) if known and len(known) == len(sizes) else None, reason=why,
+        compressed=pair.target.compressed and not pair.target.raw,
+        bandwidth_limit=pair.target.bandwidth_limit_bytes, stall_timeout=pair.target.stall_timeout_seconds)
 
 
 def _sent(source: SourceView, send: SendAction) -> list[Snapshot]:

@@ -53,6 +53,7 @@ from reconciler.render.view import (
     group_by_host,
     hook_env_text,
     incoming_text,
+    send_explanation,
     sorted_views,
     split_shown,
     summary_line,
@@ -278,6 +279,8 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]], caps: Caps 
         lines.append(f"- {md_action(action)}")
         if explained and isinstance(action, PreHookAction | PostHookAction):
             lines.append(f"  - environment: {md_code(hook_env_text(action))}")
+        if explained and isinstance(action, SendAction):
+            lines += [f"  - why: {md_text(line)}" for line in send_explanation(action)]
         if isinstance(action, DestroyAction):
             if caps.names == 0:  # the action's line says how many: the names are in the full plan
                 capped([], len(action.snapshots), cut, "")

@@ -19,6 +19,7 @@ from reconciler.domain.actions import (
     Kind,
     PostHookAction,
     PreHookAction,
+    SendAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -37,6 +38,7 @@ from reconciler.render.view import (
     hook_env_text,
     incoming_text,
     prune_rule_text,
+    send_explanation,
     sorted_views,
     split_shown,
     summary_line,
@@ -219,6 +221,9 @@ def text_action(out: TextOut, action: Action, indent: int, explained: bool = Fal
         out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
     if explained and isinstance(action, PreHookAction | PostHookAction):
         out.add(indent + 4, ("environment: ", "dim"), hook_env_text(action))
+    if explained and isinstance(action, SendAction):
+        for line in send_explanation(action):
+            out.add(indent + 4, ("why: ", "dim"), line)
 
 
 def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:

@@ -12,6 +12,7 @@ from typing import assert_never
 
 from reconciler.codes import PruneRule
 from reconciler.config.grid import format_duration
+from reconciler.config.rates import format_rate
 from reconciler.domain.actions import (
     AbortResumeAction,
     Action,
@@ -216,6 +217,10 @@ def action_detail(action: Action) -> str:
                 bits.append(f"{human_bytes(action.estimated_bytes)} est.")
             if action.raw:
                 bits.append("raw")
+            if action.compressed:
+                bits.append(" ".join(action.stream_flags()))
+            if action.bandwidth_limit is not None:
+                bits.append(f"limit {format_rate(action.bandwidth_limit)}")
             if action.reason:
                 bits.append(action.reason)
             return "; ".join(bits)
@@ -233,6 +238,28 @@ def action_detail(action: Action) -> str:
             return action.reason
         case _:
             assert_never(action)
+
+
+def send_explanation(action: SendAction) -> list[str]:
+    """What ``--explain`` says about a send: why its stream looks as it does, and what bounds
+    its transfer (the limit, the stall timeout)."""
+    if action.raw:
+        how = ("raw stream (zfs send -w, raw: true): blocks travel exactly as stored, encrypted ones"
+               " stay encrypted; -w implies -L -c -e")
+    elif action.compressed:
+        how = ("compressed stream (zfs send -L -c -e, compressed: true): blocks travel as stored on"
+               " disk, compressed and with large blocks kept, so fewer bytes cross the link and the"
+               " target stores what the source stores; the replica then needs -L on every later send")
+    else:
+        how = ("plain stream (compressed: false): blocks travel decompressed and large blocks split"
+               " to 128K, as plain zfs send does")
+    if action.resume_token:
+        how += "; a resumed send keeps the flags of the interrupted one (its token records them)"
+    limit = (f"at most {format_rate(action.bandwidth_limit)} (bandwidth_limit), shared with the parallel"
+             f" sends to {action.target_host} that have the same limit" if action.bandwidth_limit is not None
+             else "no bandwidth limit")
+    stall = format_duration(timedelta(seconds=action.stall_timeout))
+    return [how, f"{limit}; stopped (resumable) after {stall} without a byte moved (stall_timeout)"]
 
 
 def hook_timeout_text(action: HookAction) -> str:

@@ -13,7 +13,12 @@ A state file describes one host's pools::
                  "remaining": 1}]}
 
 ``inject`` makes a matching invocation fail (``match`` is a substring of the joined argv,
-``remaining`` counts down, ``null`` = forever); ``sleep`` (``{"list": 2.0}``) delays a command.
+``remaining`` counts down, ``null`` = forever); ``sleep`` (``{"list": 2.0}``) delays a command;
+``stall_send`` (``{"after": 65536, "seconds": 30}``) makes a non-dry ``zfs send`` stop writing
+after that many bytes and sleep (a hung link: the stall timeout's test). A ``zfs recv`` of a
+stream sent with -L or -w marks its dataset ``large_blocks``; a plain incremental onto it then
+fails as OpenZFS fails it ("incremental send stream requires -L"). ``recv -o p=v`` sets user
+properties (``properties``), which ``zfs get`` reports with source ``local``.
 Every invocation is appended as a JSON argv line to ``<state>.log``; with ZFS_STANDIN_TAG set in
 its environment also as ``{"tag": ..., "argv": [...]}`` to ``<state>.tags.log``.
 
@@ -184,6 +189,10 @@ class StandinState:
 
     def sleep(self, command: str, seconds: float) -> None:
         self.data.setdefault("sleep", {})[command] = seconds
+
+    def stall_send(self, after: int, seconds: float) -> None:
+        """Every later ``zfs send`` stops writing after ``after`` bytes, for ``seconds``."""
+        self.data["stall_send"] = {"after": after, "seconds": seconds}
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         if path is not None:

@@ -161,6 +161,8 @@ def value_of(ds_name: str, ds: dict[str, Any], kind: str, item: dict[str, Any] |
         return "-" if item is not None or kind == "volume" else "/" + ds_name
     if col == "canmount":
         return "-" if item is not None else ds.get("properties", {}).get("canmount", "on")
+    if ":" in col:  # a user property: set by recv -o (local); a snapshot inherits it
+        return str(ds.get("properties", {}).get(col, "-"))
     raise ZfsFailure(f"bad property list: invalid property '{col}'", 2)
 
 
@@ -259,12 +261,17 @@ def cmd_get(state: State, args: list[str], out: BinaryIO) -> int:
         raise ZfsFailure("missing property argument", 2)
     fields = (opts.get("o") or ["name,property,value,source"])[0].split(",")
     props = rest[0].split(",")
-    for ds_name, ds, kind, item in rows(state, rest[1:], {"filesystem", "volume", "snapshot", "bookmark"},
-                                        "r" in opts, None):
+    types = set((opts.get("t") or ["filesystem,volume,snapshot,bookmark"])[0].split(","))
+    sources = set((opts.get("s") or ["local,default,inherited,temporary,received,none"])[0].split(","))
+    for ds_name, ds, kind, item in rows(state, rest[1:], types, "r" in opts, None):
         for prop in props:
             value = value_of(ds_name, ds, kind, item, prop, "p" in opts)
+            local = item is None and prop in ds.get("properties", {})
+            source = "local" if local else "inherited" if ":" in prop and value != "-" else "-"
+            if source not in sources and (source != "-" or "none" not in sources):
+                continue
             full = {"name": value_of(ds_name, ds, kind, item, "name", True), "property": prop,
-                    "value": value, "source": "-"}
+                    "value": value, "source": source}
             out.write(("\t".join(full[f] for f in fields) + "\n").encode())
     return 0
 
@@ -454,13 +461,16 @@ def cmd_create(state: State, args: list[str]) -> int:
 
 # --------------------------------------------------------------------------- resume tokens
 
-def encode_token(toguid: int, toname: str, fromguid: int, nbytes: int) -> str:
+def encode_token(toguid: int, toname: str, fromguid: int, nbytes: int, large: bool = False) -> str:
     try:
         from reconciler.domain.resume_token import encode_resume_token
     except ImportError:
-        payload = json.dumps({"toguid": toguid, "toname": toname, "fromguid": fromguid, "bytes": nbytes})
+        payload = json.dumps({"toguid": toguid, "toname": toname, "fromguid": fromguid, "bytes": nbytes,
+                              "large": large})
         return f"1-0-{len(payload):x}-{payload.encode().hex()}"  # the shape of a real token
-    token: str = encode_resume_token(toguid, toname, fromguid=fromguid, bytes_=nbytes)
+    # A real token records the send's flags: -L -c -e as largeblockok, compressok, embedok.
+    flags = ("embedok", "compressok", "largeblockok") if large else ()
+    token: str = encode_resume_token(toguid, toname, fromguid=fromguid, bytes_=nbytes, flags=flags)
     return token
 
 
@@ -485,8 +495,10 @@ def decode_token(token: str) -> dict[str, Any]:
     nbytes = fields.get("bytes")
     if nbytes is None:
         nbytes = fields.get("bytes_", 0)
+    flags = getattr(info, "fields", None) or {}
     return {"toguid": int(fields["toguid"]), "toname": str(fields["toname"]),
-            "fromguid": int(fields.get("fromguid") or 0), "bytes": int(nbytes or 0)}
+            "fromguid": int(fields.get("fromguid") or 0), "bytes": int(nbytes or 0),
+            "large": bool(flags.get("largeblockok"))}
 
 
 # --------------------------------------------------------------------------- send
@@ -494,13 +506,14 @@ def decode_token(token: str) -> dict[str, Any]:
 def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> list[dict[str, Any]]:
     """The records (headers) of the stream ``zfs send`` would write, in order."""
     raw = "w" in opts
+    large = "L" in opts
     if "t" in opts:
         info = decode_token(opts["t"][0])
         ds, snap = get_snapshot(state, info["toname"])
         if snap["guid"] != info["toguid"]:
             raise ZfsFailure(f"cannot resume send: '{info['toname']}' is no longer the same snapshot"
                              " used in the initial send")
-        rec = record(ds, info["toname"], snap, info["fromguid"], info["bytes"], raw)
+        rec = record(ds, info["toname"], snap, info["fromguid"], info["bytes"], raw, info.get("large", False))
         base = next((s for s in ds["snapshots"] + ds["bookmarks"] if s["guid"] == info["fromguid"]), None)
         rec["fromname"] = f"{info['toname'].split('@')[0]}@{base['name']}" if base else ""
         return [rec]
@@ -513,7 +526,7 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
     ds, snap = get_snapshot(state, target)
     base_ref = (opts.get("i") or opts.get("I") or [""])[0]
     if not base_ref:
-        return [record(ds, target, snap, 0, 0, raw)]
+        return [record(ds, target, snap, 0, 0, raw, large)]
     if base_ref[0] in "@#":
         base_ref = ds_name + base_ref
     base_ds, base_sep, base_name = split_ref(base_ref)
@@ -533,7 +546,7 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
     # zfs send -nP names the base in full for -i, by its short name for -I (2.1 output).
     fromname = base_ref if "I" not in opts or base_sep != "@" else base_name
     for item in chain:
-        rec = record(ds, f"{ds_name}@{item['name']}", item, fromguid, 0, raw)
+        rec = record(ds, f"{ds_name}@{item['name']}", item, fromguid, 0, raw, large)
         rec["fromname"] = fromname
         records.append(rec)
         fromguid, fromname = item["guid"], item["name"]
@@ -541,12 +554,40 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
 
 
 def record(ds: dict[str, Any], toname: str, snap: dict[str, Any], fromguid: int, offset: int,
-           raw: bool) -> dict[str, Any]:
+           raw: bool, large: bool = False) -> dict[str, Any]:
     size = int(snap.get("size", st.DEFAULT_SIZE))
     return {"v": 1, "toname": toname, "toguid": snap["guid"], "fromguid": fromguid,
             "creation": snap["creation"], "size": size, "written": snap.get("written", size),
             "referenced": snap.get("referenced", size), "dstype": ds["type"], "raw": raw,
-            "offset": offset, "length": max(size - offset, 0)}
+            "large_blocks": raw or large, "offset": offset, "length": max(size - offset, 0)}
+
+
+class StallingWriter:
+    """Writes ``after`` bytes, then stops writing (sleeps) for ``seconds``: a hung link."""
+
+    def __init__(self, out: BinaryIO, after: int, seconds: float) -> None:
+        self.out, self.left, self.seconds = out, after, seconds
+
+    def write(self, data: bytes) -> int:
+        if self.left <= 0:
+            self.out.flush()
+            time.sleep(self.seconds)
+            self.left = 1 << 62
+        head = data[:max(self.left, 0)]
+        self.out.write(head)
+        self.left -= len(head)
+        if len(head) < len(data):
+            self.out.flush()
+            time.sleep(self.seconds)
+            self.left = 1 << 62
+            self.out.write(data[len(head):])
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
 
 
 def cmd_send(state: State, args: list[str], out: BinaryIO) -> int:
@@ -571,6 +612,9 @@ def cmd_send(state: State, args: list[str], out: BinaryIO) -> int:
     if out.isatty():
         raise ZfsFailure("Error: Stream can not be written to a terminal.\n"
                          "You must redirect standard output.")
+    stall = state.get("stall_send")
+    if stall:
+        out = StallingWriter(out, int(stall["after"]), float(stall["seconds"]))  # type: ignore[assignment]
     try:
         for rec in records:
             out.write(HEADER + json.dumps(rec).encode() + b"\n")
@@ -622,6 +666,9 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
         return
     if ds is None:
         raise ZfsFailure(f"cannot receive incremental stream: destination '{target}' does not exist")
+    if ds.get("large_blocks") and not rec.get("large_blocks"):
+        raise ZfsFailure("cannot receive incremental stream: incremental send stream requires -L"
+                         " (--large-block), to match previous receive.")
     if find(ds["snapshots"], short) is not None:
         raise ZfsFailure(f"cannot restore to {target}@{short}: destination already exists")
     # Like dsl_dataset_recv_begin_check: the base may be any snapshot of the target (not
@@ -638,7 +685,8 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
                      "match incremental source")
 
 
-def commit_record(state: State, target: str, rec: dict[str, Any]) -> None:
+def commit_record(state: State, target: str, rec: dict[str, Any],
+                  properties: dict[str, str] | None = None) -> None:
     datasets = state["datasets"]
     ds = datasets.get(target)
     if ds is None:
@@ -647,6 +695,10 @@ def commit_record(state: State, target: str, rec: dict[str, Any]) -> None:
                                  "resume_token": None, "partial": None, "snapshots": [], "bookmarks": []}
     ds["resume_token"] = None
     ds["partial"] = None
+    if rec.get("large_blocks"):
+        ds["large_blocks"] = True
+    if properties:
+        ds.setdefault("properties", {}).update(properties)
     ds["snapshots"].append({"name": rec["toname"].split("@", 1)[1], "guid": rec["toguid"],
                             "createtxg": st.next_txg(state), "creation": rec["creation"],
                             "size": rec["size"], "written": rec["written"], "referenced": rec["referenced"],
@@ -662,7 +714,7 @@ def save_partial(state: State, target: str, rec: dict[str, Any], nbytes: int) ->
                                  "resume_token": None, "partial": None, "snapshots": [], "bookmarks": [],
                                  "created_by_partial": True}
     total = rec["offset"] + nbytes
-    token = encode_token(rec["toguid"], rec["toname"], rec["fromguid"], total)
+    token = encode_token(rec["toguid"], rec["toname"], rec["fromguid"], total, bool(rec.get("large_blocks")))
     ds["partial"] = {"toguid": rec["toguid"], "toname": rec["toname"], "fromguid": rec["fromguid"],
                      "bytes": total}
     ds["resume_token"] = token
@@ -694,7 +746,8 @@ def cmd_recv(path: str, args: list[str], src: BinaryIO) -> int:
             if complete:
                 check_receivable(state, target, rec, "s" in opts)
                 if "n" not in opts:
-                    commit_record(state, target, rec)
+                    props = dict(o.partition("=")[::2] for o in opts.get("o", []))
+                    commit_record(state, target, rec, props)
                     st.save(path, state)
                 received += 1
                 continue
