@@ -72,12 +72,12 @@ class FakeExecutor:
         for name in names:
             if name in missing:
                 continue
-            rows.append(f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-")
+            rows.append(f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-\toff\t-\t-")
             for txg, (snap, guid, refs) in enumerate(self.datasets[name], start=2):
                 if snap.startswith("#"):
-                    rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-")
+                    rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-\t-\t-\t-")
                 else:
-                    rows.append(f"{name}@{snap}\tsnapshot\t{guid}\t{txg}\t0\t{refs}\t0\t0\t-")
+                    rows.append(f"{name}@{snap}\tsnapshot\t{guid}\t{txg}\t0\t{refs}\t0\t0\t-\toff\t-\t-")
         stderr = "".join(f"cannot open '{n}': dataset does not exist\n" for n in missing)
         return CommandResult(("zfs",), 1 if missing else 0, "".join(r + "\n" for r in rows), stderr)
 

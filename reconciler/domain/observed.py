@@ -101,6 +101,19 @@ class Dataset:
     # Bytes written since the newest snapshot (zfs "written"); > 0 on a target means an
     # incremental receive fails with "has been modified since most recent snapshot".
     written: int | None = None
+    # Native encryption as zfs lists it: the cipher ("aes-256-gcm") or "off"; the encryption
+    # root (None when unencrypted); "available" / "unavailable" key (None when unencrypted).
+    encryption: str = "off"
+    encryption_root: str | None = None
+    key_status: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption != "off"
+
+    @property
+    def key_loaded(self) -> bool:
+        return self.key_status == "available"
 
     @property
     def pool(self) -> str:

@@ -38,12 +38,16 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     Kind,
     ReleaseAction,
     SendAction,
     SnapshotAction,
+    MAX_ARGV_BYTES,
+    TagAction,
     out_of_order,
     snapshot_batch_argv,
+    tag_batch_argv,
 )
 from reconciler.domain.names import lineage
 from reconciler.domain.observed import HostFacts, ObservedState
@@ -188,11 +192,45 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
                     *(((action.target_host, name), True) for name in parents_first)]
         case CreateAction():
             return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
-        case (SnapshotAction() | AbortResumeAction() | HoldAction() | BookmarkAction() | ReleaseAction()
-              | DestroyAction()):
+        case (SnapshotAction() | AbortResumeAction() | HoldAction() | HoldReceivedAction() | BookmarkAction()
+              | ReleaseAction() | DestroyAction()):
             return [((action.host, action.dataset), True)]
         case _:
             assert_never(action)
+
+
+def tag_batches(actions: Iterable[Action]) -> dict[tuple[str, str, str], list[TagAction]]:
+    """Holds, received-snapshot holds and releases by (kind, host, tag): each group is one
+    ``zfs hold``/``zfs release`` command (argv-batched), run at the group's first action."""
+    batches: dict[tuple[str, str, str], list[TagAction]] = {}
+    for action in actions:
+        if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
+            batches.setdefault((action.kind, action.host, action.tag), []).append(action)
+    return batches
+
+
+def argv_sized(actions: list[TagAction], max_bytes: int = MAX_ARGV_BYTES) -> list[list[TagAction]]:
+    """``actions`` in groups whose ``tag_batch_argv`` stays within ``max_bytes``."""
+    groups: list[list[TagAction]] = []
+    size = max_bytes
+    for action in actions:
+        cost = len(f"{action.dataset}@{action.snapshot}".encode()) + 1
+        if size + cost > max_bytes:
+            groups.append([])
+            size = len(f"zfs\0release\0{action.tag}\0".encode())
+        groups[-1].append(action)
+        size += cost
+    return groups
+
+
+# A hold that is already there, or a release of a hold that is not: the state the action
+# wanted (zfs: "tag already exists on this dataset" / "no such tag on this dataset"). Seen
+# when a batch failed halfway and its actions run again one by one.
+ALREADY_SO: dict[str, tuple[str, str]] = {
+    "hold": (ZfsError.EXISTS, "already held"),
+    "hold_received": (ZfsError.EXISTS, "already held"),
+    "release": (ZfsError.NOT_HELD, "was not held"),
+}
 
 
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
@@ -303,8 +341,10 @@ class _Applier:
 
     def run(self, actions: Sequence[Action]) -> ApplyReport:
         batches = snapshot_batches(actions)
+        tags = tag_batches(actions)
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         started_batches: set[str] = set()
+        started_tags: set[tuple[str, str, str]] = set()
         for action in actions:
             if self.stopped():
                 self.report.stopped = True
@@ -316,13 +356,18 @@ class _Applier:
                     if key not in started_batches:  # the batch's first member runs them all
                         started_batches.add(key)
                         self.snapshot_batch(batches[key])
+                case HoldAction() | HoldReceivedAction() | ReleaseAction():
+                    group = (action.kind, action.host, action.tag)
+                    if group not in started_tags:  # the group's first action runs them all
+                        started_tags.add(group)
+                        self.tag_batch(tags[group])
                 case _ if why := self.ledger.blocker(action):
                     self.record(Outcome(action, SKIPPED, why))
                 case SendAction():
                     self.send(action)
                 case DestroyAction():
                     self.destroy(action)
-                case CreateAction() | AbortResumeAction() | HoldAction() | BookmarkAction() | ReleaseAction():
+                case CreateAction() | AbortResumeAction() | BookmarkAction():
                     self.simple(action)
                 case _:
                     assert_never(action)
@@ -355,6 +400,53 @@ class _Applier:
             return
         for action in runnable:
             self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def tag_batch(self, batch: list[TagAction]) -> None:
+        """One ``zfs hold``/``zfs release`` per host and tag for the group's runnable actions.
+        zfs does each snapshot on its own and exits 1 when any failed, so after a failure
+        each action runs again alone: one that is then already in its wanted state is done."""
+        runnable: list[TagAction] = []
+        for action in batch:
+            why = self.ledger.blocker(action)
+            if why:
+                self.record(Outcome(action, SKIPPED, why))
+            else:
+                runnable.append(action)
+        for group in argv_sized(runnable):
+            started = time.monotonic()
+            try:
+                run_zfs(self.executors[group[0].host], tag_batch_argv(group), "")
+            except ReconcileError as exc:
+                if len(group) == 1 or (isinstance(exc, HostError) and exc.code in HOST_DOWN):
+                    for action in group:
+                        self.tag_failed(action, exc, started)
+                    continue
+                self.progress.line(f"{group[0].kind} {group[0].tag} of {len(group)} snapshots on"
+                                   f" {group[0].host} failed ({exc}); one at a time now")
+                for action in group:
+                    self.tag_alone(action)
+                continue
+            for action in group:
+                self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def tag_alone(self, action: TagAction) -> None:
+        started = time.monotonic()
+        if why := self.ledger.blocker(action):  # the host went down meanwhile
+            self.record(Outcome(action, SKIPPED, why))
+            return
+        try:
+            run_zfs(self.executors[action.host], action.argv(), "")
+        except ReconcileError as exc:
+            self.tag_failed(action, exc, started)
+            return
+        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def tag_failed(self, action: TagAction, exc: ReconcileError, started: float) -> None:
+        code, note = ALREADY_SO[action.kind]
+        if error_code(exc) == code:
+            self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
+        else:
+            self.fail(action, exc, started)
 
     def simple(self, action: Action, note: str = "") -> None:
         started = time.monotonic()

@@ -17,6 +17,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -115,11 +116,15 @@ def md_what(action: Action) -> str:
                     f"{md_code('#' + action.bookmark)}")
         case HoldAction():
             return f"**hold** {md_code(f'{action.dataset}@{action.snapshot}')} (tag {md_code(action.tag)})"
+        case HoldReceivedAction():
+            return (f"**hold received** {md_code(f'{action.dataset}@{action.snapshot}')}"
+                    f" (tag {md_code(action.tag)})")
         case ReleaseAction():
             snapshot = md_code(f"{action.dataset}@{action.snapshot}")
             return f"**release hold** {md_code(action.tag)} on {snapshot}"
         case CreateAction():
-            return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
+            options = ", ".join(f"{k}={v}" for k, v in action.properties.items())
+            return f"**create placeholder** {md_code(action.dataset)} ({options})"
         case AbortResumeAction():
             return f"**discard partial receive** of {md_code(action.dataset)}"
         case _:

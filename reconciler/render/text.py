@@ -55,7 +55,7 @@ def action_look(kind: Kind) -> tuple[str, str]:
             return "x", "yellow"
         case "destroy":
             return "-", "red"
-        case "bookmark" | "hold" | "release":
+        case "bookmark" | "hold" | "hold_received" | "release":
             return "~", "dim"
         case _:
             assert_never(kind)

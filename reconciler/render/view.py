@@ -16,6 +16,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     Kind,
     ReleaseAction,
     SendAction,
@@ -183,6 +184,8 @@ def counted_as(kind: Kind) -> tuple[str, str] | None:
             return "bookmark", "to create"
         case "hold":
             return "hold", "to place"
+        case "hold_received":
+            return "received snapshot", "to hold"
         case "release":
             return "hold", "to release"
         case _:
@@ -206,11 +209,15 @@ def action_detail(action: Action) -> str:
                 bits.append(f"{human_bytes(action.estimated_bytes)} est.")
             if action.raw:
                 bits.append("raw")
+            if action.send_properties:
+                bits.append("with properties (send -p)")
+            if action.overrides or action.excludes:
+                bits.append(f"recv {' '.join(action.recv_options())}")
             if action.reason:
                 bits.append(action.reason)
             return "; ".join(bits)
         case (SnapshotAction() | BookmarkAction() | CreateAction() | AbortResumeAction() | HoldAction()
-              | ReleaseAction()):
+              | HoldReceivedAction() | ReleaseAction()):
             return action.reason
         case _:
             assert_never(action)
