@@ -63,6 +63,30 @@ def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
     return out
 
 
+def protection_table(real: dict[str, Any]) -> list[str]:
+    """Scenario (b) under each protection level (issue 13)."""
+    rows = real.get("protection", {})
+    if not rows:
+        return []
+    base = rows.get("guarantee_nothing")
+    out = ["### (b) under each protection level (`replicate_to[].protection`, issue 13)", "",
+           "| level | wall time (median) | runs | zfs calls | `hold` / `release` calls"
+           " | time / guarantee_nothing | ok |", "|---|---:|---|---:|---:|---:|---|"]
+    for level in ("guarantee_nothing", "guarantee_incremental", "guarantee_resumability"):
+        r = rows.get(level)
+        if r is None:
+            continue
+        subs = r.get("zfs_by_subcommand", {})
+        ratio = f"{r['seconds'] / base['seconds']:.3f}x" if base else "-"
+        default = " (default)" if level == real.get("protection_default") else ""
+        runs = runs_text(r.get("runs", []))
+        out.append(f"| {level}{default} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | "
+                   f"{subs.get('hold', 0)} / {subs.get('release', 0)} | {ratio} |"
+                   f" {'yes' if r['ok'] else 'NO'} |")
+    out.append("")
+    return out
+
+
 def runs_text(runs: list[float]) -> str:
     return ", ".join(f"{s:.1f}" for s in runs)
 
@@ -224,6 +248,9 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
             lines += scenario_table(scenario, rows)
     if "d" in real:
         lines += full_send_table(real["d"])
+    if real.get("protection"):
+        lines += protection_table(real)
+        lines += [NOTES["protection"], ""]
     lines += [NOTES["analysis"], ""]
     if results.get("plan"):
         lines += ["## `zrepl-reconcile plan` on synthetic facts (`bench/bench_plan.py`)", "",

@@ -22,6 +22,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     Kind,
     ReleaseAction,
     SendAction,
@@ -40,12 +41,15 @@ NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 ONE_OF_EACH: dict[Kind, Action] = {
     "snapshot": SnapshotAction("nas", "tank/a", "zrepl_2", "nas:tank", "due"),
-    "create": CreateAction("backup", "pool/tank", "missing parent"),
+    "create": CreateAction("backup", "pool/tank", "missing parent", encryption_off=True),
     "abort_resume": AbortResumeAction("backup", "pool/tank/b", "stale token"),
     "hold": HoldAction("nas", "tank/a", "zrepl_1", "zrr_send", "protects the base"),
     "send": SendAction("nas", "tank/a", "zrepl_2", "backup", "pool/tank/a", "#zrr-cursor", ("zrepl_2",),
-                       estimated_bytes=4096, raw=True, reason="behind"),
+                       estimated_bytes=4096, raw=True, reason="behind", send_properties=True,
+                       overrides=(("readonly", "on"), ("com.example:x", "a=b")), excludes=("mountpoint",)),
     "bookmark": BookmarkAction("nas", "tank/a", "zrepl_2", "zrr-cursor2", "cursor"),
+    "hold_received": HoldReceivedAction("backup", "pool/tank/a", "zrepl_2", "zrr-last-received_nas",
+                                        "the last received snapshot"),
     "release": ReleaseAction("nas", "tank/a", "zrepl_1", "zrr_send", "sent"),
     "destroy": DestroyAction("nas", "tank/a", ("zrepl_0", "#zrr-cursor"), (("zrepl_0", "old"),), "moved"),
 }

@@ -13,11 +13,13 @@ from reconciler.codes import HostProblem
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     KIND_RANK,
+    MAX_ARGV_BYTES,
     Action,
     BookmarkAction,
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -211,16 +213,57 @@ def test_holds_and_releases_run_around_the_send_and_a_failed_hold_stops_what_it_
         hosts: dict[str, FakeExecutor], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("reconciler.execute.apply.run_send",
                         lambda *a, **k: type("R", (), {"seconds": 0.1, "bytes": 10})())
-    hosts["nas"].fail["zfs hold zrr_send tank/b@"] = "cannot hold snapshot 'tank/b@zrepl_1': no such pool"
+    hosts["nas"].fail["tank/b@zrepl_1"] = "cannot hold snapshot 'tank/b@zrepl_1': dataset does not exist"
     both = ("tank/a", "tank/b")
     report = run(plan_of(*(HoldAction("nas", ds, "zrepl_1", "zrr_send") for ds in both),
                          send("tank/a"), send("tank/b"),
                          *(ReleaseAction("nas", ds, "zrepl_1", "zrr_send") for ds in both)), hosts)
+    # One command for the tag's holds; it failed, so each ran alone: tank/b's failure skips
+    # its send and its release, tank/a goes on.
     assert statuses(report) == [(DONE, "hold"), (FAILED, "hold"), (DONE, "send"), (SKIPPED, "send"),
-                                (DONE, "release"), (SKIPPED, "release")]
-    assert hosts["nas"].calls == [["zfs", "hold", "zrr_send", "tank/a@zrepl_1"],
+                                (SKIPPED, "release"), (DONE, "release")]
+    assert hosts["nas"].calls == [["zfs", "hold", "zrr_send", "tank/a@zrepl_1", "tank/b@zrepl_1"],
+                                  ["zfs", "hold", "zrr_send", "tank/a@zrepl_1"],
                                   ["zfs", "hold", "zrr_send", "tank/b@zrepl_1"],
                                   ["zfs", "release", "zrr_send", "tank/a@zrepl_1"]]
+
+
+def test_holds_of_one_tag_are_one_command_and_a_hold_already_there_is_done(
+        hosts: dict[str, FakeExecutor]) -> None:
+    names = ("tank/a", "tank/b", "tank/c")
+    report = run(plan_of(*(HoldReceivedAction("backup", f"pool/{ds}", "zrepl_2", "zrr-last-received_nas_1")
+                           for ds in names),
+                         *(ReleaseAction("backup", f"pool/{ds}", "zrepl_1", "zrr-last-received_nas_1")
+                           for ds in names)), hosts)
+    assert hosts["backup"].calls == [
+        ["zfs", "hold", "zrr-last-received_nas_1", *(f"pool/{ds}@zrepl_2" for ds in names)],
+        ["zfs", "release", "zrr-last-received_nas_1", *(f"pool/{ds}@zrepl_1" for ds in names)]]
+    assert report.ok and len(report.done) == 6
+    # A batch that failed halfway (zfs does each snapshot on its own): run again one by one,
+    # a hold already there and a release of a hold already gone are what was wanted.
+    hosts["backup"].calls.clear()
+    hosts["backup"].fail = {
+        "zrepl_2 pool/tank/b@zrepl_2": "cannot hold snapshot 'pool/tank/c@zrepl_2': dataset does not exist",
+        "hold zrr-last-received_nas_1 pool/tank/a@zrepl_2": "cannot hold snapshot 'pool/tank/a@zrepl_2': tag"
+                                                            " already exists on this dataset",
+        "release zrr-last-received_nas_1 pool/tank/a@": "cannot release hold from snapshot"
+                                                        " 'pool/tank/a@zrepl_1': no such tag on this dataset"}
+    report = run(plan_of(*(HoldReceivedAction("backup", f"pool/{ds}", "zrepl_2", "zrr-last-received_nas_1")
+                           for ds in names),
+                         *(ReleaseAction("backup", f"pool/{ds}", "zrepl_1", "zrr-last-received_nas_1")
+                           for ds in names)), hosts)
+    assert report.ok, [o.line() for o in report.outcomes]
+    assert [o.message for o in report.outcomes] == ["already held", "", "", "was not held", "", ""]
+
+
+def test_a_long_batch_of_holds_is_split_within_argv_limits(hosts: dict[str, FakeExecutor]) -> None:
+    holds = [HoldAction("nas", f"tank/{'d' * 200}{i:04d}", "zrepl_1", "zrr-step_backup_1")
+             for i in range(700)]
+    report = run(plan_of(*holds), hosts)
+    assert report.ok and len(report.done) == 700
+    assert len(hosts["nas"].calls) == 3
+    assert all(sum(len(w.encode()) + 1 for w in call) <= MAX_ARGV_BYTES for call in hosts["nas"].calls)
+    assert [a for call in hosts["nas"].calls for a in call[3:]] == [f"{h.dataset}@zrepl_1" for h in holds]
 
 
 def test_destroy_recheck_drops_held_newest_and_vanished(hosts: dict[str, FakeExecutor]) -> None:

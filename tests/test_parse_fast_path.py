@@ -67,7 +67,8 @@ def listings(draw: st.DrawFn) -> str:
         token = TOKEN if draw(st.integers(0, 9)) == 0 else "-"
         written = draw(st.sampled_from(["0", "4096", "-"]))
         encryption = "\t".join(draw(st.sampled_from(ENCRYPTIONS)))
-        lines.append(f"{name}\t{kind}\t{100 + index}\t{txg}\t1700000000\t-\t{written}\t8192\t{token}\t{encryption}")
+        lines.append(f"{name}\t{kind}\t{100 + index}\t{txg}\t1700000000\t-\t{written}\t8192\t{token}"
+                     f"\t{encryption}")
         snaps = []
         for snap in range(draw(st.integers(0, 6))):
             txg += draw(st.integers(0, 3))
@@ -77,14 +78,16 @@ def listings(draw: st.DrawFn) -> str:
             guid = draw(st.sampled_from([str(1000 + txg * 10 + snap), str((1 << 64) - 1 - snap)]))
             # Mostly the dataset's own values; sometimes another valid one (a key loaded while
             # zfs listed the dataset's snapshots).
-            snap_encryption = encryption if draw(st.integers(0, 5)) else "\t".join(draw(st.sampled_from(ENCRYPTIONS)))
+            other = "\t".join(draw(st.sampled_from(ENCRYPTIONS)))
+            snap_encryption = encryption if draw(st.integers(0, 5)) else other
             snaps.append(f"{name}@{short}\tsnapshot\t{guid}\t{txg}\t{1700000000 + snap}\t{refs}\t{sizes}\t"
                          f"{sizes}\t-\t{snap_encryption}")
         if draw(st.booleans()):
             snaps.reverse()  # valid, unusual: the fast path marks the dataset unsorted
         lines.extend(snaps)
         for mark in range(draw(st.integers(0, 2))):
-            lines.append(f"{name}#b{mark}\tbookmark\t{900 + mark}\t{txg + mark}\t1700000000\t-\t-\t-\t-\t-\t-\t-")
+            lines.append(f"{name}#b{mark}\tbookmark\t{900 + mark}\t{txg + mark}\t1700000000"
+                         "\t-\t-\t-\t-\t-\t-\t-")
     if draw(st.booleans()) and len(lines) > 2:
         # A snapshot line after a later dataset's lines (valid; the fast path steps aside).
         lines.append(lines.pop(1))
@@ -183,7 +186,8 @@ def test_encryption_columns_are_read_by_both_paths() -> None:
 
 
 def test_sizes_are_converted_on_first_read_and_compare_equal() -> None:
-    text = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\ntank@a\tsnapshot\t2\t2\t1\t0\t4096\t-\t-\toff\t-\t-\n"
+    text = ("tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\n"
+            "tank@a\tsnapshot\t2\t2\t1\t0\t4096\t-\t-\toff\t-\t-\n")
     (snap,) = parse.parse_zfs_list(text, "h")["tank"].snapshots
     assert (snap.written, snap.referenced) == (4096, None)
     assert snap == parse._parse_rows(text, "h")["tank"].snapshots[0]

@@ -25,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.planning.naming import cursor_prefix
+from reconciler.config.models import DEFAULT_PROTECTION
+from reconciler.planning.naming import cursor_prefix, last_received_tag
+from reconciler.planning.protection import KEEPS_LAST_RECEIVED
 from reconciler.testbed.guest import Guest
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
@@ -83,8 +85,10 @@ def install(guest: Guest, peers: bool = True) -> dict[str, Any]:
     return facts
 
 
-def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False) -> Path:
-    """zrepl-reconcile's config for a scenario (JSON is YAML)."""
+def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False,
+               protection: str | None = None) -> Path:
+    """zrepl-reconcile's config for a scenario (JSON is YAML); ``protection``: both levels
+    (None: the default)."""
     ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
     if big:
         config: dict[str, Any] = {
@@ -102,7 +106,11 @@ def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False)
                 "keep_target": [{"type": "last_n", "count": 60, "regex": "^zrepl_"}]}},
             "filesystems": [{"host": "src", "filter": {"src/data<": True}, "policy": "hourly",
                              "replicate_to": [{"host": "dst", "root": "dst/r"}]}]}
-    path = workdir / ("big.yml" if big else f"ours-keep{keep_source}.yml")
+        if protection is not None:
+            target = config["filesystems"][0]["replicate_to"][0]
+            target["protection"] = {"initial": protection, "incremental": protection}
+    name = "big.yml" if big else f"ours-keep{keep_source}-{protection or 'default'}.yml"
+    path = workdir / name
     path.write_text(json.dumps(config, indent=1))
     return path
 
@@ -127,11 +135,18 @@ def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
                           "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
 
 
-def one_run(guest: Guest, workdir: Path, tool: str, scenario: str) -> dict[str, Any]:
+def one_run(guest: Guest, workdir: Path, tool: str, scenario: str,
+            protection: str | None = None) -> dict[str, Any]:
     now = ONE_DUE if scenario == "b" else NOTHING_DUE
-    helper(guest, "setup", scenario, str(now))
+    # Our steady state holds each replica's newest snapshot (the last-received hold) when the
+    # protection level keeps one: as the previous apply left it.
+    level = protection or DEFAULT_PROTECTION
+    hold = [last_received_tag("src", "dst", "dst/r")] if (
+        tool == "zrepl-reconcile" and level in KEEPS_LAST_RECEIVED) else []
+    helper(guest, "setup", scenario, str(now), *hold)
     if tool == "zrepl-reconcile":
-        result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60), now)
+        config = our_config(guest, workdir, 30 if scenario == "c" else 60, protection=protection)
+        result = run_ours(guest, config, now)
     else:
         result = helper(guest, "run", tool, scenario)
     result.update(helper(guest, "collect"))
@@ -164,6 +179,33 @@ def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
             log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, {result['bytes']} bytes, "
                 f"ok={result['ok']}")
             save()
+
+
+PROTECTION_LEVELS = ("guarantee_nothing", "guarantee_incremental", "guarantee_resumability")
+
+
+def protection_costs(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
+                     save: Callable[[], None]) -> None:
+    """Scenario (b) under each protection level (issue 13), the runs interleaved so that load
+    on the shared machine hits every level alike."""
+    log("protection levels: preparing zrepl-reconcile's data")
+    helper(guest, "prepare", "zrepl-reconcile", cursor_prefix("dst", "dst/r"))
+    results: dict[str, list[dict[str, Any]]] = {level: [] for level in PROTECTION_LEVELS}
+    for round_ in range(max(runs, 1)):
+        for level in PROTECTION_LEVELS:
+            log(f"protection {level}: scenario (b), run {round_ + 1}")
+            result = one_run(guest, workdir, "zrepl-reconcile", "b", protection=level)
+            results[level].append(result)
+            log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, ok={result['ok']}")
+    for level, rows in results.items():
+        summary = dict(rows[0])
+        summary["runs"] = [round(r["seconds"], 2) for r in rows]
+        summary["seconds"] = statistics.median(r["seconds"] for r in rows)
+        summary["ok"] = all(r["ok"] for r in rows)
+        summary.pop("call_log_head", None)
+        out.setdefault("protection", {})[level] = summary
+    out["protection_default"] = DEFAULT_PROTECTION
+    save()
 
 
 def plain_ssh(guest: Guest, argv: list[str]) -> list[str]:
@@ -217,12 +259,17 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
         save: Callable[[], None], tools: tuple[str, ...] = TOOLS,
         which: tuple[str, ...] = (*SCENARIOS, "d")) -> None:
-    out["guest"] = install(guest, peers=any(t != "zrepl-reconcile" for t in tools))
+    peers = any(t != "zrepl-reconcile" for t in tools)
+    facts = install(guest, peers=peers)
+    # Without the peers their versions are not there to read: keep the earlier run's.
+    out["guest"] = facts if peers else {**facts, **out.get("guest", {})}
     save()
     out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     if "d" in which:
         out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
         save()
     scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
+    if "p" in which and "zrepl-reconcile" in tools:
+        protection_costs(guest, workdir, max(scenario_runs, 2), out, save)
     out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()

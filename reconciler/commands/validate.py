@@ -21,6 +21,7 @@ from reconciler.config.models import (
     KeepRule,
     Policy,
     SshHost,
+    Target,
 )
 from reconciler.wording import plural
 
@@ -113,7 +114,28 @@ def describe_entry(index: int, entry: FilesystemEntry) -> list[str]:
         lines.append("    no replication (local snapshots and retention only)")
     for target in entry.replicate_to:
         example = next((key.removesuffix("<") for key, value in entry.filter.items() if value), "")
-        options = "".join([f", initial={target.initial}", ", raw" if target.raw else ""])
-        mapped = f"{example} -> {target.target_dataset(example)}"
+        options = "".join([f", initial={target.initial}", ", raw" if target.raw else "",
+                           f", strip={target.strip}" if target.strip else ""])
+        mapped = f"{example} -> {target.target_dataset(example)}" if target.maps(example) else example
         lines.append(f"    -> {target.host}:{target.root}  (e.g. {mapped}{options})")
+        lines += [f"       {line}" for line in describe_replicas(target)]
     return lines
+
+
+RAW_MEANING = {
+    None: "raw not set: an encrypted source is refused (conflict unencrypted_replica) until raw is true,"
+          " or false on purpose",
+    True: "raw: encrypted sources stay encrypted on the target, their keys are never loaded there",
+    False: "raw: false: an encrypted source is replicated decrypted (every plan warns)",
+}
+
+
+def describe_replicas(target: Target) -> list[str]:
+    """What protects the replicas of one target: receive options, protection, raw."""
+    options = [f"-o {k}={v}" for k, v in target.receive_overrides("filesystem")]
+    options += [f"-x {k}" for k in target.receive_excludes("filesystem")]
+    send = "zfs send -p, " if target.send_properties else ""
+    protection = target.protection
+    return [f"receive: {send}zfs recv {' '.join(options) or '(no -o/-x)'} (volumes: only what applies)",
+            f"protection: initial {protection.initial}, incremental {protection.incremental}",
+            RAW_MEANING[target.raw]]

@@ -341,7 +341,8 @@ class Target(Model):
     send_properties: bool = Field(
         default=False, description="zfs send -p: the source's properties travel with the stream")
     protection: Protection = Field(
-        default_factory=Protection, description="zrepl's protection levels: which holds keep replication going")
+        default_factory=Protection,
+        description="zrepl's protection levels: which holds keep replication going")
 
     @field_validator("root")
     @classmethod

@@ -294,7 +294,8 @@ def _working_exclusion(entry: _Entry, mapping: Mapping_, probe: str, *, keep_sou
     if key in entry.filter:
         return ""
     changed = {**entry.filter, key: False}
-    if filter_decision(changed, mapping.replica(probe)) or (keep_source and not filter_decision(changed, probe)):
+    if filter_decision(changed, mapping.replica(probe)) or (
+            keep_source and not filter_decision(changed, probe)):
         return ""
     return f" or exclude it{where} with \"{key}\": false"
 
@@ -368,7 +369,8 @@ def _collision(document: Document, host: str, probe: str, first: _Use, use: _Use
             f"{_describe_dataset(source)} to {host}:{first.mapping.root} "
             f"(also at {document.where(first.path)}): give each source host its own root"))
     return document.problem(use.path, (
-        f"{use.entry.host}:{_describe_dataset(source)} and {first.entry.host}:{_describe_dataset(source_first)}"
+        f"{use.entry.host}:{_describe_dataset(source)} and"
+        f" {first.entry.host}:{_describe_dataset(source_first)}"
         f" (replicated by filesystems[{first.entry.index}].replicate_to[{first.j}],"
         f" {document.where(first.path)}) would both be replicated to {host}:{_describe_dataset(probe)}:"
         " give each its own root (or strip less)"))

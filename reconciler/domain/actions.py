@@ -101,7 +101,8 @@ class CreateAction:
         return {"canmount": "off", **({"encryption": "off"} if self.encryption_off else {})}
 
     def describe(self) -> str:
-        return f"create placeholder {self.dataset} ({', '.join(f'{k}={v}' for k, v in self.properties.items())})"
+        options = ", ".join(f"{k}={v}" for k, v in self.properties.items())
+        return f"create placeholder {self.dataset} ({options})"
 
     def argv(self) -> list[str]:
         options = [word for k, v in self.properties.items() for word in ("-o", f"{k}={v}")]

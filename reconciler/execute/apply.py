@@ -32,6 +32,7 @@ from reconciler.codes import HOST_DOWN, ZfsError
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     EXECUTION_ORDER,
+    MAX_ARGV_BYTES,
     AbortResumeAction,
     Action,
     BookmarkAction,
@@ -43,7 +44,6 @@ from reconciler.domain.actions import (
     ReleaseAction,
     SendAction,
     SnapshotAction,
-    MAX_ARGV_BYTES,
     TagAction,
     out_of_order,
     snapshot_batch_argv,

@@ -154,7 +154,8 @@ class _Builder:
              key_status) = line.split("\t")
         except ValueError:
             found = len(line.split("\t"))
-            raise bad_output(host, index + 1, f"expected {len(LIST_COLUMNS)} tab-separated columns, got {found}",
+            expected = len(LIST_COLUMNS)
+            raise bad_output(host, index + 1, f"expected {expected} tab-separated columns, got {found}",
                              line) from None
         # zfs cannot print a longer name (the text is ASCII here: characters are bytes); a
         # host that does is broken, and its name must not reach a message whole.
@@ -206,7 +207,8 @@ class _Builder:
                 name, kind, guid_value, txg_value, None if token == "-" else token)
             current.written = dataset_written
             if encryption != "off":
-                current.encryption, current.encryption_root, current.key_status = encryption, enc_root, key_status
+                current.encryption, current.encryption_root = encryption, enc_root
+                current.key_status = key_status
             self.last_txg = -1
         else:
             raise bad_output(host, index + 1, f"unknown dataset type {kind!r}", line)

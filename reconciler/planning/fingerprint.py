@@ -5,7 +5,8 @@ selected target datasets: name, kind, GUID, createtxg, resume token, encryption 
 encryption root, key status), every snapshot
 (name, GUID, createtxg, creation, userrefs, hold tags) and bookmark (name, GUID,
 createtxg), the existence and kind of the target's parents (placeholders, a volume in
-the way, an encrypted one whose key is not loaded), and which involved hosts are unavailable. Size fields (written, referenced)
+the way, an encrypted one whose key is not loaded), and which involved hosts are
+unavailable. Size fields (written, referenced)
 are left out: they only feed estimates.
 """
 

@@ -46,7 +46,7 @@ from reconciler.domain.plan import (
 )
 from reconciler.planning.fingerprint import fingerprint_selection
 from reconciler.planning.protection import HoldPlan, plan_holds
-from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
+from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, defer_initial, plan_pair
 from reconciler.planning.retention import evaluate_keep_rules
 from reconciler.planning.schedule import plan_snapshots
 from reconciler.planning.selection import Restriction, Selected, select
@@ -70,10 +70,14 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     destroys: list[DestroyAction] = []
     bookmarks: list[BookmarkAction] = []
     holds = HoldPlan()
+    planned_pairs = []
     for item in selection.selected:
         view = SourceView.build(item.host, item.dataset, planned.get((item.host, item.name), []))
         pairs = [plan_pair(view, item, target, observed) for target in item.targets]
         all_pairs += pairs
+        planned_pairs.append((item, view, pairs))
+    defer_below_arrivals(all_pairs, observed)
+    for item, view, pairs in planned_pairs:
         conflicts += [p.conflict for p in pairs if p.conflict is not None]
         bookmarks += [p.cursor_create for p in pairs if p.cursor_create is not None]
         warnings += [w for p in pairs for w in p.plan_warnings]
@@ -344,7 +348,9 @@ def _safety_veto(snap: Snapshot, manage: re.Pattern[str], guard: Callable[[Snaps
                  released: Collection[str] = ()) -> str:
     if not manage.search(snap.name):
         return f"unmanaged (does not match {manage.pattern})"
-    if snap.userrefs > len(released):
+    # Tags of ours this plan releases (before its destroys) do not count; any other does.
+    gone = sum(1 for tag in snap.holds if tag in released) if released else 0
+    if snap.userrefs > gone:
         tags = [tag for tag in snap.holds if tag not in released]
         return f"held (tags {', '.join(tags) or f'{snap.userrefs} hold(s)'})"
     return guard(snap)
@@ -354,8 +360,8 @@ def with_hold_notes(verdicts: list[SnapshotVerdict], notes: Mapping[str, list[st
     """``--explain``: what the plan does with holds of ours, after each snapshot's verdict."""
     if not notes:
         return verdicts
-    return [SnapshotVerdict(v.name, v.keep, "; ".join([v.reason, *notes[v.name]]) if v.name in notes else v.reason)
-            for v in verdicts]
+    return [SnapshotVerdict(v.name, v.keep, "; ".join([v.reason, *notes[v.name]]))
+            if v.name in notes else v for v in verdicts]
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}
@@ -407,6 +413,32 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
                     f"; unencrypted: {parent} is encrypted and its key is not loaded" if off else ""),
                 encryption_off=off)
     return [needed[key] for key in sorted(needed)]
+
+
+def defer_below_arrivals(pairs: list[PairPlan], observed: ObservedState) -> None:
+    """Parents first: a new replica whose missing parent needs a placeholder that would lie
+    below another replica arriving in this same plan waits for the next run (placeholders
+    are created before any send, so that parent does not exist yet when they are); so do
+    the new replicas below one that waits."""
+    creating = sorted((p for p in pairs if p.creates_target and p.sends),
+                      key=lambda p: (p.target.host, p.target_dataset))
+    arriving = {(p.target.host, p.target_dataset) for p in creating}
+    waiting: set[tuple[str, str]] = set()
+    for pair in creating:
+        received: str | None = None  # the nearest ancestor a receive of this plan creates
+        for ancestor in ancestors(pair.target_dataset)[1:]:
+            key = (pair.target.host, ancestor)
+            if key in waiting:
+                why = f"its parent {ancestor} is not sent yet either"
+            elif received is not None and key not in arriving and not observed.exists(*key):
+                why = f"the placeholder {ancestor} it needs lies below {received}, which this plan receives"
+            else:
+                received = ancestor if key in arriving else received
+                continue
+            defer_initial(pair, f"{why}; it follows in the next run (parents first)")
+            arriving.discard((pair.target.host, pair.target_dataset))
+            waiting.add((pair.target.host, pair.target_dataset))
+            break
 
 
 def order_actions(actions: Iterable[Action]) -> list[Action]:

@@ -34,12 +34,18 @@ from dataclasses import dataclass, field
 from reconciler.config.models import ProtectionLevel, Target
 from reconciler.domain.actions import HoldAction, HoldReceivedAction, ReleaseAction, SendAction
 from reconciler.domain.observed import Snapshot
-from reconciler.planning.naming import LAST_RECEIVED_PREFIX, STEP_HOLD_PREFIX, last_received_tag, step_hold_tag
+from reconciler.planning.naming import (
+    LAST_RECEIVED_PREFIX,
+    STEP_HOLD_PREFIX,
+    last_received_tag,
+    step_hold_tag,
+)
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan
 from reconciler.planning.selection import Selected
 
 Key = tuple[str, str]  # (host, dataset)
-KEEPS_LAST_RECEIVED: frozenset[ProtectionLevel] = frozenset({"guarantee_resumability", "guarantee_incremental"})
+KEEPS_LAST_RECEIVED: frozenset[ProtectionLevel] = frozenset({"guarantee_resumability",
+                                                             "guarantee_incremental"})
 
 
 @dataclass(slots=True)
@@ -72,22 +78,13 @@ class HoldPlan:
     def notes_on(self, host: str, dataset: str) -> Mapping[str, list[str]]:
         return self.notes.get((host, dataset), {})
 
-    def _note(self, host: str, dataset: str, snapshot: str, text: str) -> None:
+    def note(self, host: str, dataset: str, snapshot: str, text: str) -> None:
         self.notes.setdefault((host, dataset), {}).setdefault(snapshot, []).append(text)
 
-    def hold(self, action: HoldAction, note: str) -> None:
-        self.holds.append(action)
-        self._note(action.host, action.dataset, action.snapshot, f"hold {action.tag} placed: {note}")
-
-    def hold_received(self, action: HoldReceivedAction, note: str) -> None:
-        self.received.append(action)
-        self._note(action.host, action.dataset, action.snapshot, f"hold {action.tag} placed: {note}")
-
-    def release(self, action: ReleaseAction, note: str) -> None:
+    def release(self, action: ReleaseAction) -> None:
         self.releases.append(action)
         self.released.setdefault((action.host, action.dataset), {}).setdefault(action.snapshot, set()).add(
             action.tag)
-        self._note(action.host, action.dataset, action.snapshot, f"hold {action.tag} released: {note}")
 
 
 def step_level(target: Target, send: SendAction) -> ProtectionLevel:
@@ -126,8 +123,9 @@ def plan_holds(item: Selected, snapshots: list[Snapshot], pairs: list[PairPlan])
             if tag not in configured:  # a target renamed or removed from the configuration
                 for name in names:
                     plan.release(ReleaseAction(item.host, item.name, name, tag,
-                                               "step hold of a target no longer configured"),
-                                 "its target is no longer configured")
+                                               "step hold of a target no longer configured"))
+                    plan.note(item.host, item.name, name, f"hold {tag} released: its target is no longer"
+                              " configured")
     return plan
 
 
@@ -145,8 +143,8 @@ def _step_holds(item: Selected, pair: PairPlan, held: list[str]) -> HoldPlan:
     plan = HoldPlan()
     if pair.state == UNREACHABLE:
         for name in held:
-            plan._note(item.host, item.name, name, f"hold {pair_step_tag(pair.target)} kept: the target"
-                       f" {pair.target.host} is unreachable, its step may still resume")
+            plan.note(item.host, item.name, name, f"hold {pair_step_tag(pair.target)} kept: the target"
+                      f" {pair.target.host} is unreachable, its send step may still resume")
         return plan
     tag = pair_step_tag(pair.target)
     where = f"{pair.target.host}:{pair.target_dataset}"
@@ -156,14 +154,16 @@ def _step_holds(item: Selected, pair: PairPlan, held: list[str]) -> HoldPlan:
             needed += [name for name in step_snapshots(send) if name not in needed]
     for name in needed:
         if name not in held:
-            plan.hold(HoldAction(item.host, item.name, name, tag,
-                                 f"guarantee_resumability: held until the send to {where} is done"),
-                      f"the send to {where} needs it")
+            plan.holds.append(HoldAction(item.host, item.name, name, tag,
+                                         f"guarantee_resumability: held until the send to {where} is done"))
+        plan.note(item.host, item.name, name, f"hold {tag} while the send to {where} runs"
+                  " (guarantee_resumability)")
     for name in [*held, *(n for n in needed if n not in held)]:
         why = (f"the send to {where} is done" if name in needed else
                f"no send step to {where} needs it any more")
-        plan.release(ReleaseAction(item.host, item.name, name, tag,
-                                   f"guarantee_resumability: {why}"), why)
+        plan.release(ReleaseAction(item.host, item.name, name, tag, f"guarantee_resumability: {why}"))
+        if name not in needed:
+            plan.note(item.host, item.name, name, f"hold {tag} released: {why}")
     return plan
 
 
@@ -183,17 +183,17 @@ def _last_received_hold(item: Selected, pair: PairPlan) -> HoldPlan:
     if newest is not None:
         why = f"{level}: the last received snapshot, base of the next incremental send"
         if newest.guid not in observed:
-            plan.hold_received(HoldReceivedAction(host, dataset, newest.name, tag, why),
-                               "it arrives in this plan")
+            plan.received.append(HoldReceivedAction(host, dataset, newest.name, tag, why))
         elif tag not in observed[newest.guid].holds:
-            plan.hold(HoldAction(host, dataset, newest.name, tag, why), "the last received snapshot")
+            plan.holds.append(HoldAction(host, dataset, newest.name, tag, why))
+        plan.note(host, dataset, newest.name, f"hold {tag}: the last received snapshot ({level})")
     for other_tag, names in sorted(held_by(target.snapshots if target else [], LAST_RECEIVED_PREFIX).items()):
         for name in names:
             if newest is not None and other_tag == tag and name == newest.name:
-                plan._note(host, dataset, name, f"hold {tag} kept: the last received snapshot ({level})")
                 continue
             why = ("a newer snapshot arrived and is held instead" if newest is not None and other_tag == tag
                    else f"protection.incremental is {level}" if other_tag == tag
                    else "the tag of a replication no longer configured")
-            plan.release(ReleaseAction(host, dataset, name, other_tag, f"last-received hold: {why}"), why)
+            plan.release(ReleaseAction(host, dataset, name, other_tag, f"last-received hold: {why}"))
+            plan.note(host, dataset, name, f"hold {other_tag} released: {why}")
     return plan

@@ -31,7 +31,7 @@ from reconciler.domain.observed import (
 )
 from reconciler.domain.plan import Conflict
 from reconciler.domain.resume_token import decode_resume_token
-from reconciler.planning.naming import cursor_name, cursor_prefix
+from reconciler.planning.naming import cursor_name, cursor_prefix, is_our_hold
 from reconciler.planning.selection import Selected
 from reconciler.wording import plural
 
@@ -175,8 +175,9 @@ def refuses_unencrypted(pair: PairPlan, source: Dataset, existing: Dataset | Non
         _conflict(pair, ConflictCode.UNENCRYPTED_REPLICA,
                   f"{what}, but its replicate_to {target.host}:{target.root} does not say raw: a send without"
                   f" raw would store it decrypted on {target.host}",
-                  f"set raw: true on that replicate_to (zfs send -w: the data stays encrypted on {target.host},"
-                  " whose key is never loaded there), or raw: false to replicate it decrypted on purpose")
+                  "set raw: true on that replicate_to (zfs send -w: the data stays encrypted on"
+                  f" {target.host}, whose key is never loaded there), or raw: false to replicate it"
+                  " decrypted on purpose")
         return True
     if target.raw and existing is not None and (existing.snapshots or existing.resume_token) \
             and not existing.encrypted:
@@ -184,8 +185,8 @@ def refuses_unencrypted(pair: PairPlan, source: Dataset, existing: Dataset | Non
         _conflict(pair, ConflictCode.UNENCRYPTED_REPLICA,
                   f"{what}, but the replica {where} is unencrypted (it was received without raw); zfs"
                   " refuses a raw receive on top of an unencrypted dataset",
-                  f"on {target.host}: `zfs rename {name} {shlex.quote(existing.name + '.decrypted')}` (and destroy"
-                  " it once the raw replica is complete); the next plan sends it raw in full")
+                  f"on {target.host}: `zfs rename {name} {shlex.quote(existing.name + '.decrypted')}`"
+                  " (and destroy it once the raw replica is complete); the next plan sends it raw in full")
         return True
     if not target.raw:
         message = (f"{where}: {what} and replicate_to says raw: false, so the replica on {target.host}"
@@ -193,9 +194,10 @@ def refuses_unencrypted(pair: PairPlan, source: Dataset, existing: Dataset | Non
         pair.warnings.append(message)
         pair.plan_warnings.append(message)
     elif existing is not None and existing.encrypted and existing.key_loaded:
+        root = shlex.quote(existing.encryption_root or existing.name)
         pair.warnings.append(f"{where}: the key of this raw replica is loaded on {target.host} (keystatus"
-                             f" available), so {target.host} can read it; `zfs unload-key"
-                             f" {shlex.quote(existing.encryption_root or existing.name)}` there if it should not")
+                             f" available), so {target.host} can read it; `zfs unload-key {root}` there"
+                             " if it should not")
     return False
 
 
@@ -272,6 +274,14 @@ def _plan_initial(pair: PairPlan, source: SourceView) -> None:
     _arrive(pair, [], arriving)
 
 
+def defer_initial(pair: PairPlan, why: str) -> None:
+    """Undo ``_plan_initial``: nothing is sent to this new replica in this plan."""
+    pair.sends, pair.creates_target, pair.target_after, pair.on_target = [], False, [], set()
+    pair.base_guid = pair.replicated_txg = pair.cursor_create = None
+    pair.cursor_destroy = []
+    pair.warnings.append(f"{pair.target.host}:{pair.target_dataset} is not sent yet: {why}")
+
+
 # ------------------------------------------------------------------ target exists
 
 
@@ -340,7 +350,8 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
         pair.target_after = list(target.snapshots)
     rollback = (f"on {host}: `zfs rollback -r {shlex.quote(f'{target.name}@{base.name}')}`"
                 f" (destroys the target snapshots after {base.name})" if base is not None else
-                f"on {host}: `zfs destroy -r {shlex.quote(target.name)}` (the next run sends it in full)")
+                f"on {host}: {releases_of_ours(target)}`zfs destroy -r {shlex.quote(target.name)}` (the next"
+                " run sends it in full)")
     if mismatched:
         _conflict(pair, ConflictCode.GUID_MISMATCH,
                   f"{where} has snapshot(s) {', '.join(mismatched)} with the same name as on the source"
@@ -366,6 +377,13 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
                   _empty_target_fix(pair, source, target, pair.target_children))
         return True
     return False
+
+
+def releases_of_ours(target: Dataset) -> str:
+    """``zfs release`` commands for the holds of ours on ``target``'s snapshots (they would
+    make a ``zfs destroy -r`` of it fail with "dataset is busy"), each followed by "; "."""
+    return "".join(f"`zfs release {shlex.quote(tag)} {shlex.quote(f'{target.name}@{snap.name}')}`; "
+                   for snap in target.snapshots for tag in snap.holds if is_our_hold(tag))
 
 
 def _empty_target_fix(pair: PairPlan, source: SourceView, target: Dataset, children: list[str]) -> str:

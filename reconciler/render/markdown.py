@@ -30,11 +30,13 @@ from reconciler.render.view import (
     PRUNE_RULE_LABELS,
     Explain,
     FilesystemView,
+    TagGroup,
     action_detail,
     destroy_reasons,
     explained_keys,
     group_by_host,
     incoming_text,
+    shown_actions,
     sorted_views,
     split_shown,
     summary_line,
@@ -89,7 +91,15 @@ def md_code(text: str, *, table: bool = False) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
-def md_action(action: Action) -> str:
+def md_action(action: Action | TagGroup) -> str:
+    if isinstance(action, TagGroup):
+        first = action.actions[0]
+        verb = {"hold": "hold", "hold_received": "hold received", "release": "release hold"}[action.kind]
+        what = (f"{plural(len(action.actions), 'snapshot')} of {md_code(first.dataset)}"
+                f" ({md_text(action.names())})")
+        line = (f"**{verb}** {md_code(first.tag)} on {what}" if action.kind == "release"
+                else f"**{verb}** {what} (tag {md_code(first.tag)})")
+        return line + (f" — {md_text(action.reason)}" if action.reason else "")
     detail = action_detail(action)
     return md_what(action) + (f" — {md_text(detail)}" if detail else "")
 
@@ -176,7 +186,7 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]]) -> list[str
     lines.append("")
     collapsed: list[DestroyAction] = []
     lines += [f"- {md_text(incoming_text(send))}" for send in fs.incoming]
-    for action in fs.actions:
+    for action in shown_actions(fs.actions):
         lines.append(f"- {md_action(action)}")
         if isinstance(action, DestroyAction):
             if len(action.snapshots) > MARKDOWN_DETAILS_THRESHOLD:

@@ -27,6 +27,7 @@ from reconciler.render.view import (
     PRUNE_RULE_LABELS,
     Explain,
     FilesystemView,
+    TagGroup,
     action_detail,
     attention_items,
     destroy_reasons,
@@ -34,6 +35,7 @@ from reconciler.render.view import (
     group_by_host,
     incoming_text,
     prune_rule_text,
+    shown_actions,
     sorted_views,
     split_shown,
     summary_line,
@@ -206,9 +208,9 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
     return tuple(out)
 
 
-def text_action(out: TextOut, action: Action, indent: int) -> None:
+def text_action(out: TextOut, action: Action | TagGroup, indent: int) -> None:
     sigil, style = ACTION_LOOKS[action.kind]
-    detail = action_detail(action)
+    detail = action.reason if isinstance(action, TagGroup) else action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
         out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
@@ -239,7 +241,7 @@ def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, st
         out.add(4, ("prune rule: ", "dim"), prune_rule_text(report))
     for send in fs.incoming:
         out.add(4, (f"< {incoming_text(send)}", "dim cyan"))
-    for action in fs.actions:
+    for action in shown_actions(fs.actions):
         text_action(out, action, 4)
     for warning in fs.warnings:
         out.add(4, (f"! warning: {warning}", WARNING_STYLE))

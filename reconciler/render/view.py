@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import assert_never
 
 from reconciler.codes import PruneRule
@@ -21,6 +22,7 @@ from reconciler.domain.actions import (
     ReleaseAction,
     SendAction,
     SnapshotAction,
+    TagAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -221,6 +223,58 @@ def action_detail(action: Action) -> str:
             return action.reason
         case _:
             assert_never(action)
+
+
+@dataclass(frozen=True, slots=True)
+class TagGroup:
+    """Holds (or releases) of several snapshots of one dataset with one tag and one reason:
+    one line in text and markdown (a send step's snapshots), while the Plan JSON keeps one
+    action per snapshot."""
+
+    actions: tuple[TagAction, ...]
+
+    @property
+    def kind(self) -> Kind:
+        return self.actions[0].kind
+
+    @property
+    def reason(self) -> str:
+        return self.actions[0].reason
+
+    def names(self) -> str:
+        """The snapshots, or the first and the last of a long run."""
+        names = [a.snapshot for a in self.actions]
+        return ", ".join(names) if len(names) <= 3 else f"{names[0]} … {names[-1]}"
+
+    def describe(self) -> str:
+        first = self.actions[0]
+        what = f"{plural(len(self.actions), 'snapshot')} of {first.dataset} ({self.names()})"
+        match first.kind:
+            case "hold" | "hold_received":
+                verb = "hold" if first.kind == "hold" else "hold received"
+                return f"{verb} {what} with tag {first.tag}"
+            case "release":
+                return f"release hold {first.tag} on {what}"
+
+
+def shown_actions(actions: Iterable[Action]) -> list[Action | TagGroup]:
+    """``actions`` as the human formats list them: runs of holds (or releases) of one
+    dataset, tag and reason joined into one ``TagGroup`` line."""
+    shown: list[Action | TagGroup] = []
+    for _key, run in groupby(actions, key=_tag_run_key):
+        items = list(run)
+        if len(items) > 1 and isinstance(items[0], HoldAction | HoldReceivedAction | ReleaseAction):
+            shown.append(TagGroup(tuple(a for a in items if isinstance(a, HoldAction | HoldReceivedAction
+                                                                         | ReleaseAction))))
+        else:
+            shown += items
+    return shown
+
+
+def _tag_run_key(action: Action) -> tuple[str, ...] | int:
+    if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
+        return (action.kind, action.host, action.dataset, action.tag, action.reason)
+    return id(action)
 
 
 def incoming_text(send: SendAction) -> str:
