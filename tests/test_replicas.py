@@ -242,7 +242,8 @@ def test_step_holds_of_an_unfinished_step_stay_until_it_resumes_then_go() -> Non
         step[1].guid, "tank@zrepl_2", step[0].guid, 4096)
     plan = make_plan(config(), w.observed, NOW)
     assert [s.resume_token is not None for s in of(plan, SendAction)] == [True]
-    assert [(k, s) for k, d, s, t in tags(plan) if t == STEP] == [("release", "zrepl_1"), ("release", "zrepl_2")]
+    assert [(k, s) for k, _d, s, t in tags(plan) if t == STEP] == [("release", "zrepl_1"),
+                                                                    ("release", "zrepl_2")]
 
     w.unavailable("backup")  # the target unreachable: nobody knows whether the step resumes
     assert [t for t in tags(make_plan(config(), w.observed, NOW)) if t[3] == STEP] == []
@@ -269,7 +270,8 @@ def test_explain_says_what_happens_to_holds_of_ours() -> None:
     plan = make_plan(config(), w.observed, NOW, explain=True)
     source = next(f for f in plan.filesystems if f.role == "source")
     (verdict,) = [v for v in source.verdicts if v.name == "zrepl_2"]
-    assert f"hold {STEP} while the send to backup:pool/nas/tank runs (guarantee_resumability)" in verdict.reason
+    assert (f"hold {STEP} while the send to backup:pool/nas/tank runs (guarantee_resumability)"
+            in verdict.reason)
     target = next(f for f in plan.filesystems if f.role == "target")
     (verdict,) = [v for v in target.verdicts if v.name == "zrepl_2"]
     assert f"hold {LAST}: the last received snapshot" in verdict.reason
@@ -319,11 +321,13 @@ filesystems:
 
 def test_two_sources_landing_on_one_replica_is_an_error_naming_both() -> None:
     found = problems(HEAD + """\
-  - {host: nas, filter: {"tank/data<": true}, policy: p, replicate_to: [{host: backup, root: pool/r, strip: tank}]}
-  - {host: nas, filter: {"tank2/data<": true}, policy: p, replicate_to: [{host: backup, root: pool/r, strip: tank2}]}
+  - {host: nas, filter: {"tank/data<": true}, policy: p,
+     replicate_to: [{host: backup, root: pool/r, strip: tank}]}
+  - {host: nas, filter: {"tank2/data<": true}, policy: p,
+     replicate_to: [{host: backup, root: pool/r, strip: tank2}]}
 """)
-    assert found == ["5:74: filesystems[1].replicate_to[0]: nas:tank2/data and nas:tank/data (replicated by"
-                     " filesystems[0].replicate_to[0], c.yml:4:73) would both be replicated to"
+    assert found == ["7:21: filesystems[1].replicate_to[0]: nas:tank2/data and nas:tank/data (replicated by"
+                     " filesystems[0].replicate_to[0], c.yml:5:21) would both be replicated to"
                      " backup:pool/r/data: give each its own root (or strip less)"]
 
 
@@ -338,8 +342,10 @@ def test_a_strip_that_is_not_a_prefix_of_the_selection_is_an_error() -> None:
 
 def test_strips_that_keep_names_apart_are_fine_and_replicas_selected_again_are_found() -> None:
     load_config_text(textwrap.dedent(HEAD + """\
-  - {host: nas, filter: {"tank/data<": true}, policy: p, replicate_to: [{host: backup, root: pool/r, strip: tank}]}
-  - {host: web, filter: {"tank/data<": true}, policy: p, replicate_to: [{host: backup, root: pool/w, strip: tank}]}
+  - {host: nas, filter: {"tank/data<": true}, policy: p,
+     replicate_to: [{host: backup, root: pool/r, strip: tank}]}
+  - {host: web, filter: {"tank/data<": true}, policy: p,
+     replicate_to: [{host: backup, root: pool/w, strip: tank}]}
 """), "c.yml")
     found = problems(HEAD + """\
   - {host: nas, filter: {"tank<": true}, policy: p, replicate_to: [{host: nas, root: tank/r, strip: tank}]}
@@ -357,8 +363,8 @@ def test_strips_that_keep_names_apart_are_fine_and_replicas_selected_again_are_f
     ({"protection": {"initial": "guarantee_everything"}}, "guarantee_resumability"),
 ])
 def test_target_options_are_checked(target: dict[str, Any], message: str) -> None:
-    found = problems(HEAD + f"""\
-  - {{host: nas, filter: {{"tank<": true}}, policy: p, replicate_to: [{{host: backup, root: pool/r}}]}}
+    found = problems(HEAD + """\
+  - {host: nas, filter: {"tank<": true}, policy: p, replicate_to: [{host: backup, root: pool/r}]}
 """.replace("{host: backup, root: pool/r}", "{host: backup, root: pool/r, " +
             ", ".join(f"{k}: {_flow(v)}" for k, v in target.items()) + "}"))
     assert any(message in line for line in found), found
@@ -367,3 +373,15 @@ def test_target_options_are_checked(target: dict[str, Any], message: str) -> Non
 def _flow(value: Any) -> str:
     import json
     return json.dumps(value)
+
+
+def test_a_conflict_fix_that_destroys_the_replica_releases_our_holds_first() -> None:
+    w = replicated("zrepl_1")
+    target = w.ds("backup", "pool/nas/tank")
+    target.snapshots[0].holds, target.snapshots[0].userrefs = (LAST, "keep"), 2
+    w.ds("nas", "tank").snapshots.clear()  # the source was recreated: no common snapshot
+    w.snaps("nas", "tank", [("zrepl_9", 1)])
+    (conflict,) = make_plan(config(), w.observed, NOW).conflicts
+    assert conflict.code == "no_common_snapshot"
+    assert conflict.fix.startswith(f"on backup: `zfs release {LAST} pool/nas/tank@zrepl_1`; `zfs destroy -r")
+    assert "keep" not in conflict.fix  # someone else's hold: theirs to release

@@ -106,7 +106,7 @@ def test_encrypted_source_is_refused_without_raw_and_sealed_with_it(
     nas, backup = hosts
     selected = {"tank/vault": True, "tank/vault/a/b": True}
     unset = write_config(tmp_path / "unset.yml", nas, backup, selected)
-    code, out, err = cli(capsys, "plan", "-c", str(unset), "--now", NOW, "--format", "json")
+    _code, out, _err = cli(capsys, "plan", "-c", str(unset), "--now", NOW, "--format", "json")
     plan = json.loads(out)
     assert [c["code"] for c in plan["conflicts"]] == ["unencrypted_replica", "unencrypted_replica"]
     assert "set raw: true" in plan["conflicts"][0]["fix"]
@@ -114,13 +114,15 @@ def test_encrypted_source_is_refused_without_raw_and_sealed_with_it(
 
     raw = write_config(tmp_path / "raw.yml", nas, backup, selected, raw=True)
     first = apply_ok(capsys, raw)
-    assert "is not sent yet: the placeholder pool/r/tank/vault/a it needs lies below pool/r/tank/vault" in first
+    assert ("is not sent yet: the placeholder pool/r/tank/vault/a it needs lies below pool/r/tank/vault"
+            in first)
     second = apply_ok(capsys, raw)
     assert "create placeholder pool/r/tank/vault/a (canmount=off, encryption=off)" in second
     backup.reload()
     for name in ("pool/r/tank/vault", "pool/r/tank/vault/a/b"):
         ds = backup.datasets[name]
-        assert (ds["encryption"], ds["encryptionroot"], ds["keystatus"]) == ("aes-256-gcm", name, "unavailable")
+        assert (ds["encryption"], ds["encryptionroot"], ds["keystatus"]) == (
+            "aes-256-gcm", name, "unavailable")
     assert backup.datasets["pool/r/tank/vault/a"].get("encryption", "off") == "off"
     no_changes(capsys, raw)
 

@@ -64,6 +64,7 @@ def observed_to_json(state: ObservedState) -> dict[str, Any]:
 def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     return {
         "type": ds.kind, "guid": ds.guid, "createtxg": ds.createtxg, "resume_token": ds.resume_token,
+        "encryption": ds.encryption, "encryption_root": ds.encryption_root, "keystatus": ds.key_status,
         "snapshots": [{"name": s.name, "guid": s.guid, "createtxg": s.createtxg, "creation": s.creation,
                        "userrefs": s.userrefs, "written": s.written, "referenced": s.referenced,
                        "holds": list(s.holds)} for s in ds.snapshots],

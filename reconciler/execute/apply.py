@@ -205,8 +205,12 @@ def tag_batches(actions: Iterable[Action]) -> dict[tuple[str, str, str], list[Ta
     batches: dict[tuple[str, str, str], list[TagAction]] = {}
     for action in actions:
         if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
-            batches.setdefault((action.kind, action.host, action.tag), []).append(action)
+            batches.setdefault(_tag_group(action), []).append(action)
     return batches
+
+
+def _tag_group(action: TagAction) -> tuple[str, str, str]:
+    return (action.kind, action.host, action.tag)
 
 
 def argv_sized(actions: list[TagAction], max_bytes: int = MAX_ARGV_BYTES) -> list[list[TagAction]]:
@@ -357,7 +361,7 @@ class _Applier:
                         started_batches.add(key)
                         self.snapshot_batch(batches[key])
                 case HoldAction() | HoldReceivedAction() | ReleaseAction():
-                    group = (action.kind, action.host, action.tag)
+                    group = _tag_group(action)
                     if group not in started_tags:  # the group's first action runs them all
                         started_tags.add(group)
                         self.tag_batch(tags[group])
