@@ -2,7 +2,8 @@
 """Every benchmark in one command; results in bench/results.json, BENCHMARKS.md and docs/benchmarks.png.
 
     python3 bench/run_all.py                  # everything (~30-40 min on 2 shared cores)
-    python3 bench/run_all.py --skip-realzfs   # only the synthetic benchmarks (plan, parse, render, transfer)
+    python3 bench/run_all.py --skip-realzfs   # the synthetic ones (plan, parse, render, transfer, fleet)
+    python3 bench/run_all.py --only-fleet     # only the fleet-scale one (bench/bench_fleet.py, ~10 min)
     python3 bench/run_all.py --report-only    # re-render BENCHMARKS.md and the plot from results.json
 
 The real-OpenZFS part boots one QEMU guest (reconciler/testbed/guest.py), installs the peers
@@ -64,6 +65,16 @@ def run_text_bench(script: str, *args: str) -> str:
     return done.stdout.strip() + failure
 
 
+def run_fleet_bench() -> dict[str, Any]:
+    """bench_fleet.py: plan over 1..200 SSH hosts and through Ansible (needs the fleet extra)."""
+    log("bench_fleet (plan over 1, 10, 50, 200 SSH hosts; Ansible at forks 1, 10, 50)")
+    done = subprocess.run([sys.executable, str(BENCH / "bench_fleet.py")], capture_output=True, text=True)
+    if done.returncode:
+        return {"error": f"exit {done.returncode}: {done.stderr[-600:]}"}
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def attached_guest(info: Path) -> Any:
     """A guest booted earlier (e.g. by `python3 -m reconciler.testbed.guest`; saves the ~6 min
     of boot and peer installation when iterating); it is stopped at the end as usual."""
@@ -107,6 +118,8 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=256, help="size of scenario (d)'s filesystem")
     parser.add_argument("--skip-realzfs", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true", help="leave out bench_fleet.py")
+    parser.add_argument("--only-fleet", action="store_true", help="run only bench_fleet.py")
     parser.add_argument("--attach", metavar="JSON",
                         help="use a running guest (JSON: name, port, pid, workdir, control_dir)")
     parser.add_argument("--report-only", action="store_true")
@@ -115,12 +128,19 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.report_only:
-        results["machine"] = machine()
+        if not args.only_fleet:  # the page's date and machine are those of the whole run
+            results["machine"] = machine()
+        if args.only_fleet:
+            args.skip_synthetic = args.skip_realzfs = True
+            results["fleet"] = run_fleet_bench()
+            RESULTS.write_text(json.dumps(results, indent=1, default=str))
         if not args.skip_synthetic:
             results["plan"] = run_plan_bench()
             results["parse"] = run_text_bench("bench_parse.py")
             results["render"] = run_text_bench("bench_render.py")
             results["transfer"] = run_text_bench("bench_transfer.py", "--mib", "256")
+            if not args.skip_fleet:
+                results["fleet"] = run_fleet_bench()
             RESULTS.write_text(json.dumps(results, indent=1, default=str))
         if not args.skip_realzfs:
             run_realzfs(results, args.runs, args.scenario_runs or args.runs, args.mib,

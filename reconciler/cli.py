@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import sys
 import threading
@@ -19,7 +20,8 @@ from reconciler import __version__
 from reconciler.codes import ExitCode
 from reconciler.errors import ConfigError, ReconcileError, clip
 
-COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "demo")
+COMMANDS = ("validate", "schema", "facts", "plan", "apply", "run", "status", "simulate", "import", "demo")
+MODULES = {"import": "import_"}  # a command whose name is a Python keyword
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,16 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"reconciler.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"reconciler.commands.{name}":
-                raise
-            continue  # command not built yet
-        module.register(sub)
+        importlib.import_module(f"reconciler.commands.{MODULES.get(name, name)}").register(sub)
     for command in sub.choices.values():
         # Also after the command (`validate --debug`); SUPPRESS keeps a --debug given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

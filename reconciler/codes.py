@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     OK = 0  # success, or no changes
     ERROR = 1  # an error, a failed or stopped apply; never "changes pending"
     CHANGES = 2  # changes pending (plan --detailed-exitcode)
+    UNHEALTHY = 2  # status: a target lags, a last apply failed, a host is unreachable (CHANGES's alias)
 
 
 class ConflictCode(StrEnum):
@@ -79,3 +80,23 @@ class PruneRule(StrEnum):
 
     PRUNE_WINS = "prune_wins"  # keep_source has no not_replicated: pruning proceeds regardless
     REPLICATION_PROTECTED = "replication_protected"  # not_replicated: unreplicated never destroyed
+
+
+class PairResult(StrEnum):
+    """What the last apply cycle did for one filesystem (and target): the state file's ``result``."""
+
+    OK = "ok"  # everything planned for it was done (or nothing was needed)
+    FAILED = "failed"  # an action failed
+    SKIPPED = "skipped"  # an action was skipped because another failed, none of its own failed
+    STOPPED = "stopped"  # a stop request ended the apply before its actions ran
+    CONFLICT = "conflict"  # the plan did nothing there: a conflict that needs a person
+    UNAVAILABLE = "unavailable"  # its host (or the target's) could not be reached
+
+
+class CycleResult(StrEnum):
+    """How one apply/run cycle ended, as the state file and the metrics record it."""
+
+    OK = "ok"
+    FAILED = "failed"  # some action failed (or a saved plan's action was skipped)
+    STOPPED = "stopped"  # a signal stopped it between actions
+    ERROR = "error"  # it could not plan or apply at all (the message says why)

@@ -21,6 +21,16 @@ def _private_lock_directory(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["ZREPL_RECONCILE_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
 
 
+@pytest.fixture(autouse=True)
+def _private_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The record of every apply (state_dir) of each test, and of the CLI processes it
+    starts, in a directory of its own: not in /var/lib/zrepl-reconcile (the tests run as
+    root), and never shared between tests."""
+    directory = tmp_path / "state"
+    monkeypatch.setenv("ZREPL_RECONCILE_STATE_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., StandinState]:
     """Factory for stand-in hosts: ``st = standin("nas")`` gives a StandinState saved at

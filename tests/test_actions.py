@@ -24,6 +24,8 @@ from reconciler.domain.actions import (
     HoldAction,
     HoldReceivedAction,
     Kind,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -40,7 +42,11 @@ from reconciler.planning.simulate import simulate
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 ONE_OF_EACH: dict[Kind, Action] = {
-    "snapshot": SnapshotAction("nas", "tank/a", "zrepl_2", "nas:tank", "due"),
+    "pre_hook": PreHookAction("nas", "tank/a", "zrepl_2", 0, ("/usr/local/sbin/db-freeze", "--fast"), 30,
+                              "policy db: snapshots.hooks[0].pre", err_is_fatal=True),
+    "snapshot": SnapshotAction("nas", "tank/a", "zrepl_2", "nas:tank/a", "due"),
+    "post_hook": PostHookAction("nas", "tank/a", "zrepl_2", 0, ("/usr/local/sbin/db-thaw",), 30,
+                                "policy db: snapshots.hooks[0].post"),
     "create": CreateAction("backup", "pool/tank", "missing parent", encryption_off=True),
     "abort_resume": AbortResumeAction("backup", "pool/tank/b", "stale token"),
     "hold": HoldAction("nas", "tank/a", "zrepl_1", "zrr_send", "protects the base"),
@@ -113,3 +119,40 @@ def test_simulate_places_and_releases_a_hold_without_touching_the_observed_state
     released = simulate(held, Plan(NOW, "sha256:x", (ONE_OF_EACH["release"],)))
     again = released.dataset("nas", "tank/a")
     assert again is not None and again.snapshots[0] == snap
+
+
+def hooks(dataset: str, *indexes: int) -> tuple[list[PreHookAction], SnapshotAction, list[PostHookAction]]:
+    pre = [PreHookAction("nas", dataset, "zrepl_2", i, (f"/pre{i}",), 30) for i in indexes]
+    post = [PostHookAction("nas", dataset, "zrepl_2", i, (f"/post{i}",), 30) for i in reversed(indexes)]
+    return pre, SnapshotAction("nas", dataset, "zrepl_2", f"nas:{dataset}"), post
+
+
+def test_the_planner_puts_each_filesystems_hooks_right_around_its_own_snapshot() -> None:
+    pre_a, snap_a, post_a = hooks("tank/a", 0, 1, 2)
+    pre_b, snap_b, post_b = hooks("tank/b", 0)
+    batch = [SnapshotAction("nas", f"tank/{n}", "zrepl_2", "nas:tank:p:zrepl_2") for n in "cd"]
+    actions: list[Action] = [*pre_a, snap_a, *post_a, *pre_b, snap_b, *post_b, *batch, ONE_OF_EACH["create"]]
+    random.Random(3).shuffle(actions)
+    ordered = order_actions(actions)
+    assert ordered == [*pre_a, snap_a, *post_a, *pre_b, snap_b, *post_b, *batch, ONE_OF_EACH["create"]]
+    assert out_of_order(ordered) is None
+
+
+@pytest.mark.parametrize("broken", [
+    "pre after snapshot", "post before snapshot", "another snapshot between", "pre hooks out of order",
+    "post hooks in hook order", "hooked snapshot in a shared batch", "pre hook without snapshot"])
+def test_out_of_order_refuses_hooks_away_from_their_snapshot(broken: str) -> None:
+    pre, snap, post = hooks("tank/a", 0, 1)
+    _, other, _ = hooks("tank/b")
+    plans: dict[str, list[Action]] = {
+        "pre after snapshot": [pre[0], snap, pre[1], *post],
+        "post before snapshot": [*pre, post[0], snap, post[1]],
+        "another snapshot between": [*pre, other, snap, *post],
+        "pre hooks out of order": [pre[1], pre[0], snap, *post],
+        "post hooks in hook order": [*pre, snap, post[1], post[0]],
+        "hooked snapshot in a shared batch": [*pre, snap, *post,
+                                              SnapshotAction("nas", "tank/b", "zrepl_2", snap.batch)],
+        "pre hook without snapshot": [ONE_OF_EACH["destroy"], pre[0]][1:],
+    }
+    assert out_of_order([*pre, snap, *post]) is None
+    assert out_of_order(plans[broken]) is not None

@@ -21,8 +21,13 @@ SAMPLE: Document = {
     "selection": {"hosts": [], "filesystems": ["tank/a"]},
     "fingerprint": "sha256:" + "1" * 64, "config_digest": "sha256:" + "2" * 64,
     "actions": [
+        {"kind": "pre_hook", "host": "nas", "dataset": "tank/a", "snapshot": "zrepl_20251124_160000",
+         "hook": 0, "command": ["/usr/local/sbin/db-freeze", "--fast"], "timeout_seconds": 30,
+         "err_is_fatal": True, "reason": "policy db: snapshots.hooks[0].pre"},
         {"kind": "snapshot", "host": "nas", "dataset": "tank/a", "snapshot": "zrepl_20251124_160000",
          "batch": "nas:tank", "reason": "due"},
+        {"kind": "post_hook", "host": "nas", "dataset": "tank/a", "snapshot": "zrepl_20251124_160000",
+         "hook": 0, "command": ["/usr/local/sbin/db-thaw"], "timeout_seconds": 30, "reason": ""},
         {"kind": "create", "host": "backup", "dataset": "pool/nas", "properties": {"canmount": "off"},
          "reason": "parent"},
         {"kind": "abort_resume", "host": "backup", "dataset": "pool/nas/tank/b", "reason": "stale token"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,14 @@ from plan_builders import NOW, World, config_from
 from plan_schema import validate_plan
 
 from reconciler.config.models import Config
-from reconciler.domain.actions import DestroyAction, SendAction, out_of_order
+from reconciler.domain.actions import (
+    DestroyAction,
+    PostHookAction,
+    PreHookAction,
+    SendAction,
+    SnapshotAction,
+    out_of_order,
+)
 from reconciler.domain.observed import Dataset, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.domain.resume_token import encode_resume_token
@@ -48,6 +56,13 @@ KEEP_TARGET = [
     [{"type": "last_n", "count": 1}],
     [{"type": "last_n", "count": 3, "regex": "^zrepl_"}],
     [{"type": "grid", "grid": "1x1h(keep=all) | 2x1d", "regex": "^zrepl_"}],
+]
+# Snapshot hooks (they change nothing ZFS sees, only the snapshot phase's shape).
+HOOKS: list[list[dict[str, object]]] = [
+    [],
+    [],
+    [{"pre": ["/usr/local/sbin/db-freeze"], "post": ["/usr/local/sbin/db-thaw"], "err_is_fatal": True}],
+    [{"post": ["/usr/bin/logger", "taken"]}, {"pre": ["/opt/check", "a b"], "timeout": "2m"}],
 ]
 TARGET_STATES = ["missing", "prefix", "prefix", "prefix_pruned", "diverged", "no_common", "empty",
                  "resume", "resume", "bad_resume", "guid_mismatch", "held_on_target"]
@@ -93,7 +108,8 @@ def cases(draw: st.DrawFn) -> Case:
     cfg = config_from({
         "hosts": {"nas": {"connection": "local"}, "backup": {"connection": "local"},
                   "offsite": {"connection": "local"}},
-        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": draw(st.sampled_from(["1h", "1d"]))},
+        "policies": {"p": {"snapshots": {"prefix": "zrepl_", "interval": draw(st.sampled_from(["1h", "1d"])),
+                                         "hooks": draw(st.sampled_from(HOOKS))},
                            "keep_source": draw(st.sampled_from(KEEP_SOURCE)),
                            "keep_target": draw(st.sampled_from(KEEP_TARGET))}},
         "filesystems": [{"host": "nas", "filter": {s: True for s in sources}, "policy": "p",
@@ -186,12 +202,43 @@ def test_safety_invariants(case: Case) -> None:
 
 def _assert_ordered(plan: Plan) -> None:
     assert out_of_order(plan.actions) is None, [a.kind for a in plan.actions]
+    _assert_hooks_around_their_snapshot(plan)
     seen: list[tuple[str, str]] = []
     for action in plan.actions:
         if isinstance(action, SendAction):
             child = (action.target_host, action.target_dataset)
             assert not any(h == child[0] and d.startswith(child[1] + "/") for h, d in seen), "child first"
             seen.append(child)
+
+
+def _assert_hooks_around_their_snapshot(plan: Plan) -> None:
+    """Every snapshot of a policy with hooks has exactly those hooks right around it (pre in
+    order, post in reverse) and is alone in its batch; a snapshot without hooks has none."""
+    actions = list(plan.actions)
+    batches = Counter((a.host, a.batch) for a in actions if isinstance(a, SnapshotAction))
+    hooks = plan_policy_hooks(plan)
+    for i, snap in enumerate(actions):
+        if not isinstance(snap, SnapshotAction):
+            continue
+        key = (snap.host, snap.dataset, snap.snapshot)
+        pre = [h.hook for h in actions[:i] if isinstance(h, PreHookAction) and h.snapshot_key() == key]
+        post = [h.hook for h in actions[i:] if isinstance(h, PostHookAction) and h.snapshot_key() == key]
+        assert pre == [n for n, h in enumerate(hooks) if "pre" in h]
+        assert post == [n for n, h in reversed(list(enumerate(hooks))) if "post" in h]
+        before, after = actions[i - len(pre):i], actions[i + 1:i + 1 + len(post)]
+        assert all(isinstance(h, PreHookAction) for h in before)
+        assert all(isinstance(h, PostHookAction) for h in after)
+        if hooks:
+            assert batches[(snap.host, snap.batch)] == 1
+
+
+def plan_policy_hooks(plan: Plan) -> list[dict[str, object]]:
+    """The hooks of policy ``p`` as the plan shows them (every case has the one policy)."""
+    found: dict[int, dict[str, object]] = {}
+    for action in plan.actions:
+        if isinstance(action, PreHookAction | PostHookAction):
+            found.setdefault(action.hook, {})[action.edge] = action.command
+    return [found[n] for n in sorted(found)]
 
 
 def _assert_safe(case: Case, observed: ObservedState, plan: Plan) -> None:

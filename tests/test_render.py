@@ -25,6 +25,8 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -158,17 +160,45 @@ def long_destroy() -> Plan:
                 filesystems=(source("nas", "tank/home", PruneRule.PRUNE_WINS),))
 
 
+def hooks_around_snapshots() -> Plan:
+    """A database frozen around its own snapshot (a batch of its own, two hooks: pre hooks in
+    order, post hooks in reverse); the files policy keeps its atomic batch."""
+    name = "zrepl_20261124_120000"
+    notify = ("/opt/hooks/notify ops", "--message")
+    db = "policy db: snapshots.hooks"
+    actions = (
+        PreHookAction("nas", "tank/db", name, 0, ("/usr/local/sbin/db-freeze", "--fast"), 30, f"{db}[0].pre",
+                      err_is_fatal=True),
+        PreHookAction("nas", "tank/db", name, 1, (*notify, "freezing `db` | $(now)"), 120, f"{db}[1].pre"),
+        SnapshotAction("nas", "tank/db", name, f"nas:tank:db:{name}:tank/db",
+                       "newest zrepl_ snapshot is at least 1h old"),
+        PostHookAction("nas", "tank/db", name, 1, (*notify, "thawed"), 120, f"{db}[1].post"),
+        PostHookAction("nas", "tank/db", name, 0, ("/usr/local/sbin/db-thaw",), 30, f"{db}[0].post"),
+        SnapshotAction("nas", "tank/files", name, f"nas:tank:files:{name}", "no zrepl_ snapshot yet"),
+        SnapshotAction("nas", "tank/files/a", name, f"nas:tank:files:{name}", "no zrepl_ snapshot yet"),
+        SendAction("nas", "tank/db", name, "backup", "pool/nas/tank/db", "zrepl_20261124_110000", (name,),
+                   estimated_bytes=4 * 1024**2),
+    )
+    verdicts = (SnapshotVerdict("zrepl_20261124_110000", True, "grid 1x1h(keep=all): bucket 0"),)
+    return Plan(NOW, FP, actions, filesystems=(
+        source("nas", "tank/db", policy="db", verdicts=verdicts), source("nas", "tank/files", policy="files"),
+        source("nas", "tank/files/a", policy="files"), target("backup", "pool/nas/tank/db"),
+    ))
+
+
 PLANS = {
     "creates_and_sends": creates_and_sends,
     "prune_wins_unavailable": prune_wins_unavailable,
     "conflicts": conflicts_only,
     "no_changes": no_changes,
     "long_destroy": long_destroy,
+    "hooks": hooks_around_snapshots,
 }
 # (golden name, plan, explain)
 CASES = [(name, name, None) for name in PLANS] + [
     ("explain_one", "creates_and_sends", "tank/data"),
     ("explain_all", "no_changes", True),
+    ("explain_hooks", "hooks", "tank/db"),
 ]
 
 

@@ -121,6 +121,6 @@ def test_bad_interval_is_a_usage_error(loop_config: tuple[Path, StandinState, St
 
 def test_systemd_unit_runs_the_loop() -> None:
     unit = (Path(__file__).parent.parent / "playbooks" / "systemd" / "zrepl-reconcile.service").read_text()
-    assert "Type=simple" in unit and "Restart=on-failure" in unit
+    assert "Type=notify" in unit and "Restart=on-failure" in unit  # test_run_operate checks the rest
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert " run " in exec_start and "--every" in exec_start

@@ -244,7 +244,7 @@ JSON_EDITS: list[tuple[str, Callable[[Document], None], str]] = [
      ".snapshots: \"zrepl_20251123_000000\" is not a list"),
     ("numbers-as-names", set_in_first("destroy", "snapshots", [5, 6]), ".snapshots[0]: 5 is not a string"),
     ("unknown-kind", set_in_first("destroy", "kind", "format"),
-     ".kind: unknown action kind \"format\" (this version knows snapshot, create"),
+     ".kind: unknown action kind \"format\" (this version knows pre_hook, snapshot, post_hook, create"),
     ("dataset-with-shell", set_in_first("destroy", "dataset", "tank/$(reboot)"),
      ".dataset: \"tank/$(reboot)\" is not a ZFS filesystem or volume name"),
     ("unknown-key", set_in_first("send", "recv_flags", ["-F"]), "unknown key(s) \"recv_flags\""),

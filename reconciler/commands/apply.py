@@ -15,19 +15,29 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from reconciler import api
 from reconciler.codes import ConflictCode, ExitCode
-from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
+from reconciler.commands.common import (
+    add_as_argument,
+    add_config_argument,
+    add_metrics_file_argument,
+    add_selection_arguments,
+    metrics_file_option,
+    parse_now,
+)
+from reconciler.config.models import Config
 from reconciler.domain.actions import SendAction
 from reconciler.domain.plan import Plan
 from reconciler.errors import UsageError
 from reconciler.execute.apply import ApplyReport
 from reconciler.execute.progress import progress_for_terminal
+from reconciler.transport.interface import Executor
 from reconciler.wording import plural
 
 
@@ -38,12 +48,14 @@ def register(subparsers: Any) -> None:
                     "ask for confirmation unless -y, and execute it. Exit 1 if any action failed.")
     add_config_argument(parser)
     add_selection_arguments(parser)
+    add_as_argument(parser)
     parser.add_argument("--plan", metavar="FILE", default=None,
                         help="execute this saved plan (from `plan --out FILE`) only if it is exactly "
                              "the plan computed now from the same configuration and facts, at the "
                              "plan's time and selection; refused otherwise (stale, edited), changing nothing")
     parser.add_argument("-y", "--yes", action="store_true",
                         help="do not ask for confirmation (required when stdin is not a terminal)")
+    add_metrics_file_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -88,8 +100,11 @@ def check_saved_plan_options(plan: Plan, args: argparse.Namespace) -> None:
         raise UsageError(f"--plan {args.plan}: --now cannot be combined with a saved plan, which is "
                          "executed exactly as it was computed, at its own time; drop --now")
     recorded = list(plan.selection.hosts) or None, list(plan.selection.filesystems) or None
+    as_given = [args.as_host] if args.as_host else None
+    as_saved = [plan.selection.as_host] if plan.selection.as_host else None
     for option, given, saved in (("--host", args.hosts, recorded[0]),
-                                 ("--filesystem", args.filesystems, recorded[1])):
+                                 ("--filesystem", args.filesystems, recorded[1]),
+                                 ("--as", as_given, as_saved)):
         if given and sorted(given) != sorted(saved or []):
             raise UsageError(
                 f"--plan {args.plan}: {option} {' '.join(given)} differs from the selection the plan "
@@ -153,28 +168,45 @@ def not_attempted(plan: Plan) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- the record
+
+def record_cycle(args: argparse.Namespace, config: Config, cycle: api.Cycle,
+                 executors: Mapping[str, Executor]) -> None:
+    """The state file, the metrics and on_failure (api.after_cycle); their troubles are
+    one line each on stderr and never change the apply's exit code."""
+    for note in api.after_cycle(args.config, config, cycle, executors=executors,
+                                metrics_file=metrics_file_option(args.metrics_file)):
+        print(note, file=sys.stderr)
+    sys.stderr.flush()
+
+
 # --------------------------------------------------------------------------- the command
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.render.text import render_text
 
     now = None if args.plan else parse_now(args.now)
+    metrics_file_option(args.metrics_file)  # a bad path is refused before anything is done
     config = api.load(args.config)
+    started = time.monotonic()
     saved = None
     if args.plan:
         saved = api.read_saved(args.plan)
         check_saved_plan_options(saved.plan, args)
-    with api.session(args.config, config) as session:
+    as_host = saved.plan.selection.as_host if saved is not None else args.as_host
+    with api.session(args.config, config, as_host=as_host) as session:
         if note := session.lock.stale_note():
             print(note, file=sys.stderr)
         if saved is not None:
             plan = api.verify(saved, config, executors=session.executors)
         else:
             plan = api.plan(config, hosts=args.hosts, filesystems=args.filesystems, now=now,
-                            executors=session.executors)
+                            executors=session.executors, as_host=as_host)
         render_text(plan)
         sys.stdout.flush()
         if not plan.has_changes:
+            record_cycle(args, config, api.Cycle(plan.now, time.monotonic() - started, plan),
+                         session.executors)
             return ExitCode.OK
         if not args.yes and not confirm(plan):
             print("Apply cancelled; nothing was changed.")
@@ -184,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
         with stop_signals() as signals:
             report = api.apply(plan, config, session.executors, progress=progress_for_terminal(),
                                stop=signals.stop, abort=signals.abort, saved_plan=saved is not None)
+        # Under the lock: the record is read, updated and replaced by one apply at a time.
+        record_cycle(args, config, api.Cycle(plan.now, time.monotonic() - started, plan, report),
+                     session.executors)
     print_report(report, plan)
     if report.stopped:
         # Not a success: part of the plan did not run (`run --every` exits 0 on a stop).

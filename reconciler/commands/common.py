@@ -5,9 +5,11 @@ arguments of reconciler/api.py (``plan`` and ``apply`` both plan with ``api.plan
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import UTC, datetime
 
 from reconciler import api
+from reconciler.config.models import check_metrics_file
 from reconciler.errors import UsageError
 
 
@@ -16,7 +18,7 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
                         help="desired-state YAML file (default: %(default)s)")
 
 
-def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+def add_selection_arguments(parser: argparse.ArgumentParser, now_help: str | None = None) -> None:
     """``--host`` and ``--filesystem`` (repeatable) narrow the plan; ``--now`` fixes its clock."""
     parser.add_argument("--host", action="append", dest="hosts", metavar="HOST", default=None,
                         help="only what touches this host: its source filesystems (snapshots, "
@@ -29,8 +31,35 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                              "replicate_to root) with the sends into it and its pruning; a name the "
                              "configuration does not manage is an error (repeatable)")
     parser.add_argument("--now", metavar="ISO8601", default=None,
-                        help="plan as if it were this UTC time, e.g. 2026-11-24T12:00:00Z "
-                             "(reproducible plans in tests and CI; default: the current time)")
+                        help=now_help or "plan as if it were this UTC time, e.g. 2026-11-24T12:00:00Z "
+                                         "(reproducible plans in tests and CI; default: the current time)")
+
+
+def add_as_argument(parser: argparse.ArgumentParser) -> None:
+    """``--as HOST``: that host's own part, for a run on it (plan, apply, run)."""
+    parser.add_argument("--as", dest="as_host", metavar="HOST", default=None,
+                        help="run as this host, on it: only its own part (its source filesystems: "
+                             "snapshots, pruning, sends to every target and the pruning of those "
+                             "replicas; not the replicas it receives, which their source's run "
+                             "reconciles), with its zfs run locally; for per-host runs of one "
+                             "configuration shared by a fleet (not with --host)")
+
+
+def add_metrics_file_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-file", metavar="PATH", default=None,
+                        help="write Prometheus metrics to PATH (*.prom, for node_exporter's textfile "
+                             "collector); overrides settings.metrics_file")
+
+
+def metrics_file_option(text: str | None) -> str | None:
+    """``--metrics-file`` checked as ``settings.metrics_file`` is, a relative path taken from
+    the working directory (a command line, unlike a service's config, has one)."""
+    if text is None:
+        return None
+    try:
+        return check_metrics_file(os.path.abspath(os.path.expanduser(text)))
+    except ValueError as exc:
+        raise UsageError(f"--metrics-file: {exc}") from None
 
 
 def parse_now(text: str | None) -> datetime:

@@ -12,6 +12,7 @@ from reconciler import api
 from reconciler.codes import ExitCode
 from reconciler.commands.common import add_config_argument
 from reconciler.domain.observed import Dataset, HostFacts, ObservedState
+from reconciler.gather.facts_json import observed_to_json
 from reconciler.wording import plural
 
 HEADERS = ("dataset", "type", "snapshots", "bookmarks", "newest snapshot", "held", "resume token")
@@ -30,9 +31,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    gathered_at = datetime.now(UTC).replace(microsecond=0)
     state = api.facts(api.load(args.config), args.host)
-    if args.format == "json":
-        json.dump(observed_to_json(state), sys.stdout, indent=2)
+    if args.format == "json":  # simulate --facts reads it back (gather/facts_json.py)
+        json.dump(observed_to_json(state, gathered_at), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif sys.stdout.isatty():
         print_rich(state, args.snapshots)
@@ -50,27 +52,6 @@ def unavailable_summary(state: ObservedState) -> str:
     count = len(state.unavailable)
     hosts = ", ".join(f"{name} ({u.code})" for name, u in state.unavailable.items())
     return f"{plural(count, 'host')} could not be read: {hosts}"
-
-
-def observed_to_json(state: ObservedState) -> dict[str, Any]:
-    return {
-        "hosts": {name: {"datasets": {ds.name: dataset_to_json(ds) for ds in facts.datasets.values()}}
-                  for name, facts in state.hosts.items()},
-        "unavailable": {name: {"code": u.code, "message": u.message}
-                        for name, u in state.unavailable.items()},
-    }
-
-
-def dataset_to_json(ds: Dataset) -> dict[str, Any]:
-    return {
-        "type": ds.kind, "guid": ds.guid, "createtxg": ds.createtxg, "resume_token": ds.resume_token,
-        "encryption": ds.encryption, "encryption_root": ds.encryption_root, "keystatus": ds.key_status,
-        "snapshots": [{"name": s.name, "guid": s.guid, "createtxg": s.createtxg, "creation": s.creation,
-                       "userrefs": s.userrefs, "written": s.written, "referenced": s.referenced,
-                       "holds": list(s.holds)} for s in ds.snapshots],
-        "bookmarks": [{"name": b.name, "guid": b.guid, "createtxg": b.createtxg, "creation": b.creation}
-                      for b in ds.bookmarks],
-    }
 
 
 def dataset_row(ds: Dataset) -> tuple[str, ...]:

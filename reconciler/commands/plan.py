@@ -25,11 +25,21 @@ from typing import Any
 
 from reconciler import api
 from reconciler.codes import ExitCode
-from reconciler.commands.common import add_config_argument, add_selection_arguments, parse_now
+from reconciler.commands.common import (
+    add_as_argument,
+    add_config_argument,
+    add_selection_arguments,
+    parse_now,
+)
 from reconciler.domain.plan import Plan
 from reconciler.errors import UsageError
 from reconciler.render.json import write_json
-from reconciler.render.markdown import write_markdown
+from reconciler.render.markdown import (
+    DEFAULT_MAX_CHARS,
+    GITHUB_COMMENT_LIMIT,
+    MIN_MAX_CHARS,
+    write_markdown,
+)
 from reconciler.render.text import render_text
 from reconciler.render.view import attention_items, explained_reports
 
@@ -41,6 +51,7 @@ def register(subparsers: Any) -> None:
                     "Exit 0 (computed), 1 (error), 2 (changes pending, with --detailed-exitcode).")
     add_config_argument(parser)
     add_selection_arguments(parser)
+    add_as_argument(parser)
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                         help="text for a terminal, markdown for a pull-request comment, "
                              "json for machines (default: %(default)s)")
@@ -48,6 +59,13 @@ def register(subparsers: Any) -> None:
                         help="also write the Plan JSON to FILE, for `apply --plan FILE`")
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 2 when the plan has changes (0 when none)")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, metavar="N",
+                        help="markdown only: at most N characters, as a pull-request comment must be (GitHub"
+                             f" takes {GITHUB_COMMENT_LIMIT}); a longer plan is shortened, with a note saying"
+                             " what is left out; 0: no limit (default: %(default)s)")
+    parser.add_argument("--full-plan-url", metavar="URL", default="",
+                        help="markdown only: where the full plan is (e.g. the CI run's artifacts), linked"
+                             " from the note of a shortened plan")
     parser.add_argument("--explain", nargs="?", const=True, default=None, metavar="FILESYSTEM",
                         help="list every snapshot of every (or this DATASET or HOST:DATASET) "
                              "filesystem with the rule that keeps it or the reason it goes")
@@ -56,13 +74,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     explain: str | bool | None = args.explain
+    max_chars = markdown_limit(args.max_chars)
     now = parse_now(args.now)
     plan = api.plan(api.load(args.config), hosts=args.hosts, filesystems=args.filesystems, now=now,
-                    explain=bool(explain))
+                    explain=bool(explain), as_host=args.as_host)
     check_explain_target(plan, explain)
     if args.out:
         write_plan_file(plan, args.out)
-    print_plan(plan, args.format, explain)
+    print_plan(plan, args.format, explain, max_chars=max_chars, full_plan_url=args.full_plan_url)
     if args.format != "text":
         notify_attention(plan)
     return exit_code(plan, detailed=args.detailed_exitcode)
@@ -80,12 +99,24 @@ def check_explain_target(plan: Plan, explain: str | bool | None) -> None:
                          f"give DATASET or HOST:DATASET{hint}")
 
 
-def print_plan(plan: Plan, fmt: str, explain: str | bool | None) -> None:
-    """Written out as it is rendered: a mass prune's plan is hundreds of MiB in any format."""
+def markdown_limit(max_chars: int) -> int | None:
+    """``--max-chars``: None for 0 (no limit); refused below what the summary and note need."""
+    if max_chars == 0:
+        return None
+    if max_chars < MIN_MAX_CHARS:
+        raise UsageError(f"--max-chars {max_chars}: give at least {MIN_MAX_CHARS} (the summary and the note"
+                         " saying what is left out must fit), or 0 for no limit")
+    return max_chars
+
+
+def print_plan(plan: Plan, fmt: str, explain: str | bool | None, *, max_chars: int | None = None,
+               full_plan_url: str = "") -> None:
+    """Written out as it is rendered: a mass prune's plan is hundreds of MiB in any format
+    (markdown with ``max_chars`` at most that many characters, made in memory)."""
     if fmt == "json":
         write_json(plan, sys.stdout)
     elif fmt == "markdown":
-        write_markdown(plan, sys.stdout, explain=explain)
+        write_markdown(plan, sys.stdout, explain=explain, max_chars=max_chars, full_plan_url=full_plan_url)
     else:
         render_text(plan, explain=explain)
     sys.stdout.flush()

@@ -23,6 +23,7 @@ from reconciler.config.models import (
     SshHost,
     Target,
 )
+from reconciler.importers.placeholders import find_placeholders
 from reconciler.wording import plural
 
 PROTECTED = ("keep_source has not_replicated: snapshots not yet on every target are protected"
@@ -44,6 +45,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sys.stdout.write("\n".join(summarize_config(config, args.config)) + "\n")
+    for place in find_placeholders(config):  # left by `import`: valid, but never a real value
+        print(f"warning: {args.config}: {place}: a placeholder from `import`; fill it in", file=sys.stderr)
     return ExitCode.OK
 
 

@@ -9,7 +9,7 @@ bound nesting, alias expansion and file size before anything else looks at the d
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +20,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from reconciler.config.scalars import scalar
-from reconciler.config.wording import Path, describe, format_path, short
+from reconciler.config.wording import Path, PathElem, describe, format_path, short
 from reconciler.errors import ConfigError, ConfigProblem
 
 # A real configuration is a few kilobytes (3000 entries are ~400 KB and take ~2 s to
@@ -34,28 +34,46 @@ Position = tuple[int, int]  # 1-based line, column
 
 _TAG = "tag:yaml.org,2002:"
 _TOO_BIG = f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a zrepl-reconcile configuration"
-_EMPTY = "file is empty: expected a mapping with hosts, policies and filesystems"
+_TOO_BIG_FOREIGN = f"larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: not a configuration file"
+TOP_LEVEL = "a mapping with hosts, policies and filesystems"
 
 
 # --------------------------------------------------------------------------- reading and decoding
 
 
-def read_config_text(filename: str) -> str:
-    """The file's text, or a one-line ``ConfigError`` naming the file and what is wrong with it."""
+def read_config_text(filename: str, *, foreign: bool = False) -> str:
+    """The file's text, or a one-line ``ConfigError`` naming the file and what is wrong with it.
+    ``foreign``: another tool's configuration (``import``), worded as such."""
     try:
         with open(filename, "rb") as stream:
             data = stream.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{filename}: no such file (give the configuration with -c FILE)") from None
+        hint = "" if foreign else " (give the configuration with -c FILE)"
+        raise ConfigError(f"{filename}: no such file{hint}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{filename}: is a directory, not a YAML file") from None
+        kind = "configuration file" if foreign else "YAML file"
+        raise ConfigError(f"{filename}: is a directory, not a {kind}") from None
     except PermissionError:
         raise ConfigError(f"{filename}: permission denied") from None
     except OSError as exc:
         raise ConfigError(f"{filename}: cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
+        too_big = _TOO_BIG_FOREIGN if foreign else _TOO_BIG
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", too_big))
     return decode_config_bytes(data, filename)
+
+
+def value_at(data: Any, path: Sequence[PathElem]) -> Any:
+    """The plain value at ``path`` in parsed YAML data, or None where the path does not lead."""
+    node = data
+    for elem in path:
+        if isinstance(node, dict) and isinstance(elem, str):
+            node = node.get(elem)
+        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
+            node = node[elem]
+        else:
+            return None
+    return node
 
 
 def decode_config_bytes(data: bytes, filename: str) -> str:
@@ -148,8 +166,9 @@ class Document:
         return f"{self.filename}:{line}:{column}"
 
 
-def parse_document(text: str, filename: str) -> Document:
-    """YAML text to plain data with positions; raise ``ConfigError`` when it is not a usable mapping."""
+def parse_document(text: str, filename: str, *, top_level: str = TOP_LEVEL) -> Document:
+    """YAML text to plain data with positions; raise ``ConfigError`` when it is not a usable mapping.
+    ``top_level`` says what the file should hold (the importers read other tools' YAML)."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(ConfigProblem(filename, 1, 1, "", _TOO_BIG))
     if "\0" in text:
@@ -158,14 +177,14 @@ def parse_document(text: str, filename: str) -> Document:
                                         "binary data (a NUL byte): not a YAML text file"))
     root = _compose(text, filename)
     if root is None:
-        raise ConfigError(ConfigProblem(filename, 1, 1, "", _EMPTY))
+        raise ConfigError(ConfigProblem(filename, 1, 1, "", f"file is empty: expected {top_level}"))
     builder = _PlainBuilder(filename, text)
     data = builder.build(root)
     if not isinstance(data, dict):
         line, column = _mark(root)
         raise ConfigError(ConfigProblem(
             filename, line, column, "",
-            f"the top level must be a mapping with hosts, policies and filesystems, not {describe(data)}"))
+            f"the top level must be {top_level}, not {describe(data)}"))
     return Document(filename, data, builder.positions, builder.problems, builder.keys_dropped)
 
 

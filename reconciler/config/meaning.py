@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.config.document import Document
+from reconciler.config.document import Document, value_at
 from reconciler.config.models import Config
 from reconciler.config.wording import Path, PathElem, describe, describe_number
 from reconciler.errors import ConfigProblem
@@ -94,17 +94,6 @@ def _is_union_tag(data: Any, path: Sequence[PathElem], elem: PathElem) -> bool:
         field = "type"
     else:
         return False
-    node = _value_at(data, path)
+    node = value_at(data, path)
     return isinstance(node, dict) and node.get(field) == elem
 
-
-def _value_at(data: Any, path: Sequence[PathElem]) -> Any:
-    node = data
-    for elem in path:
-        if isinstance(node, dict) and isinstance(elem, str):
-            node = node.get(elem)
-        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
-            node = node[elem]
-        else:
-            return None
-    return node

@@ -50,6 +50,8 @@ def check_filter_key(key: str) -> str:
 def check_command(argv: list[str]) -> list[str]:
     if any(not part for part in argv):
         raise ValueError("command words must not be empty strings")
+    if any("\0" in part for part in argv):
+        raise ValueError("command words must not contain a NUL character (no argv can carry one)")
     return argv
 
 
@@ -141,9 +143,71 @@ class SshHost(Model):
 HostConfig = Annotated[LocalHost | SshHost, Field(discriminator="connection")]
 
 
+# zrepl's default hook timeout.
+DEFAULT_HOOK_TIMEOUT = "30s"
+
+
+def check_hook_command(argv: list[str]) -> list[str]:
+    """A hook's argv: a command word and its arguments, as for every other argv field.
+
+    Over SSH the hook's environment travels as ``env NAME=value ... argv`` (sshd accepts
+    no variables unless AcceptEnv says so): ``env`` would read a first word with ``=``
+    in it as one more variable, so such a word is refused here."""
+    check_command(argv)
+    if "=" in argv[0]:
+        raise ValueError(f"the command word {argv[0]!r} contains '=': env, which passes the hook's"
+                         " variables over SSH, would read it as one more variable")
+    return argv
+
+
+class SnapshotHook(Model):
+    """Commands run before (pre) and after (post) each snapshot of a filesystem, on its host."""
+
+    pre: list[str] | None = Field(
+        default=None, min_length=1,
+        description="command (argv, no shell) run before the snapshot, e.g. [/usr/local/sbin/db-freeze]")
+    post: list[str] | None = Field(
+        default=None, min_length=1,
+        description="command (argv, no shell) run after the snapshot, also when pre failed,"
+                    " e.g. [/usr/local/sbin/db-thaw]")
+    timeout: str = Field(
+        default=DEFAULT_HOOK_TIMEOUT,
+        description="a hook still running after this long is killed and counts as failed (e.g. 30s, 2m)")
+    err_is_fatal: bool = Field(
+        default=False,
+        description="a failing pre skips this filesystem's snapshot (and what depends on it); false:"
+                    " the failure is reported and the snapshot taken anyway (zrepl's default)")
+
+    @field_validator("pre", "post")
+    @classmethod
+    def _command(cls, v: list[str] | None) -> list[str] | None:
+        return v if v is None else check_hook_command(v)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _pre_or_post(self) -> SnapshotHook:
+        if self.pre is None and self.post is None:
+            raise ValueError("a hook needs pre, post or both")
+        return self
+
+    @property
+    def timeout_seconds(self) -> int:
+        return int(parse_duration(self.timeout).total_seconds())
+
+
 class SnapshotSchedule(Model):
     prefix: str = Field(min_length=1, description="snapshots are named <prefix><UTC timestamp>")
     interval: str = Field(description="e.g. 10m, 1h, 1d; units s m h d w")
+    hooks: list[SnapshotHook] = Field(
+        default_factory=list,
+        description="commands run on the filesystem's host around each of its snapshots: every pre in"
+                    " this order, the snapshot, every post in reverse order; a filesystem with hooks is"
+                    " snapshotted on its own, not in its pool's atomic batch")
 
     @field_validator("prefix")
     @classmethod
@@ -433,12 +497,63 @@ class FilesystemEntry(Model):
     replicate_to: list[Target] = Field(default_factory=list)
 
 
+def check_local_path(value: str) -> str:
+    """A path on this machine for a file the tool writes: absolute, or starting with ``~``
+    (expanded for the user who runs the tool). A relative path is refused: a service's
+    working directory is not the configuration's, so it would name another file there."""
+    if not value:
+        raise ValueError("must not be empty: leave it out for the default")
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    if not (value.startswith("/") or value.startswith("~")):
+        raise ValueError(f"{value!r} is relative: give an absolute path or one starting with ~/ (the"
+                         " directory a service runs in is not the configuration's)")
+    return value
+
+
+def check_metrics_file(value: str) -> str:
+    check_local_path(value)
+    if not value.endswith(".prom") or value.endswith("/.prom"):
+        # node_exporter's textfile collector reads only *.prom: any other name is never scraped.
+        raise ValueError(f"{value!r} does not end in .prom: node_exporter's textfile collector reads only"
+                         " files named *.prom")
+    return value
+
+
 class Settings(Model):
     """How the tool runs (not what it manages): the optional top-level ``settings`` section."""
 
     parallel_hosts: int = Field(
         default=16, ge=1, le=1024,
         description="how many hosts are read (one zfs list each) at the same time")
+    state_dir: str | None = Field(
+        default=None,
+        description="where each apply/run cycle records its results for `status` (absolute or ~/...); "
+                    "default /var/lib/zrepl-reconcile for root, $XDG_STATE_HOME/zrepl-reconcile "
+                    "(~/.local/state/zrepl-reconcile) otherwise")
+    metrics_file: str | None = Field(
+        default=None,
+        description="Prometheus metrics written by apply, run and status for node_exporter's textfile "
+                    "collector (absolute or ~/..., ending in .prom); --metrics-file overrides")
+    on_failure: list[str] | None = Field(
+        default=None, min_length=1,
+        description="a command (argv, no shell) run after a cycle with failed actions or unreachable "
+                    "hosts, with a JSON report on stdin; its own failure is logged, never fatal")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, v: str | None) -> str | None:
+        return v if v is None else check_local_path(v)
+
+    @field_validator("metrics_file")
+    @classmethod
+    def _metrics_file(cls, v: str | None) -> str | None:
+        return v if v is None else check_metrics_file(v)
+
+    @field_validator("on_failure")
+    @classmethod
+    def _on_failure(cls, v: list[str] | None) -> list[str] | None:
+        return v if v is None else check_command(v)
 
 
 @dataclass(frozen=True, slots=True)

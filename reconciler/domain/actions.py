@@ -14,13 +14,16 @@ ends in ``assert_never``, so mypy names every place a new kind must be handled.
 
 from __future__ import annotations
 
+import itertools
 import json
+import shlex
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, ClassVar, Literal, Self, get_args
 
-from reconciler.errors import PlanFileError
+from reconciler.errors import PlanFileError, clip
 from reconciler.wording import plural
 
 # Every action kind, in EXECUTION ORDER: the planner writes a plan's actions in this
@@ -31,10 +34,17 @@ from reconciler.wording import plural
 # after it (the last received snapshot), the cursor bookmark moved only after its send,
 # holds released once sends, new holds and cursors are done (never without a hold in
 # between), and destroys last (invariant 3: a base goes only once its bookmark exists).
-Kind = Literal["snapshot", "create", "abort_resume", "hold", "send", "hold_received", "bookmark", "release",
-               "destroy"]
+#
+# The first three kinds are ONE phase, the snapshot phase: a filesystem's pre hooks run
+# right before its snapshot and its post hooks right after it (an application stays
+# frozen no longer than its own snapshot takes), so they interleave per filesystem and
+# share a rank; ``out_of_order`` checks that each hook sits right next to its snapshot.
+Kind = Literal["pre_hook", "snapshot", "post_hook", "create", "abort_resume", "hold", "send", "hold_received",
+               "bookmark", "release", "destroy"]
 EXECUTION_ORDER: tuple[Kind, ...] = get_args(Kind)
-KIND_RANK: Mapping[Kind, int] = {kind: rank for rank, kind in enumerate(EXECUTION_ORDER)}
+SNAPSHOT_PHASE: tuple[Kind, ...] = ("pre_hook", "snapshot", "post_hook")
+KIND_RANK: Mapping[Kind, int] = {kind: 0 if kind in SNAPSHOT_PHASE else rank
+                                 for rank, kind in enumerate(EXECUTION_ORDER)}
 
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
 # inside. Every batched zfs command (destroy, holds, list) uses this bound.
@@ -78,6 +88,98 @@ class SnapshotAction:
 def snapshot_batch_argv(actions: list[SnapshotAction]) -> list[str]:
     """One atomic ``zfs snapshot a@x b@x ...`` for actions of the same batch."""
     return ["zfs", "snapshot", *(f"{a.dataset}@{a.snapshot}" for a in actions)]
+
+
+# The variables a hook finds in its environment (zrepl's ZREPL_FS, ZREPL_SNAPNAME and
+# ZREPL_HOOKTYPE under our own prefix).
+HOOK_ENV_FS = "ZREPL_RECONCILE_FS"
+HOOK_ENV_SNAPNAME = "ZREPL_RECONCILE_SNAPNAME"
+HOOK_ENV_HOOK = "ZREPL_RECONCILE_HOOK"
+
+
+@dataclass(frozen=True, slots=True)
+class _HookAction:
+    """One edge of a snapshot hook (``snapshots.hooks[hook]`` of the filesystem's policy):
+    ``command`` (an argv, never a shell string) run on ``host`` around the snapshot
+    ``dataset@snapshot``, killed after ``timeout`` seconds. The fields pre and post share."""
+
+    kind: ClassVar[Literal["pre_hook", "post_hook"]]
+    edge: ClassVar[Literal["pre", "post"]]
+    host: str
+    dataset: str
+    snapshot: str
+    hook: int  # its position in the policy's snapshots.hooks, from 0
+    command: tuple[str, ...]
+    timeout: int  # seconds
+    reason: str = ""
+
+    def env(self) -> dict[str, str]:
+        """The variables the hook runs with, added to its host's environment."""
+        return {HOOK_ENV_FS: self.dataset, HOOK_ENV_SNAPNAME: self.snapshot, HOOK_ENV_HOOK: self.edge}
+
+    def command_text(self) -> str:
+        """The argv as one line a person can read: quoted as a POSIX shell would split it
+        back, control characters escaped, at most ``clip``'s length. For showing only: the
+        hook runs the argv itself."""
+        return clip(shlex.join(self.command))
+
+    def argv(self) -> list[str]:
+        return list(self.command)
+
+    def snapshot_key(self) -> tuple[str, str, str]:
+        """(host, dataset, snapshot): the snapshot this hook runs around."""
+        return self.host, self.dataset, self.snapshot
+
+    def _json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "snapshot": self.snapshot,
+                "hook": self.hook, "command": list(self.command), "timeout_seconds": self.timeout}
+
+
+@dataclass(frozen=True, slots=True)
+class PreHookAction(_HookAction):
+    """Run a pre hook right before the filesystem's snapshot. When it fails (non-zero exit,
+    timeout) and ``err_is_fatal``, the filesystem's further pre hooks and its snapshot are
+    skipped (and what depends on the snapshot); otherwise the failure is only reported."""
+
+    kind: ClassVar[Literal["pre_hook"]] = "pre_hook"
+    edge: ClassVar[Literal["pre"]] = "pre"
+    err_is_fatal: bool = False
+
+    def describe(self) -> str:
+        return f"run pre hook {self.command_text()} before {self.dataset}@{self.snapshot}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._json(), "err_is_fatal": self.err_is_fatal, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data["snapshot"], data["hook"], tuple(data["command"]),
+                   data["timeout_seconds"], data.get("reason", ""), bool(data.get("err_is_fatal", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class PostHookAction(_HookAction):
+    """Run a post hook right after the filesystem's snapshot: also when a pre hook of the
+    same hook failed or the snapshot failed (zrepl #392: a freeze must always be undone);
+    not when its hook was never entered (an earlier pre hook failed with err_is_fatal, or
+    the filesystem was skipped before its hooks began)."""
+
+    kind: ClassVar[Literal["post_hook"]] = "post_hook"
+    edge: ClassVar[Literal["post"]] = "post"
+
+    def describe(self) -> str:
+        return f"run post hook {self.command_text()} after {self.dataset}@{self.snapshot}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._json(), "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(data["host"], data["dataset"], data["snapshot"], data["hook"], tuple(data["command"]),
+                   data["timeout_seconds"], data.get("reason", ""))
+
+
+HookAction = PreHookAction | PostHookAction
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,8 +502,8 @@ class DestroyAction:
                    tuple((n, reasons[n]) for n in data["snapshots"] if n in reasons), data.get("reason", ""))
 
 
-Action = (SnapshotAction | CreateAction | SendAction | AbortResumeAction | BookmarkAction
-          | HoldAction | HoldReceivedAction | ReleaseAction | DestroyAction)
+Action = (PreHookAction | SnapshotAction | PostHookAction | CreateAction | SendAction | AbortResumeAction
+          | BookmarkAction | HoldAction | HoldReceivedAction | ReleaseAction | DestroyAction)
 TagAction = HoldAction | HoldReceivedAction | ReleaseAction
 
 # The registry for reading a saved plan: every class of the union, by the kind it declares.
@@ -428,10 +530,54 @@ def tag_batch_argv(actions: list[TagAction]) -> list[str]:
 
 
 def out_of_order(actions: Iterable[Action]) -> tuple[Action, Action] | None:
-    """The first (earlier, later) pair that breaks EXECUTION_ORDER, or None when in order."""
+    """The first (earlier, later) pair that breaks EXECUTION_ORDER, or None when in order.
+
+    In the snapshot phase a filesystem's pre hooks (in hook order) come right before its
+    snapshot and its post hooks (in reverse hook order) right after it, and a snapshot
+    with hooks is alone in its batch (apply takes a batch at its first member: other
+    members would be taken before their hooks ran)."""
+    listed = list(actions)
+    batch_sizes = Counter((a.host, a.batch) for a in listed if isinstance(a, SnapshotAction))
     previous: Action | None = None
-    for action in actions:
-        if previous is not None and KIND_RANK[action.kind] < KIND_RANK[previous.kind]:
+    for action in listed:
+        if previous is not None and not (KIND_RANK[previous.kind] <= KIND_RANK[action.kind]
+                                         and hook_may_follow(previous, action)):
             return previous, action
         previous = action
+    if isinstance(previous, PreHookAction):
+        return previous, previous  # the last action: a pre hook without its snapshot
+    for hooked in hooked_snapshots(listed):
+        if batch_sizes[(hooked.host, hooked.batch)] > 1:
+            other = next(a for a in listed if isinstance(a, SnapshotAction) and a is not hooked
+                         and (a.host, a.batch) == (hooked.host, hooked.batch))
+            return other, hooked
     return None
+
+
+def hooked_snapshots(actions: list[Action]) -> list[SnapshotAction]:
+    """The snapshots that have a hook right before or after them."""
+    found: list[SnapshotAction] = []
+    for before, after in itertools.pairwise(actions):
+        if isinstance(before, PreHookAction) and isinstance(after, SnapshotAction):
+            found.append(after)
+        elif isinstance(before, SnapshotAction) and isinstance(after, PostHookAction) and \
+                (not found or found[-1] is not before):
+            found.append(before)
+    return found
+
+
+def hook_may_follow(before: Action, after: Action) -> bool:
+    """Whether ``after`` may come right after ``before`` as far as hooks go: a pre hook is
+    followed by a later pre hook or the snapshot of the same filesystem, a post hook
+    follows the snapshot or an earlier-listed (higher) post hook of it."""
+    if isinstance(before, PreHookAction):
+        if isinstance(after, PreHookAction):
+            return after.snapshot_key() == before.snapshot_key() and after.hook > before.hook
+        return isinstance(after, SnapshotAction) and (after.host, after.dataset, after.snapshot) == \
+            before.snapshot_key()
+    if isinstance(after, PostHookAction):
+        if isinstance(before, PostHookAction):
+            return before.snapshot_key() == after.snapshot_key() and before.hook > after.hook
+        return isinstance(before, SnapshotAction) and (before.host, before.dataset, before.snapshot) == \
+            after.snapshot_key()
+    return True

@@ -90,17 +90,23 @@ class FilesystemReport:
 
 @dataclass(frozen=True, slots=True)
 class PlanSelection:
-    """The ``--host``/``--filesystem`` a plan was computed for (empty: everything), as given."""
+    """The ``--host``/``--filesystem``/``--as`` a plan was computed for (empty: everything), as given."""
 
     hosts: tuple[str, ...] = ()
     filesystems: tuple[str, ...] = ()
+    as_host: str | None = None  # ``--as``: one host's own part
 
     @classmethod
-    def of(cls, hosts: Iterable[str] | None, filesystems: Iterable[str] | None) -> PlanSelection:
-        return cls(tuple(hosts or ()), tuple(filesystems or ()))
+    def of(cls, hosts: Iterable[str] | None, filesystems: Iterable[str] | None,
+           as_host: str | None = None) -> PlanSelection:
+        return cls(tuple(hosts or ()), tuple(filesystems or ()), as_host)
 
-    def to_json(self) -> dict[str, list[str]]:
-        return {"hosts": list(self.hosts), "filesystems": list(self.filesystems)}
+    def to_json(self) -> dict[str, Any]:
+        """``as`` only when given, so a plan without it reads as it always did."""
+        document: dict[str, Any] = {"hosts": list(self.hosts), "filesystems": list(self.filesystems)}
+        if self.as_host is not None:
+            document["as"] = self.as_host
+        return document
 
 
 def canonical_json(value: Any) -> bytes:
@@ -174,7 +180,8 @@ class Plan:
         selection = d.get("selection") or {}
         return cls(
             now=now, fingerprint=d["fingerprint"],
-            selection=PlanSelection.of(selection.get("hosts"), selection.get("filesystems")),
+            selection=PlanSelection.of(selection.get("hosts"), selection.get("filesystems"),
+                                       selection.get("as")),
             config_digest=d.get("config_digest", ""), tool_version=d.get("tool_version", ""),
             actions=tuple(action_from_json(a) for a in d["actions"]),
             conflicts=tuple(Conflict.from_json(c) for c in d.get("conflicts", ())),

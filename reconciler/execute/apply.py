@@ -1,10 +1,15 @@
 """Execute a plan's very actions, in the plan's order, one filesystem's failure isolated.
 
-The plan is in the vocabulary's execution order (``EXECUTION_ORDER``: snapshot, create,
-abort_resume, hold, send, bookmark (the cursor move), release, destroy; the planner's
-``order_actions``) and apply walks it as it is, refusing a plan that is not. A snapshot
-batch runs at its first member: ONE atomic ``zfs snapshot`` per batch key; when it
-fails, each member on its own so one broken filesystem does not hold back the others.
+The plan is in the vocabulary's execution order (``EXECUTION_ORDER``: the snapshot phase
+(each filesystem's pre hooks, its snapshot, its post hooks), create, abort_resume, hold,
+send, bookmark (the cursor move), release, destroy; the planner's ``order_actions``) and
+apply walks it as it is, refusing a plan that is not. A snapshot batch runs at its first
+member: ONE atomic ``zfs snapshot`` per batch key; when it fails, each member on its own
+so one broken filesystem does not hold back the others. A snapshot with hooks is a batch
+of its own; which of its hooks run is ``execute/hooks.py``'s (a post hook runs whenever
+its hook was entered, even after a failure or a stop request). A failing pre hook with
+``err_is_fatal`` fails its filesystem like a failed snapshot; any other hook failure is
+reported (the apply exits 1) but blocks nothing.
 
 Failure isolation (DESIGN.md invariant 6): an action that fails or is skipped marks
 the filesystems it touches; later actions that depend on a marked filesystem are
@@ -41,6 +46,8 @@ from reconciler.domain.actions import (
     HoldAction,
     HoldReceivedAction,
     Kind,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -54,6 +61,7 @@ from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
+from reconciler.execute.hooks import HookPhase, hook_phases, run_hook, snapshot_key
 from reconciler.execute.progress import NullProgress, ProgressSink
 from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets
@@ -192,8 +200,10 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
                     *(((action.target_host, name), True) for name in parents_first)]
         case CreateAction():
             return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
-        case (SnapshotAction() | AbortResumeAction() | HoldAction() | HoldReceivedAction() | BookmarkAction()
-              | ReleaseAction() | DestroyAction()):
+        case PostHookAction():
+            return []  # it runs whatever failed before it: its hook's phase decides (hooks.py)
+        case (PreHookAction() | SnapshotAction() | AbortResumeAction() | HoldAction() | HoldReceivedAction()
+              | BookmarkAction() | ReleaseAction() | DestroyAction()):
             return [((action.host, action.dataset), True)]
         case _:
             assert_never(action)
@@ -325,20 +335,24 @@ class _Applier:
         self.destroys: list[DestroyAction] = []
         self.fresh: tuple[ObservedState, dict[str, ReconcileError]] | None = None
         self.fresh_at = 0.0  # time.monotonic() of that listing
+        self.phases: dict[tuple[str, str, str], HookPhase] = {}
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome, *, mark: bool = True) -> None:
+        """Report ``outcome``; one not done marks the filesystems it touches unless ``mark``
+        is false (a hook whose failure blocks nothing)."""
         self.report.outcomes.append(outcome)
-        if outcome.status != DONE:
+        if outcome.status != DONE and mark:
             action = outcome.action
             what = f"{action.kind} {outcome.status}" + (f": {outcome.code}" if outcome.code else "")
             self.ledger.mark_action(action, what)
         self.progress.line(outcome.line())
 
-    def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = ()) -> None:
+    def fail(self, action: Action, exc: ReconcileError, started: float, names: tuple[str, ...] = (),
+             *, mark: bool = True, note: str = "") -> None:
         if isinstance(exc, HostError) and exc.code in HOST_DOWN:
             self.ledger.down_hosts.setdefault(exc.host, str(exc))
-        self.record(Outcome(action, FAILED, str(exc), error_code(exc), names,
-                            time.monotonic() - started))
+        self.record(Outcome(action, FAILED, str(exc) + note, error_code(exc), names,
+                            time.monotonic() - started), mark=mark)
 
     def stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -347,11 +361,17 @@ class _Applier:
         batches = snapshot_batches(actions)
         tags = tag_batches(actions)
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
+        self.phases = hook_phases(actions)
         started_batches: set[str] = set()
         started_tags: set[tuple[str, str, str]] = set()
         for action in actions:
+            if isinstance(action, PostHookAction):
+                self.post_hook(action)  # even after a stop request: a freeze must be undone
+                continue
             if self.stopped():
                 self.report.stopped = True
+                if isinstance(action, PreHookAction):
+                    self.phases[action.snapshot_key()].pre_skipped(action.hook)
                 self.record(Outcome(action, SKIPPED, "stopped on request before this action"))
                 continue
             match action:
@@ -365,6 +385,8 @@ class _Applier:
                     if group not in started_tags:  # the group's first action runs them all
                         started_tags.add(group)
                         self.tag_batch(tags[group])
+                case PreHookAction():
+                    self.pre_hook(action)
                 case _ if why := self.ledger.blocker(action):
                     self.record(Outcome(action, SKIPPED, why))
                 case SendAction():
@@ -377,6 +399,46 @@ class _Applier:
                     assert_never(action)
         return self.report
 
+    def pre_hook(self, action: PreHookAction) -> None:
+        """Run it unless its filesystem is already broken (an earlier fatal pre hook, a host
+        that is down); a failure fails the filesystem only with err_is_fatal."""
+        phase = self.phases[action.snapshot_key()]
+        why = self.ledger.blocker(action)
+        if why:
+            phase.pre_skipped(action.hook)
+            self.record(Outcome(action, SKIPPED, why), mark=False)
+            return
+        started = time.monotonic()
+        try:
+            run_hook(self.executors[action.host], action)
+        except ReconcileError as exc:
+            phase.pre_attempted(action.hook, fatal_failure=action.err_is_fatal)
+            where = f"{action.dataset}@{action.snapshot}"
+            host_down = isinstance(exc, HostError) and exc.code in HOST_DOWN
+            note = ("" if host_down
+                    else f" (err_is_fatal: the snapshot {where} and what depends on it are skipped)"
+                    if action.err_is_fatal else f" (err_is_fatal is false: {where} is taken anyway)")
+            self.fail(action, exc, started, mark=action.err_is_fatal, note=note)
+            return
+        phase.pre_attempted(action.hook, fatal_failure=False)
+        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def post_hook(self, action: PostHookAction) -> None:
+        """Run it when its hook was entered (hooks.py), whatever failed since; its failure is
+        reported and blocks nothing (the snapshot is taken by then)."""
+        if not self.phases[action.snapshot_key()].entered(action.hook):
+            self.record(Outcome(action, SKIPPED, "its hook was not entered: an earlier pre hook failed with"
+                                " err_is_fatal, or the filesystem was skipped before its hooks began"),
+                        mark=False)
+            return
+        started = time.monotonic()
+        try:
+            run_hook(self.executors[action.host], action)
+        except ReconcileError as exc:
+            self.fail(action, exc, started, mark=False)
+            return
+        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
     def snapshot_batch(self, batch: list[SnapshotAction]) -> None:
         """One atomic ``zfs snapshot`` for the batch. When it fails (zfs then takes none),
         each member is taken on its own, so one broken filesystem (full, quota, gone)
@@ -388,6 +450,10 @@ class _Applier:
         runnable = [a for a, why in blocked if not why]
         if not runnable:
             return
+        for action in runnable:
+            phase = self.phases.get(snapshot_key(action))
+            if phase is not None:
+                phase.began = True
         started = time.monotonic()
         try:
             run_zfs(self.executors[runnable[0].host], snapshot_batch_argv(runnable),
@@ -461,8 +527,12 @@ class _Applier:
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
         except ReconcileError as exc:
-            self.fail(action, exc, started)
-            return
+            if not (isinstance(action, CreateAction) and error_code(exc) == ZfsError.EXISTS):
+                self.fail(action, exc, started)
+                return
+            # A placeholder created meanwhile is what the plan wanted: another host's run
+            # (--as) needed the same parent for its own replicas.
+            note = "already exists (created meanwhile)"
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
     def send(self, action: SendAction) -> None:
@@ -528,9 +598,11 @@ def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExec
         raise ExecError(f"no executor for host(s) {', '.join(missing)}")
     if (pair := out_of_order(actions)) is not None:
         earlier, later = pair
-        raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}): "
-                        f"{later.kind} {later.host}:{later.dataset} comes after {earlier.kind} "
-                        f"{earlier.host}:{earlier.dataset}; nothing was run")
+        later_text = f"{later.kind} {later.host}:{later.dataset}"
+        what = (f"{later_text} has no snapshot right after it" if earlier is later
+                else f"{later_text} comes after {earlier.kind} {earlier.host}:{earlier.dataset}")
+        raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}; hooks"
+                        f" right around their own snapshot, alone in its batch): {what}; nothing was run")
     applier = _Applier(config, executors, progress or NullProgress(), stop, abort)
     applier.report.saved_plan = saved_plan
     return applier.run(actions)

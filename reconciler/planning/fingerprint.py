@@ -22,9 +22,9 @@ from reconciler.planning.selection import Selected, select
 
 
 def facts_fingerprint(config: Config, observed: ObservedState, *, hosts: Collection[str] | None = None,
-                      filesystems: Collection[str] | None = None) -> str:
+                      filesystems: Collection[str] | None = None, as_host: str | None = None) -> str:
     """``sha256:<hex>`` of the config and the observed facts a plan for this selection uses."""
-    selection = select(config, observed, hosts=hosts, filesystems=filesystems)
+    selection = select(config, observed, hosts=hosts, filesystems=filesystems, as_host=as_host)
     return fingerprint_selection(config.model_dump_json(), observed, selection.selected,
                                  selection.unavailable_hosts)
 

@@ -30,6 +30,8 @@ from reconciler.domain.actions import (
     DestroyAction,
     HoldAction,
     HoldReceivedAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -57,11 +59,14 @@ IsReplicated = Callable[[Snapshot], bool]
 
 def make_plan(config: Config, observed: ObservedState, now: datetime, *,
               hosts: Collection[str] | None = None, filesystems: Collection[str] | None = None,
-              explain: bool = False) -> Plan:
-    """The plan that brings the observed world to the desired state (see module docstring)."""
-    selection = select(config, observed, hosts=hosts, filesystems=filesystems)
+              explain: bool = False, as_host: str | None = None, fingerprint: bool = True) -> Plan:
+    """The plan that brings the observed world to the desired state (see module docstring);
+    ``as_host``: only that host's own part (``--as``, selection.py says what it owns).
+    Without ``fingerprint`` (a simulation, never applied) the plan's fingerprint is empty."""
+    selection = select(config, observed, hosts=hosts, filesystems=filesystems, as_host=as_host)
     conflicts: list[Conflict] = list(selection.conflicts)
-    snapshot_actions = plan_snapshots([s for s in selection.selected if s.source_side], now, conflicts)
+    snapshot_actions, hook_actions = plan_snapshots([s for s in selection.selected if s.source_side], now,
+                                                    conflicts)
     planned = _planned_snapshots(snapshot_actions, observed, now)
     warnings: list[str] = list(selection.warnings)
     source_reports: list[FilesystemReport] = []
@@ -97,7 +102,7 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
             target_reports.append(report)
             if destroy is not None:
                 destroys.append(destroy)
-    actions = order_actions([*snapshot_actions, *placeholders(all_pairs, observed),
+    actions = order_actions([*hook_actions, *snapshot_actions, *placeholders(all_pairs, observed),
                              *(p.abort for p in all_pairs if p.abort is not None), *holds.holds,
                              *(s for p in all_pairs for s in p.sends), *holds.received, *bookmarks,
                              *holds.releases, *_one_per_dataset(destroys)])
@@ -105,23 +110,23 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     return Plan(
         now=now,
         fingerprint=fingerprint_selection(config_json, observed, selection.selected,
-                                          selection.unavailable_hosts),
+                                          selection.unavailable_hosts) if fingerprint else "",
         actions=tuple(actions),
         conflicts=tuple(conflicts),
         filesystems=tuple(source_reports + target_reports),
         unavailable=_unavailable(observed, selection.unavailable_hosts, all_pairs),
         warnings=tuple(warnings),
-        selection=PlanSelection.of(hosts, filesystems),
+        selection=PlanSelection.of(hosts, filesystems, as_host),
         config_digest=config_digest(config_json),
     )
 
 
 def hosts_needed(config: Config, hosts: Collection[str] | None = None,
-                 filesystems: Collection[str] | None = None) -> set[str]:
+                 filesystems: Collection[str] | None = None, as_host: str | None = None) -> set[str]:
     """The hosts whose facts a plan for this selection needs: the sources of every entry
     it can touch and the targets of their selected pairs (``--host <target>`` needs the
     source too: what to send is read there)."""
-    return Restriction.of(hosts, filesystems).hosts_needed(config)
+    return Restriction.of(hosts, filesystems, as_host).hosts_needed(config)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -329,7 +334,7 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
     if not keep_rules and not explain:
         return result  # zrepl keeps everything when there are no rules
     manage = _compiled(policy.manage_regex)
-    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated):
+    for verdict in evaluate_keep_rules(keep_rules, snapshots, is_replicated, kept_reasons=explain):
         snap = verdict.snapshot
         keep, reason = verdict.keep, verdict.reason
         if not keep:
@@ -443,8 +448,43 @@ def defer_below_arrivals(pairs: list[PairPlan], observed: ObservedState) -> None
 
 def order_actions(actions: Iterable[Action]) -> list[Action]:
     """The plan's order, the one apply runs: the vocabulary's EXECUTION_ORDER of kinds, and
-    within a kind ``_place_within_kind`` (a stable sort: equal places keep the given order)."""
-    return sorted(actions, key=_place)
+    within a kind ``_place_within_kind`` (a stable sort: equal places keep the given order);
+    in the snapshot phase each snapshot's hooks right around it (``_around_snapshots``)."""
+    return _around_snapshots(sorted(actions, key=_place))
+
+
+def _around_snapshots(ordered: list[Action]) -> list[Action]:
+    """Each snapshot with its pre hooks right before it (in hook order) and its post hooks
+    right after it (in reverse hook order), as ``out_of_order`` wants them. A hook whose
+    snapshot is not in the list stays where the sort put it."""
+    pre: dict[tuple[str, str, str], list[PreHookAction]] = {}
+    post: dict[tuple[str, str, str], list[PostHookAction]] = {}
+    for action in ordered:
+        if isinstance(action, PreHookAction):
+            pre.setdefault(action.snapshot_key(), []).append(action)
+        elif isinstance(action, PostHookAction):
+            post.setdefault(action.snapshot_key(), []).append(action)
+    if not pre and not post:
+        return ordered
+    snapshots = {(a.host, a.dataset, a.snapshot) for a in ordered if isinstance(a, SnapshotAction)}
+    woven: list[Action] = []
+    for action in ordered:
+        if isinstance(action, PreHookAction | PostHookAction):
+            if action.snapshot_key() not in snapshots:
+                woven.append(action)
+            continue
+        if isinstance(action, SnapshotAction):
+            key = (action.host, action.dataset, action.snapshot)
+            before: list[PreHookAction] = sorted(pre.get(key, []), key=_hook_index)
+            after: list[PostHookAction] = sorted(post.get(key, []), key=_hook_index, reverse=True)
+            woven += [*before, action, *after]
+            continue
+        woven.append(action)
+    return woven
+
+
+def _hook_index(action: PreHookAction | PostHookAction) -> int:
+    return action.hook
 
 
 def _place(action: Action) -> tuple[int, tuple[str, ...]]:
@@ -455,6 +495,9 @@ def _place_within_kind(action: Action) -> tuple[str, ...]:
     """Where an action goes among those of its kind: by host and dataset (a reviewer finds
     a filesystem's actions together), except where the order matters more."""
     match action:
+        case PreHookAction() | PostHookAction():
+            # Moved next to their snapshot by ``_around_snapshots``.
+            return (action.host, action.dataset, action.snapshot)
         case DestroyAction():
             return (action.host, action.dataset)
         case SendAction():

@@ -395,12 +395,14 @@ def _compile_rules(rules: Sequence[KeepRule]) -> tuple[_CompiledRule, ...]:
 
 
 def evaluate_keep_rules(rules: Sequence[KeepRule], snapshots: Sequence[Snapshot],
-                        is_replicated: IsReplicated = _everything_replicated) -> list[RetentionVerdict]:
+                        is_replicated: IsReplicated = _everything_replicated, *,
+                        kept_reasons: bool = True) -> list[RetentionVerdict]:
     """One verdict per input snapshot, in input order: does any of zrepl's keep rules keep it?
 
     The reason of a kept snapshot names the first rule (in config order) that keeps it
     (and the labels of the other rules that keep it too); the reason of a destroyed one
-    says, rule by rule, why none keeps it.
+    says, rule by rule, why none keeps it. Without ``kept_reasons`` a kept snapshot's reason
+    is empty (a plan that explains nothing needs only the destroyed ones': most of the cost).
     """
     if not rules:
         return [RetentionVerdict(snap, True, "no keep rules: zrepl keeps everything") for snap in snapshots]
@@ -408,13 +410,17 @@ def evaluate_keep_rules(rules: Sequence[KeepRule], snapshots: Sequence[Snapshot]
     judgements = [rule.judge(snapshots, is_replicated) for rule in compiled]
     if len(judgements) == 1:
         keeps, why = judgements[0].keeps, judgements[0].why
-        return [RetentionVerdict(snap, keeps[i], why(i)) for i, snap in enumerate(snapshots)]
+        return [RetentionVerdict(snap, keeps[i], why(i) if kept_reasons or not keeps[i] else "")
+                for i, snap in enumerate(snapshots)]
     labels = [rule.label for rule in compiled]
     verdicts: list[RetentionVerdict] = []
     append = verdicts.append
     all_flags = zip(*(j.keeps for j in judgements), strict=True)
     for index, (snap, flags) in enumerate(zip(snapshots, all_flags, strict=True)):
         if True in flags:
+            if not kept_reasons:
+                append(RetentionVerdict(snap, True, ""))
+                continue
             first = flags.index(True)
             reason = judgements[first].why(index)
             if flags.count(True) > 1:

@@ -11,12 +11,24 @@ host and name pass; a replication pair alone (sends into the target, target prun
 the pair's cursor bookmark on the source) when its source OR target host passes and its
 source OR target dataset name passes. So ``--host backup`` covers every replica backup
 receives, and ``--filesystem pool/nas/tank/a`` the replication into that target dataset.
+
+``--as H`` is a host's own part, for per-host runs of one shared configuration (a fleet:
+every host runs ``run --as <itself>``). Ownership: a source host owns its source datasets
+and every replication pair they send from, so H's part is its source datasets whole (their
+snapshots, source pruning, cursor bookmarks and holds) and each of their pairs (the sends,
+the replica's pruning, aborting a stale partial receive, the placeholders above a new
+replica), and nothing of the pairs H only receives: their source's run does those. Every
+dataset is thereby acted on by one host's run (a replica by its source's), so two hosts'
+runs never act on the same dataset; the one exception is an empty placeholder that pairs of
+two source hosts need (the same target root), which either run may create and the other
+then finds (apply counts "already exists" as done). A host that is the source of nothing
+has an empty part. Loading already refuses a dataset that is both a source and a replica.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reconciler.codes import ConflictCode
 from reconciler.config.models import Config, FilesystemEntry, Policy, Target
@@ -89,15 +101,24 @@ def target_may_contain(entry: FilesystemEntry, target: Target, name: str) -> boo
 
 @dataclass(frozen=True, slots=True)
 class Restriction:
-    """``--host`` and ``--filesystem`` (None: unrestricted); see the module docstring."""
+    """``--host``/``--as`` and ``--filesystem`` (None: unrestricted); see the module docstring."""
 
     hosts: frozenset[str] | None = None
     filesystems: tuple[str, ...] | None = None
+    # ``--as``: ``hosts`` is that one host, and a pair is chosen by its source host only.
+    owned_only: bool = False
 
     @classmethod
-    def of(cls, hosts: Collection[str] | None, filesystems: Collection[str] | None) -> Restriction:
-        return cls(None if hosts is None else frozenset(hosts),
-                   None if filesystems is None else tuple(filesystems))
+    def of(cls, hosts: Collection[str] | None, filesystems: Collection[str] | None,
+           as_host: str | None = None) -> Restriction:
+        names = None if filesystems is None else tuple(filesystems)
+        if as_host is not None:
+            return cls(frozenset((as_host,)), names, owned_only=True)
+        return cls(None if hosts is None else frozenset(hosts), names)
+
+    def pair_hosts_ok(self, source_host: str, target_host: str) -> bool:
+        """A pair by its hosts: either end for ``--host``, its source (the owner) for ``--as``."""
+        return self.host_ok(source_host) if self.owned_only else self.host_ok(source_host, target_host)
 
     def host_ok(self, *hosts: str) -> bool:
         return self.hosts is None or any(h in self.hosts for h in hosts)
@@ -111,7 +132,7 @@ class Restriction:
 
     def pair(self, host: str, dataset: str, target: Target) -> bool:
         """The (source, target) pair is selected (sends, target pruning, its cursor)."""
-        return self.host_ok(host, target.host) and self.name_ok(dataset, target.target_dataset(dataset))
+        return self.pair_hosts_ok(host, target.host) and self.name_ok(dataset, target.target_dataset(dataset))
 
     # Without facts (which hosts to gather, which flags make sense): what the config allows.
 
@@ -120,7 +141,7 @@ class Restriction:
             self.filesystems is None or any(may_select_within(entry.filter, n) for n in self.filesystems))
 
     def pair_may_match(self, entry: FilesystemEntry, target: Target) -> bool:
-        return self.host_ok(entry.host, target.host) and (
+        return self.pair_hosts_ok(entry.host, target.host) and (
             self.filesystems is None
             or any(may_select_within(entry.filter, n) or target_may_contain(entry, target, n)
                    for n in self.filesystems))
@@ -143,10 +164,10 @@ class Restriction:
 
 
 def unmanaged_filesystems(config: Config, hosts: Collection[str] | None,
-                          filesystems: Collection[str]) -> list[str]:
+                          filesystems: Collection[str], as_host: str | None = None) -> list[str]:
     """The ``--filesystem`` names no entry (source or replication target) could select."""
     return [name for name in filesystems
-            if not any(Restriction.of(hosts, [name]).touches(entry) for entry in config.filesystems)]
+            if not any(Restriction.of(hosts, [name], as_host).touches(entry) for entry in config.filesystems)]
 
 
 def describe_managed(config: Config) -> str:
@@ -163,14 +184,16 @@ def describe_managed(config: Config) -> str:
 
 
 def select(config: Config, observed: ObservedState, *, hosts: Collection[str] | None = None,
-           filesystems: Collection[str] | None = None) -> Selection:
+           filesystems: Collection[str] | None = None, as_host: str | None = None) -> Selection:
     """Every selected source dataset, in (host, dataset) order; claims by two entries are conflicts.
 
     Entries the restriction cannot touch are skipped without looking at their hosts, so
     a host that was not gathered because nothing selected needs it is not "unavailable".
     """
-    restriction = Restriction.of(hosts, filesystems)
+    restriction = Restriction.of(hosts, filesystems, as_host)
     result = Selection()
+    if as_host is not None:
+        result.warnings += _owns_nothing(config, as_host)
     claims: dict[tuple[str, str], Selected] = {}
     matched: set[str] = set()  # --filesystem names that selected something
     looked: set[str] = set()  # hosts whose datasets were looked at
@@ -250,6 +273,16 @@ def _add_parent_pairs(observed: ObservedState, claims: dict[tuple[str, str], Sel
                                 " needs as parent (a placeholder there would block its own replication)")
 
 
+def _owns_nothing(config: Config, host: str) -> list[str]:
+    """``--as`` a host that is the source of no entry: say whose runs reconcile what it receives."""
+    if any(entry.host == host for entry in config.filesystems):
+        return []
+    senders = sorted({e.host for e in config.filesystems if any(t.host == host for t in e.replicate_to)})
+    receives = (f"; the replicas it receives are reconciled by the runs of their source host"
+                f" ({', '.join(senders)})") if senders else ""
+    return [f"--as {host}: {host} is the source of no filesystems entry, so its own part is empty{receives}"]
+
+
 def _names_matched(restriction: Restriction, name: str, targets: tuple[Target, ...]) -> list[str]:
     if restriction.filesystems is None:
         return []
@@ -263,7 +296,7 @@ def _warn_unmatched_filesystems(config: Config, restriction: Restriction, matche
     for name in restriction.filesystems or ():
         if name in matched:
             continue
-        narrowed = Restriction(restriction.hosts, (name,))
+        narrowed = replace(restriction, filesystems=(name,))
         hosts = sorted({e.host for e in config.filesystems if narrowed.touches(e)} & looked)
         if hosts:
             warnings.append(f"--filesystem {name}: no selected dataset on {', '.join(hosts)} is or lies"
@@ -318,9 +351,15 @@ def _claimed_twice(first: Selected, second: Selected) -> Conflict:
 
 
 def check_selection(config: Config, hosts: list[str] | None,
-                    filesystems: list[str] | None = None) -> None:
+                    filesystems: list[str] | None = None, as_host: str | None = None) -> None:
     """Refuse flags that cannot select anything, before any host is contacted: a plan for
     them would be empty (or blame hosts that were never asked) instead of saying why."""
+    if as_host is not None and hosts:
+        raise UsageError(f"--as {as_host} and --host exclude each other: --as is a host's own part (for a"
+                         " run on that host), --host everything that touches a host; give one")
+    if as_host is not None and as_host not in config.hosts:
+        raise UsageError(f"--as {as_host}: not a host of the configuration "
+                         f"(configured: {', '.join(config.hosts)})")
     unknown = [h for h in hosts or () if h not in config.hosts]
     if unknown:
         raise UsageError(f"--host {', '.join(unknown)}: not a host of the configuration "
@@ -330,13 +369,16 @@ def check_selection(config: Config, hosts: list[str] | None,
             check_dataset_name(name)
         except ValueError as exc:
             raise UsageError(f"--filesystem: {exc}") from None
-    unmanaged = unmanaged_filesystems(config, hosts, filesystems or ())
+    unmanaged = unmanaged_filesystems(config, hosts, filesystems or (), as_host)
+    if as_host is not None:
+        hosts = [as_host]
     if unmanaged:
-        on_hosts = f" on host {', '.join(hosts)}" if hosts else ""
+        on_hosts = (f" in the part host {as_host} owns (its source datasets and their replicas)"
+                    if as_host is not None else f" on host {', '.join(hosts)}" if hosts else "")
         elsewhere = ([n for n in unmanaged if not unmanaged_filesystems(config, None, [n])]
                      if hosts else [])
-        hint = (f" ({', '.join(elsewhere)} is managed, but not on {', '.join(hosts or ())})"
-                if elsewhere else "")
+        where = f"in {as_host}'s own part" if as_host is not None else f"on {', '.join(hosts or ())}"
+        hint = f" ({', '.join(elsewhere)} is managed, but not {where})" if elsewhere else ""
         raise UsageError(
             f"--filesystem {', '.join(unmanaged)}: not managed by the configuration{on_hosts}: no"
             f" filesystems entry selects it or a dataset below it, and it is not a replica (target"

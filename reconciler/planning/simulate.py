@@ -21,6 +21,8 @@ from reconciler.domain.actions import (
     DestroyAction,
     HoldAction,
     HoldReceivedAction,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -81,6 +83,8 @@ class _Simulation:
 
     def apply(self, action: Action) -> None:
         match action:
+            case PreHookAction() | PostHookAction():
+                pass  # a hook runs a command of the user's; what it does is not ZFS state we plan
             case SnapshotAction():
                 self.snapshot(action)
             case CreateAction():
@@ -169,7 +173,13 @@ class _Simulation:
 
 def simulate(observed: ObservedState, plan: Plan) -> ObservedState:
     """A new state with the plan's actions applied in order; ``observed`` is not changed."""
-    sim = _Simulation(copy_state(observed), plan.now)
+    return simulate_in_place(copy_state(observed), plan)
+
+
+def simulate_in_place(state: ObservedState, plan: Plan) -> ObservedState:
+    """``state`` itself with the plan's actions applied (for a caller that owns it: the forecast,
+    which applies thousands of plans in a row, saves a copy of everything per plan)."""
+    sim = _Simulation(state, plan.now)
     for action in plan.actions:
         sim.apply(action)
     return sim.state

@@ -17,6 +17,8 @@ from reconciler.domain.actions import (
     Action,
     DestroyAction,
     Kind,
+    PostHookAction,
+    PreHookAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -33,6 +35,7 @@ from reconciler.render.view import (
     destroy_reasons,
     explained_keys,
     group_by_host,
+    hook_env_text,
     incoming_text,
     prune_rule_text,
     shown_actions,
@@ -59,6 +62,8 @@ def action_look(kind: Kind) -> tuple[str, str]:
             return "-", "red"
         case "bookmark" | "hold" | "hold_received" | "release":
             return "~", "dim"
+        case "pre_hook" | "post_hook":
+            return "*", "magenta"
         case _:
             assert_never(kind)
 
@@ -208,12 +213,14 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
     return tuple(out)
 
 
-def text_action(out: TextOut, action: Action | TagGroup, indent: int) -> None:
+def text_action(out: TextOut, action: Action | TagGroup, indent: int, explained: bool = False) -> None:
     sigil, style = ACTION_LOOKS[action.kind]
     detail = action.reason if isinstance(action, TagGroup) else action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
         out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
+    if explained and isinstance(action, PreHookAction | PostHookAction):
+        out.add(indent + 4, ("environment: ", "dim"), hook_env_text(action))
 
 
 def text_verdicts(out: TextOut, report: FilesystemReport, indent: int) -> None:
@@ -241,8 +248,9 @@ def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, st
         out.add(4, ("prune rule: ", "dim"), prune_rule_text(report))
     for send in fs.incoming:
         out.add(4, (f"< {incoming_text(send)}", "dim cyan"))
+    explained = (fs.host, fs.dataset) in explain
     for action in shown_actions(fs.actions):
-        text_action(out, action, 4)
+        text_action(out, action, 4, explained)
     for warning in fs.warnings:
         out.add(4, (f"! warning: {warning}", WARNING_STYLE))
     for kept in fs.protected:

@@ -3,13 +3,16 @@ attention, the summary line, and the words after an action's ``describe()``."""
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import groupby
 from typing import assert_never
 
 from reconciler.codes import PruneRule
+from reconciler.config.grid import format_duration
 from reconciler.domain.actions import (
     AbortResumeAction,
     Action,
@@ -18,7 +21,10 @@ from reconciler.domain.actions import (
     DestroyAction,
     HoldAction,
     HoldReceivedAction,
+    HookAction,
     Kind,
+    PostHookAction,
+    PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
@@ -190,6 +196,10 @@ def counted_as(kind: Kind) -> tuple[str, str] | None:
             return "received snapshot", "to hold"
         case "release":
             return "hold", "to release"
+        case "pre_hook":
+            return "pre hook", "to run"
+        case "post_hook":
+            return "post hook", "to run"
         case _:
             assert_never(kind)
 
@@ -218,6 +228,15 @@ def action_detail(action: Action) -> str:
             if action.reason:
                 bits.append(action.reason)
             return "; ".join(bits)
+        case PreHookAction():
+            fatal = ("err_is_fatal: a failure skips the snapshot" if action.err_is_fatal
+                     else "a failure does not stop the snapshot")
+            return "; ".join(bit for bit in (f"timeout {hook_timeout_text(action)}", fatal, action.reason)
+                             if bit)
+        case PostHookAction():
+            return "; ".join(bit for bit in (f"timeout {hook_timeout_text(action)}",
+                                             "runs even when a pre hook or the snapshot failed",
+                                             action.reason) if bit)
         case (SnapshotAction() | BookmarkAction() | CreateAction() | AbortResumeAction() | HoldAction()
               | HoldReceivedAction() | ReleaseAction()):
             return action.reason
@@ -275,6 +294,15 @@ def _tag_run_key(action: Action) -> tuple[str, ...] | int:
     if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
         return (action.kind, action.host, action.dataset, action.tag, action.reason)
     return id(action)
+
+
+def hook_timeout_text(action: HookAction) -> str:
+    return format_duration(timedelta(seconds=action.timeout))
+
+
+def hook_env_text(action: HookAction) -> str:
+    """``NAME=value ...``: the variables the hook runs with (``--explain`` shows them)."""
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in action.env().items())
 
 
 def incoming_text(send: SendAction) -> str:

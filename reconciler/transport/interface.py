@@ -16,7 +16,7 @@ runs and fails is a result, not an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -44,6 +44,13 @@ class Executor(Protocol):
     def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
         """Run ``argv`` to completion. Raises TransportError only when the command cannot
         be run (unreachable, auth, host key, timeout); a non-zero exit is returned, not raised."""
+        ...
+
+    def run_hook(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
+        """Run a snapshot hook's ``argv`` as it is (no ``zfs_command``), with ``env`` added to
+        its environment. After ``timeout`` seconds it is stopped (locally: its whole process
+        group is killed; over SSH: its channel is closed) and TransportError(timeout) raised;
+        a non-zero exit is returned, not raised."""
         ...
 
     def close(self) -> None: ...

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler.codes import HostProblem
 from reconciler.errors import TransportError, clip
-from reconciler.transport.interface import CommandResult, StreamRole, with_zfs_command
+from reconciler.transport.interface import KILL_GRACE, CommandResult, StreamRole, with_zfs_command
 from reconciler.transport.process import PipeProcess
 
 EXIT_NOT_FOUND = 127  # what a shell reports for a missing command; SSH hosts report the same
@@ -39,12 +42,51 @@ class LocalExecutor:
                                  f"command timed out after {limit:g}s: {clip(shlex.join(full))}") from None
         return CommandResult(tuple(full), proc.returncode, decode(proc.stdout), decode(proc.stderr))
 
+    def run_hook(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
+        """The hook in a session of its own (a process group: what it starts goes with it),
+        with this process's environment plus ``env``; the group is killed at ``timeout``."""
+        full = tuple(argv)
+        try:
+            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env={**os.environ, **env}, start_new_session=True)
+        except FileNotFoundError:
+            return CommandResult(full, EXIT_NOT_FOUND, "", f"{full[0]}: command not found")
+        except PermissionError:
+            return CommandResult(full, EXIT_NOT_EXECUTABLE, "", f"{full[0]}: Permission denied")
+        except OSError as exc:  # e.g. a script without a #! line: "Exec format error"
+            return CommandResult(full, EXIT_NOT_EXECUTABLE, "", f"{full[0]}: {exc.strerror or exc}")
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            raise TransportError(self.host, HostProblem.TIMEOUT,
+                                 f"hook timed out after {timeout:g}s and was killed with its process group:"
+                                 f" {clip(shlex.join(full))}") from None
+        return CommandResult(full, proc.returncode, decode(out), decode(err))
+
     def start_stream(self, argv: Sequence[str], role: StreamRole, size_hint: int | None) -> PipeProcess:
         """zfs as a local process, whatever the size: a pipe is the fastest path there is."""
         return PipeProcess(with_zfs_command(self.zfs_command, argv), role)
 
     def close(self) -> None:
         """Nothing to release: every command is its own process."""
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group ``proc`` leads, SIGKILL after KILL_GRACE seconds, then
+    reap it. Output still held open by a process that left the group is abandoned."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.communicate(timeout=KILL_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    proc.wait()
 
 
 def decode(data: bytes) -> str:

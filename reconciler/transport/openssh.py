@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler.config.models import SshHost
 from reconciler.transport.interface import with_zfs_command
@@ -22,6 +22,14 @@ from reconciler.transport.interface import with_zfs_command
 def remote_command(argv: Sequence[str]) -> str:
     """``argv`` as the command line a remote shell splits back into exactly ``argv``."""
     return shlex.join(argv)
+
+
+def hook_command(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """``env NAME=value ... argv``: a hook with its variables, for a host where only the
+    command line reaches the command (sshd passes no variables unless AcceptEnv lists
+    them). The configuration refuses a first word with ``=``, which env would take for
+    one more variable."""
+    return ["env", *(f"{name}={value}" for name, value in env.items()), *argv]
 
 
 def client_argv(host: SshHost) -> list[str]:

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import paramiko
 
@@ -38,7 +38,7 @@ from reconciler.transport.interface import (
     with_zfs_command,
 )
 from reconciler.transport.local import decode
-from reconciler.transport.openssh import remote_command, ssh_argv
+from reconciler.transport.openssh import hook_command, remote_command, ssh_argv
 from reconciler.transport.process import PipeProcess
 
 KEEPALIVE_SECONDS = 15
@@ -194,6 +194,29 @@ class SshExecutor:
         try:
             channel.shutdown_write()  # no stdin, like subprocess.DEVNULL: a reader sees EOF
             out, err = self._collect(channel, command, limit)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return CommandResult(tuple(full), status, decode(out), decode(err))
+
+    def run_hook(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
+        """The hook on a channel of the host's connection. sshd takes no environment variables
+        unless its AcceptEnv lists them, so they travel in the command line, as ``env
+        NAME=value ... argv`` quoted once (``remote_command``). At ``timeout`` the channel is
+        closed: sshd hangs up on the command, which ends at its next read or write of them."""
+        full = hook_command(argv, env)
+        command = remote_command(full)
+        channel = self._open_channel(command)
+        try:
+            channel.shutdown_write()
+            try:
+                out, err = self._collect(channel, command, timeout)
+            except TransportError as exc:
+                if exc.code != HostProblem.TIMEOUT:
+                    raise
+                raise TransportError(self.host, HostProblem.TIMEOUT,
+                                     f"hook timed out after {timeout:g}s; its SSH channel was closed:"
+                                     f" {clip(command)}") from None
             status = channel.recv_exit_status()
         finally:
             channel.close()

@@ -25,7 +25,6 @@ import pytest
 from e2e.conftest import GuestZfs
 from e2e.scenario_helpers import (
     KEEP_ALL,
-    SLOW_WRAPPER,
     advance_clock,
     apply,
     assert_applied,
@@ -340,6 +339,31 @@ def ssh_clients_of(pid: int) -> list[int]:
     return found
 
 
+# A receive that reads its stream at about 1 MiB/s and records how much it read, so the
+# test cuts the link once data is flowing (not after a guessed time).
+PROGRESS = "/run/zrr-link-progress"
+LINK_WRAPPER = f"""#!/bin/sh
+# test wrapper for zrepl-reconcile e2e: a slow receive that counts what it read
+if [ "$1" = recv ] || [ "$1" = receive ]; then
+  python3 -c 'import sys, time
+r, w, n = sys.stdin.buffer, sys.stdout.buffer, 0
+while True:
+    b = r.read(131072)
+    if not b:
+        break
+    w.write(b); w.flush(); n += len(b)
+    open("{PROGRESS}", "w").write(str(n)); time.sleep(0.125)' | zfs "$@"
+  exit $?
+fi
+exec zfs "$@"
+"""
+
+
+def received_bytes(zfs_guest: Any) -> int:
+    out = zfs_guest.ssh(["cat", PROGRESS]).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
 def test_link_cut_mid_send_is_resumed_by_token(
         pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
     """(2): the receiving side's ssh client is killed mid-send (the link drops): apply fails,
@@ -347,7 +371,8 @@ def test_link_cut_mid_send_is_resumed_by_token(
     apply resumes by token and releases it."""
     guest_zfs("create", "src/link")
     write_random(zfs_guest, "/src/link/a", 16 * 1024)  # above the small-send size: the ssh client path
-    slow = install_wrapper(zfs_guest, "zfs-slow", SLOW_WRAPPER)
+    zfs_guest.ssh(["rm", "-f", PROGRESS], check=True)
+    slow = install_wrapper(zfs_guest, "zfs-link", LINK_WRAPPER)
     hosts = {"src": zfs_guest.ssh_host_config(), "dst": zfs_guest.ssh_host_config(zfs_command=[slow])}
     slow_config = config_file("slow.yml", policies=KEEP, hosts=hosts,
                               filesystems=replicate({"src/link": True}, "dst/link"))
@@ -362,14 +387,23 @@ def test_link_cut_mid_send_is_resumed_by_token(
         time.sleep(0.5)
         clients = ssh_clients_of(proc.pid)
     assert clients, "no receiving ssh client appeared"
-    time.sleep(4)  # some MiB on their way
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and received_bytes(zfs_guest) < (3 << 20):
+        time.sleep(0.5)  # until some MiB arrived: a receive with data is resumable
+    assert received_bytes(zfs_guest) >= (3 << 20), "the receive did not get going"
     for pid in clients:
         os.kill(pid, signal.SIGKILL)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, output
     replica = "dst/link/src/link"
-    time.sleep(3)  # the receive saves its state once its stream ends
-    assert prop(guest_zfs, replica, "receive_resume_token") not in ("", "-"), output
+    token = ""
+    for _ in range(60):  # the receive saves its state once its (cut) stream ends
+        listed = guest_zfs("get", "-H", "-p", "-o", "value", "receive_resume_token", replica, check=False)
+        token = listed.stdout.strip()
+        if listed.returncode == 0 and token not in ("", "-"):
+            break
+        time.sleep(1)
+    assert token not in ("", "-"), output
     (snap,) = snapshots(guest_zfs, "src/link")
     assert holds(guest_zfs, f"src/link@{snap}") == [step_hold_tag("dst", "dst/link")]
 

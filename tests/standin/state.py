@@ -14,7 +14,8 @@ A state file describes one host's pools::
 
 ``inject`` makes a matching invocation fail (``match`` is a substring of the joined argv,
 ``remaining`` counts down, ``null`` = forever); ``sleep`` (``{"list": 2.0}``) delays a command.
-Every invocation is appended as a JSON argv line to ``<state>.log``.
+Every invocation is appended as a JSON argv line to ``<state>.log``; with ZFS_STANDIN_TAG set in
+its environment also as ``{"tag": ..., "argv": [...]}`` to ``<state>.tags.log``.
 
 Usage from a test::
 
@@ -208,5 +209,14 @@ def read_log(state_path: str | os.PathLike[str]) -> list[list[str]]:
     try:
         with open(f"{state_path}.log", encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def read_tagged_log(state_path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
+    """(ZFS_STANDIN_TAG, argv) of every invocation made with a tag, oldest first."""
+    try:
+        with open(f"{state_path}.tags.log", encoding="utf-8") as fh:
+            return [(entry["tag"], entry["argv"]) for entry in map(json.loads, fh) if entry]
     except FileNotFoundError:
         return []

@@ -866,6 +866,10 @@ def run(argv: list[str]) -> int:
     path, args = state_path_from(argv)
     with open(f"{path}.log", "a", encoding="utf-8") as log:
         log.write(json.dumps(args) + "\n")
+    tag = os.environ.get("ZFS_STANDIN_TAG")
+    if tag:  # who ran it (tests of concurrent runs tell them apart): <state>.tags.log
+        with open(f"{path}.tags.log", "a", encoding="utf-8") as log:
+            log.write(json.dumps({"tag": tag, "argv": args}) + "\n")
     if not args:
         raise ZfsFailure("usage: zfs command args ...", 2)
     command, rest = args[0], args[1:]
