@@ -189,6 +189,7 @@ def protection_costs(guest: Guest, workdir: Path, runs: int, out: dict[str, Any]
     """Scenario (b) under each protection level (issue 13), the runs interleaved so that load
     on the shared machine hits every level alike."""
     log("protection levels: preparing zrepl-reconcile's data")
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     helper(guest, "prepare", "zrepl-reconcile", cursor_prefix("dst", "dst/r"))
     results: dict[str, list[dict[str, Any]]] = {level: [] for level in PROTECTION_LEVELS}
     for round_ in range(max(runs, 1)):
@@ -205,6 +206,9 @@ def protection_costs(guest: Guest, workdir: Path, runs: int, out: dict[str, Any]
         summary.pop("call_log_head", None)
         out.setdefault("protection", {})[level] = summary
     out["protection_default"] = DEFAULT_PROTECTION
+    out["protection_measured"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                  "load_after": Path("/proc/loadavg").read_text().split()[:3],
+                                  "load_before": load_before, "runs_per_level": max(runs, 1)}
     save()
 
 
@@ -264,12 +268,15 @@ def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, ou
     # Without the peers their versions are not there to read: keep the earlier run's.
     out["guest"] = facts if peers else {**facts, **out.get("guest", {})}
     save()
-    out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
+    only_protection = tuple(which) == ("p",)  # the other rows and their guest facts stay as measured
+    if not only_protection:
+        out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     if "d" in which:
         out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
         save()
     scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
     if "p" in which and "zrepl-reconcile" in tools:
         protection_costs(guest, workdir, max(scenario_runs, 2), out, save)
-    out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    if not only_protection:
+        out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()
