@@ -9,7 +9,10 @@ holds and releases, an out-of-space receive.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,14 @@ import pytest
 from standin.state import StandinState
 
 from reconciler.cli import main
+from reconciler.config.load import load_config
+from reconciler.domain.actions import SendAction
+from reconciler.execute.apply import apply_plan
+from reconciler.gather.facts import gather
 from reconciler.planning.naming import last_received_tag, step_hold_tag
+from reconciler.planning.planner import make_plan
+from reconciler.transport.hosts import open_executors
+from reconciler.transport.interface import with_zfs_command
 
 NOW = "2025-11-24T16:00:00Z"  # conftest.NOW, the stand-in's clock
 LATER = "2025-11-24T17:01:00Z"
@@ -165,4 +175,71 @@ def test_a_target_out_of_space_keeps_the_step_held_then_resumes(
     assert holds(nas, "tank/data") == {"zrepl_20251124_140000": [], "zrepl_20251124_160000": [step]}
     apply_ok(capsys, config)
     assert all(not tags for tags in holds(nas, "tank/data").values())
+    no_changes(capsys, config)
+
+
+def test_a_cut_link_leaves_the_step_held_and_the_next_apply_resumes_by_token(
+        hosts: tuple[StandinState, StandinState], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """(2): the stream of a full send is cut (the link drops): the receive is resumable, the
+    step's snapshot stays held on the source, the next apply resumes it by its token and
+    then releases the hold."""
+    nas, backup = hosts
+    config_path = write_config(tmp_path / "c.yml", nas, backup, {"tank/data": True})
+    config = load_config(config_path)
+    with open_executors(config) as executors:
+        plan = make_plan(config, gather(config, executors), datetime(2025, 11, 24, 16, tzinfo=UTC))
+        (send,) = [a for a in plan.actions if isinstance(a, SendAction)]
+        before = tuple(a for a in plan.actions if a.kind in ("snapshot", "create", "hold"))
+        assert [a.kind for a in before].count("hold") == 1
+        assert apply_plan(replace(plan, actions=before), config, executors).ok
+    stream = subprocess.run(with_zfs_command(nas.zfs_command, send.send_argv()), capture_output=True,
+                            check=True).stdout
+    cut = subprocess.run(with_zfs_command(backup.zfs_command, send.recv_argv()), input=stream[:-20],
+                         capture_output=True, check=False)
+    assert cut.returncode != 0
+    backup.reload()
+    assert backup.datasets["pool/r/tank/data"].get("resume_token")
+    step = step_hold_tag("backup", "pool/r")
+    assert holds(nas, "tank/data")[send.snapshot] == [step]
+
+    out = apply_ok(capsys, config_path)
+    assert "resume send" in out, out
+    assert all(not tags for tags in holds(nas, "tank/data").values())
+    last = last_received_tag("nas", "backup", "pool/r")
+    assert holds(backup, "pool/r/tank/data") == {send.snapshot: [last]}
+    no_changes(capsys, config_path)
+
+
+def test_the_held_base_refuses_a_foreign_destroy_and_a_hand_written_replica_is_a_conflict(
+        hosts: tuple[StandinState, StandinState], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """(3) and (4): zfs refuses to destroy the last received snapshot (held); data written
+    to the replica by hand is a conflict with the rollback that fixes it, never a rollback."""
+    nas, backup = hosts
+    config = write_config(tmp_path / "c.yml", nas, backup, {"tank/data": True})
+    apply_ok(capsys, config)
+    replica = "pool/r/tank/data"
+    (base,) = holds(backup, replica)
+    refused = subprocess.run(with_zfs_command(backup.zfs_command, ["zfs", "destroy", f"{replica}@{base}"]),
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "dataset is busy" in refused.stderr
+    assert list(holds(backup, replica)) == [base]
+
+    backup.reload()
+    backup.write(replica)
+    backup.save()
+    code, out, err = cli(capsys, "apply", "-y", "-c", str(config), "--now", LATER)
+    assert code == 0, out + err  # a conflict is reported, not a failed action
+    assert f"zfs rollback {replica}@{base}" in out + err, out + err
+    assert list(holds(backup, replica)) == [base]  # nothing sent, nothing rolled back
+
+
+def test_strip_lands_below_the_prefix(
+        hosts: tuple[StandinState, StandinState], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nas, backup = hosts
+    config = write_config(tmp_path / "c.yml", nas, backup, {"tank/data": True, "tank/vol": True},
+                          strip="tank")
+    apply_ok(capsys, config)
+    backup.reload()
+    assert {"pool/r/data", "pool/r/vol"} <= set(backup.datasets)
+    assert not [name for name in backup.datasets if name.startswith("pool/r/tank")]
     no_changes(capsys, config)
