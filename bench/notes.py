@@ -150,4 +150,12 @@ to both parsers (a deliberate bound; the move of the column fast path into its o
 alone measured 1.51 s against 1.53 s).
 """
 
-NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE}
+PROTECTION = """(b) as above (101 filesystems, one new snapshot each, incremental replication to
+`dst`), once per protection level of `replicate_to[].protection` (both `initial` and
+`incremental` set to it), the levels interleaved run by run so that the shared machine's
+load hits each alike. The steady state before each run is what the previous apply of
+that level leaves: with `guarantee_incremental` and `guarantee_resumability` the newest
+snapshot of every replica carries the last-received hold.
+"""
+
+NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE, "protection": PROTECTION}

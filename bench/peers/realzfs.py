@@ -169,7 +169,7 @@ def median_runs(fn: Callable[[], dict[str, Any]], runs: int) -> dict[str, Any]:
 def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
               save: Callable[[], None], tools: tuple[str, ...], which: tuple[str, ...] = SCENARIOS) -> None:
     prefix = cursor_prefix("dst", "dst/r")
-    for tool in tools:
+    for tool in tools if which else ():
         log(f"preparing the data for {tool}")
         out.setdefault("prepare", {})[tool] = helper(guest, "prepare", tool, prefix)
         for scenario in which:

@@ -1,12 +1,13 @@
 """ZFS properties a replica is received with: which ones apply to which dataset kind, which
 a raw stream refuses, and the safe defaults (README "What protects your replicas").
 
-Measured on OpenZFS 2.1.11 (docs: README, "What protects your replicas"):
+Measured on OpenZFS 2.1.11 (README, "What protects your replicas"; re-measured by
+tests/e2e/test_scenarios_replicas.py::test_what_openzfs_does_behind_the_safe_defaults):
 
-- A mounted, writable replica is modified by merely reading it (``atime=on``: ``ls`` wrote
-  13 KiB), and the next incremental receive is then refused ("destination has been
-  modified since most recent snapshot"). ``readonly=on`` keeps ``written`` at 0 and still
-  receives full and incremental streams, raw ones included.
+- A mounted, writable replica is modified by merely reading it (``atime=on``: after ``ls``
+  and ``cat`` its ``written`` is > 0), and the next incremental receive is then refused
+  ("destination has been modified since most recent snapshot"). ``readonly=on`` keeps
+  ``written`` at 0 and still receives full and incremental streams, raw ones included.
 - ``canmount=noauto`` keeps ``zfs mount -a`` (boot) from mounting a replica; with a received
   mountpoint (``send -p``) it would otherwise mount over the backup host's own paths.
 - ``zfs recv -o canmount=...`` of a volume fails ("property 'canmount' does not apply to

@@ -64,6 +64,57 @@ def newest(guest_zfs: GuestZfs, dataset: str) -> str:
     return list(snapshots(guest_zfs, dataset))[-1]
 
 
+def test_what_openzfs_does_behind_the_safe_defaults(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs) -> None:
+    """The measurements behind README "What protects your replicas", with plain zfs commands
+    (not the tool): a mounted writable replica is modified by reading it and then refuses the
+    next incremental; readonly=on keeps it unmodified and receiving; -o canmount on a volume
+    and -o/-x encryption on a raw stream are refused; below a locked raw replica only an
+    unencrypted dataset can be created."""
+    guest_zfs("create", "src/m")
+    write_random(zfs_guest, "/src/m/a", 64)
+    zfs_guest.sh("zfs snapshot src/m@a && zfs send src/m@a | zfs recv dst/m")  # mounted, writable
+    assert prop(guest_zfs, "dst/m", "mounted") == "yes" and prop(guest_zfs, "dst/m", "readonly") == "off"
+    zfs_guest.sh("ls -la /dst/m >/dev/null && cat /dst/m/a >/dev/null && sync && zpool sync dst")
+    assert int(prop(guest_zfs, "dst/m", "written")) > 0  # atime updates: reading wrote
+    write_random(zfs_guest, "/src/m/b", 64)
+    guest_zfs("snapshot", "src/m@b")
+    refused = zfs_guest.sh("zfs send -i @a src/m@b | zfs recv dst/m", check=False)
+    assert refused.returncode != 0 and "has been modified" in refused.stderr, refused.stderr
+
+    guest_zfs("rollback", "dst/m@a")
+    guest_zfs("set", "readonly=on", "dst/m")
+    zfs_guest.sh("ls -la /dst/m >/dev/null && cat /dst/m/a >/dev/null && sync && zpool sync dst")
+    assert prop(guest_zfs, "dst/m", "written") == "0"
+    assert zfs_guest.ssh(["touch", "/dst/m/x"]).returncode != 0
+    zfs_guest.sh("zfs send -i @a src/m@b | zfs recv dst/m")  # readonly=on still receives
+    assert list(snapshots(guest_zfs, "dst/m")) == ["a", "b"]
+
+    guest_zfs("create", "-V", "8M", "src/mv")
+    guest_zfs("snapshot", "src/mv@a")
+    volume = zfs_guest.sh("zfs send src/mv@a | zfs recv -o canmount=noauto dst/mv", check=False)
+    assert volume.returncode != 0, volume.stderr
+    assert "does not apply to datasets of this type" in volume.stderr, volume.stderr
+    zfs_guest.sh("zfs send src/mv@a | zfs recv -o readonly=on dst/mv")
+    assert prop(guest_zfs, "dst/mv", "readonly") == "on"
+
+    zfs_guest.ssh(["zfs", "create", "-o", "encryption=on", "-o", "keyformat=passphrase", "src/menc"],
+                  input=PASSPHRASE, check=True)
+    guest_zfs("snapshot", "src/menc@a")
+    for option in ("-o encryption=off", "-x encryption"):
+        raw = zfs_guest.sh(f"zfs send -w src/menc@a | zfs recv {option} dst/menc", check=False)
+        assert raw.returncode != 0 and "raw streams" in raw.stderr, (option, raw.stderr)
+    zfs_guest.sh("zfs send -w src/menc@a | zfs recv -o readonly=on -o canmount=noauto dst/menc")
+    assert [prop(guest_zfs, "dst/menc", p) for p in ("encryption", "keystatus", "readonly")] == [
+        "aes-256-gcm", "unavailable", "on"]
+    inherit = guest_zfs("create", "dst/menc/child", check=False)
+    assert inherit.returncode != 0 and "key is not loaded" in inherit.stderr, inherit.stderr
+    guest_zfs("create", "-o", "encryption=off", "-o", "canmount=off", "dst/menc/child")
+    decrypted = zfs_guest.sh("zfs send src/menc@a | zfs recv dst/mclear && zfs get -H -o value encryption"
+                             " dst/mclear").stdout.strip()
+    assert decrypted == "off"  # a non-raw send of an encrypted source lands decrypted
+
+
 def test_replicas_are_readonly_and_noauto_and_still_receive_incrementals(
         pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
     """(6) and the defaults: readonly=on, canmount=noauto; send -p with the mountpoint and
