@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,40 @@ def protection_table(real: dict[str, Any]) -> list[str]:
         r = rows.get(level)
         if r is None:
             continue
-        subs = r.get("zfs_by_subcommand", {})
+        subs = r.get("zfs_by_subcommand")
+        tags = f"{subs.get('hold', 0)} / {subs.get('release', 0)}" if subs is not None else "-"
         ratio = f"{r['seconds'] / base['seconds']:.3f}x" if base else "-"
         default = " (default)" if level == real.get("protection_default") else ""
         runs = runs_text(r.get("runs", []))
-        out.append(f"| {level}{default} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | "
-                   f"{subs.get('hold', 0)} / {subs.get('release', 0)} | {ratio} |"
+        out.append(f"| {level}{default} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {tags} | {ratio} |"
                    f" {'yes' if r['ok'] else 'NO'} |")
+    calls = real.get("protection_calls")
+    quiet = real.get("scenarios", {}).get("b", {}).get("zrepl-reconcile", {}).get("seconds")
+    if calls:
+        rounds = calls["rounds"][1:] or calls["rounds"]  # the first round ran on a cold cache
+        def med(key: str) -> float:
+            return statistics.median(r[key] for r in rounds)
+        step, last = med("step_hold") + med("step_release"), med("last_hold") + med("last_release")
+        out += ["", "The extra zfs calls themselves, timed in the same guest on (b)'s restored pools"
+                f" ({calls['date']}; median of rounds 2-{len(calls['rounds'])}, round 1 on a cold cache"
+                f" took {calls['rounds'][0]['step_hold']:.1f} s for the step hold):", "",
+                "| call (one batched `zfs hold`/`zfs release` each, as apply runs them) | snapshots | time |",
+                "|---|---:|---:|",
+                f"| step hold (`zrr-step_...`, source) | {calls['source_snapshots']} |"
+                f" {med('step_hold'):.2f} s |",
+                f"| step release | {calls['source_snapshots']} | {med('step_release'):.2f} s |",
+                f"| last-received hold (`zrr-last-received_...`, target) | {calls['target_snapshots']} |"
+                f" {med('last_hold'):.2f} s |",
+                f"| last-received release | {calls['target_snapshots']} | {med('last_release'):.2f} s |",
+                "",
+                f"Per (b) cycle: `guarantee_incremental` adds {last:.1f} s, `guarantee_resumability`"
+                f" {step + last:.1f} s" + (f" ({last / quiet:.0%} and {(step + last) / quiet:.0%} of (b)'s"
+                                          f" {quiet:.0f} s quiet run above)." if quiet else ".")]
+    measured = real.get("protection_measured")
+    if measured:
+        out += ["", f"(Measured {measured['date']}, {measured['runs_per_level']} run(s) per level, load"
+                f" average {' '.join(measured.get('load_before', []))} at start"
+                + (f"; {measured['note']}" if measured.get("note") else "") + ".)"]
     out.append("")
     return out
 
