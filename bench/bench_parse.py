@@ -26,16 +26,17 @@ def write_listing(path: str, filesystems: int, snapshots: int) -> int:
     lines = 0
     txg = 1
     with open(path, "w", encoding="ascii") as out:
-        out.write(f"tank\tfilesystem\t{1 << 60}\t1\t{BASE_TIME}\t-\t0\t0\t-\n")
+        out.write(f"tank\tfilesystem\t{1 << 60}\t1\t{BASE_TIME}\t-\t0\t0\t-\toff\t-\t-\n")
         lines += 1
         for fs in range(filesystems):
             name = f"tank/data/host-{fs // 100:03d}/fs {fs:05d}:vol.d"
             txg += 1
-            chunk = [f"{name}\tfilesystem\t{(1 << 62) + txg}\t{txg}\t{BASE_TIME}\t-\t4096\t{1 << 30}\t-\n"]
+            chunk = [f"{name}\tfilesystem\t{(1 << 62) + txg}\t{txg}\t{BASE_TIME}\t-\t4096\t{1 << 30}\t-"
+                     "\toff\t-\t-\n"]
             for snap in range(snapshots):
                 txg += 1
                 chunk.append(f"{name}@zrepl_2026{snap:04d}_120000_000\tsnapshot\t{(1 << 63) + txg}\t{txg}\t"
-                             f"{BASE_TIME + snap * 3600}\t0\t{snap * 4096}\t{1 << 30}\t-\n")
+                             f"{BASE_TIME + snap * 3600}\t0\t{snap * 4096}\t{1 << 30}\t-\toff\t-\t-\n")
             out.write("".join(chunk))
             lines += 1 + snapshots
     return lines
@@ -62,7 +63,7 @@ def child(mode: str, path: str) -> None:
         datasets: dict[str, Dataset] = {}
         for line in text.split("\n"):
             fields = line.split("\t")
-            if len(fields) != 9:
+            if len(fields) != 12:
                 continue
             if fields[1] == "snapshot":
                 ds_name, _, short = fields[0].partition("@")

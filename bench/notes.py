@@ -183,4 +183,32 @@ parallel rows of (b), (d), (e) and (f) are from this one.
   an estimate, not a measurement. `--parallel 2` was not measured (time budget).
 """
 
-NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE, "transfers": TRANSFERS}
+PROTECTION = """(b) as above (101 filesystems, one new snapshot each, incremental replication to
+`dst`), once per protection level of `replicate_to[].protection` (both `initial` and
+`incremental` set to it; `python3 bench/run_all.py --skip-synthetic --tools zrepl-reconcile
+--scenarios p`), the levels interleaved so that the shared machine's load hits each alike.
+Before each run the pools are restored to what the previous apply of that level leaves:
+with `guarantee_incremental` and `guarantee_resumability` the newest snapshot of every
+replica carries the last-received hold.
+
+What the levels cost is deterministic in calls: `guarantee_incremental`
+adds 5 zfs calls per cycle (one `zfs hold` of the 101 received snapshots, one `zfs release`
+of the 101 previous ones, and the `zfs holds` listings that gathering makes for held
+snapshots), `guarantee_resumability` 2 more (the step hold and release of the 202 source
+snapshots the sends need: base and new snapshot). The wall times of this run say nothing
+about that difference: the machine was shared with two other QEMU guests and their
+benchmarks (load 5-9), one (b) run took 376-629 s instead of 157 s, and the run was stopped
+after one round. The calls were therefore timed on their own in the same guest (above).
+They grow with the number of snapshots (~30 ms per held snapshot on this emulated guest,
+not measured on real hardware). The default stays zrepl's,
+`guarantee_resumability` for both, because it is the only level under which an interrupted
+send can always resume: without step holds any pruner (another tool, an admin, our own
+`keep_source` when replication does not win) may destroy the snapshot a partial receive is
+waiting for, and the step's data is then sent again from the cursor bookmark. Where the
+cost matters more (many filesystems, a slow target), `incremental: guarantee_incremental`
+keeps the next incremental base held on the target for under a third of the cost, as zrepl's own
+quickstart for removable drives does.
+"""
+
+NOTES = {"method": METHOD, "analysis": ANALYSIS, "structure": STRUCTURE, "transfers": TRANSFERS,
+         "protection": PROTECTION}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,57 @@ def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
             if command["rc"] != 0:
                 err = command["stderr"].strip().replace("\n", " ")[-300:]
                 out.append(f"- **{tool} failed**: `{' '.join(command['argv'])}` exit {command['rc']}: {err}")
+    out.append("")
+    return out
+
+
+def protection_table(real: dict[str, Any]) -> list[str]:
+    """Scenario (b) under each protection level (issue 13)."""
+    rows = real.get("protection", {})
+    if not rows:
+        return []
+    base = rows.get("guarantee_nothing")
+    out = ["### (b) under each protection level (`replicate_to[].protection`, issue 13)", "",
+           "| level | wall time (median) | runs | zfs calls | `hold` / `release` calls"
+           " | time / guarantee_nothing | ok |", "|---|---:|---|---:|---:|---:|---|"]
+    for level in ("guarantee_nothing", "guarantee_incremental", "guarantee_resumability"):
+        r = rows.get(level)
+        if r is None:
+            continue
+        subs = r.get("zfs_by_subcommand")
+        tags = f"{subs.get('hold', 0)} / {subs.get('release', 0)}" if subs is not None else "-"
+        ratio = f"{r['seconds'] / base['seconds']:.3f}x" if base else "-"
+        default = " (default)" if level == real.get("protection_default") else ""
+        runs = runs_text(r.get("runs", []))
+        out.append(f"| {level}{default} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {tags} | {ratio} |"
+                   f" {'yes' if r['ok'] else 'NO'} |")
+    calls = real.get("protection_calls")
+    quiet = real.get("scenarios", {}).get("b", {}).get("zrepl-reconcile", {}).get("seconds")
+    if calls:
+        rounds = calls["rounds"][1:] or calls["rounds"]  # the first round ran on a cold cache
+        def med(key: str) -> float:
+            return statistics.median(r[key] for r in rounds)
+        step, last = med("step_hold") + med("step_release"), med("last_hold") + med("last_release")
+        out += ["", "The extra zfs calls themselves, timed in the same guest on (b)'s restored pools"
+                f" ({calls['date']}; median of rounds 2-{len(calls['rounds'])}, round 1 on a cold cache"
+                f" took {calls['rounds'][0]['step_hold']:.1f} s for the step hold):", "",
+                "| call (one batched `zfs hold`/`zfs release` each, as apply runs them) | snapshots | time |",
+                "|---|---:|---:|",
+                f"| step hold (`zrr-step_...`, source) | {calls['source_snapshots']} |"
+                f" {med('step_hold'):.2f} s |",
+                f"| step release | {calls['source_snapshots']} | {med('step_release'):.2f} s |",
+                f"| last-received hold (`zrr-last-received_...`, target) | {calls['target_snapshots']} |"
+                f" {med('last_hold'):.2f} s |",
+                f"| last-received release | {calls['target_snapshots']} | {med('last_release'):.2f} s |",
+                "",
+                f"Per (b) cycle: `guarantee_incremental` adds {last:.1f} s, `guarantee_resumability`"
+                f" {step + last:.1f} s" + (f" ({last / quiet:.0%} and {(step + last) / quiet:.0%} of (b)'s"
+                                          f" {quiet:.0f} s quiet run above)." if quiet else ".")]
+    measured = real.get("protection_measured")
+    if measured:
+        out += ["", f"(Measured {measured['date']}, {measured['runs_per_level']} run(s) per level, load"
+                f" average {' '.join(measured.get('load_before', []))} at start"
+                + (f"; {measured['note']}" if measured.get("note") else "") + ".)"]
     out.append("")
     return out
 
@@ -436,6 +488,9 @@ def write_report(results: dict[str, Any], markdown: Path, png: Path) -> None:
         lines += bandwidth_table(real["f"])
     if real.get("e") or real.get("f") or real.get("b_parallel"):
         lines += [NOTES["transfers"], ""]
+    if real.get("protection"):
+        lines += protection_table(real)
+        lines += [NOTES["protection"], ""]
     lines += [NOTES["analysis"], ""]
     if results.get("plan"):
         lines += ["## `zrepl-reconcile plan` on synthetic facts (`bench/bench_plan.py`)", "",

@@ -102,7 +102,9 @@ def run_realzfs(results: dict[str, Any], runs: int, scenario_runs: int, mib: int
         log("booting the OpenZFS guest")
         guest = boot("bench", workdir, image=ensure_image())
     # Merged into earlier results: a run of some tools or scenarios keeps the others' rows.
-    results["realzfs"] = {**results.get("realzfs", {}), "boot_seconds": round(guest.boot_seconds, 1)}
+    results["realzfs"] = {**results.get("realzfs", {})}
+    if scenarios != ("p",):
+        results["realzfs"]["boot_seconds"] = round(guest.boot_seconds, 1)
     try:
         realzfs.run(guest, workdir, runs, scenario_runs, mib, results["realzfs"], save, tools, scenarios)
     finally:
@@ -124,11 +126,15 @@ def main() -> int:
                         help="use a running guest (JSON: name, port, pid, workdir, control_dir)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--tools", default="zrepl-reconcile,sanoid,zfs-autobackup,pyznap")
-    parser.add_argument("--scenarios", default="a,b,c,d", help="real-OpenZFS scenarios to run")
+    parser.add_argument("--scenarios", default="a,b,c,d",
+                        help="real-OpenZFS scenarios to run; p: (b) under each protection level")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    # Only the protection levels (--scenarios p): the other figures and their machine facts stay
+    # as measured; the protection rows carry their own date and load.
+    only_protection = args.skip_synthetic and args.scenarios == "p"
     if not args.report_only:
-        if not args.only_fleet:  # the page's date and machine are those of the whole run
+        if not args.only_fleet and not only_protection:  # the page's date and machine: the whole run's
             results["machine"] = machine()
         if args.only_fleet:
             args.skip_synthetic = args.skip_realzfs = True

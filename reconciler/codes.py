@@ -30,6 +30,7 @@ class ConflictCode(StrEnum):
     TARGET_POOL_MISSING = "target_pool_missing"
     NAME_TOO_LONG = "name_too_long"
     LARGE_BLOCKS_REQUIRED = "large_blocks_required"  # a replica with large blocks, plain streams asked
+    UNENCRYPTED_REPLICA = "unencrypted_replica"  # an encrypted source would be (or is) replicated decrypted
 
 
 class HostProblem(StrEnum):
@@ -63,6 +64,7 @@ class ZfsError(StrEnum):
     NO_SPACE = "no_space"
     RESUME_TOKEN_INVALID = "resume_token_invalid"
     RESUME_STATE_EXISTS = "resume_state_exists"
+    NOT_HELD = "not_held"  # zfs release of a tag the snapshot does not hold
     STREAM_BROKEN = "stream_broken"
     TIMEOUT = "timeout"
     ZFS_NOT_FOUND = "zfs_not_found"

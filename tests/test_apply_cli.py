@@ -255,7 +255,14 @@ def test_confirmation_on_a_terminal(two_hosts: tuple[Path, StandinState, Standin
 
 def test_a_saved_plan_runs_exactly_its_actions(two_hosts: tuple[Path, StandinState, StandinState],
                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler.domain.actions import SendAction
+    from reconciler.domain.actions import (
+        HoldAction,
+        HoldReceivedAction,
+        ReleaseAction,
+        SendAction,
+        TagAction,
+        tag_batch_argv,
+    )
     from reconciler.domain.plan import Plan
 
     config, nas, backup = two_hosts
@@ -276,15 +283,19 @@ def test_a_saved_plan_runs_exactly_its_actions(two_hosts: tuple[Path, StandinSta
     expected: list[tuple[str, ...]] = []
     plan = Plan.from_json(saved)
     batches: dict[str, list[str]] = {}
+    tags: dict[tuple[str, str, str], list[TagAction]] = {}  # one zfs hold/release per kind, host, tag
     for action in plan.actions:
         if action.kind == "snapshot":
             batches.setdefault(f"{action.host}{action.batch}", []).append(  # type: ignore[attr-defined]
                 f"{action.dataset}@{action.snapshot}")  # type: ignore[attr-defined]
         elif isinstance(action, SendAction):
             expected.append(tuple(action.recv_argv()))
+        elif isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
+            tags.setdefault((action.kind, action.host, action.tag), []).append(action)
         else:
             expected.append(tuple(action.argv()))
     expected += [("zfs", "snapshot", *names) for names in batches.values()]
+    expected += [tuple(tag_batch_argv(group)) for group in tags.values()]
     assert ran == sorted(argv[1:] for argv in expected)  # the stand-in logs argv after "zfs"
 
 

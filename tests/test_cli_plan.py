@@ -363,8 +363,12 @@ def test_filesystem_naming_a_target_dataset_selects_the_send_into_it(
     # the managed parent tank/data is sent in full (not left as a placeholder that would block
     # its own first send later); pool/nas/tank, which no source maps to, is a placeholder
     assert [(a["kind"], a["dataset"]) for a in plan["actions"]] == [
-        ("create", "pool/nas/tank"), ("send", "tank/data"), ("send", "tank/data/a b:c"),
-        ("bookmark", "tank/data"), ("bookmark", "tank/data/a b:c")]
+        ("create", "pool/nas/tank"),
+        *(("hold", ds) for ds in ("tank/data", "tank/data/a b:c")),  # guarantee_resumability: the steps
+        ("send", "tank/data"), ("send", "tank/data/a b:c"),
+        *(("hold_received", ds) for ds in ("pool/nas/tank/data", "pool/nas/tank/data/a b:c")),
+        ("bookmark", "tank/data"), ("bookmark", "tank/data/a b:c"),
+        *(("release", ds) for ds in ("tank/data", "tank/data/a b:c"))]
     assert plan["warnings"] == ["selection: also sends nas:tank/data to backup:pool/nas/tank/data, which"
                                 " pool/nas/tank/data/a b:c needs as parent (a placeholder there would block"
                                 " its own replication)"]
@@ -418,7 +422,10 @@ def test_host_of_a_target_shows_its_destroys_and_a_saved_plan_applies(
     assert "destroy 2 snapshots of pool/nas/tank/data" in out
     assert "create snapshot" not in out  # nas's own schedule is nas's business
     plan = json.loads(saved.read_text(encoding="utf-8"))
-    assert [(a["kind"], a["host"]) for a in plan["actions"]] == [("bookmark", "nas"), ("destroy", "backup")]
+    # The replica's newest snapshot gets its last-received hold (guarantee_incremental, the default
+    # guarantee_resumability included), the cursor moves to it, the target is pruned.
+    assert [(a["kind"], a["host"]) for a in plan["actions"]] == [("hold", "backup"), ("bookmark", "nas"),
+                                                                  ("destroy", "backup")]
     assert plan["selection"] == {"hosts": ["backup"], "filesystems": []}
     code = main(["apply", "-c", str(target_to_prune), "--plan", str(saved), "-y"])
     out, err = capsys.readouterr()

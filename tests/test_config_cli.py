@@ -36,6 +36,12 @@ def test_summary_of_push_replication(capsys: pytest.CaptureFixture[str]) -> None
         "tank/vm:win11 (include)",
         "      -> backup:pool/nas  (e.g. tank/data -> pool/nas/tank/data, initial=newest)",
         "      -> backup:pool/nas-raw  (e.g. tank/secrets -> pool/nas-raw/tank/secrets, initial=newest, raw)",
+        "         receive: zfs recv -o readonly=on -o canmount=noauto (volumes: only what applies)",
+        "         protection: initial guarantee_resumability, incremental guarantee_resumability",
+        "         raw: encrypted sources stay encrypted on the target, their keys are never loaded"
+        " there",
+        "         raw not set: an encrypted source is refused (conflict unencrypted_replica) until raw"
+        " is true, or false on purpose",
     ]:
         assert expected in out.splitlines()
 

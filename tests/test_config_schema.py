@@ -31,7 +31,7 @@ def test_schema_command_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
 def _objects(node: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if isinstance(node, dict):
-        if "properties" in node:
+        if node.get("type") == "object" and "properties" in node:
             found.append(node)
         for value in node.values():
             found += _objects(value)

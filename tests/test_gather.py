@@ -288,7 +288,8 @@ def test_the_parser_leaves_the_collector_alone(monkeypatch: pytest.MonkeyPatch) 
 
     for name in ("disable", "enable", "freeze", "unfreeze"):
         monkeypatch.setattr(gc, name, touched)
-    listing = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\ntank@a\tsnapshot\t2\t2\t1\t0\t0\t0\t-\n"
+    listing = ("tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\n"
+               "tank@a\tsnapshot\t2\t2\t1\t0\t0\t0\t-\toff\t-\t-\n")
     assert len(parse_zfs_list(listing, "h")["tank"].snapshots) == 1
 
 

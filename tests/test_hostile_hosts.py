@@ -285,8 +285,8 @@ def test_a_thread_that_dies_prints_one_line_and_paramikos_nothing(
 # --------------------------------------------------------------------------- clocks
 
 FAKE_ZFS = """#!/bin/sh
-printf 'tank\\tfilesystem\\t100\\t1\\t1700000000\\t-\\t0\\t0\\t-\\n'
-printf 'tank@zrepl_20231114_221320\\tsnapshot\\t101\\t2\\t1700000000\\t0\\t0\\t0\\t-\\n'
+printf 'tank\\tfilesystem\\t100\\t1\\t1700000000\\t-\\t0\\t0\\t-\\toff\\t-\\t-\\n'
+printf 'tank@zrepl_20231114_221320\\tsnapshot\\t101\\t2\\t1700000000\\t0\\t0\\t0\\t-\\toff\\t-\\t-\\n'
 """
 
 
@@ -424,17 +424,17 @@ if mode == "stdout":
 elif mode == "line":
     out.write(b"a" * size)
 elif mode == "dataset-name":
-    out.write(b"tank\\tfilesystem\\t1\\t1\\t1700000000\\t-\\t0\\t0\\t-\\n")
-    out.write(b"tank/" + b"n" * size + b"\\tfilesystem\\t2\\t2\\t1700000000\\t-\\t0\\t0\\t-\\n")
+    out.write(b"tank\\tfilesystem\\t1\\t1\\t1700000000\\t-\\t0\\t0\\t-\\toff\\t-\\t-\\n")
+    out.write(b"tank/" + b"n" * size + b"\\tfilesystem\\t2\\t2\\t1700000000\\t-\\t0\\t0\\t-\\toff\\t-\\t-\\n")
 elif mode == "snapshot-name":
-    out.write(b"tank\\tfilesystem\\t1\\t1\\t1700000000\\t-\\t0\\t0\\t-\\n")
-    out.write(b"tank@" + b"s" * size + b"\\tsnapshot\\t2\\t2\\t1700000000\\t0\\t0\\t0\\t-\\n")
+    out.write(b"tank\\tfilesystem\\t1\\t1\\t1700000000\\t-\\t0\\t0\\t-\\toff\\t-\\t-\\n")
+    out.write(b"tank@" + b"s" * size + b"\\tsnapshot\\t2\\t2\\t1700000000\\t0\\t0\\t0\\t-\\toff\\t-\\t-\\n")
 """
 HOSTILE = {
     "stderr": "command_failed: host 'nas': ",
     "stderr-line": "command_failed: host 'nas': ",
     "stdout": "bad_output: host 'nas': invalid zfs list output at line 1: character ",
-    "line": "bad_output: host 'nas': invalid zfs list output at line 1: expected 9 tab-separated"
+    "line": "bad_output: host 'nas': invalid zfs list output at line 1: expected 12 tab-separated"
             " columns, got 1: 'aaaa",
     "dataset-name": "bad_output: host 'nas': invalid zfs list output at line 2: a name of"
                     f" {(MEBIBYTES << 20) + 5} bytes (zfs allows at most 255): 'tank/nnnn",

@@ -97,7 +97,10 @@ def test_snap_job_and_replication_only_push_become_one_entry_with_the_snap_jobs_
     (target,) = entry.replicate_to
     assert (target.host, target.root, target.raw) == (host, "backuppool/zrepl/sink/myhostname", True)
     assert any("send.encrypted" in n for n in notes(result, NoteKind.DIFFERS))
-    assert any("replication.protection" in n for n in notes(result, NoteKind.NOT_MAPPED))
+    # zrepl's protection levels are ours, same names (issue 13)
+    assert (target.protection.initial, target.protection.incremental) == (
+        "guarantee_resumability", "guarantee_incremental")
+    assert not any("replication.protection" in n for n in notes(result, NoteKind.NOT_MAPPED))
 
 
 def test_manual_snapshotting_without_a_snap_job_manages_nothing_and_says_how_to_opt_in() -> None:
@@ -271,3 +274,38 @@ def test_a_pull_alone_gets_a_placeholder_filter(tmp_path: Path) -> None:
     (entry,) = result.config.filesystems
     assert entry.filter == {"FILL-IN-pool<": True} and entry.host == "app-srv"
     assert result.config.policies[entry.policy].manage == "(?!)"  # its snapshots' prefix is not known
+
+
+def test_protection_send_properties_and_recv_properties_map_to_the_target(tmp_path: Path) -> None:
+    """Issue 13: zrepl's replication.protection (the pull's), send.send_properties (the
+    source's) and recv.properties (override: recv -o, inherit: recv -x; the pull's) become
+    the target's protection, send_properties and properties."""
+    pull = PULL.replace("      interval: 10m\n", textwrap.indent(textwrap.dedent("""\
+        interval: 10m
+        replication:
+          protection: {initial: guarantee_nothing, incremental: guarantee_incremental}
+        recv:
+          properties:
+            override: {compression: zstd}
+            inherit: [mountpoint, "com.example:owner"]
+        """), "      "))
+    source = SOURCE.replace("      serve: {type: stdinserver, client_identities: [backup-srv]}\n",
+                            "      serve: {type: stdinserver, client_identities: [backup-srv]}\n"
+                            "      send: {send_properties: true}\n")
+    result = emit(import_zrepl([str(write(tmp_path, "backup-srv.yml", pull)),
+                                str(write(tmp_path, "app-srv.yml", source))]))
+    (target,) = result.config.filesystems[0].replicate_to
+    assert (target.protection.initial, target.protection.incremental) == (
+        "guarantee_nothing", "guarantee_incremental")
+    assert target.send_properties
+    assert target.properties.override == {"compression": "zstd"}
+    assert target.properties.exclude == ["mountpoint", "com.example:owner"]
+    assert not [n for n in notes(result, NoteKind.NOT_MAPPED) if "protection" in n or "properties" in n]
+    assert load_config_text(result.text, "imported.yml") == result.config
+
+
+def test_an_unknown_protection_level_is_refused_with_its_place(tmp_path: Path) -> None:
+    pull = PULL.replace("      interval: 10m\n", "      interval: 10m\n"
+                        "      replication: {protection: {initial: guarantee_everything}}\n")
+    with pytest.raises(ConfigError, match=r"backup-srv\.yml:\d+:\d+: .*protection.*guarantee_resumability"):
+        import_zrepl([str(write(tmp_path, "backup-srv.yml", pull))])

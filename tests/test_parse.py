@@ -12,8 +12,8 @@ from reconciler.errors import GatherError
 from reconciler.gather.parse import LIST_COLUMNS, list_argv, parse_zfs_holds, parse_zfs_list
 
 DATA = Path(__file__).parent / "data" / "zfs"
-GOOD_SNAP = "tank/a@s1\tsnapshot\t12\t5\t1700000000\t0\t10\t20\t-"
-GOOD_FS = "tank/a\tfilesystem\t11\t4\t1700000000\t-\t0\t20\t-"
+GOOD_SNAP = "tank/a@s1\tsnapshot\t12\t5\t1700000000\t0\t10\t20\t-\toff\t-\t-"
+GOOD_FS = "tank/a\tfilesystem\t11\t4\t1700000000\t-\t0\t20\t-\toff\t-\t-"
 
 
 def list_fixtures() -> list[Path]:
@@ -89,35 +89,35 @@ def test_empty_listing_is_a_host_without_pools() -> None:
 
 
 def test_out_of_order_snapshots_are_sorted_by_createtxg() -> None:
-    text = "\n".join([GOOD_FS, "tank/a@late\tsnapshot\t13\t9\t1\t0\t1\t1\t-", GOOD_SNAP]) + "\n"
+    text = "\n".join([GOOD_FS, "tank/a@late\tsnapshot\t13\t9\t1\t0\t1\t1\t-\toff\t-\t-", GOOD_SNAP]) + "\n"
     assert [s.name for s in parse_zfs_list(text, "h")["tank/a"].snapshots] == ["s1", "late"]
 
 
 HOSTILE = {
     "wrong column count": GOOD_FS + "\textra",
     "too few columns": "tank/a\tfilesystem\t11",
-    "forbidden character": "tank/a$b\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
-    "quote": "tank/a'b\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
-    "non-ascii": "tank/ä\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
+    "forbidden character": "tank/a$b\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "quote": "tank/a'b\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "non-ascii": "tank/ä\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
     "carriage return": GOOD_FS + "\r",
-    "non-numeric guid": "tank/a\tfilesystem\t0x11\t4\t1\t-\t0\t0\t-",
-    "negative guid": "tank/a\tfilesystem\t-11\t4\t1\t-\t0\t0\t-",
-    "guid too large": "tank/a\tfilesystem\t18446744073709551616\t4\t1\t-\t0\t0\t-",
-    "zero guid": "tank/a\tfilesystem\t0\t4\t1\t-\t0\t0\t-",
-    "underscore number": "tank/a\tfilesystem\t1_1\t4\t1\t-\t0\t0\t-",
-    "unknown type": "tank/a\tzvol\t11\t4\t1\t-\t0\t0\t-",
-    "empty component": "tank//a\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
-    "trailing slash": "tank/a/\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
-    "pool not a letter": "1tank\tfilesystem\t11\t4\t1\t-\t0\t0\t-",
-    "snapshot without @": "tank/a\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
-    "filesystem with @": "tank/a@x\tfilesystem\t12\t5\t1\t-\t1\t1\t-",
-    "two @": "tank/a@x@y\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
-    "bookmark with @": "tank/a@x\tbookmark\t12\t5\t1\t-\t-\t-\t-",
-    "empty snapshot name": "tank/a@\tsnapshot\t12\t5\t1\t0\t1\t1\t-",
-    "userrefs not numeric": "tank/a@s\tsnapshot\t12\t5\t1\tx\t1\t1\t-",
+    "non-numeric guid": "tank/a\tfilesystem\t0x11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "negative guid": "tank/a\tfilesystem\t-11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "guid too large": "tank/a\tfilesystem\t18446744073709551616\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "zero guid": "tank/a\tfilesystem\t0\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "underscore number": "tank/a\tfilesystem\t1_1\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "unknown type": "tank/a\tzvol\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "empty component": "tank//a\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "trailing slash": "tank/a/\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "pool not a letter": "1tank\tfilesystem\t11\t4\t1\t-\t0\t0\t-\toff\t-\t-",
+    "snapshot without @": "tank/a\tsnapshot\t12\t5\t1\t0\t1\t1\t-\toff\t-\t-",
+    "filesystem with @": "tank/a@x\tfilesystem\t12\t5\t1\t-\t1\t1\t-\toff\t-\t-",
+    "two @": "tank/a@x@y\tsnapshot\t12\t5\t1\t0\t1\t1\t-\toff\t-\t-",
+    "bookmark with @": "tank/a@x\tbookmark\t12\t5\t1\t-\t-\t-\t-\t-\t-\t-",
+    "empty snapshot name": "tank/a@\tsnapshot\t12\t5\t1\t0\t1\t1\t-\toff\t-\t-",
+    "userrefs not numeric": "tank/a@s\tsnapshot\t12\t5\t1\tx\t1\t1\t-\toff\t-\t-",
     "header line": "NAME\tTYPE\tGUID\tCREATETXG\tCREATION\tUSERREFS\tWRITTEN\tREFER\tRECEIVE_RESUME_TOKEN",
     "blank line": "",
-    "human-readable numbers": "tank/a\tfilesystem\t11\t4\tTue Nov 14 22:13 2023\t-\t0\t0\t-",
+    "human-readable numbers": "tank/a\tfilesystem\t11\t4\tTue Nov 14 22:13 2023\t-\t0\t0\t-\toff\t-\t-",
 }
 
 
@@ -153,14 +153,14 @@ COMPONENT = st.text(alphabet="abcXYZ019_.:- ", min_size=1, max_size=12)
 @given(st.lists(st.tuples(COMPONENT, st.lists(COMPONENT, max_size=4, unique=True)), min_size=1, max_size=5,
                 unique_by=lambda t: t[0]))
 def test_any_legal_names_round_trip(tree: list[tuple[str, list[str]]]) -> None:
-    lines = ["tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-"]
+    lines = ["tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-"]
     guid = 100
     for child, snaps in tree:
-        lines.append(f"tank/{child}\tvolume\t{guid}\t{guid}\t7\t-\t0\t0\t-")
+        lines.append(f"tank/{child}\tvolume\t{guid}\t{guid}\t7\t-\t0\t0\t-\toff\t-\t-")
         for snap in snaps:
             guid += 1
-            lines.append(f"tank/{child}@{snap}\tsnapshot\t{guid}\t{guid}\t7\t1\t5\t6\t-")
-            lines.append(f"tank/{child}#{snap}\tbookmark\t{guid}\t{guid}\t7\t-\t-\t-\t-")
+            lines.append(f"tank/{child}@{snap}\tsnapshot\t{guid}\t{guid}\t7\t1\t5\t6\t-\toff\t-\t-")
+            lines.append(f"tank/{child}#{snap}\tbookmark\t{guid}\t{guid}\t7\t-\t-\t-\t-\t-\t-\t-")
         guid += 1
     datasets = parse_zfs_list("\n".join(lines) + "\n", "h")
     for child, snaps in tree:

@@ -23,7 +23,8 @@ from reconciler.gather.parse_columns import parse_columns
 DATA = Path(__file__).parent / "data" / "zfs"
 TOKEN = "1-e604ea4bf-e0-789c63a2a0a2a0a6a0a4a0a2c9200c1b280cf030050000b6c60c3b"
 NAME_CHARS = "abz09_.:- "
-DAMAGE = ["\t", "\n", "@", "#", "-", "_", " ", "0", "9", "a", "/", "\r", "ä", "", "\t\t", "\n\n", "+", "x"]
+DAMAGE = ["\t", "\n", "@", "#", "-", "_", " ", "0", "9", "a", "/", "\r", "ä", "", "\t\t", "\n\n", "+", "x",
+          "off", "A", "-\t-"]
 
 
 def fast_path(text: str) -> dict[str, Dataset] | None:
@@ -52,6 +53,10 @@ def check_agrees(text: str) -> bool:
     return True
 
 
+ENCRYPTIONS = [("off", "-", "-"), ("off", "-", "-"), ("aes-256-gcm", "tank", "available"),
+               ("aes-128-ccm", "tank/enc root", "unavailable")]
+
+
 @st.composite
 def listings(draw: st.DrawFn) -> str:
     lines: list[str] = []
@@ -61,7 +66,9 @@ def listings(draw: st.DrawFn) -> str:
         kind = draw(st.sampled_from(["filesystem", "filesystem", "volume"]))
         token = TOKEN if draw(st.integers(0, 9)) == 0 else "-"
         written = draw(st.sampled_from(["0", "4096", "-"]))
-        lines.append(f"{name}\t{kind}\t{100 + index}\t{txg}\t1700000000\t-\t{written}\t8192\t{token}")
+        encryption = "\t".join(draw(st.sampled_from(ENCRYPTIONS)))
+        lines.append(f"{name}\t{kind}\t{100 + index}\t{txg}\t1700000000\t-\t{written}\t8192\t{token}"
+                     f"\t{encryption}")
         snaps = []
         for snap in range(draw(st.integers(0, 6))):
             txg += draw(st.integers(0, 3))
@@ -69,13 +76,18 @@ def listings(draw: st.DrawFn) -> str:
             refs = draw(st.sampled_from(["0", "0", "0", "2"]))
             sizes = draw(st.sampled_from(["0", "512", "-"]))
             guid = draw(st.sampled_from([str(1000 + txg * 10 + snap), str((1 << 64) - 1 - snap)]))
+            # Mostly the dataset's own values; sometimes another valid one (a key loaded while
+            # zfs listed the dataset's snapshots).
+            other = "\t".join(draw(st.sampled_from(ENCRYPTIONS)))
+            snap_encryption = encryption if draw(st.integers(0, 5)) else other
             snaps.append(f"{name}@{short}\tsnapshot\t{guid}\t{txg}\t{1700000000 + snap}\t{refs}\t{sizes}\t"
-                         f"{sizes}\t-")
+                         f"{sizes}\t-\t{snap_encryption}")
         if draw(st.booleans()):
             snaps.reverse()  # valid, unusual: the fast path marks the dataset unsorted
         lines.extend(snaps)
         for mark in range(draw(st.integers(0, 2))):
-            lines.append(f"{name}#b{mark}\tbookmark\t{900 + mark}\t{txg + mark}\t1700000000\t-\t-\t-\t-")
+            lines.append(f"{name}#b{mark}\tbookmark\t{900 + mark}\t{txg + mark}\t1700000000"
+                         "\t-\t-\t-\t-\t-\t-\t-")
     if draw(st.booleans()) and len(lines) > 2:
         # A snapshot line after a later dataset's lines (valid; the fast path steps aside).
         lines.append(lines.pop(1))
@@ -104,12 +116,12 @@ def test_fast_path_never_accepts_what_the_reference_rejects(text: str, data: st.
         check_agrees(text)
 
 
-FS = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\n"
+FS = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\n"
 
 
 def snap(name: str = "tank@a", guid: str = "2", txg: str = "2", creation: str = "1", refs: str = "0",
          written: str = "0", token: str = "-") -> str:
-    return f"{name}\tsnapshot\t{guid}\t{txg}\t{creation}\t{refs}\t{written}\t0\t{token}\n"
+    return f"{name}\tsnapshot\t{guid}\t{txg}\t{creation}\t{refs}\t{written}\t0\t{token}\toff\t-\t-\n"
 
 
 CRAFTED = {
@@ -129,6 +141,16 @@ CRAFTED = {
     "guid 2**64": FS + snap(guid=str(1 << 64)),
     "zero guid": FS + snap(guid="0"),
     "hash in snapshot, bookmark without": FS + snap(name="tank@a#b"),
+    # The encryption columns (encryption, encryptionroot, keystatus).
+    "snapshot with encryption -": FS + snap().replace("\toff\t-\t-", "\t-\t-\t-"),
+    "snapshot with keystatus loaded": FS + snap().replace("\toff\t-\t-", "\toff\t-\tloaded"),
+    "snapshot with an @ in its encryption root": FS + snap().replace("\toff\t-\t-", "\taes-256-gcm\tt@x\t-"),
+    "snapshot with an upper-case cipher": FS + snap().replace("\toff\t-\t-", "\tAES\t-\t-"),
+    "bookmark with encryption off": FS + snap() + "tank#b\tbookmark\t2\t2\t1\t-\t-\t-\t-\toff\t-\t-\n",
+    "unencrypted filesystem with a root": FS.replace("\toff\t-\t-", "\toff\ttank\t-") + snap(),
+    "encrypted filesystem without keystatus": FS.replace("\toff\t-\t-", "\taes-256-gcm\ttank\t-") + snap(),
+    "encrypted filesystem without root": FS.replace("\toff\t-\t-", "\taes-256-gcm\t-\tavailable") + snap(),
+    "one encryption column missing": FS + snap().replace("\toff\t-\t-", "\toff\t-"),
 }
 
 
@@ -147,8 +169,25 @@ def test_captured_listings_take_the_fast_path(path: Path) -> None:
     assert check_agrees(path.read_text()), "the fast path stepped aside on real zfs output"
 
 
+def test_encryption_columns_are_read_by_both_paths() -> None:
+    text = ("tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\n"
+            "tank/enc\tfilesystem\t2\t2\t1\t-\t0\t0\t-\taes-256-gcm\ttank/enc\tunavailable\n"
+            "tank/enc@a\tsnapshot\t3\t3\t1\t0\t0\t0\t-\taes-256-gcm\ttank/enc\tunavailable\n"
+            # The key was loaded between the dataset's line and this one: valid too.
+            "tank/enc@b\tsnapshot\t4\t4\t1\t0\t0\t0\t-\taes-256-gcm\ttank/enc\tavailable\n"
+            "tank/enc#a\tbookmark\t3\t3\t1\t-\t-\t-\t-\t-\t-\t-\n")
+    assert check_agrees(text)
+    datasets = parse.parse_zfs_list(text, "h")
+    enc = datasets["tank/enc"]
+    assert (enc.encryption, enc.encryption_root, enc.key_status) == ("aes-256-gcm", "tank/enc", "unavailable")
+    assert enc.encrypted and not enc.key_loaded
+    assert (datasets["tank"].encryption, datasets["tank"].encryption_root) == ("off", None)
+    assert not datasets["tank"].encrypted
+
+
 def test_sizes_are_converted_on_first_read_and_compare_equal() -> None:
-    text = "tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\ntank@a\tsnapshot\t2\t2\t1\t0\t4096\t-\t-\n"
+    text = ("tank\tfilesystem\t1\t1\t1\t-\t0\t0\t-\toff\t-\t-\n"
+            "tank@a\tsnapshot\t2\t2\t1\t0\t4096\t-\t-\toff\t-\t-\n")
     (snap,) = parse.parse_zfs_list(text, "h")["tank"].snapshots
     assert (snap.written, snap.referenced) == (4096, None)
     assert snap == parse._parse_rows(text, "h")["tank"].snapshots[0]
@@ -157,16 +196,16 @@ def test_sizes_are_converted_on_first_read_and_compare_equal() -> None:
 def long_name_listing(kind: str, length: int) -> tuple[str, int]:
     """A valid listing but for one name of ``length`` bytes (dataset@snapshot and
     dataset#bookmark counted whole, as zfs counts them); the 1-based line of that name."""
-    head = FS + "tank/d\tfilesystem\t3\t3\t1\t-\t0\t0\t-\n"
+    head = FS + "tank/d\tfilesystem\t3\t3\t1\t-\t0\t0\t-\toff\t-\t-\n"
     if kind == "dataset":
         name = "tank/" + "d" * (length - len("tank/"))
-        return FS + snap() + f"{name}\tfilesystem\t3\t3\t1\t-\t0\t0\t-\n", 3
+        return FS + snap() + f"{name}\tfilesystem\t3\t3\t1\t-\t0\t0\t-\toff\t-\t-\n", 3
     if kind == "snapshot":
         name = "tank/d@" + "s" * (length - len("tank/d@"))
         # Runs of snapshots before and after it: it is one of several names of its run.
         return head + snap("tank/d@a", "4", "4") + snap(name, "5", "5") + snap("tank/d@b", "6", "6"), 4
     name = "tank/d#" + "b" * (length - len("tank/d#"))
-    return head + snap("tank/d@a", "4", "4") + f"{name}\tbookmark\t5\t5\t1\t-\t-\t-\t-\n", 4
+    return head + snap("tank/d@a", "4", "4") + f"{name}\tbookmark\t5\t5\t1\t-\t-\t-\t-\t-\t-\t-\n", 4
 
 
 @pytest.mark.parametrize("kind", ["dataset", "snapshot", "bookmark"])

@@ -27,8 +27,13 @@ LAST1 = [{"type": "last_n", "count": 1}]
 PREFIX = cursor_prefix("backup", "pool/nas")
 
 
-def kinds(plan: Plan) -> list[str]:
-    return [a.kind for a in plan.actions]
+HOLD_KINDS = ("hold", "hold_received", "release")
+
+
+def kinds(plan: Plan, holds: bool = False) -> list[str]:
+    """The plan's action kinds; without the holds of the default protection level unless
+    ``holds`` (tests/test_protection.py is about those)."""
+    return [a.kind for a in plan.actions if holds or a.kind not in HOLD_KINDS]
 
 
 def of(plan: Plan, cls: type[Any]) -> list[Any]:
@@ -656,7 +661,7 @@ def test_placeholder_later_replicated_is_a_conflict_with_a_workable_fix() -> Non
     # the suggested receive, as the planner models it: the placeholder gets tank@zrepl_1
     w.replicate("nas", "tank", "backup", "pool/nas/tank")
     after = make_plan(cfg, w.observed, NOW)
-    assert after.conflicts == () and [a.kind for a in after.actions] == ["bookmark"]
+    assert after.conflicts == () and kinds(after) == ["bookmark"]
 
 
 def test_placeholder_fix_for_raw_sends_swaps_in_a_replica_received_beside_it() -> None:

@@ -149,6 +149,12 @@ def ssh_config(path: Path, facts: Facts, sshd: SshServer, out: Path) -> Path:
     return out
 
 
+def held(old: dict[str, Any] | None, tags: tuple[str, ...]) -> dict[str, int]:
+    """The simulated hold tags, with the stand-in's time of those it already had."""
+    before = old.get("holds", {}) if old else {}
+    return {tag: before.get(tag, int(NOW_DT.timestamp())) for tag in tags}
+
+
 def write_back(observed: ObservedState, facts: Facts) -> None:
     """Make the stand-ins show ``observed`` (the plan's simulated effect)."""
     for host, host_facts in observed.hosts.items():
@@ -162,10 +168,11 @@ def write_back(observed: ObservedState, facts: Facts) -> None:
                 **old, "type": ds.kind, "guid": ds.guid, "createtxg": ds.createtxg,
                 "creation": old.get("creation", int(NOW_DT.timestamp())),
                 "resume_token": ds.resume_token, "partial": None,
-                "snapshots": [old_snaps.get(s.guid) or {
+                "snapshots": [{**(old_snaps.get(s.guid) or {
                     "name": s.name, "guid": s.guid, "createtxg": s.createtxg, "creation": s.creation,
                     "size": s.written or 1024, "written": s.written or 1024,
-                    "referenced": s.referenced or 1024, "holds": {}} for s in ds.snapshots],
+                    "referenced": s.referenced or 1024}), "holds": held(old_snaps.get(s.guid), s.holds)}
+                    for s in ds.snapshots],
                 "bookmarks": [{"name": b.name, "guid": b.guid, "createtxg": b.createtxg,
                                "creation": b.creation, "referenced": 0} for b in ds.bookmarks],
             }

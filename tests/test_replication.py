@@ -190,7 +190,8 @@ def test_volume_ancestor_of_a_target_is_target_not_filesystem(volume: str) -> No
     assert f"zfs rename {volume} {volume}.old" in conflict.fix and "replicate_to" in conflict.fix
     assert plan.actions == ()  # no create, no send, no cursor, no destroy
     fixed = _renamed(w, volume)
-    assert [a.kind for a in make_plan(cfg, fixed, NOW).actions][-2:] == ["send", "bookmark"]
+    assert [a.kind for a in make_plan(cfg, fixed, NOW).actions if "hold" not in a.kind
+            and a.kind != "release"][-2:] == ["send", "bookmark"]
 
 
 def _renamed(w: World, volume: str) -> ObservedState:

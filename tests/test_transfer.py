@@ -87,6 +87,17 @@ def test_receiver_failure_stops_the_sender_and_keeps_both_stderrs() -> None:
     assert error.code == "diverged" and "has been modified" in str(error)
 
 
+def test_a_receive_out_of_space_names_the_pool_and_says_it_resumes() -> None:
+    result = TransferResult(4096, 1.0, 1, 1, "warning: cannot send 'tank/a@s2': signal received",
+                            "cannot receive new filesystem stream: out of space", sender_stopped=True)
+    action = SendAction("nas", "tank/a", "s2", "backup", "pool/nas/tank/a", None, ("s2",))
+    error = transfer_error(action, result)
+    assert error.code == "no_space"
+    assert str(error).startswith("out of space on pool pool of backup (receiving pool/nas/tank/a);")
+    assert "resumable" in str(error)
+    assert "(zfs: cannot receive new filesystem stream: out of space)" in str(error)
+
+
 def test_sender_failure_is_reported_over_the_receivers_complaint() -> None:
     result = stream(["sh", "-c", "echo \"cannot open 'tank/a@s2': dataset does not exist\" >&2; exit 1"],
                     ["sh", "-c", "cat >/dev/null; echo 'cannot receive: failed to read from stream' >&2; "

@@ -7,6 +7,8 @@ One subcommand per benchmark step, so each step is one SSH round trip from the h
   prepare TOOL CURSOR_PREFIX      pools src/dst, 100 filesystems x 50 hourly snapshots named the
                                   TOOL's way on a fixed past timeline, replicated to dst/r, saved
   reset                           restore the saved pools, clear caches and the call log
+  setup SCENARIO EPOCH [TAG]      reset, new data for (b), the clock; with TAG the newest snapshot of
+                                  every replica held with it (our last-received hold's steady state)
   clock EPOCH                     set the guest clock (the fake timeline)
   write-files                     64 KiB of new data in every filesystem (before scenario b)
   snapstate FILE                  write {target fs: [snapshot names]} to FILE
@@ -141,6 +143,14 @@ def prepare(tool: str, cursor_prefix: str) -> dict[str, object]:
     save_pools()
     return {"tool": tool, "snapshots_per_fs": ROUNDS, "filesystems": FILESYSTEMS + 1,
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def hold_newest(tag: str) -> None:
+    """Hold every replica's newest snapshot with ``tag``, in one zfs hold."""
+    listed = sh([ZFS, "list", "-H", "-p", "-t", "snapshot", "-o", "name", "-s", "createtxg", "-r",
+                 TARGET_ROOT]).stdout.splitlines()
+    newest = {name.split("@")[0]: name for name in listed}
+    sh([ZFS, "hold", tag, *newest.values()])
 
 
 def save_pools() -> None:
@@ -392,6 +402,8 @@ def main(argv: list[str]) -> int:
         reset()
     elif command == "setup":  # one round trip before a run: reset, data, clock, snapshot state
         reset()
+        if len(args) > 2:
+            hold_newest(args[2])
         if args[0] == "b":
             write_files()
         set_clock(int(args[1]))

@@ -25,7 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.planning.naming import cursor_prefix
+from reconciler.config.models import DEFAULT_PROTECTION
+from reconciler.planning.naming import cursor_prefix, last_received_tag
+from reconciler.planning.protection import KEEPS_LAST_RECEIVED
 from reconciler.testbed.guest import Guest
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
@@ -83,8 +85,10 @@ def install(guest: Guest, peers: bool = True) -> dict[str, Any]:
     return facts
 
 
-def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False, parallel: int = 1) -> Path:
-    """zrepl-reconcile's config for a scenario (JSON is YAML); ``parallel``: settings.parallel_sends."""
+def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False, parallel: int = 1,
+               protection: str | None = None) -> Path:
+    """zrepl-reconcile's config for a scenario (JSON is YAML); ``parallel``: settings.parallel_sends;
+    ``protection``: both levels (None: the default)."""
     ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
     if big:
         config: dict[str, Any] = {
@@ -102,9 +106,13 @@ def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False,
                 "keep_target": [{"type": "last_n", "count": 60, "regex": "^zrepl_"}]}},
             "filesystems": [{"host": "src", "filter": {"src/data<": True}, "policy": "hourly",
                              "replicate_to": [{"host": "dst", "root": "dst/r"}]}]}
+        if protection is not None:
+            target = config["filesystems"][0]["replicate_to"][0]
+            target["protection"] = {"initial": protection, "incremental": protection}
     if parallel > 1:
         config["settings"] = {"parallel_sends": parallel}
-    path = workdir / ("big.yml" if big else f"ours-keep{keep_source}-p{parallel}.yml")
+    name = f"ours-keep{keep_source}-p{parallel}-{protection or 'default'}.yml"
+    path = workdir / ("big.yml" if big else name)
     path.write_text(json.dumps(config, indent=1))
     return path
 
@@ -129,12 +137,18 @@ def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
                           "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
 
 
-def one_run(guest: Guest, workdir: Path, tool: str, scenario: str, parallel: int = 1) -> dict[str, Any]:
+def one_run(guest: Guest, workdir: Path, tool: str, scenario: str, parallel: int = 1,
+            protection: str | None = None) -> dict[str, Any]:
     now = ONE_DUE if scenario == "b" else NOTHING_DUE
-    helper(guest, "setup", scenario, str(now))
+    # Our steady state holds each replica's newest snapshot (the last-received hold) when the
+    # protection level keeps one: as the previous apply left it.
+    level = protection or DEFAULT_PROTECTION
+    hold = [last_received_tag("src", "dst", "dst/r")] if (
+        tool == "zrepl-reconcile" and level in KEEPS_LAST_RECEIVED) else []
+    helper(guest, "setup", scenario, str(now), *hold)
     if tool == "zrepl-reconcile":
         result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60,
-                                            parallel=parallel), now)
+                                            parallel=parallel, protection=protection), now)
     else:
         result = helper(guest, "run", tool, scenario)
     result.update(helper(guest, "collect"))
@@ -157,7 +171,7 @@ def median_runs(fn: Callable[[], dict[str, Any]], runs: int) -> dict[str, Any]:
 def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
               save: Callable[[], None], tools: tuple[str, ...], which: tuple[str, ...] = SCENARIOS) -> None:
     prefix = cursor_prefix("dst", "dst/r")
-    for tool in tools:
+    for tool in tools if which else ():
         log(f"preparing the data for {tool}")
         out.setdefault("prepare", {})[tool] = helper(guest, "prepare", tool, prefix)
         for scenario in which:
@@ -253,6 +267,37 @@ def transfers(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save:
     save()
 
 
+PROTECTION_LEVELS = ("guarantee_nothing", "guarantee_incremental", "guarantee_resumability")
+
+
+def protection_costs(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
+                     save: Callable[[], None]) -> None:
+    """Scenario (b) under each protection level (issue 13), the runs interleaved so that load
+    on the shared machine hits every level alike."""
+    log("protection levels: preparing zrepl-reconcile's data")
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    helper(guest, "prepare", "zrepl-reconcile", cursor_prefix("dst", "dst/r"))
+    results: dict[str, list[dict[str, Any]]] = {level: [] for level in PROTECTION_LEVELS}
+    for round_ in range(max(runs, 1)):
+        for level in PROTECTION_LEVELS:
+            log(f"protection {level}: scenario (b), run {round_ + 1}")
+            result = one_run(guest, workdir, "zrepl-reconcile", "b", protection=level)
+            results[level].append(result)
+            log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, ok={result['ok']}")
+    for level, rows in results.items():
+        summary = dict(rows[0])
+        summary["runs"] = [round(r["seconds"], 2) for r in rows]
+        summary["seconds"] = statistics.median(r["seconds"] for r in rows)
+        summary["ok"] = all(r["ok"] for r in rows)
+        summary.pop("call_log_head", None)
+        out.setdefault("protection", {})[level] = summary
+    out["protection_default"] = DEFAULT_PROTECTION
+    out["protection_measured"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                  "load_after": Path("/proc/loadavg").read_text().split()[:3],
+                                  "load_before": load_before, "runs_per_level": max(runs, 1)}
+    save()
+
+
 def plain_ssh(guest: Guest, argv: list[str]) -> list[str]:
     """A fresh SSH connection, no multiplexing: what a user's plain pipe does."""
     base = guest.ssh_argv()
@@ -311,12 +356,17 @@ def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, ou
                              if k in ("versions", "install_seconds", "zettarepl_pip")}
     out["guest"] = {**fresh, **kept}
     save()
-    out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
+    only_protection = tuple(which) == ("p",)  # the other rows and their guest facts stay as measured
+    if not only_protection:
+        out["guest"]["load_before"] = Path("/proc/loadavg").read_text().split()[:3]
     if "d" in which:
         out["d"] = full_send(guest, workdir, runs, mib)  # first: a target metric, and cheap
         save()
     if "e" in which or "f" in which:
         transfers(guest, workdir, runs, out, save, which=tuple(s for s in ("e", "f") if s in which))
     scenarios(guest, workdir, scenario_runs, out, save, tools, tuple(s for s in SCENARIOS if s in which))
-    out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    if "p" in which and "zrepl-reconcile" in tools:
+        protection_costs(guest, workdir, max(scenario_runs, 2), out, save)
+    if not only_protection:
+        out["guest"]["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
     save()

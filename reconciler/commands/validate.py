@@ -22,6 +22,7 @@ from reconciler.config.models import (
     KeepRule,
     Policy,
     SshHost,
+    Target,
 )
 from reconciler.config.rates import format_rate
 from reconciler.importers.placeholders import find_placeholders
@@ -122,7 +123,28 @@ def describe_entry(index: int, entry: FilesystemEntry) -> list[str]:
                            ", plain stream" if not target.large_blocks else "",
                            f", limit {format_rate(limit)}" if (limit := target.bandwidth_limit_bytes) else "",
                            f", stall_timeout {target.stall_timeout}"
-                           if target.stall_timeout != DEFAULT_STALL_TIMEOUT else ""])
-        mapped = f"{example} -> {target.target_dataset(example)}"
+                           if target.stall_timeout != DEFAULT_STALL_TIMEOUT else "",
+                           f", strip={target.strip}" if target.strip else ""])
+        mapped = f"{example} -> {target.target_dataset(example)}" if target.maps(example) else example
         lines.append(f"    -> {target.host}:{target.root}  (e.g. {mapped}{options})")
+        lines += [f"       {line}" for line in describe_replicas(target)]
     return lines
+
+
+RAW_MEANING = {
+    None: "raw not set: an encrypted source is refused (conflict unencrypted_replica) until raw is true,"
+          " or false on purpose",
+    True: "raw: encrypted sources stay encrypted on the target, their keys are never loaded there",
+    False: "raw: false: an encrypted source is replicated decrypted (every plan warns)",
+}
+
+
+def describe_replicas(target: Target) -> list[str]:
+    """What protects the replicas of one target: receive options, protection, raw."""
+    options = [f"-o {k}={v}" for k, v in target.receive_overrides("filesystem")]
+    options += [f"-x {k}" for k in target.receive_excludes("filesystem")]
+    send = "zfs send -p, " if target.send_properties else ""
+    protection = target.protection
+    return [f"receive: {send}zfs recv {' '.join(options) or '(no -o/-x)'} (volumes: only what applies)",
+            f"protection: initial {protection.initial}, incremental {protection.incremental}",
+            RAW_MEANING[target.raw]]

@@ -20,7 +20,15 @@ from reconciler.domain.names import (
     SNAPSHOT_NAME_CHARS,
     check_dataset_name,
     filter_decision,
+    is_within,
     scheduled_snapshot_name,
+)
+from reconciler.domain.properties import (
+    RAW_REFUSED,
+    SAFE_EXCLUDES_WITH_SEND_PROPERTIES,
+    SAFE_OVERRIDES,
+    check_property_name,
+    for_kind,
 )
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -328,14 +336,70 @@ class Policy(Model):
 # mbuffer none either: a hung link blocks them until someone notices).
 DEFAULT_STALL_TIMEOUT = "10m"
 
+ProtectionLevel = Literal["guarantee_resumability", "guarantee_incremental", "guarantee_nothing"]
+# zrepl's default for both, kept after measuring its cost in benchmark (b) (BENCHMARKS.md).
+DEFAULT_PROTECTION: ProtectionLevel = "guarantee_resumability"
+
+
+class Protection(Model):
+    """zrepl's ``replication.protection``: what is held so that replication can go on."""
+
+    initial: ProtectionLevel = Field(
+        default=DEFAULT_PROTECTION,
+        description="for a full (initial) send: guarantee_resumability holds the send's snapshot on the"
+                    " source until it arrived; guarantee_incremental and guarantee_nothing place no hold")
+    incremental: ProtectionLevel = Field(
+        default=DEFAULT_PROTECTION,
+        description="for incremental sends: guarantee_resumability holds each send's snapshots on the source"
+                    " until they arrived, and (as guarantee_incremental) the last received snapshot on the"
+                    " target (the next incremental base); guarantee_nothing places no hold")
+
+
+PropertyName = Annotated[str, AfterValidator(check_property_name)]
+
+
+class ReceiveProperties(Model):
+    """``zfs recv -o``/``-x``, applied on every receive into the target (resumed ones too)."""
+
+    override: dict[PropertyName, str] = Field(
+        default_factory=dict,
+        description="zfs recv -o NAME=VALUE; merged over the safe defaults readonly=on and (filesystems)"
+                    " canmount=noauto, which a name listed here or in exclude replaces")
+    exclude: list[PropertyName] | None = Field(
+        default=None,
+        description="zfs recv -x NAME: the replica inherits it instead; default: mountpoint, sharenfs and"
+                    " sharesmb with send_properties, none without")
+
+    @field_validator("override")
+    @classmethod
+    def _values(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not value or "\n" in value or "\0" in value:
+                raise ValueError(f"the value of {name!r} must be a non-empty line of text")
+        return v
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ReceiveProperties:
+        both = sorted(set(self.override) & set(self.exclude or ()))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both overridden and excluded: keep one")
+        if self.exclude is not None and len(set(self.exclude)) != len(self.exclude):
+            raise ValueError("exclude names a property twice")
+        return self
+
 
 class Target(Model):
     host: str = Field(description="name of a host in hosts")
-    root: str = Field(description="dataset under which the source path is recreated: root/<source dataset>")
+    root: str = Field(description="dataset under which the source path is recreated: root/<source dataset>"
+                                  " (root/<path below strip> with strip)")
     initial: Literal["newest", "all"] = Field(
         default="newest",
         description="first full send: the newest snapshot only (zrepl's default), or all of them")
-    raw: bool = Field(default=False, description="raw send (zfs send -w): encrypted data stays encrypted")
+    raw: bool | None = Field(
+        default=None,
+        description="raw send (zfs send -w): encrypted data stays encrypted and its key is never loaded on"
+                    " the target. Unset: an encrypted source is refused (conflict unencrypted_replica);"
+                    " false: replicate decrypted on purpose (the plan warns every run)")
     compressed: bool = Field(
         default=True,
         description="non-raw sends as compressed streams (zfs send -L -c -e: blocks travel as stored,"
@@ -350,6 +414,18 @@ class Target(Model):
         default=DEFAULT_STALL_TIMEOUT,
         description="a transfer that moves no byte for this long is stopped (the receive stays resumable"
                     " and the next run resumes it), e.g. 10m, 1h")
+    strip: str | None = Field(
+        default=None,
+        description="a prefix of every selected dataset, left out of the replica's name: with strip: tank,"
+                    " tank/data/x -> root/data/x (and tank itself -> root)")
+    properties: ReceiveProperties = Field(
+        default_factory=ReceiveProperties,
+        description="properties set (zfs recv -o) or excluded (zfs recv -x) on every receive")
+    send_properties: bool = Field(
+        default=False, description="zfs send -p: the source's properties travel with the stream")
+    protection: Protection = Field(
+        default_factory=Protection,
+        description="zrepl's protection levels: which holds keep replication going")
 
     @field_validator("root")
     @classmethod
@@ -381,16 +457,68 @@ class Target(Model):
     @property
     def large_blocks(self) -> bool:
         """Whether its sends keep large blocks (-L): compressed streams, and raw ones (-w implies it)."""
-        return self.raw or self.compressed
+        return self.sends_raw or self.compressed
+    @field_validator("strip")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        return v if v is None else check_dataset_name(v)
+
+    @model_validator(mode="after")
+    def _raw_properties(self) -> Target:
+        named = sorted((set(self.properties.override) | set(self.properties.exclude or ())) & RAW_REFUSED)
+        if self.raw and named:
+            raise ValueError(f"a raw receive cannot set or exclude {', '.join(named)} (zfs refuses it:"
+                             " \"encryption property cannot be set or excluded for raw streams\"); remove"
+                             " it from properties")
+        return self
+
+    @property
+    def sends_raw(self) -> bool:
+        return bool(self.raw)
+
+    def maps(self, source_dataset: str) -> bool:
+        """Whether ``source_dataset`` has a replica name here (it lies within ``strip``)."""
+        return self.strip is None or is_within(source_dataset, self.strip)
 
     def target_dataset(self, source_dataset: str) -> str:
-        return f"{self.root}/{source_dataset}"
+        """The replica's name: ``root/<source>``, or with ``strip`` ``root/<source below strip>``
+        (``strip`` itself maps to ``root``). ValueError for a dataset outside ``strip`` (loading
+        refuses a filter that selects one)."""
+        if self.strip is None:
+            return f"{self.root}/{source_dataset}"
+        if source_dataset == self.strip:
+            return self.root
+        if not source_dataset.startswith(self.strip + "/"):
+            raise ValueError(f"{source_dataset} does not lie within strip {self.strip!r}")
+        return f"{self.root}/{source_dataset[len(self.strip) + 1:]}"
 
     def source_dataset(self, target_dataset: str) -> str | None:
         """The source dataset whose replica ``target_dataset`` would be (the inverse of
-        ``target_dataset``), or None when it does not lie below the root."""
+        ``target_dataset``), or None when it does not lie below the root (or is not the
+        root itself, with ``strip``)."""
+        if self.strip is not None and target_dataset == self.root:
+            return self.strip
         prefix = self.root + "/"
-        return target_dataset[len(prefix):] if target_dataset.startswith(prefix) else None
+        if not target_dataset.startswith(prefix):
+            return None
+        below = target_dataset[len(prefix):]
+        return below if self.strip is None else f"{self.strip}/{below}"
+
+    def receive_overrides(self, kind: str) -> tuple[tuple[str, str], ...]:
+        """``zfs recv -o`` for a replica of this kind: the safe defaults, less what is excluded,
+        with the configured overrides on top; properties of the other kind left out."""
+        excluded = set(self.properties.exclude or ())
+        merged = {k: v for k, v in SAFE_OVERRIDES.items() if k not in excluded}
+        merged.update(self.properties.override)
+        return tuple((k, merged[k]) for k in for_kind(merged, kind))
+
+    def receive_excludes(self, kind: str) -> tuple[str, ...]:
+        """``zfs recv -x`` for a replica of this kind (see ``ReceiveProperties.exclude``)."""
+        names = self.properties.exclude
+        if names is None:
+            defaults = SAFE_EXCLUDES_WITH_SEND_PROPERTIES if self.send_properties else ()
+            names = [n for n in defaults if n not in self.properties.override]
+        return tuple(for_kind(names, kind))
 
 
 def check_host_name(name: str) -> str:

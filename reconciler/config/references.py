@@ -62,6 +62,7 @@ class _Entry:
     filter: dict[str, bool]
     policy: str | None
     targets: list[tuple[int, str | None, str | None]]  # (index, host, root)
+    strips: dict[int, str]  # replicate_to index -> strip, for the targets that have one
 
 
 def _entries(data: dict[str, Any]) -> list[_Entry]:
@@ -77,8 +78,10 @@ def _entries(data: dict[str, Any]) -> list[_Entry]:
         targets = [(j, _str_or_none(t.get("host")), _str_or_none(t.get("root")))
                    for j, t in enumerate(targets_raw if isinstance(targets_raw, list) else [])
                    if isinstance(t, dict)]
+        strips = {j: t["strip"] for j, t in enumerate(targets_raw if isinstance(targets_raw, list) else [])
+                  if isinstance(t, dict) and isinstance(t.get("strip"), str)}
         entries.append(_Entry(index, _str_or_none(item.get("host")), filter_,
-                              _str_or_none(item.get("policy")), targets))
+                              _str_or_none(item.get("policy")), targets, strips))
     return entries
 
 
@@ -91,6 +94,7 @@ def cross_reference_problems(document: Document) -> list[ConfigProblem]:
     entries = _entries(data)
     problems = _undefined_references(document, entries)
     problems += _overlapping_claims(document, entries)
+    problems += _selected_outside_strip(document, entries)
     problems += _replicas_selected_again(document, entries)
     problems += _colliding_targets(document, entries)
     return problems
@@ -186,9 +190,10 @@ def _replicas_selected_again(document: Document, entries: list[_Entry]) -> list[
         for j, host, root in entry.targets:
             if host is None or root is None or host not in on_host:
                 continue
-            found = on_host[host].selecting_replicas(entry, root)
+            mapping = Mapping_(root, entry.strips.get(j))
+            found = on_host[host].selecting_replicas(entry, mapping)
             if found is not None:
-                problems.append(_replica_problem(document, entry, j, host, root, *found))
+                problems.append(_replica_problem(document, entry, j, host, mapping, *found))
     return problems
 
 
@@ -210,44 +215,71 @@ class _KeyPaths:
             found.update((e.index, e) for e in self.owners[path])
         return [found[i] for i in sorted(found)]
 
-    def selecting_replicas(self, source: _Entry, root: str) -> tuple[_Entry, str] | None:
-        """The first entry selecting a replica under ``root`` of what ``source`` selects, and its dataset."""
-        for other in self.near(root):
-            probe = replica_overlap(source.filter, root, other.filter)
+    def selecting_replicas(self, source: _Entry, mapping: Mapping_) -> tuple[_Entry, str] | None:
+        """The first entry selecting a replica under the root of what ``source`` selects, and its dataset."""
+        for other in self.near(mapping.root):
+            probe = replica_overlap(source.filter, mapping.root, other.filter, mapping.strip)
             if probe is not None:
                 return other, probe
         return None
 
 
-def replica_overlap(source: Mapping[str, bool], root: str, target: Mapping[str, bool]) -> str | None:
-    """A dataset ``d`` that ``source`` selects while ``target`` selects its replica ``root/d``, or None.
+@dataclass(frozen=True, slots=True)
+class Mapping_:
+    """``Target.target_dataset`` on plain data: a source dataset's replica under ``root``,
+    with ``strip`` left out of its name (``strip`` itself maps to ``root``)."""
+
+    root: str
+    strip: str | None = None
+
+    def maps(self, source: str) -> bool:
+        return self.strip is None or is_within(source, self.strip)
+
+    def replica(self, source: str) -> str:
+        if self.strip is None:
+            return f"{self.root}/{source}"
+        return self.root + source[len(self.strip):]
+
+    def source(self, below_root: str) -> str:
+        """The source of ``root/<below_root>``."""
+        return below_root if self.strip is None else f"{self.strip}/{below_root}"
+
+
+def replica_overlap(source: Mapping[str, bool], root: str, target: Mapping[str, bool],
+                    strip: str | None = None) -> str | None:
+    """A dataset ``d`` that ``source`` selects while ``target`` selects its replica (``root/d``,
+    or with ``strip`` ``root/<d below strip>``), or None.
 
     Decisions only change at key paths, so it is enough to probe the source's key paths
     and the target filter's key paths below ``root`` (made relative), each also with one
     child that no key names, as ``filters_overlap`` does.
     """
-    below = {path[len(root) + 1:] for path in (key.removesuffix("<") for key in target)
+    mapping = Mapping_(root, strip)
+    below = {mapping.source(path[len(root) + 1:]) for path in (key.removesuffix("<") for key in target)
              if path != root and is_within(path, root)}
-    for path in sorted({key.removesuffix("<") for key in source} | below):
+    paths = {key.removesuffix("<") for key in source} | below | ({strip} if strip else set())
+    for path in sorted(paths):
         for probe in (path, path + _BELOW):
-            if filter_decision(source, probe) and filter_decision(target, f"{root}/{probe}"):
+            if (mapping.maps(probe) and filter_decision(source, probe)
+                    and filter_decision(target, mapping.replica(probe))):
                 return probe
     return None
 
 
-def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root: str,
+def _replica_problem(document: Document, entry: _Entry, j: int, host: str, mapping: Mapping_,
                      other: _Entry, probe: str) -> ConfigProblem:
     where: Path = ("filesystems", entry.index, "replicate_to", j, "root")
-    source, replica = _describe_dataset(probe), _describe_dataset(f"{root}/{probe}")
+    root = mapping.root
+    source, replica = _describe_dataset(probe), _describe_dataset(mapping.replica(probe))
     onto = f"onto its own host {host!r}" if entry.host == host else f"to host {host!r}"
-    exclusion = _working_exclusion(other, root, probe, keep_source=other is entry,
+    exclusion = _working_exclusion(other, mapping, probe, keep_source=other is entry,
                                    where="" if other is entry else " there")
     if other is entry:
         return document.problem(where, (
             f"replicating {source} {onto} under {root!r} writes {replica}, which this entry's filter "
             "selects again: each run would replicate the replica; use a root outside the selected "
             f"datasets{exclusion}"))
-    key = _deciding_key(other.filter, f"{root}/{probe}") or ""
+    key = _deciding_key(other.filter, mapping.replica(probe)) or ""
     return document.problem(where, (
         f"replicating {source} {onto} under {root!r} writes {replica}, which filesystems[{other.index}] "
         f"selects on that host ({document.where(('filesystems', other.index, 'filter', key))}): its policy "
@@ -255,41 +287,110 @@ def _replica_problem(document: Document, entry: _Entry, j: int, host: str, root:
         f"{exclusion}"))
 
 
-def _working_exclusion(entry: _Entry, root: str, probe: str, *, keep_source: bool, where: str) -> str:
+def _working_exclusion(entry: _Entry, mapping: Mapping_, probe: str, *, keep_source: bool, where: str) -> str:
     """`` or exclude it[where] with "ROOT<": false`` when that key would really exclude the
     replica (a more specific key may select it anyway) without excluding the source; else ""."""
-    key = f"{root}<"
+    key = f"{mapping.root}<"
     if key in entry.filter:
         return ""
     changed = {**entry.filter, key: False}
-    if filter_decision(changed, f"{root}/{probe}") or (keep_source and not filter_decision(changed, probe)):
+    if filter_decision(changed, mapping.replica(probe)) or (
+            keep_source and not filter_decision(changed, probe)):
         return ""
     return f" or exclude it{where} with \"{key}\": false"
 
 
+@dataclass(frozen=True, slots=True)
+class _Use:
+    """One ``replicate_to`` item of an entry: where its replicas land."""
+
+    entry: _Entry
+    j: int
+    host: str
+    mapping: Mapping_
+
+    @property
+    def path(self) -> Path:
+        return ("filesystems", self.entry.index, "replicate_to", self.j)
+
+    def replica_filter(self) -> dict[str, bool]:
+        """The entry's filter as it selects replica names (keys outside ``strip`` never decide
+        inside it; including ones are refused by ``_selected_outside_strip``)."""
+        mapped: dict[str, bool] = {}
+        for key, value in self.entry.filter.items():
+            path = key.removesuffix("<")
+            if self.mapping.maps(path):
+                mapped[self.mapping.replica(path) + key[len(path):]] = value
+        return mapped
+
+    def source_of(self, replica_probe: str) -> str:
+        """The source dataset (probe) whose replica ``replica_probe`` is."""
+        root = self.mapping.root
+        if replica_probe == root or replica_probe.startswith(root + _BELOW):
+            return (self.mapping.strip or "") + replica_probe[len(root):]
+        return self.mapping.source(replica_probe[len(root) + 1:])
+
+
 def _colliding_targets(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
-    """Two source hosts replicating the same dataset names under one target root overwrite each other."""
+    """Two sources whose replicas would get the same name on one host overwrite each other:
+    two source hosts with the same names under one root, or (with ``strip``) two datasets
+    whose names differ only in what is stripped."""
     problems = _repeated_targets(document, entries)
-    uses = [(entry, j, host, root) for entry in entries for j, host, root in entry.targets
-            if host is not None and root is not None]
-    reported: set[tuple[str | None, str | None, str, str]] = set()
-    for (host, root), group in _by(uses, lambda use: (use[2], use[3])).items():
-        firsts: dict[int, tuple[_Entry, int, str, str]] = {}
-        for use in group:
-            firsts.setdefault(use[0].index, use)  # an entry's first use of this target
-        users = list(firsts.values())
-        for probe, selecting in shared_selections([use[0].filter for use in users]):
-            first_entry, first_j = users[selecting[0]][0], users[selecting[0]][1]
-            for entry, j, _h, _r in (users[i] for i in selecting[1:]):
-                pair = (first_entry.host, entry.host, host, root)
-                if entry.host == first_entry.host or pair in reported:
-                    continue  # same source host: _overlapping_claims keeps its datasets apart
-                reported.add(pair)
-                first: Path = ("filesystems", first_entry.index, "replicate_to", first_j)
-                problems.append(document.problem(("filesystems", entry.index, "replicate_to", j), (
-                    f"hosts {first_entry.host!r} and {entry.host!r} both replicate "
-                    f"{_describe_dataset(probe)} to {host}:{root} "
-                    f"(also at {document.where(first)}): give each source host its own root")))
+    uses = [_Use(entry, j, host, Mapping_(root, entry.strips.get(j))) for entry in entries
+            for j, host, root in entry.targets if host is not None and root is not None]
+    reported: set[tuple[object, ...]] = set()
+    for host, group in _by(uses, lambda use: use.host).items():
+        for probe, selecting in shared_selections([use.replica_filter() for use in group]):
+            first = group[selecting[0]]
+            for use in (group[i] for i in selecting[1:]):
+                problem = _collision(document, host, probe, first, use, reported)
+                if problem is not None:
+                    problems.append(problem)
+    return problems
+
+
+def _collision(document: Document, host: str, probe: str, first: _Use, use: _Use,
+               reported: set[tuple[object, ...]]) -> ConfigProblem | None:
+    source_first, source = first.source_of(probe), use.source_of(probe)
+    if first.entry is not use.entry and first.entry.host == use.entry.host and source_first == source:
+        return None  # one dataset claimed by two entries: _overlapping_claims says so
+    if first.entry is use.entry and first.j == use.j:
+        return None
+    classic = (first.mapping == use.mapping and first.mapping.strip is None
+               and first.entry.host != use.entry.host)
+    key: tuple[object, ...] = ((first.entry.host, use.entry.host, host, first.mapping.root) if classic
+                               else (first.path, use.path))
+    if key in reported or (first.mapping == use.mapping and first.entry is use.entry):
+        return None
+    reported.add(key)
+    if classic:  # the same names from two hosts under one root
+        return document.problem(use.path, (
+            f"hosts {first.entry.host!r} and {use.entry.host!r} both replicate "
+            f"{_describe_dataset(source)} to {host}:{first.mapping.root} "
+            f"(also at {document.where(first.path)}): give each source host its own root"))
+    return document.problem(use.path, (
+        f"{use.entry.host}:{_describe_dataset(source)} and"
+        f" {first.entry.host}:{_describe_dataset(source_first)}"
+        f" (replicated by filesystems[{first.entry.index}].replicate_to[{first.j}],"
+        f" {document.where(first.path)}) would both be replicated to {host}:{_describe_dataset(probe)}:"
+        " give each its own root (or strip less)"))
+
+
+def _selected_outside_strip(document: Document, entries: list[_Entry]) -> list[ConfigProblem]:
+    """With ``strip``, every dataset the filter selects must lie within it: others have no
+    replica name."""
+    problems: list[ConfigProblem] = []
+    for entry in entries:
+        for j, strip in entry.strips.items():
+            outside = [key for key, value in entry.filter.items()
+                       if value and not is_within(key.removesuffix("<"), strip)]
+            if outside:
+                problems.append(document.problem(
+                    ("filesystems", entry.index, "replicate_to", j, "strip"),
+                    f"strip {strip!r} must be a prefix of every dataset the filter selects, but"
+                    f" {', '.join(repr(k) for k in outside)} selects datasets outside it"
+                    f" ({document.where(('filesystems', entry.index, 'filter', outside[0]))}): they would"
+                    " have no replica name; strip a shorter prefix"))
     return problems
 
 

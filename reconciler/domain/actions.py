@@ -30,16 +30,17 @@ from reconciler.wording import plural
 # order and apply runs them in the plan's order. Each step may rely on the ones before:
 # snapshots first (the sends carry them), placeholders before the receives into them,
 # a stale partial receive discarded before the send that replaces it, holds before the
-# sends they protect, the cursor bookmark moved only after its send, holds released
-# once sends and cursors are done, and destroys last (invariant 3: a base goes only once
-# its bookmark exists).
+# sends they protect (a send step's snapshots), a hold on what a send made arrive only
+# after it (the last received snapshot), the cursor bookmark moved only after its send,
+# holds released once sends, new holds and cursors are done (never without a hold in
+# between), and destroys last (invariant 3: a base goes only once its bookmark exists).
 #
 # The first three kinds are ONE phase, the snapshot phase: a filesystem's pre hooks run
 # right before its snapshot and its post hooks right after it (an application stays
 # frozen no longer than its own snapshot takes), so they interleave per filesystem and
 # share a rank; ``out_of_order`` checks that each hook sits right next to its snapshot.
-Kind = Literal["pre_hook", "snapshot", "post_hook", "create", "abort_resume", "hold", "send", "bookmark",
-               "release", "destroy"]
+Kind = Literal["pre_hook", "snapshot", "post_hook", "create", "abort_resume", "hold", "send", "hold_received",
+               "bookmark", "release", "destroy"]
 EXECUTION_ORDER: tuple[Kind, ...] = get_args(Kind)
 SNAPSHOT_PHASE: tuple[Kind, ...] = ("pre_hook", "snapshot", "post_hook")
 KIND_RANK: Mapping[Kind, int] = {kind: 0 if kind in SNAPSHOT_PHASE else rank
@@ -191,25 +192,41 @@ HookAction = PreHookAction | PostHookAction
 
 @dataclass(frozen=True, slots=True)
 class CreateAction:
-    """Create a missing parent of a replication target as an unmounted placeholder."""
+    """Create a missing parent of a replication target as an unmounted placeholder.
+
+    ``encryption_off``: below an encrypted dataset whose key is not loaded (a raw replica)
+    zfs refuses a child that would inherit the encryption ("encryption root's key is not
+    loaded or provided"); an unencrypted placeholder works, and raw receives below it stay
+    encrypted (measured on OpenZFS 2.1)."""
 
     kind: ClassVar[Literal["create"]] = "create"
     host: str
     dataset: str
     reason: str = ""
+    encryption_off: bool = False
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """``zfs create -o`` NAME=VALUE."""
+        return {"canmount": "off", **({"encryption": "off"} if self.encryption_off else {})}
 
     def describe(self) -> str:
-        return f"create placeholder {self.dataset} (canmount=off)"
+        options = ", ".join(f"{k}={v}" for k, v in self.properties.items())
+        return f"create placeholder {self.dataset} ({options})"
 
     def argv(self) -> list[str]:
-        return ["zfs", "create", "-o", "canmount=off", self.dataset]
+        options = [word for k, v in self.properties.items() for word in ("-o", f"{k}={v}")]
+        return ["zfs", "create", *options, self.dataset]
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "reason": self.reason}
+        return {"kind": self.kind, "host": self.host, "dataset": self.dataset, "properties": self.properties,
+                "reason": self.reason}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
-        return cls(data["host"], data["dataset"], data.get("reason", ""))
+        properties = data.get("properties") or {}
+        return cls(data["host"], data["dataset"], data.get("reason", ""),
+                   encryption_off=properties.get("encryption") == "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +263,9 @@ class SendAction:
         if self.raw:
             return ["-w"]
         return ["-L", "-c", "-e"] if self.compressed else []
+    send_properties: bool = False  # zfs send -p
+    overrides: tuple[tuple[str, str], ...] = ()  # zfs recv -o NAME=VALUE, in order
+    excludes: tuple[str, ...] = ()  # zfs recv -x NAME
 
     def describe(self) -> str:
         target = f"{self.target_host}:{self.target_dataset}"
@@ -260,6 +280,8 @@ class SendAction:
         if self.resume_token:
             return ["zfs", "send", "-t", self.resume_token]
         argv = ["zfs", "send", *self.stream_flags()]
+        if self.send_properties:
+            argv.append("-p")
         if self.base is not None:
             # -I sends every intermediate snapshot; from a bookmark only -i is allowed,
             # so the planner emits a bookmark-based send for one snapshot at a time.
@@ -272,9 +294,15 @@ class SendAction:
         argv = self.send_argv()
         return [argv[0], argv[1], "-n", "-P", *argv[2:]]
 
+    def recv_options(self) -> list[str]:
+        """``-o NAME=VALUE ... -x NAME ...``: applied on every receive, resumed ones too (the
+        properties a partial receive set stay when it is resumed without them)."""
+        return [*(w for k, v in self.overrides for w in ("-o", f"{k}={v}")),
+                *(w for k in self.excludes for w in ("-x", k))]
+
     def recv_argv(self) -> list[str]:
         marker = ["-o", f"{LARGE_BLOCKS_PROPERTY}=on"] if self.large_blocks else []
-        return ["zfs", "recv", "-s", "-u", *marker, self.target_dataset]
+        return ["zfs", "recv", "-s", "-u", *marker, *self.recv_options(), self.target_dataset]
 
     def argv(self) -> list[str]:
         return self.send_argv()
@@ -285,7 +313,8 @@ class SendAction:
             "source": {"host": self.host, "dataset": self.dataset, "snapshot": self.snapshot},
             "target": {"host": self.target_host, "dataset": self.target_dataset},
             "base": self.base, "snapshots": list(self.snapshots),
-            "resume_token": self.resume_token, "raw": self.raw,
+            "resume_token": self.resume_token, "raw": self.raw, "send_properties": self.send_properties,
+            "properties": {"override": dict(self.overrides), "exclude": list(self.excludes)},
             "estimated_bytes": self.estimated_bytes, "reason": self.reason,
             "compressed": self.compressed, "bandwidth_limit": self.bandwidth_limit,
             "stall_timeout_seconds": self.stall_timeout,
@@ -293,6 +322,7 @@ class SendAction:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
+        properties = data.get("properties") or {}
         return cls(
             host=data["source"]["host"], dataset=data["source"]["dataset"],
             snapshot=data["source"]["snapshot"], target_host=data["target"]["host"],
@@ -301,7 +331,10 @@ class SendAction:
             raw=bool(data.get("raw", False)), estimated_bytes=data.get("estimated_bytes"),
             reason=data.get("reason", ""), compressed=bool(data.get("compressed", False)),
             bandwidth_limit=data.get("bandwidth_limit"),
-            stall_timeout=data.get("stall_timeout_seconds", DEFAULT_STALL_SECONDS))
+            stall_timeout=data.get("stall_timeout_seconds", DEFAULT_STALL_SECONDS),
+            send_properties=bool(data.get("send_properties", False)),
+            overrides=tuple(properties.get("override", {}).items()),
+            excludes=tuple(properties.get("exclude", ())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +391,7 @@ class BookmarkAction:
 class _TagAction:
     """A user hold (``tag``) on ``dataset@snapshot``: the fields hold and release share."""
 
-    kind: ClassVar[Literal["hold", "release"]]
+    kind: ClassVar[Literal["hold", "hold_received", "release"]]
     host: str
     dataset: str
     snapshot: str
@@ -382,6 +415,20 @@ class HoldAction(_TagAction):
 
     def describe(self) -> str:
         return f"hold {self.dataset}@{self.snapshot} with tag {self.tag}"
+
+    def argv(self) -> list[str]:
+        return ["zfs", "hold", self.tag, f"{self.dataset}@{self.snapshot}"]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReceivedAction(_TagAction):
+    """Place user hold ``tag`` on ``dataset@snapshot`` that a send of this plan made arrive
+    (the last received snapshot of a replica): after the sends, before the old hold's release."""
+
+    kind: ClassVar[Literal["hold_received"]] = "hold_received"
+
+    def describe(self) -> str:
+        return f"hold received {self.dataset}@{self.snapshot} with tag {self.tag}"
 
     def argv(self) -> list[str]:
         return ["zfs", "hold", self.tag, f"{self.dataset}@{self.snapshot}"]
@@ -482,7 +529,8 @@ class DestroyAction:
 
 
 Action = (PreHookAction | SnapshotAction | PostHookAction | CreateAction | SendAction | AbortResumeAction
-          | BookmarkAction | HoldAction | ReleaseAction | DestroyAction)
+          | BookmarkAction | HoldAction | HoldReceivedAction | ReleaseAction | DestroyAction)
+TagAction = HoldAction | HoldReceivedAction | ReleaseAction
 
 # The registry for reading a saved plan: every class of the union, by the kind it declares.
 ACTION_CLASSES: Mapping[str, type[Action]] = {cls.kind: cls for cls in get_args(Action)}
@@ -497,6 +545,14 @@ def action_from_json(data: Mapping[str, Any]) -> Action:
         raise PlanFileError(f"unknown action kind {json.dumps(kind)} "
                             f"(this version knows {', '.join(EXECUTION_ORDER)})")
     return cls.from_json(data)
+
+
+def tag_batch_argv(actions: list[TagAction]) -> list[str]:
+    """One ``zfs hold TAG a@x b@y`` / ``zfs release TAG ...`` for actions of one kind, host and
+    tag. zfs takes each snapshot on its own (measured: one that fails does not stop the
+    others, and the command then exits 1)."""
+    first = actions[0]
+    return [*first.argv()[:2], first.tag, *(f"{a.dataset}@{a.snapshot}" for a in actions)]
 
 
 def out_of_order(actions: Iterable[Action]) -> tuple[Action, Action] | None:

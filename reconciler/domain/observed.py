@@ -105,6 +105,19 @@ class Dataset:
     # every later incremental needs -L. None: not asked (gather reads it only on target
     # hosts where some target sends plain streams).
     large_blocks: bool | None = None
+    # Native encryption as zfs lists it: the cipher ("aes-256-gcm") or "off"; the encryption
+    # root (None when unencrypted); "available" / "unavailable" key (None when unencrypted).
+    encryption: str = "off"
+    encryption_root: str | None = None
+    key_status: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption != "off"
+
+    @property
+    def key_loaded(self) -> bool:
+        return self.key_status == "available"
 
     @property
     def pool(self) -> str:

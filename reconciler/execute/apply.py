@@ -2,7 +2,7 @@
 
 The plan is in the vocabulary's execution order (``EXECUTION_ORDER``: the snapshot phase
 (each filesystem's pre hooks, its snapshot, its post hooks), create, abort_resume, hold,
-send, bookmark (the cursor move), release, destroy; the planner's ``order_actions``) and
+send, hold_received, bookmark (the cursor move), release, destroy; the planner's ``order_actions``) and
 apply walks it as it is, refusing a plan that is not. A snapshot batch runs at its first
 member: ONE atomic ``zfs snapshot`` per batch key; when it fails, each member on its own
 so one broken filesystem does not hold back the others. A snapshot with hooks is a batch
@@ -23,8 +23,9 @@ up to N sends at a time, each starting once the sends it depends on have ended
 (``send_dependencies``: a filesystem's own chain in order, a parent's receive before its
 children's, a dataset received before it is sent on); the phases stay barriers, so every
 snapshot is taken before any send, and cursor moves and destroys come after all sends.
-The cursor moves, releases and destroys after the sends run N at a time too (different
-datasets are independent; the same dataset's in order). A stop request starts no further
+The cursor moves and destroys after the sends run N at a time too (different datasets are
+independent; the same dataset's in order); holds and releases are one batched command per
+host and tag either way. A stop request starts no further
 action; an abort interrupts the running transfers (their receives stay resumable).
 
 Right before the destroys, their datasets (and their replication counterparts) are
@@ -47,20 +48,24 @@ from reconciler.codes import HOST_DOWN, ZfsError
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     EXECUTION_ORDER,
+    MAX_ARGV_BYTES,
     AbortResumeAction,
     Action,
     BookmarkAction,
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     Kind,
     PostHookAction,
     PreHookAction,
     ReleaseAction,
     SendAction,
     SnapshotAction,
+    TagAction,
     out_of_order,
     snapshot_batch_argv,
+    tag_batch_argv,
 )
 from reconciler.domain.names import lineage
 from reconciler.domain.observed import HostFacts, ObservedState
@@ -209,8 +214,8 @@ def depends_on(action: Action) -> list[tuple[Key, bool]]:
             return [((action.host, name), True) for name in reversed(lineage(action.dataset))]
         case PostHookAction():
             return []  # it runs whatever failed before it: its hook's phase decides (hooks.py)
-        case (PreHookAction() | SnapshotAction() | AbortResumeAction() | HoldAction() | BookmarkAction()
-              | ReleaseAction() | DestroyAction()):
+        case (PreHookAction() | SnapshotAction() | AbortResumeAction() | HoldAction() | HoldReceivedAction()
+              | BookmarkAction() | ReleaseAction() | DestroyAction()):
             return [((action.host, action.dataset), True)]
         case _:
             assert_never(action)
@@ -239,9 +244,10 @@ def send_dependencies(sends: Sequence[SendAction]) -> list[set[int]]:
 
 
 # The phases that run ``parallel`` actions at a time: sends, and after them the per-dataset
-# cursor moves, hold releases and destroys (independent across datasets). The snapshot
-# phase is one atomic command per batch already; creates and holds are few and cheap.
-PARALLEL_KINDS: tuple[Kind, ...] = ("send", "bookmark", "release", "destroy")
+# cursor moves and destroys (independent across datasets). The snapshot phase is one atomic
+# command per batch already; holds and releases are one command per host and tag
+# (``tag_batches``); creates are few and cheap.
+PARALLEL_KINDS: tuple[Kind, ...] = ("send", "bookmark", "destroy")
 
 
 def same_dataset_dependencies(actions: Sequence[Action]) -> list[set[int]]:
@@ -253,6 +259,42 @@ def same_dataset_dependencies(actions: Sequence[Action]) -> list[set[int]]:
         deps.append({last[key]} if key in last else set())
         last[key] = index
     return deps
+def tag_batches(actions: Iterable[Action]) -> dict[tuple[str, str, str], list[TagAction]]:
+    """Holds, received-snapshot holds and releases by (kind, host, tag): each group is one
+    ``zfs hold``/``zfs release`` command (argv-batched), run at the group's first action."""
+    batches: dict[tuple[str, str, str], list[TagAction]] = {}
+    for action in actions:
+        if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
+            batches.setdefault(_tag_group(action), []).append(action)
+    return batches
+
+
+def _tag_group(action: TagAction) -> tuple[str, str, str]:
+    return (action.kind, action.host, action.tag)
+
+
+def argv_sized(actions: list[TagAction], max_bytes: int = MAX_ARGV_BYTES) -> list[list[TagAction]]:
+    """``actions`` in groups whose ``tag_batch_argv`` stays within ``max_bytes``."""
+    groups: list[list[TagAction]] = []
+    size = max_bytes
+    for action in actions:
+        cost = len(f"{action.dataset}@{action.snapshot}".encode()) + 1
+        if size + cost > max_bytes:
+            groups.append([])
+            size = len(f"zfs\0release\0{action.tag}\0".encode())
+        groups[-1].append(action)
+        size += cost
+    return groups
+
+
+# A hold that is already there, or a release of a hold that is not: the state the action
+# wanted (zfs: "tag already exists on this dataset" / "no such tag on this dataset"). Seen
+# when a batch failed halfway and its actions run again one by one.
+ALREADY_SO: dict[str, tuple[str, str]] = {
+    "hold": (ZfsError.EXISTS, "already held"),
+    "hold_received": (ZfsError.EXISTS, "already held"),
+    "release": (ZfsError.NOT_HELD, "was not held"),
+}
 
 
 def snapshot_batches(actions: Iterable[Action]) -> dict[str, list[SnapshotAction]]:
@@ -376,18 +418,20 @@ class _Applier:
 
     def run(self, actions: Sequence[Action]) -> ApplyReport:
         batches = snapshot_batches(actions)
+        tags = tag_batches(actions)
         self.destroys = [a for a in actions if isinstance(a, DestroyAction)]
         self.phases = hook_phases(actions)
         started_batches: set[str] = set()
         all_sends = [a for a in actions if isinstance(a, SendAction)]
         groups = {kind: [a for a in actions if a.kind == kind] for kind in PARALLEL_KINDS} \
             if self.parallel > 1 else {}
+        started_tags: set[tuple[str, str, str]] = set()
         for action in actions:
             if all_sends and action is all_sends[0] and not self.stopped():
                 self.sizes = self.incremental_sizes(all_sends)
-            if group := groups.get(action.kind):
-                if action is group[0]:  # the whole phase (contiguous: the plan is in order) at once
-                    self.parallel_phase(group)
+            if phase := groups.get(action.kind):
+                if action is phase[0]:  # the whole phase (contiguous: the plan is in order) at once
+                    self.parallel_phase(phase)
                 continue
             if isinstance(action, PostHookAction):
                 self.post_hook(action)  # even after a stop request: a freeze must be undone
@@ -404,6 +448,11 @@ class _Applier:
                     if key not in started_batches:  # the batch's first member runs them all
                         started_batches.add(key)
                         self.snapshot_batch(batches[key])
+                case HoldAction() | HoldReceivedAction() | ReleaseAction():
+                    group = _tag_group(action)
+                    if group not in started_tags:  # the group's first action runs them all
+                        started_tags.add(group)
+                        self.tag_batch(tags[group])
                 case PreHookAction():
                     self.pre_hook(action)
                 case _ if why := self.ledger.blocker(action):
@@ -412,7 +461,7 @@ class _Applier:
                     self.send(action)
                 case DestroyAction():
                     self.destroy(action)
-                case CreateAction() | AbortResumeAction() | HoldAction() | BookmarkAction() | ReleaseAction():
+                case CreateAction() | AbortResumeAction() | BookmarkAction():
                     self.simple(action)
                 case _:
                     assert_never(action)
@@ -490,6 +539,53 @@ class _Applier:
         for action in runnable:
             self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
 
+    def tag_batch(self, batch: list[TagAction]) -> None:
+        """One ``zfs hold``/``zfs release`` per host and tag for the group's runnable actions.
+        zfs does each snapshot on its own and exits 1 when any failed, so after a failure
+        each action runs again alone: one that is then already in its wanted state is done."""
+        runnable: list[TagAction] = []
+        for action in batch:
+            why = self.ledger.blocker(action)
+            if why:
+                self.record(Outcome(action, SKIPPED, why))
+            else:
+                runnable.append(action)
+        for group in argv_sized(runnable):
+            started = time.monotonic()
+            try:
+                run_zfs(self.executors[group[0].host], tag_batch_argv(group), "")
+            except ReconcileError as exc:
+                if len(group) == 1 or (isinstance(exc, HostError) and exc.code in HOST_DOWN):
+                    for action in group:
+                        self.tag_failed(action, exc, started)
+                    continue
+                self.progress.line(f"{group[0].kind} {group[0].tag} of {len(group)} snapshots on"
+                                   f" {group[0].host} failed ({exc}); one at a time now")
+                for action in group:
+                    self.tag_alone(action)
+                continue
+            for action in group:
+                self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def tag_alone(self, action: TagAction) -> None:
+        started = time.monotonic()
+        if why := self.ledger.blocker(action):  # the host went down meanwhile
+            self.record(Outcome(action, SKIPPED, why))
+            return
+        try:
+            run_zfs(self.executors[action.host], action.argv(), "")
+        except ReconcileError as exc:
+            self.tag_failed(action, exc, started)
+            return
+        self.record(Outcome(action, DONE, seconds=time.monotonic() - started))
+
+    def tag_failed(self, action: TagAction, exc: ReconcileError, started: float) -> None:
+        code, note = ALREADY_SO[action.kind]
+        if error_code(exc) == code:
+            self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
+        else:
+            self.fail(action, exc, started)
+
     def simple(self, action: Action, note: str = "") -> None:
         started = time.monotonic()
         why = self.ledger.blocker(action)
@@ -536,8 +632,8 @@ class _Applier:
 
     def parallel_phase(self, group: Sequence[Action]) -> None:
         """Up to ``parallel`` actions of one phase at a time, each once those it depends on
-        have ended (sends: ``send_dependencies``; cursor moves, releases and destroys: an
-        earlier one on the same dataset); one whose filesystem broke meanwhile is skipped,
+        have ended (sends: ``send_dependencies``; cursor moves and destroys: an earlier one
+        on the same dataset); one whose filesystem broke meanwhile is skipped,
         and after a stop request none is started."""
         sends = list(group)
         deps = (send_dependencies([a for a in group if isinstance(a, SendAction)])

@@ -71,10 +71,20 @@ def transfer_error(action: SendAction, result: TransferResult) -> ExecError:
     vague = (ZfsError.STREAM_BROKEN, ZfsError.COMMAND_FAILED)
     if result.recv_returncode != 0 and (recv_error.code not in vague or result.send_returncode == 0
                                         or result.sender_stopped):
+        if recv_error.code == ZfsError.NO_SPACE:
+            return _both(out_of_space(action, recv_error), result)
         return _both(recv_error, result)
     if result.send_returncode != 0:
         return _both(send_error, result)
     return _both(recv_error, result)
+
+
+def out_of_space(action: SendAction, error: ExecError) -> ExecError:
+    """A receive that ran out of space, named by its pool: what the admin must grow or free."""
+    pool = action.target_dataset.split("/", 1)[0]
+    return ExecError(f"out of space on pool {pool} of {action.target_host} (receiving"
+                     f" {action.target_dataset}); free space there: the receive is resumable and the next"
+                     f" apply continues it ({error})", code=error.code, stderr=error.stderr)
 
 
 def _both(error: ExecError, result: TransferResult) -> ExecError:

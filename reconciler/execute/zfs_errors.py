@@ -67,6 +67,8 @@ PATTERNS: tuple[Pattern, ...] = (
        r"|incremental source .* no longer exists",
        "the target diverged from the source (modified or has other snapshots);"
        " it needs a manual decision, e.g. roll it back to the common snapshot"),
+    _p(ZfsError.NOT_HELD, r"no such tag on this dataset",
+       "the snapshot does not hold that tag (zfs release)"),
     _p(ZfsError.HELD, r"it's being held|is being held|dataset is held|snapshot is held",
        "the snapshot has a user hold (zfs holds) and cannot be destroyed"),
     _p(ZfsError.EXISTS,

@@ -36,6 +36,7 @@ def observed_to_json(state: ObservedState, gathered_at: datetime | None = None) 
 def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     return {
         "type": ds.kind, "guid": ds.guid, "createtxg": ds.createtxg, "resume_token": ds.resume_token,
+        "encryption": ds.encryption, "encryption_root": ds.encryption_root, "keystatus": ds.key_status,
         "snapshots": [{"name": s.name, "guid": s.guid, "createtxg": s.createtxg, "creation": s.creation,
                        "userrefs": s.userrefs, "written": s.written, "referenced": s.referenced,
                        "holds": list(s.holds)} for s in ds.snapshots],
@@ -109,6 +110,11 @@ def _dataset(name: str, value: Any, where: str) -> Dataset:
     ds = Dataset(name, kind, _integer(raw.get("guid"), f"{where}.guid"),
                  _integer(raw.get("createtxg"), f"{where}.createtxg"),
                  None if token is None else _string(token, f"{where}.resume_token"))
+    # Encryption (issue 13): optional, so facts files written before it still read.
+    ds.encryption = _string(raw.get("encryption", "off"), f"{where}.encryption")
+    ds.encryption_root, ds.key_status = (
+        None if raw.get(key) is None else _string(raw.get(key), f"{where}.{key}")
+        for key in ("encryption_root", "keystatus"))
     ds.snapshots = sorted((_snapshot(s, f"{where}.snapshots[{i}]") for i, s in enumerate(
         _list(raw.get("snapshots", []), f"{where}.snapshots"))), key=lambda s: (s.createtxg, s.name))
     ds.bookmarks = sorted((_bookmark(b, f"{where}.bookmarks[{i}]") for i, b in enumerate(

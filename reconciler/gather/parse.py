@@ -21,10 +21,15 @@ from reconciler.domain.names import ZFS_MAX_NAME
 from reconciler.domain.observed import Bookmark, Dataset, Snapshot
 from reconciler.errors import GatherError, clip
 from reconciler.gather.parse_columns import parse_columns
-from reconciler.gather.zfs_output import ALLOWED_BYTES, FORBIDDEN, MAX_GUID
+from reconciler.gather.zfs_output import (
+    ALLOWED_BYTES,
+    FORBIDDEN,
+    LIST_COLUMNS,
+    MAX_GUID,
+    dataset_encryption_ok,
+    snapshot_encryption_ok,
+)
 
-LIST_COLUMNS: tuple[str, ...] = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written",
-                                 "referenced", "receive_resume_token")
 LIST_TYPES = "filesystem,volume,snapshot,bookmark"
 CHUNK_CHARS = 1 << 16
 
@@ -145,10 +150,12 @@ class _Builder:
     def row(self, index: int, line: str) -> None:
         host = self.host
         try:
-            name, kind, guid, txg, creation, userrefs, written, referenced, token = line.split("\t")
+            (name, kind, guid, txg, creation, userrefs, written, referenced, token, encryption, enc_root,
+             key_status) = line.split("\t")
         except ValueError:
             found = len(line.split("\t"))
-            raise bad_output(host, index + 1, f"expected 9 tab-separated columns, got {found}",
+            expected = len(LIST_COLUMNS)
+            raise bad_output(host, index + 1, f"expected {expected} tab-separated columns, got {found}",
                              line) from None
         # zfs cannot print a longer name (the text is ASCII here: characters are bytes); a
         # host that does is broken, and its name must not reach a message whole.
@@ -164,7 +171,8 @@ class _Builder:
         if kind == "snapshot":
             ds_name, _, short = name.partition("@")
             current = self.owner(ds_name, index, "snapshot", line)
-            if not short or "@" in short or "#" in short or token != "-" or not userrefs.isdigit():
+            if (not short or "@" in short or "#" in short or token != "-" or not userrefs.isdigit()
+                    or not all(map(snapshot_encryption_ok, range(3), (encryption, enc_root, key_status)))):
                 raise bad_output(host, index + 1, "not a valid snapshot line", line)
             written_value = optional_number(written, "written", host, index, line)
             referenced_value = optional_number(referenced, "referenced", host, index, line)
@@ -176,7 +184,8 @@ class _Builder:
         elif kind == "bookmark":
             ds_name, _, short = name.partition("#")
             current = self.owner(ds_name, index, "bookmark", line)
-            if not short or "#" in short or "@" in short or userrefs != "-" or token != "-":
+            if (not short or "#" in short or "@" in short or userrefs != "-" or token != "-"
+                    or encryption != "-" or enc_root != "-" or key_status != "-"):
                 raise bad_output(host, index + 1, "not a valid bookmark line", line)
             # OpenZFS 2.1 lists bookmarks after all snapshots, each group by createtxg.
             marks = current.bookmarks
@@ -190,11 +199,16 @@ class _Builder:
                 raise bad_output(host, index + 1, f"dataset {name!r} listed twice", line)
             if token != "-" and not TOKEN.fullmatch(token):
                 raise bad_output(host, index + 1, "receive_resume_token is not a token", line)
+            if not dataset_encryption_ok(encryption, enc_root, key_status):
+                raise bad_output(host, index + 1, "encryption, encryptionroot and keystatus do not fit", line)
             dataset_written = optional_number(written, "written", host, index, line)
             optional_number(referenced, "referenced", host, index, line)  # checked, not kept
             current = self.current = self.datasets[name] = Dataset(
                 name, kind, guid_value, txg_value, None if token == "-" else token)
             current.written = dataset_written
+            if encryption != "off":
+                current.encryption, current.encryption_root = encryption, enc_root
+                current.key_status = key_status
             self.last_txg = -1
         else:
             raise bad_output(host, index + 1, f"unknown dataset type {kind!r}", line)

@@ -18,12 +18,14 @@ from typing import Protocol
 from reconciler.domain.names import ZFS_MAX_NAME
 from reconciler.domain.observed import Dataset, Snapshot
 from reconciler.errors import GatherError
-from reconciler.gather.zfs_output import ALLOWED_BYTES, MAX_GUID
+from reconciler.gather.zfs_output import ALLOWED_BYTES, LIST_COLUMNS, MAX_GUID, snapshot_encryption_ok
 
 DIGITS = b"0123456789"
 DIGITS_DASH = DIGITS + b"-"
 FIELD_BYTES = bytes(c for c in ALLOWED_BYTES if c not in b"\t\n@#")
-LINE_SEPARATORS = b"\t" * 8 + b"\n"  # what a valid line leaves of itself but its fields
+W = len(LIST_COLUMNS)  # fields per line
+LINE_SEPARATORS = b"\t" * (W - 1) + b"\n"  # what a valid line leaves of itself but its fields
+TOKEN, ENCRYPTION = LIST_COLUMNS.index("receive_resume_token"), LIST_COLUMNS.index("encryption")
 
 
 class ReferenceRows(Protocol):
@@ -68,6 +70,22 @@ def _sizes(column: list[str]) -> bool:
             and not joined.encode("ascii").translate(None, DIGITS_DASH))
 
 
+def _encryption_columns(fields: list[str], specials: list[int]) -> bool:
+    """Every snapshot line's encryption, encryptionroot and keystatus is a value a snapshot
+    may have (``snapshot_encryption_ok``): each distinct value of a column is checked once,
+    and one a snapshot may not have must stand on special lines only (builder.row checks
+    theirs). One C pass per column; Python code per distinct value."""
+    for column in range(3):
+        values = fields[ENCRYPTION + column::W]
+        for value in set(values):
+            if snapshot_encryption_ok(column, value):
+                continue
+            on_specials = sum(1 for index in specials if values[index] == value)
+            if values.count(value) != on_specials:
+                return False
+    return True
+
+
 def parse_columns(pieces: Iterable[tuple[int, str]], builder: ReferenceRows) -> dict[str, Dataset] | None:
     """The fast path for the shape zfs prints: each filesystem or volume followed by its
     snapshots (in createtxg order) and bookmarks. ``pieces`` are the listing's whole-line
@@ -84,25 +102,26 @@ def parse_columns(pieces: Iterable[tuple[int, str]], builder: ReferenceRows) -> 
         if separators is None:
             return None
         fields = piece.replace("\n", "\t").split("\t")
-        rows = len(fields) // 9
-        # Exactly 9 fields on every line: eight tabs each, lines joined by newlines.
+        rows = len(fields) // W
+        # Exactly W fields on every line: W - 1 tabs each, lines joined by newlines.
         if separators.translate(None, b"@#") != LINE_SEPARATORS * (rows - 1) + LINE_SEPARATORS[:-1]:
             return None
         # The rows that are not snapshots; builder.row checks each (kind, name, columns).
-        specials = [index for index, kind in enumerate(fields[1::9]) if kind != "snapshot"]
+        specials = [index for index, kind in enumerate(fields[1::W]) if kind != "snapshot"]
         snapshots = rows - len(specials)
         # Filesystem and volume names hold neither "@" nor "#", a bookmark's one "#", a
         # token neither: so these counts give every snapshot name exactly one "@" and no
         # "#", and every snapshot the token "-" (the special rows' own are checked anyway).
-        bookmarks = sum(1 for index in specials if fields[9 * index + 1] == "bookmark")
-        tokens = sum(1 for index in specials if fields[9 * index + 8] != "-")
+        bookmarks = sum(1 for index in specials if fields[W * index + 1] == "bookmark")
+        tokens = sum(1 for index in specials if fields[W * index + TOKEN] != "-")
         if (separators.count(b"@") != snapshots or separators.count(b"#") != bookmarks
-                or fields[8::9].count("-") != rows - tokens):
+                or fields[TOKEN::W].count("-") != rows - tokens
+                or not _encryption_columns(fields, specials)):
             return None
-        userrefs, written, referenced = fields[5::9], fields[6::9], fields[7::9]
-        guid_values = _numbers(fields[2::9])
-        txg_values = _numbers(fields[3::9])
-        creation_values = _numbers(fields[4::9])
+        userrefs, written, referenced = fields[5::W], fields[6::W], fields[7::W]
+        guid_values = _numbers(fields[2::W])
+        txg_values = _numbers(fields[3::W])
+        creation_values = _numbers(fields[4::W])
         if (guid_values is None or txg_values is None or creation_values is None
                 or not _sizes(written) or not _sizes(referenced)):
             return None
@@ -122,7 +141,7 @@ def parse_columns(pieces: Iterable[tuple[int, str]], builder: ReferenceRows) -> 
                 prefix = current.name + "@"
                 # Every name is "<current dataset>@<short>": as many pieces as names when
                 # split at each "\n<prefix>", the first one starting with it too.
-                shorts = "\n".join(fields[9 * first:9 * stop:9]).split("\n" + prefix)
+                shorts = "\n".join(fields[W * first:W * stop:W]).split("\n" + prefix)
                 head = shorts[0]
                 if len(shorts) != count or not head.startswith(prefix) or "" in shorts:
                     return None
@@ -143,7 +162,7 @@ def parse_columns(pieces: Iterable[tuple[int, str]], builder: ReferenceRows) -> 
                                              referenced[first:stop]))
             if stop < rows:
                 try:
-                    builder.row(base + stop, "\t".join(fields[9 * stop:9 * stop + 9]))
+                    builder.row(base + stop, "\t".join(fields[W * stop:W * stop + W]))
                 except GatherError:
                     return None
             first = stop + 1

@@ -70,6 +70,12 @@ class Target:
     initial: str | None
     keep_receiver: Pruning | None
     why: str
+    # replication.protection of the active job, send_properties of the sending job, the
+    # receiving job's recv.properties (override: -o, inherit: -x).
+    protection: dict[str, str] = field(default_factory=dict)
+    send_properties: bool = False
+    override: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -265,7 +271,9 @@ class _Inventory:
                             f"{push.label}: the client identity the sink knows this machine by is not named"
                             f" (the sink receives into root_fs/<identity>): {identity}")
         group.targets.append(Target(target_host, f"{root_fs}/{identity}", push.raw or push.encrypted,
-                                    push.initial, push.keep_receiver, why))
+                                    push.initial, push.keep_receiver, why, dict(push.protection),
+                                    push.send_properties, dict(sink.recv_override) if sink else {},
+                                    list(sink.recv_inherit) if sink else []))
         self._send_notes(push)
 
     def _send_notes(self, job: Job) -> None:
@@ -287,7 +295,7 @@ class _Inventory:
             if serve is not None and len(set(serve.identities)) == 1 and "*" not in serve.identities[0]:
                 me.identity = me.identity or serve.identities[0]
             self._send_notes(source)
-            raw = source.raw or source.encrypted
+            raw, send_properties = source.raw or source.encrypted, source.send_properties
         else:
             host = self._remote(connect) if connect.kind != "local" else me
             group = Group(host, {f"{placeholders.POOL}<": True}, placeholder_filter=True,
@@ -296,11 +304,12 @@ class _Inventory:
             self.draft.note(pull.where("connect"), NoteKind.PLACEHOLDER,
                             f"{pull.label}: the source job's filesystems are not known (give the source"
                             f" machine's configuration too): filter {{{placeholders.POOL}<: true}}")
-            raw = False
+            raw, send_properties = False, False
         if pull.keep is not None:
             group.pruners.append(pull.keep)
         group.targets.append(Target(me, pull.root_fs, raw, pull.initial, pull.keep_receiver,
-                                    f"{pull.label}: root_fs/<source path>"))
+                                    f"{pull.label}: root_fs/<source path>", dict(pull.protection),
+                                    send_properties, dict(pull.recv_override), list(pull.recv_inherit)))
 
     def _check_sink_used(self, sink: Job) -> None:
         for machine in self.machines:
@@ -392,6 +401,14 @@ class _Inventory:
                 item["initial"] = "all"
             if target.raw:
                 item["raw"] = True
+            if target.send_properties:
+                item["send_properties"] = True
+            properties = {key: value for key, value in (("override", target.override),
+                                                         ("exclude", target.exclude)) if value}
+            if properties:
+                item["properties"] = properties
+            if target.protection:
+                item["protection"] = dict(target.protection)
             targets.append(item)
         if targets:
             entry["replicate_to"] = targets

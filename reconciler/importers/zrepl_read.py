@@ -79,7 +79,8 @@ _RULE_KEYS = {
     "grid": (("type", "grid", "regex"), ("grid",)),
     "regex": (("type", "regex", "negate"), ("regex",)),
 }
-_SEND_FLAGS = ("send_properties", "backup_properties", "large_blocks", "compressed", "embedded_data", "saved")
+_SEND_FLAGS = ("backup_properties", "large_blocks", "compressed", "embedded_data", "saved")
+_PROTECTION_LEVELS = ("guarantee_resumability", "guarantee_incremental", "guarantee_nothing")
 # Regexes that keep every snapshot name: a pruner made only of such a rule keeps everything.
 _KEEP_ALL = frozenset({".*", "^.*", ".*$", "^.*$", "", "^", ".+", "^.+$"})
 
@@ -140,6 +141,12 @@ class Job:
     raw: bool = False
     encrypted: bool = False
     initial: str | None = None  # newest | all (conflict_resolution.initial_replication)
+    # Issue 13's counterparts: replication.protection (the active side's), send.send_properties
+    # (the sending side's), recv.properties override / inherit (the receiving side's).
+    protection: dict[str, str] = field(default_factory=dict)
+    send_properties: bool = False
+    recv_override: dict[str, str] = field(default_factory=dict)
+    recv_inherit: list[str] = field(default_factory=list)
 
     def where(self, *sub: str | int) -> str:
         return self.reader.where((*self.path, *sub))
@@ -489,11 +496,12 @@ def _send(r: Reader, path: Path, job: Job, notes: list[Note]) -> None:
     value = r.value(path)
     if value is None:
         return
-    allowed = ("encrypted", "raw", *_SEND_FLAGS, "bandwidth_limit", "step_holds")
+    allowed = ("encrypted", "raw", "send_properties", *_SEND_FLAGS, "bandwidth_limit", "step_holds")
     if r.mapping(path, allowed) is None:
         return
     job.encrypted = r.boolean((*path, "encrypted"), False)
     job.raw = r.boolean((*path, "raw"), False)
+    job.send_properties = r.boolean((*path, "send_properties"), False)
     for flag in _SEND_FLAGS:
         if r.boolean((*path, flag), False):
             notes.append(Note(r.where((*path, flag)), NoteKind.NOT_MAPPED,
@@ -510,9 +518,23 @@ def _recv(r: Reader, path: Path, job: Job, notes: list[Note]) -> None:
     if r.mapping(path, ("properties", "bandwidth_limit", "placeholder")) is None:
         return
     for key in value:
-        what = {"properties": "received properties (zfs recv -o/-x)",
-                "placeholder": "placeholder encryption", "bandwidth_limit": "bandwidth limit"}[key]
+        if key == "properties":
+            _recv_properties(r, (*path, key), job)
+            continue
+        what = {"placeholder": "placeholder encryption", "bandwidth_limit": "bandwidth limit"}[key]
         notes.append(Note(r.where((*path, key)), NoteKind.NOT_MAPPED, f"{job.label}: recv.{key}: {what}"))
+
+
+def _recv_properties(r: Reader, path: Path, job: Job) -> None:
+    """zrepl's recv.properties: ``override`` (zfs recv -o) and ``inherit`` (zfs recv -x)."""
+    if r.mapping(path, ("override", "inherit")) is None:
+        return
+    override = r.value((*path, "override")) or {}
+    if isinstance(override, dict):
+        job.recv_override = {str(k): str(v) for k, v in override.items()}
+    else:
+        r.problem((*path, "override"), "expected a mapping")
+    job.recv_inherit = [str(name) for name in r.items((*path, "inherit"), required=False)]
 
 
 def _replication(r: Reader, path: Path, job: Job, notes: list[Note]) -> None:
@@ -520,10 +542,16 @@ def _replication(r: Reader, path: Path, job: Job, notes: list[Note]) -> None:
     if isinstance(replication, dict):
         r.mapping((*path, "replication"), ("protection", "concurrency", "one_step"))
         protection = replication.get("protection") or {}
-        if isinstance(protection, dict) and any(v != "guarantee_resumability" for v in protection.values()):
-            notes.append(Note(r.where((*path, "replication", "protection")), NoteKind.NOT_MAPPED,
-                              f"{job.label}: replication.protection {protection} (ours keeps a cursor"
-                              " bookmark per target and resumes interrupted receives)"))
+        if isinstance(protection, dict):
+            r.mapping((*path, "replication", "protection"), ("initial", "incremental"))
+            for key, level in protection.items():
+                if level in _PROTECTION_LEVELS:
+                    job.protection[str(key)] = level
+                else:
+                    r.problem((*path, "replication", "protection", key),
+                              f"expected one of {', '.join(_PROTECTION_LEVELS)}")
+        else:
+            r.problem((*path, "replication", "protection"), "expected a mapping")
         for key in ("concurrency", "one_step"):
             if key in replication:
                 notes.append(Note(r.where((*path, "replication", key)), NoteKind.NOT_MAPPED,

@@ -1,10 +1,12 @@
 """A hash of the facts a plan depends on, so ``apply --plan FILE`` can refuse a stale plan.
 
 Covered: the configuration, and for every selected source dataset and each of its
-selected target datasets: name, kind, GUID, createtxg, resume token, every snapshot
+selected target datasets: name, kind, GUID, createtxg, resume token, encryption (cipher,
+encryption root, key status), every snapshot
 (name, GUID, createtxg, creation, userrefs, hold tags) and bookmark (name, GUID,
 createtxg), where it was read the replica's large-blocks mark, the existence and kind of
-the target's parents (placeholders, a volume in the way), and which involved hosts are
+the target's parents (placeholders, a volume in the way, an encrypted one whose key is not
+loaded), and which involved hosts are
 unavailable. Size fields (written, referenced)
 are left out: they only feed estimates.
 """
@@ -58,11 +60,13 @@ def fingerprint_selection(config_json: str, observed: ObservedState, selected: I
 
 
 def _parents_code(observed: ObservedState, host: str, name: str) -> str:
-    """Per ancestor of a target: 0 missing, 1 exists (not listed), f/v listed filesystem/volume."""
+    """Per ancestor of a target: 0 missing, 1 exists (not listed), f/v listed filesystem/volume
+    (F/V: encrypted, its key not loaded)."""
     codes = []
     for ancestor in ancestors(name):
         ds = observed.dataset(host, ancestor)
-        codes.append(ds.kind[0] if ds is not None else "1" if observed.exists(host, ancestor) else "0")
+        code = ds.kind[0] if ds is not None else "1" if observed.exists(host, ancestor) else "0"
+        codes.append(code.upper() if ds is not None and ds.encrypted and not ds.key_loaded else code)
     return "".join(codes)
 
 
@@ -70,6 +74,8 @@ def _hash_dataset(digest: hashlib._Hash, ds: Dataset) -> None:
     # The large-blocks mark only when set: a plan over facts without it keeps its fingerprint.
     mark = "\0large_blocks" if ds.large_blocks else ""
     head = f"{ds.name}\0{ds.kind}\0{ds.guid}\0{ds.createtxg}\0{ds.resume_token or ''}{mark}\n"
+    if ds.encrypted:  # unencrypted datasets hash as before
+        head += f"\x04{ds.encryption}\0{ds.encryption_root}\0{ds.key_status}\n"
     snaps = "\n".join([f"@{s.name}\0{s.guid}\0{s.createtxg}\0{s.creation}\0{s.userrefs}\0{','.join(s.holds)}"
                        for s in ds.snapshots])
     marks = "\n".join([f"#{b.name}\0{b.guid}\0{b.createtxg}" for b in ds.bookmarks])

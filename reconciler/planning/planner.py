@@ -14,7 +14,7 @@ snapshots on every target, or older than what each target already has, may go.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
@@ -29,6 +29,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     PostHookAction,
     PreHookAction,
     ReleaseAction,
@@ -46,7 +47,8 @@ from reconciler.domain.plan import (
     config_digest,
 )
 from reconciler.planning.fingerprint import fingerprint_selection
-from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, plan_pair
+from reconciler.planning.protection import HoldPlan, plan_holds
+from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, defer_initial, plan_pair
 from reconciler.planning.retention import evaluate_keep_rules
 from reconciler.planning.schedule import plan_snapshots
 from reconciler.planning.selection import Restriction, Selected, select
@@ -72,14 +74,22 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
     all_pairs: list[PairPlan] = []
     destroys: list[DestroyAction] = []
     bookmarks: list[BookmarkAction] = []
+    holds = HoldPlan()
+    planned_pairs = []
     for item in selection.selected:
         view = SourceView.build(item.host, item.dataset, planned.get((item.host, item.name), []))
         pairs = [plan_pair(view, item, target, observed) for target in item.targets]
         all_pairs += pairs
+        planned_pairs.append((item, view, pairs))
+    defer_below_arrivals(all_pairs, observed)
+    for item, view, pairs in planned_pairs:
         conflicts += [p.conflict for p in pairs if p.conflict is not None]
         bookmarks += [p.cursor_create for p in pairs if p.cursor_create is not None]
+        warnings += [w for p in pairs for w in p.plan_warnings]
+        item_holds = plan_holds(item, view.snapshots, pairs)
+        holds.add(item_holds)
         if item.source_side:
-            report, destroy = prune_source(item, view, pairs, explain)
+            report, destroy = prune_source(item, view, pairs, explain, item_holds)
             source_reports.append(report)
             # Also in the plan's top-level warnings: data loss must be visible at a glance.
             warnings += [f"{item.host}:{item.name}: {w}" for w in report.warnings]
@@ -88,14 +98,14 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
         if destroy is not None:
             destroys.append(destroy)
         for pair in pairs:
-            report, destroy = prune_target(pair, explain)
+            report, destroy = prune_target(pair, explain, item_holds)
             target_reports.append(report)
             if destroy is not None:
                 destroys.append(destroy)
     actions = order_actions([*hook_actions, *snapshot_actions, *placeholders(all_pairs, observed),
-                             *(p.abort for p in all_pairs if p.abort is not None),
-                             *(s for p in all_pairs for s in p.sends), *bookmarks,
-                             *_one_per_dataset(destroys)])
+                             *(p.abort for p in all_pairs if p.abort is not None), *holds.holds,
+                             *(s for p in all_pairs for s in p.sends), *holds.received, *bookmarks,
+                             *holds.releases, *_one_per_dataset(destroys)])
     config_json = config.model_dump_json()
     return Plan(
         now=now,
@@ -146,8 +156,8 @@ class Pruning:
     protected: list[SnapshotVerdict] = field(default_factory=list)  # vetoed by a safety rule
 
 
-def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
-                 explain: bool) -> tuple[FilesystemReport, DestroyAction | None]:
+def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan], explain: bool,
+                 holds: HoldPlan | None = None) -> tuple[FilesystemReport, DestroyAction | None]:
     policy = item.policy
     protected = policy.protects_unreplicated
 
@@ -165,12 +175,14 @@ def prune_source(item: Selected, view: SourceView, pairs: list[PairPlan],
             return ""
         return f"incremental base of {pair.target.host}:{pair.target_dataset} (no bookmark of it)"
 
+    holds = holds or HoldPlan()
     pruning = apply_keep_rules(policy, policy.keep_source, view.snapshots, is_replicated, base_guard,
-                               explain)
+                               explain, holds.released_on(item.host, item.name))
     warnings = _unreplicated_warnings(pruning.destroy, pairs) if not protected else []
     names, reasons = _destroy_lists(pruning.destroy)
     _add_old_cursors(pairs, names, reasons)
     if explain:
+        pruning.verdicts = with_hold_notes(pruning.verdicts, holds.notes_on(item.host, item.name))
         pruning.verdicts += _bookmark_verdicts(view, pairs)
     report = FilesystemReport(
         item.host, item.name, "source", item.policy_name,
@@ -263,8 +275,10 @@ def _bookmark_verdicts(view: SourceView, pairs: list[PairPlan]) -> list[Snapshot
 # ------------------------------------------------------------------ target pruning
 
 
-def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, DestroyAction | None]:
+def prune_target(pair: PairPlan, explain: bool,
+                 holds: HoldPlan | None = None) -> tuple[FilesystemReport, DestroyAction | None]:
     policy = pair.source.policy
+    holds = holds or HoldPlan()
     warnings = list(pair.warnings)
     verdicts: list[SnapshotVerdict] = []
     protected: list[SnapshotVerdict] = []
@@ -279,7 +293,8 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
                 return "incremental base of the next send (invariant 3)"
             return ""
 
-        pruning = apply_keep_rules(policy, policy.keep_target, pair.target_after, _always, guard, explain)
+        pruning = apply_keep_rules(policy, policy.keep_target, pair.target_after, _always, guard, explain,
+                                   holds.released_on(pair.target.host, pair.target_dataset))
         verdicts, protected = pruning.verdicts, pruning.protected
         names, reasons = _destroy_lists(pruning.destroy)
         if names:
@@ -290,6 +305,8 @@ def prune_target(pair: PairPlan, explain: bool) -> tuple[FilesystemReport, Destr
         if explain and pair.observed_target is not None:
             why = f"target in conflict ({pair.conflict.code}): nothing is destroyed here"
             verdicts = [SnapshotVerdict(s.name, True, why) for s in pair.observed_target.snapshots]
+    if explain:
+        verdicts = with_hold_notes(verdicts, holds.notes_on(pair.target.host, pair.target_dataset))
     if explain and pair.observed_target is not None:
         verdicts += [SnapshotVerdict("#" + b.name, True, "bookmark: keep rules never destroy bookmarks")
                      for b in pair.observed_target.bookmarks]
@@ -307,8 +324,9 @@ def _always(snap: Snapshot) -> bool:
 
 def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[Snapshot],
                      is_replicated: IsReplicated, guard: Callable[[Snapshot], str],
-                     explain: bool) -> Pruning:
-    """zrepl's verdicts, then ``manage``, holds and ``guard`` (invariants) veto destroys."""
+                     explain: bool, released: Mapping[str, set[str]] | None = None) -> Pruning:
+    """zrepl's verdicts, then ``manage``, holds and ``guard`` (invariants) veto destroys.
+    ``released``: hold tags of ours this plan releases (before its destroys), by snapshot."""
     result = Pruning()
     if not snapshots:
         return result
@@ -320,7 +338,7 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
         snap = verdict.snapshot
         keep, reason = verdict.keep, verdict.reason
         if not keep:
-            veto = _safety_veto(snap, manage, guard)
+            veto = _safety_veto(snap, manage, guard, released.get(snap.name, ()) if released else ())
             if veto:
                 result.protected.append(SnapshotVerdict(snap.name, True, veto))
                 keep, reason = True, f"{veto} (keep rules would destroy it: {reason})"
@@ -331,12 +349,24 @@ def apply_keep_rules(policy: Policy, rules: Sequence[KeepRule], snapshots: list[
     return result
 
 
-def _safety_veto(snap: Snapshot, manage: re.Pattern[str], guard: Callable[[Snapshot], str]) -> str:
+def _safety_veto(snap: Snapshot, manage: re.Pattern[str], guard: Callable[[Snapshot], str],
+                 released: Collection[str] = ()) -> str:
     if not manage.search(snap.name):
         return f"unmanaged (does not match {manage.pattern})"
-    if snap.userrefs > 0:
-        return f"held (tags {', '.join(snap.holds) or f'{snap.userrefs} hold(s)'})"
+    # Tags of ours this plan releases (before its destroys) do not count; any other does.
+    gone = sum(1 for tag in snap.holds if tag in released) if released else 0
+    if snap.userrefs > gone:
+        tags = [tag for tag in snap.holds if tag not in released]
+        return f"held (tags {', '.join(tags) or f'{snap.userrefs} hold(s)'})"
     return guard(snap)
+
+
+def with_hold_notes(verdicts: list[SnapshotVerdict], notes: Mapping[str, list[str]]) -> list[SnapshotVerdict]:
+    """``--explain``: what the plan does with holds of ours, after each snapshot's verdict."""
+    if not notes:
+        return verdicts
+    return [SnapshotVerdict(v.name, v.keep, "; ".join([v.reason, *notes[v.name]]))
+            if v.name in notes else v for v in verdicts]
 
 
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}
@@ -358,8 +388,20 @@ def _destroy_lists(destroy: list[tuple[Snapshot, str]]) -> tuple[list[str], list
 
 
 def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateAction]:
-    """Unmounted parents for targets a full send creates, unless another send creates them."""
+    """Unmounted parents for targets a full send creates, unless another send creates them.
+
+    Below an encrypted dataset whose key is not loaded (a raw replica, listed or arriving
+    in this plan) a placeholder is created unencrypted: zfs refuses one that inherits the
+    encryption, and raw receives below an unencrypted placeholder work (OpenZFS 2.1)."""
     created_by_sends = {(p.target.host, p.target_dataset) for p in pairs if p.creates_target and p.sends}
+    locked_arrivals = {(p.target.host, p.target_dataset) for p in pairs
+                       if p.creates_target and p.sends and p.target.sends_raw and p.source.dataset.encrypted}
+
+    def locked(host: str, name: str) -> bool:
+        dataset = observed.dataset(host, name)
+        return (host, name) in locked_arrivals or (dataset is not None and dataset.encrypted
+                                                   and not dataset.key_loaded)
+
     needed: dict[tuple[str, str], CreateAction] = {}
     for pair in pairs:
         if not (pair.creates_target and pair.sends):
@@ -368,9 +410,40 @@ def placeholders(pairs: list[PairPlan], observed: ObservedState) -> list[CreateA
             key = (pair.target.host, ancestor)
             if key in created_by_sends or key in needed or observed.exists(*key):
                 continue
-            needed[key] = CreateAction(pair.target.host, ancestor,
-                                       f"missing parent of {pair.target_dataset} (placeholder)")
+            parent = ancestor.rsplit("/", 1)[0]
+            off = locked(pair.target.host, parent)
+            needed[key] = CreateAction(
+                pair.target.host, ancestor,
+                f"missing parent of {pair.target_dataset} (placeholder)" + (
+                    f"; unencrypted: {parent} is encrypted and its key is not loaded" if off else ""),
+                encryption_off=off)
     return [needed[key] for key in sorted(needed)]
+
+
+def defer_below_arrivals(pairs: list[PairPlan], observed: ObservedState) -> None:
+    """Parents first: a new replica whose missing parent needs a placeholder that would lie
+    below another replica arriving in this same plan waits for the next run (placeholders
+    are created before any send, so that parent does not exist yet when they are); so do
+    the new replicas below one that waits."""
+    creating = sorted((p for p in pairs if p.creates_target and p.sends),
+                      key=lambda p: (p.target.host, p.target_dataset))
+    arriving = {(p.target.host, p.target_dataset) for p in creating}
+    waiting: set[tuple[str, str]] = set()
+    for pair in creating:
+        received: str | None = None  # the nearest ancestor a receive of this plan creates
+        for ancestor in ancestors(pair.target_dataset)[1:]:
+            key = (pair.target.host, ancestor)
+            if key in waiting:
+                why = f"its parent {ancestor} is not sent yet either"
+            elif received is not None and key not in arriving and not observed.exists(*key):
+                why = f"the placeholder {ancestor} it needs lies below {received}, which this plan receives"
+            else:
+                received = ancestor if key in arriving else received
+                continue
+            defer_initial(pair, f"{why}; it follows in the next run (parents first)")
+            arriving.discard((pair.target.host, pair.target_dataset))
+            waiting.add((pair.target.host, pair.target_dataset))
+            break
 
 
 def order_actions(actions: Iterable[Action]) -> list[Action]:
@@ -440,8 +513,9 @@ def _place_within_kind(action: Action) -> tuple[str, ...]:
             return ()  # ``placeholders`` gives them parents first
         case AbortResumeAction():
             return (action.host, action.dataset)
-        case HoldAction() | ReleaseAction():
-            return (action.host, action.dataset, action.snapshot, action.tag)
+        case HoldAction() | HoldReceivedAction() | ReleaseAction():
+            # By tag: apply runs one tag's holds (or releases) of a host as one zfs command.
+            return (action.host, action.tag, action.dataset, action.snapshot)
         case _:
             assert_never(action)
 

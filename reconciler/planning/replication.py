@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from reconciler.codes import ConflictCode
 from reconciler.config.models import Target
@@ -30,7 +31,7 @@ from reconciler.domain.observed import (
 )
 from reconciler.domain.plan import Conflict
 from reconciler.domain.resume_token import decode_resume_token
-from reconciler.planning.naming import cursor_name, cursor_prefix
+from reconciler.planning.naming import cursor_name, cursor_prefix, is_our_hold
 from reconciler.planning.selection import Selected
 from reconciler.wording import plural
 
@@ -93,6 +94,7 @@ class PairPlan:
     cursor_create: BookmarkAction | None = None
     cursor_destroy: list[str] = field(default_factory=list)  # short bookmark names
     warnings: list[str] = field(default_factory=list)
+    plan_warnings: list[str] = field(default_factory=list)  # also among the plan's top-level warnings
     target_children: list[str] = field(default_factory=list)  # listed only for an empty target
 
     @property
@@ -126,7 +128,7 @@ class PairPlan:
 def plan_pair(source: SourceView, selected: Selected, target: Target, observed: ObservedState) -> PairPlan:
     target_dataset = target.target_dataset(selected.name)
     pair = PairPlan(selected, target, target_dataset, OK)
-    prefix = cursor_prefix(target.host, target.root)
+    prefix = cursor_prefix(target.host, target.root, target.strip)
     pair.cursors = sorted((b for b in source.dataset.bookmarks if b.name.startswith(prefix)),
                           key=lambda b: (b.createtxg, b.name))
     if target.host in observed.unavailable or target.host not in observed.hosts:
@@ -145,6 +147,8 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
         _conflict(pair, ConflictCode.TARGET_POOL_MISSING,
                   f"{target.host} has no pool {target_dataset.split('/')[0]} for {target_dataset}",
                   f"fix replicate_to root {target.root!r}, or create the pool on {target.host}")
+    elif refuses_unencrypted(pair, source.dataset, existing):
+        pass
     elif existing is None:
         _plan_initial(pair, source)
     else:
@@ -154,6 +158,47 @@ def plan_pair(source: SourceView, selected: Selected, target: Target, observed: 
     if pair.state == OK:
         _move_cursor(pair, source, prefix)
     return pair
+
+
+def refuses_unencrypted(pair: PairPlan, source: Dataset, existing: Dataset | None) -> bool:
+    """Record a conflict when an encrypted source would be, or is, replicated decrypted
+    (syncoid's bug, sanoid #548): without ``raw`` a send decrypts, and zfs refuses a raw
+    receive on top of a replica received decrypted before. ``raw: false`` says decrypted on
+    purpose: the plan warns, every run. True when there is a conflict."""
+    target = pair.target
+    where = f"{target.host}:{pair.target_dataset}"
+    if not source.encrypted:
+        return False
+    what = (f"{pair.source.host}:{source.name} is encrypted ({source.encryption}, encryption root"
+            f" {source.encryption_root})")
+    if target.raw is None:
+        _conflict(pair, ConflictCode.UNENCRYPTED_REPLICA,
+                  f"{what}, but its replicate_to {target.host}:{target.root} does not say raw: a send without"
+                  f" raw would store it decrypted on {target.host}",
+                  "set raw: true on that replicate_to (zfs send -w: the data stays encrypted on"
+                  f" {target.host}, whose key is never loaded there), or raw: false to replicate it"
+                  " decrypted on purpose")
+        return True
+    if target.raw and existing is not None and (existing.snapshots or existing.resume_token) \
+            and not existing.encrypted:
+        name = shlex.quote(existing.name)
+        _conflict(pair, ConflictCode.UNENCRYPTED_REPLICA,
+                  f"{what}, but the replica {where} is unencrypted (it was received without raw); zfs"
+                  " refuses a raw receive on top of an unencrypted dataset",
+                  f"on {target.host}: `zfs rename {name} {shlex.quote(existing.name + '.decrypted')}`"
+                  " (and destroy it once the raw replica is complete); the next plan sends it raw in full")
+        return True
+    if not target.raw:
+        message = (f"{where}: {what} and replicate_to says raw: false, so the replica on {target.host}"
+                   " is stored decrypted")
+        pair.warnings.append(message)
+        pair.plan_warnings.append(message)
+    elif existing is not None and existing.encrypted and existing.key_loaded:
+        root = shlex.quote(existing.encryption_root or existing.name)
+        pair.warnings.append(f"{where}: the key of this raw replica is loaded on {target.host} (keystatus"
+                             f" available), so {target.host} can read it; `zfs unload-key {root}` there"
+                             " if it should not")
+    return False
 
 
 def children_of(observed: ObservedState, host: str, dataset: str) -> list[str]:
@@ -227,6 +272,14 @@ def _plan_initial(pair: PairPlan, source: SourceView) -> None:
                                 "initial full send of the newest snapshot"))
         arriving = [snaps[-1]]
     _arrive(pair, [], arriving)
+
+
+def defer_initial(pair: PairPlan, why: str) -> None:
+    """Undo ``_plan_initial``: nothing is sent to this new replica in this plan."""
+    pair.sends, pair.creates_target, pair.target_after, pair.on_target = [], False, [], set()
+    pair.base_guid = pair.replicated_txg = pair.cursor_create = None
+    pair.cursor_destroy = []
+    pair.warnings.append(f"{pair.target.host}:{pair.target_dataset} is not sent yet: {why}")
 
 
 # ------------------------------------------------------------------ target exists
@@ -317,7 +370,8 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
         pair.target_after = list(target.snapshots)
     rollback = (f"on {host}: `zfs rollback -r {shlex.quote(f'{target.name}@{base.name}')}`"
                 f" (destroys the target snapshots after {base.name})" if base is not None else
-                f"on {host}: `zfs destroy -r {shlex.quote(target.name)}` (the next run sends it in full)")
+                f"on {host}: {releases_of_ours(target)}`zfs destroy -r {shlex.quote(target.name)}` (the next"
+                " run sends it in full)")
     if mismatched:
         _conflict(pair, ConflictCode.GUID_MISMATCH,
                   f"{where} has snapshot(s) {', '.join(mismatched)} with the same name as on the source"
@@ -343,6 +397,13 @@ def _diagnose(pair: PairPlan, source: SourceView, target: Dataset, base_index: i
                   _empty_target_fix(pair, source, target, pair.target_children))
         return True
     return False
+
+
+def releases_of_ours(target: Dataset) -> str:
+    """``zfs release`` commands for the holds of ours on ``target``'s snapshots (they would
+    make a ``zfs destroy -r`` of it fail with "dataset is busy"), each followed by "; "."""
+    return "".join(f"`zfs release {shlex.quote(tag)} {shlex.quote(f'{target.name}@{snap.name}')}`; "
+                   for snap in target.snapshots for tag in snap.holds if is_our_hold(tag))
 
 
 def _empty_target_fix(pair: PairPlan, source: SourceView, target: Dataset, children: list[str]) -> str:
@@ -415,10 +476,10 @@ def _plan_resume(pair: PairPlan, source: SourceView, target: Dataset, base_index
     pair.sends.append(SendAction(
         host=pair.source.host, dataset=source.dataset.name, snapshot=snap.name,
         target_host=pair.target.host, target_dataset=pair.target_dataset, base=base_name,
-        snapshots=(snap.name,), resume_token=token, raw=pair.target.raw,
-        estimated_bytes=None, reason=f"resume the interrupted receive of {snap.name}",
-        compressed=bool(info.fields.get("largeblockok")) and not pair.target.raw,
-        bandwidth_limit=pair.target.bandwidth_limit_bytes, stall_timeout=pair.target.stall_timeout_seconds))
+        snapshots=(snap.name,), resume_token=token, estimated_bytes=None,
+        reason=f"resume the interrupted receive of {snap.name}",
+        # A resumed stream keeps the flags its token records.
+        **send_options(pair, compressed=bool(info.fields.get("largeblockok")))))
     pair.sends += incremental_sends(pair, source, snap.guid)
     _arrive(pair, target.snapshots, [s for send in pair.sends for s in _sent(source, send)])
     return True
@@ -457,10 +518,34 @@ def _send(pair: PairPlan, base: str | None, newest: Snapshot, snaps: list[Snapsh
     return SendAction(
         host=pair.source.host, dataset=pair.source.name, snapshot=newest.name,
         target_host=pair.target.host, target_dataset=pair.target_dataset, base=base,
-        snapshots=tuple(s.name for s in snaps), raw=pair.target.raw,
+        snapshots=tuple(s.name for s in snaps),
         estimated_bytes=sum(known) if known and len(known) == len(sizes) else None, reason=why,
-        compressed=pair.target.compressed and not pair.target.raw,
-        bandwidth_limit=pair.target.bandwidth_limit_bytes, stall_timeout=pair.target.stall_timeout_seconds)
+        **send_options(pair))
+
+
+class SendOptions(TypedDict):
+    raw: bool
+    compressed: bool
+    send_properties: bool
+    overrides: tuple[tuple[str, str], ...]
+    excludes: tuple[str, ...]
+    bandwidth_limit: int | None
+    stall_timeout: int
+
+
+def send_options(pair: PairPlan, *, compressed: bool | None = None) -> SendOptions:
+    """How every send of the pair runs: raw, compressed or plain, with properties or not, the
+    receive's ``-o``/``-x`` for the replica's kind (the source's kind; volumes take no
+    filesystem-only property), the target's bandwidth limit and stall timeout.
+    ``compressed``: a resumed stream's own flag instead of the target's."""
+    target, kind = pair.target, pair.source.dataset.kind
+    return SendOptions(raw=target.sends_raw,
+                       compressed=(target.compressed if compressed is None else compressed)
+                       and not target.sends_raw,
+                       send_properties=target.send_properties,
+                       overrides=target.receive_overrides(kind), excludes=target.receive_excludes(kind),
+                       bandwidth_limit=target.bandwidth_limit_bytes,
+                       stall_timeout=target.stall_timeout_seconds)
 
 
 def _sent(source: SourceView, send: SendAction) -> list[Snapshot]:

@@ -20,6 +20,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     PostHookAction,
     PreHookAction,
     ReleaseAction,
@@ -90,7 +91,7 @@ class _Simulation:
                 self.create(action.host, action.dataset, "filesystem")
             case AbortResumeAction():
                 self.abort(action)
-            case HoldAction():
+            case HoldAction() | HoldReceivedAction():
                 self.hold(action)
             case SendAction():
                 self.send(action)
@@ -144,13 +145,13 @@ class _Simulation:
         ds.bookmarks.append(Bookmark(action.bookmark, snap.guid, snap.createtxg, snap.creation))
         ds.bookmarks.sort(key=lambda b: (b.createtxg, b.name))
 
-    def hold(self, action: HoldAction) -> None:
+    def hold(self, action: HoldAction | HoldReceivedAction) -> None:
         self.set_hold(action, held=True)
 
     def release(self, action: ReleaseAction) -> None:
         self.set_hold(action, held=False)
 
-    def set_hold(self, action: HoldAction | ReleaseAction, *, held: bool) -> None:
+    def set_hold(self, action: HoldAction | HoldReceivedAction | ReleaseAction, *, held: bool) -> None:
         """A new record for the snapshot rather than a changed one: ``copy_state`` copies the
         lists, not the snapshots in them, which are still the observed state's. (zfs refuses
         a tag the snapshot already holds, and releasing one it does not: the planner plans

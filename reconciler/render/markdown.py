@@ -33,6 +33,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     PostHookAction,
     PreHookAction,
     ReleaseAction,
@@ -47,6 +48,7 @@ from reconciler.render.view import (
     PRUNE_RULE_LABELS,
     Explain,
     FilesystemView,
+    TagGroup,
     action_detail,
     destroy_reasons,
     explained_keys,
@@ -54,6 +56,7 @@ from reconciler.render.view import (
     hook_env_text,
     incoming_text,
     send_explanation,
+    shown_actions,
     sorted_views,
     split_shown,
     summary_line,
@@ -177,7 +180,15 @@ def md_code(text: str, *, table: bool = False) -> str:
     return f"{fence}{pad}{body}{pad}{fence}"
 
 
-def md_action(action: Action) -> str:
+def md_action(action: Action | TagGroup) -> str:
+    if isinstance(action, TagGroup):
+        first = action.actions[0]
+        verb = {"hold": "hold", "hold_received": "hold received", "release": "release hold"}[action.kind]
+        what = (f"{plural(len(action.actions), 'snapshot')} of {md_code(first.dataset)}"
+                f" ({md_text(action.names())})")
+        line = (f"**{verb}** {md_code(first.tag)} on {what}" if action.kind == "release"
+                else f"**{verb}** {what} (tag {md_code(first.tag)})")
+        return line + (f" — {md_text(action.reason)}" if action.reason else "")
     detail = action_detail(action)
     return md_what(action) + (f" — {md_text(detail)}" if detail else "")
 
@@ -204,11 +215,15 @@ def md_what(action: Action) -> str:
                     f"{md_code('#' + action.bookmark)}")
         case HoldAction():
             return f"**hold** {md_code(f'{action.dataset}@{action.snapshot}')} (tag {md_code(action.tag)})"
+        case HoldReceivedAction():
+            return (f"**hold received** {md_code(f'{action.dataset}@{action.snapshot}')}"
+                    f" (tag {md_code(action.tag)})")
         case ReleaseAction():
             snapshot = md_code(f"{action.dataset}@{action.snapshot}")
             return f"**release hold** {md_code(action.tag)} on {snapshot}"
         case CreateAction():
-            return f"**create placeholder** {md_code(action.dataset)} (canmount=off)"
+            options = ", ".join(f"{k}={v}" for k, v in action.properties.items())
+            return f"**create placeholder** {md_code(action.dataset)} ({options})"
         case AbortResumeAction():
             return f"**discard partial receive** of {md_code(action.dataset)}"
         case PreHookAction():
@@ -275,7 +290,7 @@ def md_filesystem(fs: FilesystemView, explain: set[tuple[str, str]], caps: Caps 
     collapsed: list[DestroyAction] = []
     lines += [f"- {md_text(incoming_text(send))}" for send in fs.incoming]
     explained = (fs.host, fs.dataset) in explain
-    for action in fs.actions:
+    for action in shown_actions(fs.actions):
         lines.append(f"- {md_action(action)}")
         if explained and isinstance(action, PreHookAction | PostHookAction):
             lines.append(f"  - environment: {md_code(hook_env_text(action))}")

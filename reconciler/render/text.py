@@ -30,6 +30,7 @@ from reconciler.render.view import (
     PRUNE_RULE_LABELS,
     Explain,
     FilesystemView,
+    TagGroup,
     action_detail,
     attention_items,
     destroy_reasons,
@@ -39,6 +40,7 @@ from reconciler.render.view import (
     incoming_text,
     prune_rule_text,
     send_explanation,
+    shown_actions,
     sorted_views,
     split_shown,
     summary_line,
@@ -60,7 +62,7 @@ def action_look(kind: Kind) -> tuple[str, str]:
             return "x", "yellow"
         case "destroy":
             return "-", "red"
-        case "bookmark" | "hold" | "release":
+        case "bookmark" | "hold" | "hold_received" | "release":
             return "~", "dim"
         case "pre_hook" | "post_hook":
             return "*", "magenta"
@@ -213,9 +215,9 @@ def slice_segments(segments: tuple[Segment, ...], start: int, end: int) -> tuple
     return tuple(out)
 
 
-def text_action(out: TextOut, action: Action, indent: int, explained: bool = False) -> None:
+def text_action(out: TextOut, action: Action | TagGroup, indent: int, explained: bool = False) -> None:
     sigil, style = ACTION_LOOKS[action.kind]
-    detail = action_detail(action)
+    detail = action.reason if isinstance(action, TagGroup) else action_detail(action)
     out.add(indent, (f"{sigil} {action.describe()}", style), (f" — {detail}" if detail else "", "dim"))
     if isinstance(action, DestroyAction):
         out.rows(indent + 4, action.snapshots, destroy_reasons(action), style)
@@ -252,7 +254,7 @@ def text_filesystem(out: TextOut, fs: FilesystemView, explain: set[tuple[str, st
     for send in fs.incoming:
         out.add(4, (f"< {incoming_text(send)}", "dim cyan"))
     explained = (fs.host, fs.dataset) in explain
-    for action in fs.actions:
+    for action in shown_actions(fs.actions):
         text_action(out, action, 4, explained)
     for warning in fs.warnings:
         out.add(4, (f"! warning: {warning}", WARNING_STYLE))

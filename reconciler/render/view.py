@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import groupby
 from typing import assert_never
 
 from reconciler.codes import PruneRule
@@ -20,6 +21,7 @@ from reconciler.domain.actions import (
     CreateAction,
     DestroyAction,
     HoldAction,
+    HoldReceivedAction,
     HookAction,
     Kind,
     PostHookAction,
@@ -27,6 +29,7 @@ from reconciler.domain.actions import (
     ReleaseAction,
     SendAction,
     SnapshotAction,
+    TagAction,
 )
 from reconciler.domain.plan import (
     Conflict,
@@ -190,6 +193,8 @@ def counted_as(kind: Kind) -> tuple[str, str] | None:
             return "bookmark", "to create"
         case "hold":
             return "hold", "to place"
+        case "hold_received":
+            return "received snapshot", "to hold"
         case "release":
             return "hold", "to release"
         case "pre_hook":
@@ -221,6 +226,10 @@ def action_detail(action: Action) -> str:
                 bits.append(" ".join(action.stream_flags()))
             if action.bandwidth_limit is not None:
                 bits.append(f"limit {format_rate(action.bandwidth_limit)}")
+            if action.send_properties:
+                bits.append("with properties (send -p)")
+            if action.overrides or action.excludes:
+                bits.append(f"recv {' '.join(action.recv_options())}")
             if action.reason:
                 bits.append(action.reason)
             return "; ".join(bits)
@@ -234,7 +243,7 @@ def action_detail(action: Action) -> str:
                                              "runs even when a pre hook or the snapshot failed",
                                              action.reason) if bit)
         case (SnapshotAction() | BookmarkAction() | CreateAction() | AbortResumeAction() | HoldAction()
-              | ReleaseAction()):
+              | HoldReceivedAction() | ReleaseAction()):
             return action.reason
         case _:
             assert_never(action)
@@ -260,6 +269,56 @@ def send_explanation(action: SendAction) -> list[str]:
              else "no bandwidth limit")
     stall = format_duration(timedelta(seconds=action.stall_timeout))
     return [how, f"{limit}; stopped (resumable) after {stall} without a byte moved (stall_timeout)"]
+@dataclass(frozen=True, slots=True)
+class TagGroup:
+    """Holds (or releases) of several snapshots of one dataset with one tag and one reason:
+    one line in text and markdown (a send step's snapshots), while the Plan JSON keeps one
+    action per snapshot."""
+
+    actions: tuple[TagAction, ...]
+
+    @property
+    def kind(self) -> Kind:
+        return self.actions[0].kind
+
+    @property
+    def reason(self) -> str:
+        return self.actions[0].reason
+
+    def names(self) -> str:
+        """The snapshots, or the first and the last of a long run."""
+        names = [a.snapshot for a in self.actions]
+        return ", ".join(names) if len(names) <= 3 else f"{names[0]} … {names[-1]}"
+
+    def describe(self) -> str:
+        first = self.actions[0]
+        what = f"{plural(len(self.actions), 'snapshot')} of {first.dataset} ({self.names()})"
+        match first.kind:
+            case "hold" | "hold_received":
+                verb = "hold" if first.kind == "hold" else "hold received"
+                return f"{verb} {what} with tag {first.tag}"
+            case "release":
+                return f"release hold {first.tag} on {what}"
+
+
+def shown_actions(actions: Iterable[Action]) -> list[Action | TagGroup]:
+    """``actions`` as the human formats list them: runs of holds (or releases) of one
+    dataset, tag and reason joined into one ``TagGroup`` line."""
+    shown: list[Action | TagGroup] = []
+    for _key, run in groupby(actions, key=_tag_run_key):
+        items = list(run)
+        if len(items) > 1 and isinstance(items[0], HoldAction | HoldReceivedAction | ReleaseAction):
+            shown.append(TagGroup(tuple(a for a in items if isinstance(a, HoldAction | HoldReceivedAction
+                                                                         | ReleaseAction))))
+        else:
+            shown += items
+    return shown
+
+
+def _tag_run_key(action: Action) -> tuple[str, ...] | int:
+    if isinstance(action, HoldAction | HoldReceivedAction | ReleaseAction):
+        return (action.kind, action.host, action.dataset, action.tag, action.reason)
+    return id(action)
 
 
 def hook_timeout_text(action: HookAction) -> str:

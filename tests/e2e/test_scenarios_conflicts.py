@@ -82,6 +82,7 @@ def test_target_written_to_after_its_newest_snapshot_is_a_conflict(
     assert_applied(apply(config, guest_now(zfs_guest)))
     replica = "dst/backup/src/mod"
     (newest,) = snapshots(guest_zfs, replica)
+    guest_zfs("set", "readonly=off", replica)  # replicas are received readonly=on
     guest_zfs("mount", replica)
     zfs_guest.ssh(["sh", "-c", "echo local change >/dst/backup/src/mod/local"], check=True)
     guest_zfs("unmount", replica)

@@ -142,18 +142,25 @@ class StandinState:
         return result
 
     def filesystem(self, name: str, *, kind: str = "filesystem", creation: int | None = None,
-                   parents: bool = True) -> dict[str, Any]:
-        """Add a filesystem (or volume) and, with ``parents``, every missing ancestor."""
-        if parents and "/" in name:
-            parent = name.rsplit("/", 1)[0]
-            if parent not in self.datasets:
-                self.filesystem(parent, creation=creation)
+                   parents: bool = True, encrypted: bool = False, key_loaded: bool = True) -> dict[str, Any]:
+        """Add a filesystem (or volume) and, with ``parents``, every missing ancestor. With
+        ``encrypted`` it is an encryption root (aes-256-gcm); a child of an encrypted dataset
+        inherits its encryption."""
+        parent = name.rsplit("/", 1)[0] if "/" in name else None
+        if parents and parent is not None and parent not in self.datasets:
+            self.filesystem(parent, creation=creation)
         if name in self.datasets:
             ds: dict[str, Any] = self.datasets[name]
             return ds
         ds = {"type": kind, "guid": new_guid(self.data), "createtxg": next_txg(self.data),
               "creation": self.now if creation is None else creation,
               "resume_token": None, "partial": None, "snapshots": [], "bookmarks": []}
+        above = self.datasets.get(parent) if parent is not None else None
+        if encrypted:
+            ds.update(encryption="aes-256-gcm", encryptionroot=name,
+                      keystatus="available" if key_loaded else "unavailable")
+        elif above is not None and above.get("encryption", "off") != "off":
+            ds.update({k: above[k] for k in ("encryption", "encryptionroot", "keystatus")})
         self.datasets[name] = ds
         return ds
 

@@ -28,7 +28,11 @@ import state as st  # sibling module; this file runs as a script
 
 State = dict[str, Any]
 COLUMNS = ("name", "type", "guid", "createtxg", "creation", "userrefs", "written", "referenced",
-           "receive_resume_token", "used", "available", "mountpoint", "canmount")
+           "receive_resume_token", "used", "available", "mountpoint", "canmount", "encryption",
+           "encryptionroot", "keystatus", "readonly")
+# Measured on OpenZFS 2.1 (reconciler/domain/properties.py): a raw stream refuses these.
+RAW_REFUSED = ("encryption", "keyformat", "pbkdf2iters")
+FILESYSTEM_ONLY = ("canmount", "mountpoint", "atime", "sharenfs", "sharesmb", "recordsize", "quota")
 COMPONENT = re.compile(r"^[A-Za-z0-9_.: -]+$")
 CHUNK = 1 << 20
 SNAPSHOT_USAGE = ("usage:\n\tsnapshot [-r] [-o property=value] ... <filesystem|volume>@<snap> ...\n\n"
@@ -44,6 +48,11 @@ class ZfsFailure(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PartialFailure(ZfsFailure):
+    """A command that did part of its work (zfs hold/release of several snapshots): the
+    state is saved, then the command fails."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -145,7 +154,9 @@ def value_of(ds_name: str, ds: dict[str, Any], kind: str, item: dict[str, Any] |
     if col == "written":
         if kind == "bookmark":
             return "-"
-        return str(item.get("written", item.get("size", 0))) if item is not None else "0"
+        if item is None:
+            return "4096" if ds.get("modified") else "0"
+        return str(item.get("written", item.get("size", 0)))
     if col in ("referenced", "used"):
         if kind == "bookmark" and col == "used":
             return "-"
@@ -163,6 +174,15 @@ def value_of(ds_name: str, ds: dict[str, Any], kind: str, item: dict[str, Any] |
         return "-" if item is not None else ds.get("properties", {}).get("canmount", "on")
     if ":" in col:  # a user property: set by recv -o (local); a snapshot inherits it
         return str(ds.get("properties", {}).get(col, "-"))
+    if col == "readonly":
+        return "-" if item is not None else ds.get("properties", {}).get("readonly", "off")
+    if col in ("encryption", "encryptionroot", "keystatus"):
+        # A snapshot repeats its dataset's values, a bookmark prints "-" (OpenZFS 2.1).
+        if kind == "bookmark":
+            return "-"
+        if col == "encryption":
+            return str(ds.get("encryption", "off"))
+        return str(ds.get(col) or "-")
     raise ZfsFailure(f"bad property list: invalid property '{col}'", 2)
 
 
@@ -406,25 +426,26 @@ def cmd_hold(state: State, args: list[str], release: bool) -> int:
         raise ZfsFailure("missing snapshot argument" if rest else "missing tag argument", 2)
     tag, refs = rest[0], rest[1:]
     errors: list[str] = []
+    # Per snapshot, as OpenZFS 2.1 does (measured): a failing one does not stop the others.
     for ref in refs:
         try:
             _, snap = get_snapshot(state, ref)
-        except ZfsFailure as exc:
-            errors.append(str(exc))
+        except ZfsFailure:
+            verb = "release hold from" if release else "hold"
+            errors.append(f"cannot {verb} snapshot '{ref}': dataset does not exist")
             continue
         holds = snap.setdefault("holds", {})
         if release and tag not in holds:
             errors.append(f"cannot release hold from snapshot '{ref}': no such tag on this dataset")
         elif not release and tag in holds:
             errors.append(f"cannot hold snapshot '{ref}': tag already exists on this dataset")
-    if errors:
-        raise ZfsFailure("\n".join(errors))
-    for ref in refs:
-        _, snap = get_snapshot(state, ref)
-        if release:
-            del snap["holds"][tag]
+        elif release:
+            del holds[tag]
         else:
-            snap["holds"][tag] = st.now()
+            holds[tag] = st.now()
+    if errors:
+        # The others are done: save them, then fail as zfs does.
+        raise PartialFailure("\n".join(errors))
     return 0
 
 
@@ -450,13 +471,24 @@ def cmd_create(state: State, args: list[str]) -> int:
         missing.append(parent)
         parent = parent.rsplit("/", 1)[0]
     props = dict(kv.split("=", 1) for kv in opts.get("o", []) if "=" in kv)
+    encryption = inherited_encryption(state["datasets"].get(parent))
+    if encryption and props.get("encryption") != "off" and encryption["keystatus"] != "available":
+        raise ZfsFailure(f"cannot create '{name}': encryption root's key is not loaded or provided")
     for ds_name in [*reversed(missing), name]:
         state["datasets"][ds_name] = {
             "type": "volume" if ds_name == name and "V" in opts else "filesystem",
             "guid": st.new_guid(state), "createtxg": st.next_txg(state), "creation": st.now(),
             "resume_token": None, "partial": None, "snapshots": [], "bookmarks": [],
-            "properties": props if ds_name == name else {}}
+            "properties": {k: v for k, v in props.items() if k != "encryption"} if ds_name == name else {},
+            **({} if props.get("encryption") == "off" and ds_name == name else encryption)}
     return 0
+
+
+def inherited_encryption(parent: dict[str, Any] | None) -> dict[str, Any]:
+    """The encryption a new child of ``parent`` inherits ({} when none)."""
+    if parent is None or parent.get("encryption", "off") == "off":
+        return {}
+    return {k: parent[k] for k in ("encryption", "encryptionroot", "keystatus")}
 
 
 # --------------------------------------------------------------------------- resume tokens
@@ -505,8 +537,7 @@ def decode_token(token: str) -> dict[str, Any]:
 
 def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> list[dict[str, Any]]:
     """The records (headers) of the stream ``zfs send`` would write, in order."""
-    raw = "w" in opts
-    large = "L" in opts
+    raw, large, props = "w" in opts, "L" in opts, "p" in opts
     if "t" in opts:
         info = decode_token(opts["t"][0])
         ds, snap = get_snapshot(state, info["toname"])
@@ -526,7 +557,7 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
     ds, snap = get_snapshot(state, target)
     base_ref = (opts.get("i") or opts.get("I") or [""])[0]
     if not base_ref:
-        return [record(ds, target, snap, 0, 0, raw, large)]
+        return [record(ds, target, snap, 0, 0, raw, large, props)]
     if base_ref[0] in "@#":
         base_ref = ds_name + base_ref
     base_ds, base_sep, base_name = split_ref(base_ref)
@@ -546,7 +577,7 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
     # zfs send -nP names the base in full for -i, by its short name for -I (2.1 output).
     fromname = base_ref if "I" not in opts or base_sep != "@" else base_name
     for item in chain:
-        rec = record(ds, f"{ds_name}@{item['name']}", item, fromguid, 0, raw, large)
+        rec = record(ds, f"{ds_name}@{item['name']}", item, fromguid, 0, raw, large, props)
         rec["fromname"] = fromname
         records.append(rec)
         fromguid, fromname = item["guid"], item["name"]
@@ -554,12 +585,19 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
 
 
 def record(ds: dict[str, Any], toname: str, snap: dict[str, Any], fromguid: int, offset: int,
-           raw: bool, large: bool = False) -> dict[str, Any]:
+           raw: bool, large: bool = False, props: bool = False) -> dict[str, Any]:
     size = int(snap.get("size", st.DEFAULT_SIZE))
+    encryption = ds.get("encryption", "off")
+    if encryption != "off" and not raw and ds.get("keystatus") != "available":
+        raise ZfsFailure(f"cannot send '{toname}': encrypted dataset {toname.split('@')[0]} may not be sent"
+                         " with properties without the raw flag" if props else
+                         f"cannot send '{toname}': source key must be loaded")
     return {"v": 1, "toname": toname, "toguid": snap["guid"], "fromguid": fromguid,
             "creation": snap["creation"], "size": size, "written": snap.get("written", size),
             "referenced": snap.get("referenced", size), "dstype": ds["type"], "raw": raw,
-            "large_blocks": raw or large, "offset": offset, "length": max(size - offset, 0)}
+            "large_blocks": raw or large, "encryption": encryption if raw else "off",
+            "props": dict(ds.get("properties", {})) if props else {},
+            "offset": offset, "length": max(size - offset, 0)}
 
 
 class StallingWriter:
@@ -685,20 +723,52 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
                      "match incremental source")
 
 
-def commit_record(state: State, target: str, rec: dict[str, Any],
-                  properties: dict[str, str] | None = None) -> None:
+def check_properties(rec: dict[str, Any], overrides: dict[str, str], excludes: list[str]) -> None:
+    """What zfs recv refuses about -o/-x before it receives (measured on OpenZFS 2.1)."""
+    kind = "incremental" if rec["fromguid"] else "new filesystem"
+    for name in [*overrides, *excludes]:
+        if rec["raw"] and name in RAW_REFUSED:
+            raise ZfsFailure(f"cannot receive {kind} stream: encryption property '{name}' cannot be set or"
+                             " excluded for raw streams.")
+        if rec["dstype"] == "volume" and name in FILESYSTEM_ONLY and name in overrides:
+            raise ZfsFailure(f"cannot receive {kind} stream: property '{name}' does not apply to datasets"
+                             " of this type")
+
+
+def received_encryption(state: State, target: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """A new replica's encryption: a raw stream keeps the source's (the replica is its own
+    encryption root, key not loaded); otherwise it inherits its parent's."""
+    if rec["raw"] and rec.get("encryption", "off") != "off":
+        return {"encryption": rec["encryption"], "encryptionroot": target, "keystatus": "unavailable"}
+    parent = state["datasets"].get(target.rsplit("/", 1)[0])
+    inherited = inherited_encryption(parent)
+    if inherited and inherited["keystatus"] != "available":
+        raise ZfsFailure("cannot receive new filesystem stream: inherited key must be loaded")
+    return inherited
+
+
+def commit_record(state: State, target: str, rec: dict[str, Any], overrides: dict[str, str] | None = None,
+                  excludes: list[str] | None = None) -> None:
     datasets = state["datasets"]
     ds = datasets.get(target)
     if ds is None:
         ds = datasets[target] = {"type": rec["dstype"], "guid": st.new_guid(state),
                                  "createtxg": st.next_txg(state), "creation": st.now(),
-                                 "resume_token": None, "partial": None, "snapshots": [], "bookmarks": []}
+                                 "resume_token": None, "partial": None, "snapshots": [], "bookmarks": [],
+                                 **received_encryption(state, target, rec)}
+    elif rec["raw"] and rec.get("encryption", "off") != "off" and ds.get("encryption", "off") == "off":
+        raise ZfsFailure("cannot receive incremental stream: cannot perform raw receive on top of existing"
+                         " unencrypted dataset")
+    props = ds.setdefault("properties", {})
+    props.update({k: v for k, v in rec.get("props", {}).items() if k not in (excludes or ())})
+    props.update(overrides or {})
+    for name in excludes or ():
+        if name not in (overrides or {}):
+            props.pop(name, None)
     ds["resume_token"] = None
     ds["partial"] = None
     if rec.get("large_blocks"):
         ds["large_blocks"] = True
-    if properties:
-        ds.setdefault("properties", {}).update(properties)
     ds["snapshots"].append({"name": rec["toname"].split("@", 1)[1], "guid": rec["toguid"],
                             "createtxg": st.next_txg(state), "creation": rec["creation"],
                             "size": rec["size"], "written": rec["written"], "referenced": rec["referenced"],
@@ -712,7 +782,7 @@ def save_partial(state: State, target: str, rec: dict[str, Any], nbytes: int) ->
         ds = datasets[target] = {"type": rec["dstype"], "guid": st.new_guid(state),
                                  "createtxg": st.next_txg(state), "creation": st.now(),
                                  "resume_token": None, "partial": None, "snapshots": [], "bookmarks": [],
-                                 "created_by_partial": True}
+                                 "created_by_partial": True, **received_encryption(state, target, rec)}
     total = rec["offset"] + nbytes
     token = encode_token(rec["toguid"], rec["toname"], rec["fromguid"], total, bool(rec.get("large_blocks")))
     ds["partial"] = {"toguid": rec["toguid"], "toname": rec["toname"], "fromguid": rec["fromguid"],
@@ -733,10 +803,14 @@ def cmd_recv(path: str, args: list[str], src: BinaryIO) -> int:
     if "d" in opts or "e" in opts or "@" in target:
         raise ZfsFailure("zfs-standin: recv -d/-e and snapshot targets are not supported")
     received = 0
+    overrides = dict(kv.split("=", 1) for kv in opts.get("o", []))
+    excludes = opts.get("x", [])
     while True:
         with st.locked(path):
             check_state = st.load(path)
         rec, nbytes, complete = read_record_checked(src, check_state, target, "s" in opts, received)
+        if rec is not None:
+            check_properties(rec, overrides, excludes)
         if rec is None:
             if received == 0:
                 raise ZfsFailure("cannot receive: failed to read from stream")
@@ -746,8 +820,7 @@ def cmd_recv(path: str, args: list[str], src: BinaryIO) -> int:
             if complete:
                 check_receivable(state, target, rec, "s" in opts)
                 if "n" not in opts:
-                    props = dict(o.partition("=")[::2] for o in opts.get("o", []))
-                    commit_record(state, target, rec, props)
+                    commit_record(state, target, rec, overrides, excludes)
                     st.save(path, state)
                 received += 1
                 continue
@@ -865,7 +938,11 @@ def run(argv: list[str]) -> int:
     if command in MUTATING:
         with st.locked(path):
             state = st.load(path)
-            status = MUTATING[command](state, rest)
+            try:
+                status = MUTATING[command](state, rest)
+            except PartialFailure:
+                st.save(path, state)
+                raise
             st.save(path, state)
         return status
     raise ZfsFailure(f"unrecognized command '{command}'", 2)

@@ -19,11 +19,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.gather.zfs_output import LIST_COLUMNS as COLUMNS
 from reconciler.testbed.guest import Guest, boot, recreate_pool
 
 DEFAULT_OUTDIR = Path(__file__).resolve().parents[2] / "data" / "zfs"
 
-LIST_COLUMNS = "name,type,guid,createtxg,creation,userrefs,written,referenced,receive_resume_token"
+LIST_COLUMNS = ",".join(COLUMNS)
 LIST_ARGV = ["zfs", "list", "-H", "-p", "-t", "filesystem,volume,snapshot,bookmark", "-o", LIST_COLUMNS]
 
 T1, T2, T3 = "zrepl_20261124_100000", "zrepl_20261124_110000", "zrepl_20261124_120000"
@@ -33,6 +34,8 @@ DOTS_FS = "src/data/dots.and-dashes_under"
 SPACE_SNAP = "snap with space"
 COLON_SNAP = "zrepl_2026-11-24T12:00:00Z"
 HELD = f"src/data@{T3}"
+ENC = "src/enc"  # encrypted (passphrase), with a child inheriting it
+SEALED = "dst/sealed"  # its raw replica: the key never loaded here
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,18 @@ def build_scenario(guest: Guest) -> str:
         q("zfs", "hold", "zrepl_hold", f"src/data/nested@{T1}"),
         # A replica for the incremental and divergence errors.
         f"zfs send {q(f'src/data/nested@{T1}')} | zfs recv -u dst/replica",
+        # Encryption: an encryption root and a child; the root's raw replica (keystatus
+        # unavailable) with an unencrypted placeholder below it, and a replica received
+        # without raw (decrypted).
+        f"echo 'correct horse battery' | zfs create -o encryption=on -o keyformat=passphrase {ENC}",
+        q("zfs", "create", f"{ENC}/child"),
+        f"dd if=/dev/urandom of=/{ENC}/secret bs=64k count=2 status=none",
+        q("zfs", "snapshot", "-r", f"{ENC}@{T1}"),
+        q("zfs", "bookmark", f"{ENC}@{T1}", f"{ENC}#{T1}"),
+        f"zfs send -w {q(f'{ENC}@{T1}')} | zfs recv -u -o readonly=on {SEALED}",
+        q("zfs", "create", "-o", "canmount=off", "-o", "encryption=off", f"{SEALED}/placeholder"),
+        f"zfs send {q(f'{ENC}@{T1}')} | zfs recv -u dst/decrypted",
+        q("zfs", "snapshot", f"{ENC}@{T2}"),
         # An interrupted full receive into a new dataset...
         f"zfs send {q(f'src/data/big@{T1}')} | head -c 2000000 | zfs recv -s -u dst/partial-full || true",
         # ...and an interrupted incremental receive into an existing one.
@@ -145,6 +160,16 @@ def error_captures() -> dict[str, list[str]]:
             f"zfs send -i {q(f'@{T1}')} {q(f'src/data/big@{T2}')} | zfs recv -s -u dst/partial-incr"],
         "real-err-recv-missing-parent.txt": [
             "sh", "-c", f"zfs send {q(f'src/data/nested@{T1}')} | zfs recv -u dst/no/such/parent"],
+        # Issue 13, replicas: what the planner avoids and apply reads.
+        "real-err-recv-raw-encryption-property.txt": [
+            "sh", "-c", f"zfs send -w {q(f'{ENC}@{T1}')} | zfs recv -u -o encryption=off dst/raw-refused"],
+        "real-err-recv-raw-onto-unencrypted.txt": [
+            "sh", "-c", f"zfs send -w -i {q(f'@{T1}')} {q(f'{ENC}@{T2}')} | zfs recv -u dst/decrypted"],
+        "real-err-create-below-locked.txt": ["zfs", "create", "-o", "canmount=off", f"{SEALED}/refused"],
+        "real-err-recv-canmount-volume.txt": [
+            "sh", "-c", "zfs send src/vol@v1 | zfs recv -u -o canmount=noauto dst/volume-refused"],
+        "real-err-hold-exists.txt": ["zfs", "hold", "keep", HELD],
+        "real-err-release-missing-tag.txt": ["zfs", "release", "no-such-tag", HELD],
     }
 
 
