@@ -60,6 +60,7 @@ def kept(config: Config, observed: ObservedState, now: datetime) -> dict[tuple[s
     return out
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keep_source=st.sampled_from(KEEP_SOURCE), keep_target=st.sampled_from(KEEP_TARGET),
        hours=st.just(6), outage=st.sampled_from(["none", "middle", "to the end"]))

@@ -55,6 +55,7 @@ def mass_prune() -> Plan:
     return make_plan(build_config(), build_facts(10_000), BENCH_NOW)
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 def test_a_mass_prune_of_ten_thousand_filesystems_fits_with_a_note(mass_prune: Plan) -> None:
     markdown = fit_markdown(mass_prune, DEFAULT_MAX_CHARS, full_plan_url="https://ci.example.org/run/7")
     assert len(markdown) <= DEFAULT_MAX_CHARS
@@ -72,6 +73,7 @@ def test_a_mass_prune_of_ten_thousand_filesystems_fits_with_a_note(mass_prune: P
     assert markdown.count("<details>") == markdown.count("</details>")
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 def test_explain_of_a_mass_prune_fits_too(mass_prune: Plan) -> None:
     explained = make_plan(build_config(), build_facts(300), BENCH_NOW, explain=True)
     markdown = fit_markdown(explained, 20_000, explain=True)

@@ -103,6 +103,7 @@ def test_fast_path_agrees_on_valid_listings(text: str, chunk: int) -> None:
         check_agrees(text)
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 @settings(max_examples=1500, deadline=None)
 @given(listings(), st.data(), st.sampled_from([40, 1 << 16]))
 def test_fast_path_never_accepts_what_the_reference_rejects(text: str, data: st.DataObject,

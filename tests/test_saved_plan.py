@@ -424,6 +424,7 @@ def edits(draw: st.DrawFn, document: Document) -> tuple[Document, bool]:
     return edited, draw(st.booleans())
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 def test_a_randomly_edited_plan_runs_exactly_the_original_or_nothing(
         hosts: tuple[Path, StandinState, StandinState], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
