@@ -17,7 +17,9 @@ def test_demo_converges_on_real_openzfs(zfs_guest: Guest, tmp_path: Path,
     assert run_demo(tmp_path, guest=zfs_guest, say=lambda _: None) == 0
     out = capfd.readouterr().out  # each step runs as its own process, writing to this fd
     assert "Plan: 4 snapshots to create, 4 sends" in out
-    assert "Apply: 13 done, 0 failed, 0 skipped." in out
+    # 4 snapshots, 4 sends, 1 placeholder, 4 cursor bookmarks, and the default protection's
+    # holds (guarantee_resumability): 4 step holds and their 4 releases, 4 received holds.
+    assert "Apply: 25 done, 0 failed, 0 skipped." in out
     assert out.rstrip().endswith("Demo finished: the second plan is empty.")
     assert "No changes." in out
     # The unmanaged snapshot survives and is explained as such.
