@@ -120,6 +120,7 @@ def tagged_executors(config: Config, run: str, clock: int) -> dict[str, LocalExe
     return executors
 
 
+@pytest.mark.soak  # long: CI runs it in the soak suite (tests/run), not the fast one
 def test_concurrent_per_host_runs_converge_without_sharing_a_dataset(
         tmp_path: Path, standin: Callable[..., StandinState]) -> None:
     path, hosts = fleet(tmp_path, standin)
