@@ -122,10 +122,8 @@ class _Inventory:
                     self._link_push(job)
                 elif job.type == "pull":
                     self._link_pull(job)
-                elif job.type == "sink":
-                    self._check_sink_used(job)
-                elif job.type == "source":
-                    self._check_source_used(job)
+                elif job.type in ("sink", "source"):
+                    self._check_passive_used(job)
         if self.problems:
             raise ConfigError(sorted(set(self.problems), key=lambda p: (p.file, p.line, p.column, p.path)))
         self._name_hosts()
@@ -311,28 +309,27 @@ class _Inventory:
                                     f"{pull.label}: root_fs/<source path>", dict(pull.protection),
                                     send_properties, dict(pull.recv_override), list(pull.recv_inherit)))
 
-    def _check_sink_used(self, sink: Job) -> None:
-        for machine in self.machines:
-            for job in machine.jobs:
-                if job.type == "push" and sink in self._passive_candidates(job, "sink"):
-                    return
-        serve = sink.serve
-        clients = ", ".join(serve.identities) if serve is not None and serve.identities else "its clients"
-        self.draft.note(sink.where(), NoteKind.NOT_MAPPED,
-                        f"{sink.label} receives from {clients} into {sink.root_fs}/<client identity>: give"
-                        " the pushing machines' configurations too (their filesystems and keep rules are"
-                        " there)")
+    # A passive job (sink, source) no active job of the given configurations reaches:
+    # (the active job type that would, its role there, what the missing side holds).
+    _UNUSED_PASSIVE = {
+        "sink": ("push", "{label} receives from {clients} into {root_fs}/<client identity>: give the pushing"
+                 " machines' configurations too (their filesystems and keep rules are there)"),
+        "source": ("pull", "{label} serves {clients}: give the pulling machines' configurations too (their"
+                   " root_fs and keep rules are there); until then nothing is replicated"),
+    }
 
-    def _check_source_used(self, source: Job) -> None:
+    def _check_passive_used(self, passive: Job) -> None:
+        """Note a sink no push reaches, or a source no pull reaches: its other half (and the
+        keep rules there) is in a configuration that was not given."""
+        active_type, message = self._UNUSED_PASSIVE[passive.type]
         for machine in self.machines:
             for job in machine.jobs:
-                if job.type == "pull" and source in self._passive_candidates(job, "source"):
+                if job.type == active_type and passive in self._passive_candidates(job, passive.type):
                     return
-        serve = source.serve
+        serve = passive.serve
         clients = ", ".join(serve.identities) if serve is not None and serve.identities else "its clients"
-        self.draft.note(source.where(), NoteKind.NOT_MAPPED,
-                        f"{source.label} serves {clients}: give the pulling machines' configurations too"
-                        " (their root_fs and keep rules are there); until then nothing is replicated")
+        self.draft.note(passive.where(), NoteKind.NOT_MAPPED,
+                        message.format(label=passive.label, clients=clients, root_fs=passive.root_fs))
 
     # ------------------------------------------------------------------ hosts
 
