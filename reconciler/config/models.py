@@ -8,6 +8,7 @@ in ``reconciler.config.load`` where YAML positions are known.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -32,6 +33,20 @@ from reconciler.domain.properties import (
 )
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check(parse: Callable[[str], object]) -> AfterValidator:
+    """A validator that keeps the text as written once ``parse`` accepts it (its ValueError
+    is the field's error); the models parse it again where they use the value."""
+    def check(value: str) -> str:
+        parse(value)
+        return value
+    return AfterValidator(check)
+
+
+# A length of time (10m, 1h, 1d; units s m h d w) and a rate (20MiB/s), kept as written.
+Duration = Annotated[str, _check(parse_duration)]
+Rate = Annotated[str, _check(parse_rate)]
 
 
 class Model(BaseModel):
@@ -171,7 +186,7 @@ class SnapshotHook(Model):
         default=None, min_length=1,
         description="command (argv, no shell) run after the snapshot, also when pre failed,"
                     " e.g. [/usr/local/sbin/db-thaw]")
-    timeout: str = Field(
+    timeout: Duration = Field(
         default=DEFAULT_HOOK_TIMEOUT,
         description="a hook still running after this long is killed and counts as failed (e.g. 30s, 2m)")
     err_is_fatal: bool = Field(
@@ -183,12 +198,6 @@ class SnapshotHook(Model):
     @classmethod
     def _command(cls, v: list[str] | None) -> list[str] | None:
         return v if v is None else check_hook_command(v)
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     @model_validator(mode="after")
     def _pre_or_post(self) -> SnapshotHook:
@@ -203,7 +212,7 @@ class SnapshotHook(Model):
 
 class SnapshotSchedule(Model):
     prefix: str = Field(min_length=1, description="snapshots are named <prefix><UTC timestamp>")
-    interval: str = Field(description="e.g. 10m, 1h, 1d; units s m h d w")
+    interval: Duration = Field(description="e.g. 10m, 1h, 1d; units s m h d w")
     hooks: list[SnapshotHook] = Field(
         default_factory=list,
         description="commands run on the filesystem's host around each of its snapshots: every pre in"
@@ -215,12 +224,6 @@ class SnapshotSchedule(Model):
     def _prefix(cls, v: str) -> str:
         if not SNAPSHOT_NAME_CHARS.match(v):
             raise ValueError(f"prefix {v!r} may contain only letters, digits, '_', '-', ':', '.', ' '")
-        return v
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, v: str) -> str:
-        parse_duration(v)
         return v
 
     @property
@@ -405,12 +408,12 @@ class Target(Model):
         description="non-raw sends as compressed streams (zfs send -L -c -e: blocks travel as stored,"
                     " compressed, large blocks kept); false: a plain stream. A replica received with large"
                     " blocks needs -L on every later send: turning this off for it is a conflict")
-    bandwidth_limit: str | None = Field(
+    bandwidth_limit: Rate | None = Field(
         default=None,
         description=f"at most this many bytes per second for the sends to this target, {RATE_EXAMPLE}"
                     " (B/s, KiB/s, MiB/s, GiB/s; K, M, G); parallel sends to the same target host with the"
                     " same limit share it; absent: unlimited")
-    stall_timeout: str = Field(
+    stall_timeout: Duration = Field(
         default=DEFAULT_STALL_TIMEOUT,
         description="a transfer that moves no byte for this long is stopped (the receive stays resumable"
                     " and the next run resumes it), e.g. 10m, 1h")
@@ -431,19 +434,6 @@ class Target(Model):
     @classmethod
     def _root(cls, v: str) -> str:
         return check_dataset_name(v)
-
-    @field_validator("bandwidth_limit")
-    @classmethod
-    def _bandwidth_limit(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_rate(v)
-        return v
-
-    @field_validator("stall_timeout")
-    @classmethod
-    def _stall_timeout(cls, v: str) -> str:
-        parse_duration(v)
-        return v
 
     @property
     def bandwidth_limit_bytes(self) -> int | None:
