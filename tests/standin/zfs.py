@@ -24,6 +24,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The project root, for the product's own resume-token codec: the stand-in runs with -S
+# (no site-packages, so no editable install to find it by).
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import state as st  # sibling module; this file runs as a script
 
 State = dict[str, Any]
