@@ -351,7 +351,7 @@ def test_sigterm_stops_apply_between_actions_and_the_next_apply_converges(
 
     config, nas, _backup = two_hosts
     nas.reload()
-    nas.sleep("send", 1.0)  # every send takes a second: time to signal between actions
+    nas.sleep("send", 0.5)  # every send takes half a second: time to signal between actions
     nas.save()
     before = all_snapshots(nas)
     proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),

@@ -83,7 +83,7 @@ def reference_accepts(document: Any) -> bool:
     return True
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(edit=edits(SAMPLE))
 def test_the_compiled_validator_agrees_with_the_reference(edit: tuple[Document, bool]) -> None:
     document, _ = edit

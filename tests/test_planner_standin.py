@@ -86,7 +86,8 @@ def assert_matches(gathered: ObservedState, simulated: ObservedState, when: str)
     assert all(gathered.exists(*key) for key in expected if key not in got), when
 
 
-@pytest.mark.parametrize("initial", ["newest", pytest.param("all", marks=pytest.mark.soak)])  # all: long
+@pytest.mark.soak  # three hours of real stand-in runs, twice: long
+@pytest.mark.parametrize("initial", ["newest", "all"])
 def test_hourly_rounds_match_simulation_and_converge(
         standin: Callable[..., StandinState], monkeypatch: pytest.MonkeyPatch, initial: str) -> None:
     t0 = int(START.timestamp())

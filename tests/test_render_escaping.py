@@ -74,7 +74,7 @@ JSON_VALUES = st.recursive(
     max_leaves=20)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON_VALUES, st.booleans())
 def test_json_writer_is_json_dumps(value: Any, stream_lists: bool) -> None:
     def streamed(v: Any) -> Any:  # lists as iterators, as the plan's actions are written
