@@ -33,6 +33,15 @@ listed again, one ``zfs list -d 1`` per host (again for the destroys still to co
 the listing is more than FRESH_SECONDS old), and safety invariants 1-4 re-checked for
 each destroy with the planner's own function; names no longer safe are dropped and
 reported as skipped, names that vanished likewise.
+
+Channel programs: on a host the plan routes as ``channel_program`` (its zfs runs as root,
+``channel_programs: auto``; ``planning/metadata.py``), the bookmark phase's runnable actions
+run as ONE ``zfs program`` per pool, and the destroy phase's snapshot names, after the same
+re-check, likewise (``execute/channel.py``; bookmark destroys stay one command each). Each
+name's errno becomes its action's outcome, as one command per action would report it; a
+failure marks the filesystem. When zfs refuses a program (not root, no such subcommand, a
+Lua error: the script checks all its arguments before its first change) the host is noted
+once and runs the rest, the refused program's actions included, one command per action.
 """
 
 from __future__ import annotations
