@@ -9,7 +9,9 @@ from typing import Any
 from reconciler.wording import human_bytes
 
 TOOLS = ("zrepl-reconcile", "sanoid", "zfs-autobackup", "pyznap")
+PER_COMMAND = "zrepl-reconcile-per-command"  # ours with channel_programs: off, when measured
 LABEL = {"zrepl-reconcile": "zrepl-reconcile (host controller, over SSH)",
+         PER_COMMAND: "zrepl-reconcile, channel_programs: off (one zfs command per bookmark/destroy)",
          "sanoid": "sanoid + syncoid (in guest)",
          "zfs-autobackup": "zfs-autobackup (in guest)",
          "pyznap": "pyznap (in guest)"}
@@ -21,8 +23,8 @@ SCENARIO_TITLE = {
 
 
 def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
-    present = [t for t in TOOLS if t in rows]
-    peers = [t for t in present if t != "zrepl-reconcile" and rows[t]["ok"]]
+    present = [t for t in (TOOLS[0], PER_COMMAND, *TOOLS[1:]) if t in rows]
+    peers = [t for t in present if t not in ("zrepl-reconcile", PER_COMMAND) and rows[t]["ok"]]
     best_time = min((rows[t]["seconds"] for t in peers), default=None)
     best_calls = min((rows[t]["zfs"] for t in peers), default=None)
     floor_calls = 2 if name == "a" else None

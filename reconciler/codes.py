@@ -78,6 +78,13 @@ class ZfsError(StrEnum):
     LARGE_BLOCKS_REQUIRED = "large_blocks_required"  # recv refused a stream without -L (see ConflictCode)
 
 
+class MetadataPath(StrEnum):
+    """How apply runs a host's cursor bookmarks and snapshot destroys (the plan's ``metadata``)."""
+
+    CHANNEL_PROGRAM = "channel_program"  # one ``zfs program`` per pool (root only)
+    PER_COMMAND = "per_command"  # one zfs command per action
+
+
 class PruneRule(StrEnum):
     """Which side of the rule from zrepl's history applies to a source's pruning."""
 

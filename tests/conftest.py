@@ -32,6 +32,16 @@ def _private_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return directory
 
 
+@pytest.fixture(autouse=True)
+def _controller_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests run as root on some machines and not on others: a local host's zfs counts
+    as not root (one command per action, no channel program) unless a test says otherwise
+    (``monkeypatch.setattr(reconciler.transport.local, "controller_is_root", lambda: True)``)."""
+    import reconciler.transport.local
+
+    monkeypatch.setattr(reconciler.transport.local, "controller_is_root", lambda: False)
+
+
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., StandinState]:
     """Factory for stand-in hosts: ``st = standin("nas")`` gives a StandinState saved at

@@ -79,7 +79,8 @@ hosts:
   nas: {connection: local, adress: x}
 policies: {p: {}}
 filesystems: [{host: nas, filter: {"t<": true}, policy: p}]
-""") == ["2:28: hosts.nas.adress: unknown key 'adress' (allowed: command_timeout, connection, zfs_command)"]
+""") == ["2:28: hosts.nas.adress: unknown key 'adress' (allowed: channel_programs, command_timeout,"
+          " connection, zfs_command)"]
 
 
 def test_wrong_types() -> None:

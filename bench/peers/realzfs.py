@@ -40,6 +40,11 @@ LAST = 1763633400  # keep in sync with guest_helper.LAST
 NOTHING_DUE = LAST + 5 * 60
 ONE_DUE = LAST + 65 * 60
 TOOLS = ("zrepl-reconcile", "sanoid", "zfs-autobackup", "pyznap")
+# Ours again with `channel_programs: off`: one zfs command per bookmark and destroy,
+# for (b) and (c) with and without channel programs side by side
+# (`--tools zrepl-reconcile,zrepl-reconcile-per-command --scenarios b,c`).
+PER_COMMAND = "zrepl-reconcile-per-command"
+OURS = ("zrepl-reconcile", PER_COMMAND)
 SCENARIOS = ("a", "b", "c")
 APT_PACKAGES = ("sanoid", "python3-venv", "mbuffer", "pv", "lzop")
 PIP_PACKAGES = ("zfs-autobackup", "pyznap")
@@ -85,11 +90,17 @@ def install(guest: Guest, peers: bool = True) -> dict[str, Any]:
     return facts
 
 
+def data_tool(tool: str) -> str:
+    """The tool whose data layout and guest-side steps a row uses (our variants share ours)."""
+    return "zrepl-reconcile" if tool in OURS else tool
+
+
 def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False, parallel: int = 1,
-               protection: str | None = None) -> Path:
+               protection: str | None = None, channel_programs: str = "auto") -> Path:
     """zrepl-reconcile's config for a scenario (JSON is YAML); ``parallel``: settings.parallel_sends;
-    ``protection``: both levels (None: the default)."""
-    ssh = guest.ssh_host_config(zfs_command=[WRAPPER])
+    ``protection``: both levels (None: the default); ``channel_programs``: the hosts' option
+    (auto: the guest's zfs runs as root, so one ``zfs program`` per pool for bookmarks and destroys)."""
+    ssh = {**guest.ssh_host_config(zfs_command=[WRAPPER]), "channel_programs": channel_programs}
     if big:
         config: dict[str, Any] = {
             "hosts": {"src": ssh, "dst": ssh},
@@ -111,7 +122,7 @@ def our_config(guest: Guest, workdir: Path, keep_source: int, big: bool = False,
             target["protection"] = {"initial": protection, "incremental": protection}
     if parallel > 1:
         config["settings"] = {"parallel_sends": parallel}
-    name = f"ours-keep{keep_source}-p{parallel}-{protection or 'default'}.yml"
+    name = f"ours-keep{keep_source}-p{parallel}-{protection or 'default'}-{channel_programs}.yml"
     path = workdir / ("big.yml" if big else name)
     path.write_text(json.dumps(config, indent=1))
     return path
@@ -144,11 +155,12 @@ def one_run(guest: Guest, workdir: Path, tool: str, scenario: str, parallel: int
     # protection level keeps one: as the previous apply left it.
     level = protection or DEFAULT_PROTECTION
     hold = [last_received_tag("src", "dst", "dst/r")] if (
-        tool == "zrepl-reconcile" and level in KEEPS_LAST_RECEIVED) else []
+        tool in OURS and level in KEEPS_LAST_RECEIVED) else []
     helper(guest, "setup", scenario, str(now), *hold)
-    if tool == "zrepl-reconcile":
+    if tool in OURS:
         result = run_ours(guest, our_config(guest, workdir, 30 if scenario == "c" else 60,
-                                            parallel=parallel, protection=protection), now)
+                                            parallel=parallel, protection=protection,
+                                            channel_programs="off" if tool == PER_COMMAND else "auto"), now)
     else:
         result = helper(guest, "run", tool, scenario)
     result.update(helper(guest, "collect"))
@@ -173,7 +185,7 @@ def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
     prefix = cursor_prefix("dst", "dst/r")
     for tool in tools if which else ():
         log(f"preparing the data for {tool}")
-        out.setdefault("prepare", {})[tool] = helper(guest, "prepare", tool, prefix)
+        out.setdefault("prepare", {})[tool] = helper(guest, "prepare", data_tool(tool), prefix)
         for scenario in which:
             log(f"{tool}: scenario ({scenario})")
             result = median_runs(functools.partial(one_run, guest, workdir, tool, scenario), runs)
@@ -349,7 +361,7 @@ def full_send(guest: Guest, workdir: Path, runs: int, mib: int) -> dict[str, Any
 def run(guest: Guest, workdir: Path, runs: int, scenario_runs: int, mib: int, out: dict[str, Any],
         save: Callable[[], None], tools: tuple[str, ...] = TOOLS,
         which: tuple[str, ...] = (*SCENARIOS, "d")) -> None:
-    peers = any(t != "zrepl-reconcile" for t in tools)
+    peers = any(t not in OURS for t in tools)
     fresh = install(guest, peers=peers)
     # Without the peers, keep the facts of the run that measured them (their versions).
     kept = {} if peers else {k: v for k, v in out.get("guest", {}).items()

@@ -8,7 +8,7 @@ in ``reconciler.config.load`` where YAML positions are known.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -95,12 +95,28 @@ def check_regex(value: str) -> str:
     return value
 
 
+# A zfs_command starting with one of these runs zfs as root, whoever runs it.
+ROOT_WRAPPERS = frozenset({"sudo", "doas"})
+
+
+def wrapped_as_root(zfs_command: Sequence[str]) -> bool:
+    """``zfs_command`` runs zfs through sudo or doas (named or by path)."""
+    return bool(zfs_command) and zfs_command[0].rsplit("/", 1)[-1] in ROOT_WRAPPERS
+
+
 class LocalHost(Model):
     connection: Literal["local"] = Field(description="run zfs on this machine")
     zfs_command: list[str] = Field(default_factory=lambda: ["zfs"], min_length=1,
                                    description="argv prefix for zfs, e.g. [sudo, -n, zfs]")
     command_timeout: float = Field(default=600.0, gt=0, allow_inf_nan=False,
                                    description="seconds per zfs command")
+    channel_programs: Literal["auto", "off"] = Field(
+        default="auto",
+        description="cursor bookmarks and snapshot destroys as one `zfs program` (Lua channel program) per"
+                    " pool: auto uses it where zfs runs as root on that host (the controller runs as root,"
+                    " or zfs_command starting with sudo or doas) and falls back to one command per"
+                    " action when zfs refuses it; off: always one command per action (delegated,"
+                    " non-root users)")
 
     @field_validator("zfs_command")
     @classmethod
@@ -121,6 +137,13 @@ class SshHost(Model):
     connect_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False, description="seconds")
     command_timeout: float = Field(default=600.0, gt=0, allow_inf_nan=False,
                                    description="seconds per zfs command")
+    channel_programs: Literal["auto", "off"] = Field(
+        default="auto",
+        description="cursor bookmarks and snapshot destroys as one `zfs program` (Lua channel program) per"
+                    " pool: auto uses it where zfs runs as root on that host (user: root,"
+                    " or zfs_command starting with sudo or doas) and falls back to one command per"
+                    " action when zfs refuses it; off: always one command per action (delegated,"
+                    " non-root users)")
 
     @field_validator("zfs_command")
     @classmethod

@@ -139,6 +139,9 @@ class HostFacts:
     datasets: dict[str, Dataset] = field(default_factory=dict)  # by full dataset name
     # The subtrees that were listed (``zfs list -r ROOT...``), or None: the whole host.
     scope: tuple[str, ...] | None = None
+    # zfs runs as root there (SSH user root, sudo/doas, a root controller): OpenZFS runs
+    # channel programs (``zfs program``) for root only. Set by gather from the executor.
+    zfs_as_root: bool = False
 
     def exists(self, name: str) -> bool:
         """The dataset exists: it was listed, or it is an ancestor of a listed subtree's

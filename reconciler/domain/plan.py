@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler import __version__
+from reconciler.codes import MetadataPath
 from reconciler.domain.actions import Action, DestroyAction, action_from_json
+from reconciler.wording import plural
 
 FORMAT_VERSION = 1
 NOW_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -89,6 +91,56 @@ class FilesystemReport:
 
 
 @dataclass(frozen=True, slots=True)
+class MetadataRoute:
+    """How apply runs one host's cursor bookmarks and destroys (channel programs): ``path`` is a
+    ``codes.MetadataPath``; ``why`` says why in one phrase. Only snapshot destroys go into a
+    channel program: OpenZFS 2.1's ``zfs.sync.destroy`` takes no bookmark (it answers ENOENT,
+    measured), so bookmark destroys stay one command each on either path."""
+
+    host: str
+    path: str
+    why: str
+    bookmarks: int  # bookmarks to create
+    snapshot_destroys: int  # snapshot names to destroy
+    bookmark_destroys: int  # bookmark names to destroy (always one command each)
+    pools: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """The plan's line for this host."""
+        work = ", ".join(part for part in (plural(self.bookmarks, "bookmark") if self.bookmarks else "",
+                                           plural(self.snapshot_destroys, "snapshot destroy")
+                                           if self.snapshot_destroys else "") if part)
+        rest = (f"; {plural(self.bookmark_destroys, 'bookmark destroy')} one command each"
+                if self.bookmark_destroys else "")
+        if self.path == MetadataPath.CHANNEL_PROGRAM and work:
+            return (f"metadata on {self.host}: one channel program per pool (zfs program, "
+                    f"{plural(len(self.pools), 'pool')}) for {work}{rest}; per-command if refused"
+                    f" ({self.why})")
+        everything = ", ".join(p for p in (work, rest[2:].replace(" one command each", "")) if p)
+        return f"metadata on {self.host}: per-command for {everything} ({self.why})"
+
+    def explanation(self) -> str:
+        """The ``--explain`` line under ``describe()``: what the path means."""
+        if self.path == MetadataPath.CHANNEL_PROGRAM:
+            return ("channel_programs is auto and zfs runs as root: each pool's cursor bookmarks and snapshot"
+                    " destroys run as ONE atomic zfs program (one txg); if zfs refuses it, the host goes back"
+                    " to one command per action; bookmarks are destroyed one command each (OpenZFS 2.1's"
+                    " zfs.sync.destroy takes no bookmark)")
+        return ("one zfs command per bookmark and per destroy (batched per dataset); a channel program needs"
+                " zfs as root (SSH user root, or zfs_command with sudo or doas) and channel_programs: auto")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "path": self.path, "reason": self.why, "bookmarks": self.bookmarks,
+                "snapshot_destroys": self.snapshot_destroys, "bookmark_destroys": self.bookmark_destroys,
+                "pools": list(self.pools)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MetadataRoute:
+        return cls(d["host"], d["path"], d.get("reason", ""), d.get("bookmarks", 0),
+                   d.get("snapshot_destroys", 0), d.get("bookmark_destroys", 0), tuple(d.get("pools", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class PlanSelection:
     """The ``--host``/``--filesystem``/``--as`` a plan was computed for (empty: everything), as given."""
 
@@ -133,6 +185,12 @@ class Plan:
     selection: PlanSelection = PlanSelection()
     config_digest: str = ""
     tool_version: str = __version__
+    # Per host with bookmark or destroy actions: channel program or one command each.
+    metadata: tuple[MetadataRoute, ...] = ()
+
+    def metadata_path(self, host: str) -> str:
+        """``codes.MetadataPath`` value for ``host`` (per-command when the plan does not say)."""
+        return next((m.path for m in self.metadata if m.host == host), MetadataPath.PER_COMMAND)
 
     @property
     def has_changes(self) -> bool:
@@ -162,6 +220,7 @@ class Plan:
             "filesystems": filesystems if lazy else list(filesystems),
             "unavailable": [{"host": h, "reason": r} for h, r in self.unavailable],
             "warnings": list(self.warnings),
+            "metadata": [m.to_json() for m in self.metadata],
         }
 
     def header(self) -> dict[str, Any]:
@@ -188,4 +247,5 @@ class Plan:
             filesystems=tuple(FilesystemReport.from_json(f) for f in d.get("filesystems", ())),
             unavailable=tuple((u["host"], u["reason"]) for u in d.get("unavailable", ())),
             warnings=tuple(d.get("warnings", ())),
+            metadata=tuple(MetadataRoute.from_json(m) for m in d.get("metadata", ())),
         )

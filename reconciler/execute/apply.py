@@ -33,6 +33,15 @@ listed again, one ``zfs list -d 1`` per host (again for the destroys still to co
 the listing is more than FRESH_SECONDS old), and safety invariants 1-4 re-checked for
 each destroy with the planner's own function; names no longer safe are dropped and
 reported as skipped, names that vanished likewise.
+
+Channel programs: on a host the plan routes as ``channel_program`` (its zfs runs as root,
+``channel_programs: auto``; ``planning/metadata.py``), the bookmark phase's runnable actions
+run as ONE ``zfs program`` per pool, and the destroy phase's snapshot names, after the same
+re-check, likewise (``execute/channel.py``; bookmark destroys stay one command each). Each
+name's errno becomes its action's outcome, as one command per action would report it; a
+failure marks the filesystem. When zfs refuses a program (not root, no such subcommand, a
+Lua error: the script checks all its arguments before its first change) the host is noted
+once and runs the rest, the refused program's actions included, one command per action.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from reconciler.codes import HOST_DOWN, ZfsError
+from reconciler.codes import HOST_DOWN, MetadataPath, ZfsError
 from reconciler.config.models import Config
 from reconciler.domain.actions import (
     EXECUTION_ORDER,
@@ -65,6 +74,7 @@ from reconciler.domain.actions import (
     TagAction,
     out_of_order,
     snapshot_batch_argv,
+    snapshot_ref,
     tag_batch_argv,
 )
 from reconciler.domain.names import lineage
@@ -72,11 +82,13 @@ from reconciler.domain.observed import HostFacts, ObservedState
 from reconciler.domain.plan import Plan
 from reconciler.errors import ExecError, HostError, ReconcileError
 from reconciler.execute import zfs_errors
+from reconciler.execute.channel import Op, chunked, errno_error, run_program
 from reconciler.execute.hooks import HookPhase, hook_phases, run_hook, snapshot_key
 from reconciler.execute.progress import NullProgress, ProgressSink
 from reconciler.execute.transfer import run_send
 from reconciler.gather.facts import list_datasets, snapshot_written
 from reconciler.planning.invariants import destroy_guard
+from reconciler.planning.metadata import pool_of
 from reconciler.transport.interface import Executor, StreamingExecutor
 from reconciler.transport.pump import TokenBucket
 from reconciler.wording import human_bytes
@@ -90,6 +102,8 @@ FRESH_SECONDS = 30.0
 
 
 Key = tuple[str, str]  # (host, dataset)
+# One operation of a channel program: (its action, the destroy names it covers, the operation).
+ProgramItem = tuple[Action, tuple[str, ...], Op]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +141,8 @@ class ApplyReport:
     stopped: bool = False  # a stop request ended the apply between actions
     # A saved plan promised every one of its actions: a skipped one is a failure too.
     saved_plan: bool = False
+    # What changed how actions ran, once per host (a refused channel program).
+    notes: list[str] = field(default_factory=list)
 
     def _with(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -248,6 +264,8 @@ def send_dependencies(sends: Sequence[SendAction]) -> list[set[int]]:
 # command per batch already; holds and releases are one command per host and tag
 # (``tag_batches``); creates are few and cheap.
 PARALLEL_KINDS: tuple[Kind, ...] = ("send", "bookmark", "destroy")
+# The phases whose actions run as channel programs on the hosts the plan says.
+PROGRAM_KINDS: tuple[Kind, ...] = ("bookmark", "destroy")
 
 
 def same_dataset_dependencies(actions: Sequence[Action]) -> list[set[int]]:
@@ -374,8 +392,13 @@ def safe_destroy_names(action: DestroyAction, config: Config, fresh: ObservedSta
 
 class _Applier:
     def __init__(self, config: Config, executors: Mapping[str, StreamingExecutor], progress: ProgressSink,
-                 stop: threading.Event | None, abort: threading.Event | None, parallel: int = 1) -> None:
+                 stop: threading.Event | None, abort: threading.Event | None, parallel: int = 1,
+                 channel_hosts: Iterable[str] = ()) -> None:
         self.config = config
+        # Hosts whose bookmarks and snapshot destroys run as channel programs (the plan's
+        # metadata routes); a host leaves this set when zfs refuses a program.
+        self.channel_hosts = set(channel_hosts)
+        self.handled: set[int] = set()  # id() of the actions a channel program has run (or reported)
         self.parallel = parallel
         self.lock = threading.RLock()  # the report, the ledger and the progress lines, across sends
         self.fresh_lock = threading.Lock()
@@ -426,9 +449,17 @@ class _Applier:
         groups = {kind: [a for a in actions if a.kind == kind] for kind in PARALLEL_KINDS} \
             if self.parallel > 1 else {}
         started_tags: set[tuple[str, str, str]] = set()
+        program_phases: set[Kind] = set()
         for action in actions:
             if all_sends and action is all_sends[0] and not self.stopped():
                 self.sizes = self.incremental_sizes(all_sends)
+            if action.kind in PROGRAM_KINDS and action.kind not in program_phases:
+                program_phases.add(action.kind)  # the phase's first action: its programs first
+                self.program_phase([a for a in actions if a.kind == action.kind])
+                if action.kind in groups:
+                    groups[action.kind] = [a for a in groups[action.kind] if id(a) not in self.handled]
+            if id(action) in self.handled:
+                continue
             if phase := groups.get(action.kind):
                 if action is phase[0]:  # the whole phase (contiguous: the plan is in order) at once
                     self.parallel_phase(phase)
@@ -697,6 +728,13 @@ class _Applier:
 
     def destroy(self, action: DestroyAction) -> None:
         started = time.monotonic()
+        keep = self.checked_names(action, started)
+        if keep:
+            self.destroy_names(action, keep)
+
+    def checked_names(self, action: DestroyAction, started: float) -> list[str]:
+        """The names of ``action`` still safe to destroy, re-checked on fresh facts; the
+        dropped ones are reported here, a host that could not be listed fails the action."""
         # The first destroy lists every remaining destroy's facts, once per host; so does
         # a destroy that comes more than FRESH_SECONDS after that listing (a long destroy
         # phase), so no re-check runs on facts older than that.
@@ -709,13 +747,15 @@ class _Applier:
             state, errors = self.fresh
         if action.host in errors:
             self.fail(action, errors[action.host], started)
-            return
+            return []
         keep, dropped = safe_destroy_names(action, self.config, state)
         for name, why in dropped:
             # Not a failure of the filesystem: later actions on it may still run.
             self.record(Outcome(action, SKIPPED, why, names=(name,)), mark=False)
-        if not keep:
-            return
+        return keep
+
+    def destroy_names(self, action: DestroyAction, keep: Sequence[str]) -> None:
+        """``zfs destroy`` of ``keep`` (checked names of ``action``), batched per dataset."""
         partial = DestroyAction(action.host, action.dataset, tuple(keep), action.reasons, action.reason)
         for argv in partial.argv_batches():
             names = batch_names(action.dataset, argv)
@@ -726,6 +766,121 @@ class _Applier:
                 self.fail(action, exc, batch_started, names)
                 continue  # the other batches of this dataset are independent snapshots
             self.record(Outcome(action, DONE, names=names, seconds=time.monotonic() - batch_started))
+
+    # ----------------------------------------------------------------------- channel programs
+
+    def program_phase(self, group: Sequence[Action]) -> None:
+        """The bookmark or destroy phase's actions on channel-program hosts, one program per
+        host and pool (``execute/channel.py``); what a program ran or reported is ``handled``,
+        everything else (other hosts, a host whose program zfs refused, bookmark destroys)
+        runs one command per action afterwards, as on any other host."""
+        if self.stopped():
+            return  # the loop reports every action as stopped
+        for host in dict.fromkeys(a.host for a in group):
+            if host not in self.channel_hosts:
+                continue
+            mine = [a for a in group if a.host == host]
+            runnable = []
+            for action in mine:
+                if why := self.ledger.blocker(action):
+                    self.record(Outcome(action, SKIPPED, why))
+                    self.handled.add(id(action))
+                else:
+                    runnable.append(action)
+            bookmarks = [a for a in runnable if isinstance(a, BookmarkAction)]
+            destroys = [a for a in runnable if isinstance(a, DestroyAction)]
+            if bookmarks:
+                self.bookmark_programs(host, bookmarks)
+            if destroys:
+                self.destroy_programs(host, destroys)
+
+    def bookmark_programs(self, host: str, actions: list[BookmarkAction]) -> None:
+        self.run_programs(host, [(a, (), Op.bookmark(snapshot_ref(a.dataset, a.snapshot),
+                                                     snapshot_ref(a.dataset, "#" + a.bookmark)))
+                                 for a in actions])
+
+    def destroy_programs(self, host: str, actions: list[DestroyAction]) -> None:
+        """Re-check every destroy (as one command each would), then its snapshot names in
+        programs; its bookmark names one ``zfs destroy ds#bm`` each (2.1 has no program for it)."""
+        checked: list[tuple[DestroyAction, list[str]]] = []
+        for action in actions:
+            keep = self.checked_names(action, time.monotonic())
+            self.handled.add(id(action))
+            if keep:
+                checked.append((action, keep))
+        work = [(a, (name,), Op.destroy(snapshot_ref(a.dataset, name)))
+                for a, keep in checked for name in keep if not name.startswith("#")]
+        left = self.run_programs(host, work)
+        for action, keep in checked:
+            names = [n for n in keep if n.startswith("#") or (id(action), n) in left]
+            if not names:
+                continue
+            if self.stopped():
+                self.record(Outcome(action, SKIPPED, "stopped on request before this action",
+                                    names=tuple(names)))
+            elif why := self.ledger.blocker(action):  # the host went down during a program
+                self.record(Outcome(action, SKIPPED, why, names=tuple(names)))
+            else:
+                self.destroy_names(action, names)
+
+    def run_programs(self, host: str, work: Sequence[ProgramItem]) -> set[tuple[int, str]]:
+        """Run ``work`` ((action, its destroy names, operation)) as programs per pool, record an
+        outcome per action and program; returns the (id(action), name) of destroy names no
+        program ran (refused, stopped), for the caller to run; bookmarks not run are left to
+        the loop (not ``handled``)."""
+        by_pool: dict[str, list[ProgramItem]] = {}
+        for item in work:
+            by_pool.setdefault(pool_of(item[0].dataset), []).append(item)
+        left: set[tuple[int, str]] = set()
+        for pool, items in by_pool.items():
+            for start, end in chunked([op for _, _, op in items]):
+                chunk = items[start:end]
+                if host not in self.channel_hosts or self.stopped():
+                    left |= {(id(a), n) for a, names, _ in chunk for n in names}
+                    continue
+                started = time.monotonic()
+                try:
+                    result = run_program(self.executors[host], pool, [op for _, _, op in chunk])
+                except ReconcileError as exc:  # the host is down: every action fails, as one by one
+                    for action in dict.fromkeys(a for a, _, _ in chunk):
+                        names = tuple(n for a, ns, _ in chunk if a is action for n in ns)
+                        self.fail(action, exc, started, names)
+                        self.handled.add(id(action))
+                    continue
+                if result.refusal:
+                    self.refused(host, result.refusal)
+                    left |= {(id(a), n) for a, names, _ in chunk for n in names}
+                    continue
+                self.record_program(chunk, result.errnos, time.monotonic() - started)
+        return left
+
+    def record_program(self, chunk: Sequence[ProgramItem], errnos: Sequence[int], seconds: float) -> None:
+        """One outcome per action and result (done, or failed with one errno), like the
+        outcome of one command per action; a failure marks the filesystem."""
+        results: dict[int, dict[int, list[str]]] = {}
+        actions: dict[int, tuple[Action, Op]] = {}
+        for (action, names, op), errno in zip(chunk, errnos, strict=True):
+            actions[id(action)] = (action, op)
+            results.setdefault(id(action), {}).setdefault(errno, []).extend(names)
+        for key, by_errno in results.items():
+            action, op = actions[key]
+            self.handled.add(key)
+            for errno, covered in sorted(by_errno.items()):
+                if errno == 0:
+                    self.record(Outcome(action, DONE, names=tuple(covered), seconds=seconds))
+                else:
+                    code, message = errno_error(op, errno)
+                    self.record(Outcome(action, FAILED, message, code, tuple(covered), seconds))
+
+    def refused(self, host: str, why: str) -> None:
+        """zfs refused the program: this host runs one command per action from now on."""
+        with self.lock:
+            if host not in self.channel_hosts:
+                return
+            self.channel_hosts.discard(host)
+            note = f"channel program refused on host {host}: {why}; one command per action"
+            self.report.notes.append(note)
+            self.progress.line(note)
 
 
 def batch_names(dataset: str, argv: list[str]) -> tuple[str, ...]:
@@ -757,6 +912,8 @@ def apply_plan(plan: Plan, config: Config, executors: Mapping[str, StreamingExec
         raise ExecError(f"the plan's actions are not in execution order ({', '.join(EXECUTION_ORDER)}; hooks"
                         f" right around their own snapshot, alone in its batch): {what}; nothing was run")
     applier = _Applier(config, executors, progress or NullProgress(), stop, abort,
-                       parallel if parallel is not None else config.settings.parallel_sends)
+                       parallel if parallel is not None else config.settings.parallel_sends,
+                       channel_hosts=[m.host for m in plan.metadata
+                                      if m.path == MetadataPath.CHANNEL_PROGRAM])
     applier.report.saved_plan = saved_plan
     return applier.run(actions)

@@ -20,7 +20,7 @@ from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, Obse
 from reconciler.errors import ConfigError, GatherError, HostError, ReconcileError, clip
 from reconciler.gather.parse import holds_argv, list_argv, parse_zfs_holds, parse_zfs_list
 from reconciler.planning.selection import filter_roots
-from reconciler.transport.interface import CommandResult, Executor
+from reconciler.transport.interface import CommandResult, Executor, zfs_as_root
 
 NOT_FOUND_HINTS = ("command not found", "no such file or directory", "not found")
 PERMISSION_HINTS = ("permission denied", "password is required", "a terminal is required",
@@ -46,6 +46,7 @@ def gather(config: Config, executors: Mapping[str, Executor],
     items = [(n, executors[n], roots.get(n), marks.get(n)) for n in names]
     for name, outcome in gather_parallel(items, config.settings.parallel_hosts):
         if isinstance(outcome, HostFacts):
+            outcome.zfs_as_root = zfs_as_root(executors[name])
             state.hosts[name] = outcome
         else:
             state.unavailable[name] = outcome

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from reconciler.config.grid import format_duration
 from reconciler.config.references import filters_overlap
@@ -311,7 +311,7 @@ class _Inventory:
 
     # A passive job (sink, source) no active job of the given configurations reaches:
     # (the active job type that would, its role there, what the missing side holds).
-    _UNUSED_PASSIVE = {
+    _UNUSED_PASSIVE: ClassVar[dict[str, tuple[str, str]]] = {
         "sink": ("push", "{label} receives from {clients} into {root_fs}/<client identity>: give the pushing"
                  " machines' configurations too (their filesystems and keep rules are there)"),
         "source": ("pull", "{label} serves {clients}: give the pulling machines' configurations too (their"

@@ -47,6 +47,7 @@ from reconciler.domain.plan import (
     config_digest,
 )
 from reconciler.planning.fingerprint import fingerprint_selection
+from reconciler.planning.metadata import metadata_routes
 from reconciler.planning.protection import HoldPlan, plan_holds
 from reconciler.planning.replication import OK, UNREACHABLE, PairPlan, SourceView, defer_initial, plan_pair
 from reconciler.planning.retention import evaluate_keep_rules
@@ -118,6 +119,7 @@ def make_plan(config: Config, observed: ObservedState, now: datetime, *,
         warnings=tuple(warnings),
         selection=PlanSelection.of(hosts, filesystems, as_host),
         config_digest=config_digest(config_json),
+        metadata=metadata_routes(config, observed, actions),
     )
 
 

@@ -459,6 +459,10 @@ def write_body(plan: Plan, out: MarkdownOut, hosts: Hosts, explain: Explain, cap
         out.write(md_unchanged(unchanged, caps.names, cut))
     if cut.hosts:
         out.write([f"#### … and {plural(cut.hosts, 'more host')}: see the full plan", ""])
+    if plan.metadata:
+        out.write([*(f"- {md_text(route.describe())}"
+                     + (f" — {md_text(route.explanation())}" if explain else "")
+                     for route in plan.metadata), ""])
 
 
 def write_markdown(plan: Plan, file: TextIO, *, explain: Explain = None, max_chars: int | None = None,

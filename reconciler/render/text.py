@@ -310,6 +310,12 @@ def write_text(plan: Plan, out: TextOut, explain: Explain = None) -> None:
         for fs in shown:
             text_filesystem(out, fs, explain_keys)
         text_unchanged(out, unchanged)
+    if plan.metadata:
+        out.blank()
+        for route in plan.metadata:
+            out.add(0, (route.describe(), "dim"))
+            if explain:
+                out.add(4, (route.explanation(), "dim"))
     if plan.warnings:
         out.blank()
         out.add(0, (f"Warnings ({len(plan.warnings)})", f"bold {WARNING_STYLE}"))

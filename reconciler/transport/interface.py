@@ -41,9 +41,11 @@ class CommandResult:
 class Executor(Protocol):
     host: str  # host name as in the config
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
-        """Run ``argv`` to completion. Raises TransportError only when the command cannot
-        be run (unreachable, auth, host key, timeout); a non-zero exit is returned, not raised."""
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: bytes | None = None
+            ) -> CommandResult:
+        """Run ``argv`` to completion, with ``input`` on its stdin (None: no stdin, EOF at
+        once). Raises TransportError only when the command cannot be run (unreachable, auth,
+        host key, timeout); a non-zero exit is returned, not raised."""
         ...
 
     def run_hook(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
@@ -54,6 +56,13 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def zfs_as_root(executor: Executor) -> bool:
+    """Whether zfs runs as root through ``executor`` (what ``channel_programs: auto`` needs:
+    OpenZFS runs channel programs for root only). The real executors say so themselves
+    (``zfs_as_root``); an executor that does not (a test's fake) counts as not root."""
+    return bool(getattr(executor, "zfs_as_root", False))
 
 
 def with_zfs_command(zfs_command: Sequence[str], argv: Sequence[str]) -> list[str]:

@@ -10,12 +10,23 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from reconciler.codes import HostProblem
+from reconciler.config.models import wrapped_as_root
 from reconciler.errors import TransportError, clip
-from reconciler.transport.interface import KILL_GRACE, CommandResult, StreamRole, with_zfs_command
+from reconciler.transport.interface import (
+    KILL_GRACE,
+    CommandResult,
+    StreamRole,
+    with_zfs_command,
+)
 from reconciler.transport.process import PipeProcess
 
 EXIT_NOT_FOUND = 127  # what a shell reports for a missing command; SSH hosts report the same
 EXIT_NOT_EXECUTABLE = 126
+
+
+def controller_is_root() -> bool:
+    """This process runs as root (effective uid 0). One function, so tests can decide it."""
+    return os.geteuid() == 0
 
 
 class LocalExecutor:
@@ -27,12 +38,21 @@ class LocalExecutor:
         self.zfs_command = tuple(zfs_command)
         self.timeout = timeout
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+    @property
+    def zfs_as_root(self) -> bool:
+        """zfs runs as root here: this process is root, or zfs_command is sudo/doas."""
+        return controller_is_root() or wrapped_as_root(self.zfs_command)
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: bytes | None = None
+            ) -> CommandResult:
         full = with_zfs_command(self.zfs_command, argv)
         limit = timeout if timeout is not None else self.timeout
         try:
-            proc = subprocess.run(full, capture_output=True, timeout=limit, stdin=subprocess.DEVNULL,
-                                  check=False)
+            if input is None:
+                proc = subprocess.run(full, capture_output=True, timeout=limit, stdin=subprocess.DEVNULL,
+                                      check=False)
+            else:
+                proc = subprocess.run(full, capture_output=True, timeout=limit, input=input, check=False)
         except FileNotFoundError:
             return CommandResult(tuple(full), EXIT_NOT_FOUND, "", f"{full[0]}: command not found")
         except PermissionError:

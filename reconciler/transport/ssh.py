@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import paramiko
 
 from reconciler.codes import HostProblem
-from reconciler.config.models import SshHost
+from reconciler.config.models import SshHost, wrapped_as_root
 from reconciler.errors import TransportError, clip
 from reconciler.transport.interface import (
     KILL_GRACE,
@@ -186,13 +186,26 @@ class SshExecutor:
                                  f"SSH connection to {self.config.address} lost: {clip(str(exc))}") from None
         return channel
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+    @property
+    def zfs_as_root(self) -> bool:
+        """zfs runs as root there: the SSH user is root, or zfs_command is sudo/doas."""
+        return self.config.user == "root" or wrapped_as_root(self.zfs_command)
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, input: bytes | None = None
+            ) -> CommandResult:
         full = with_zfs_command(self.zfs_command, argv)
         command = remote_command(full)
         limit = timeout if timeout is not None else self.timeout
         channel = self._open_channel(command)
         try:
-            channel.shutdown_write()  # no stdin, like subprocess.DEVNULL: a reader sees EOF
+            if input:  # small (a channel program): sent whole before reading any output
+                try:
+                    channel.sendall(input)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise TransportError(self.host, HostProblem.UNREACHABLE,
+                                         f"SSH connection to {self.config.address} lost: {clip(str(exc))}"
+                                         ) from None
+            channel.shutdown_write()  # then EOF (without input: like subprocess.DEVNULL)
             out, err = self._collect(channel, command, limit)
             status = channel.recv_exit_status()
         finally:

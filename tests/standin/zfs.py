@@ -3,7 +3,11 @@
 
 Usage: ``python3 zfs.py --state STATE.json <zfs arguments>`` (or env ZFS_STANDIN_STATE).
 It mimics OpenZFS 2.1 output formats and error wording for the subcommands this project
-runs: list, get, holds, snapshot, destroy, bookmark, hold, release, create, send, recv.
+runs: list, get, holds, snapshot, destroy, bookmark, hold, release, create, send, recv,
+and ``program`` for zrepl-reconcile's own channel program only (recognised by its first
+line; state ``"program": "refused"`` answers as zfs does to a non-root user, ``"unknown"``
+as a zfs without the subcommand). A snapshot with ``"clones": true`` is a clone's origin:
+zfs refuses to destroy it ("snapshot has dependent clones"; EEXIST in a program).
 
 Send streams are a sequence of records, one per snapshot::
 
@@ -382,6 +386,10 @@ def cmd_destroy(state: State, args: list[str]) -> int:
     existing = [s for s in targets if s is not None]
     if not existing:
         raise ZfsFailure("could not find any snapshots to destroy; check snapshot names.")
+    origins = [s for s in existing if s.get("clones")]
+    if origins:
+        raise ZfsFailure("\n".join(f"cannot destroy snapshot {ds_name}@{s['name']}: snapshot has dependent"
+                                   " clones" for s in origins))
     busy = [s for s in existing if s.get("holds")]
     if busy:
         raise ZfsFailure("\n".join(f"cannot destroy snapshot {ds_name}@{s['name']}: dataset is busy"
@@ -903,6 +911,77 @@ def consume_injection(path: str, rule: dict[str, Any]) -> None:
         st.save(path, state)
 
 
+# --------------------------------------------------------------------------- program
+
+PROGRAM_MARKER = "-- zrepl-reconcile channel program v1"
+PROGRAM_FAILED = "Channel program execution failed:"
+EPERM, ENOENT, EBUSY, EEXIST, EXDEV = 1, 2, 16, 17, 18
+
+
+def cmd_program(path: str, args: list[str], src: BinaryIO, out: BinaryIO) -> int:
+    """``zfs program -j POOL SCRIPT ARGS`` for zrepl-reconcile's channel program (OpenZFS 2.1,
+    measured: one errno per operation; a missing snapshot's destroy returns 0; a bookmark's
+    destroy ENOENT; a non-root user is refused before anything runs)."""
+    opts, rest = getopts(args, "jn", "tm")
+    if len(rest) < 2:
+        raise ZfsFailure("invalid number of arguments", 2)
+    pool, script_path, argv = rest[0], rest[1], rest[2:]
+    mode = st.load(path).get("program")
+    if mode == "unknown":
+        raise ZfsFailure("unrecognized command 'program'\nusage: zfs command args ...", 2)
+    if mode == "refused":
+        raise ZfsFailure(f"{PROGRAM_FAILED}\nPermission denied. Channel programs must be run as root.")
+    with open(script_path, "rb") if script_path not in ("-", "/dev/stdin") else src as script:
+        text = script.read().decode()
+    if text.splitlines()[:1] != [PROGRAM_MARKER]:
+        raise ZfsFailure("zfs-standin: only zrepl-reconcile's channel program is emulated")
+    if "j" not in opts or "n" in opts:
+        raise ZfsFailure("zfs-standin: program is emulated with -j and without -n only")
+    ops: list[list[str]] = []
+    i = 0
+    while i < len(argv):
+        width = {"bookmark": 3, "destroy": 2}.get(argv[i], 0)
+        if not width or i + width > len(argv):
+            raise ZfsFailure(f'{PROGRAM_FAILED}\n[string "channel program"]:23: zrepl-reconcile: bad'
+                             f" operation list at argument {i + 1}")
+        ops.append(argv[i:i + width])
+        i += width
+    with st.locked(path):
+        state = st.load(path)
+        if pool not in state["datasets"]:
+            raise ZfsFailure(f"cannot open '{pool}': no such pool")
+        errnos = [program_op(state, pool, op) for op in ops]
+        st.save(path, state)
+    out.write(json.dumps({"return": {str(n): e for n, e in enumerate(errnos, 1)}},
+                         separators=(",", ":")).encode())
+    return 0
+
+
+def program_op(state: State, pool: str, op: list[str]) -> int:
+    """One zfs.sync.bookmark / zfs.sync.destroy of the program: its errno."""
+    if op[-1].split("/", 1)[0].split("@", 1)[0].split("#", 1)[0] != pool:
+        return EXDEV
+    if op[0] == "destroy":
+        ds_name, sep, name = split_ref(op[1])
+        ds = state["datasets"].get(ds_name)
+        if sep != "@" or ds is None:
+            return ENOENT
+        snap = find(ds["snapshots"], name)
+        if snap is None:
+            return 0
+        if snap.get("clones"):
+            return EEXIST
+        if snap.get("holds"):
+            return EBUSY
+        ds["snapshots"].remove(snap)
+        return 0
+    try:
+        cmd_bookmark(state, op[1:])
+    except ZfsFailure as exc:
+        return EEXIST if "bookmark exists" in str(exc) else ENOENT
+    return 0
+
+
 MUTATING: dict[str, Callable[[State, list[str]], int]] = {
     "snapshot": cmd_snapshot, "snap": cmd_snapshot, "destroy": cmd_destroy, "bookmark": cmd_bookmark,
     "hold": lambda s, a: cmd_hold(s, a, release=False), "release": lambda s, a: cmd_hold(s, a, release=True),
@@ -938,6 +1017,8 @@ def run(argv: list[str]) -> int:
         return READING[command](state, rest, sys.stdout.buffer)
     if command == "recv":
         return cmd_recv(path, rest, sys.stdin.buffer)
+    if command == "program":
+        return cmd_program(path, rest, sys.stdin.buffer, sys.stdout.buffer)
     if command in MUTATING:
         with st.locked(path):
             state = st.load(path)
