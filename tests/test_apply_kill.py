@@ -3,6 +3,7 @@ no snapshot that existed before is lost."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -11,12 +12,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from standin.state import StandinState, read_log
 from test_apply_cli import NOW, hourly_history, write_config
 
 from reconciler.cli import main
+from reconciler.execute import apply as apply_module
+from reconciler.execute.apply import run_zfs
 
 # Wraps the target's zfs: a ``recv`` gets its stream at ~4 MiB/s, so a send of a few
 # dozen MiB is still running when the test kills apply; every other command runs as is.
@@ -122,3 +126,67 @@ def test_kill_9_during_send_then_apply_resumes_and_converges(
     replicated = snapshot_guids(backup)
     for dataset in ("tank/big", "tank/small"):
         assert before[dataset] <= replicated[f"pool/nas/{dataset}"]
+
+
+def test_a_killed_applys_cursor_move_that_lands_during_the_next_apply_is_no_failure(
+        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 does not stop the zfs commands apply had started: an orphaned ``zfs bookmark``
+    (a cursor move) can land after the next apply listed the source and before that apply
+    makes the same bookmark. The bookmark then exists and marks the same snapshot: the
+    state the action wanted, so it is done, as an orphaned hold or placeholder is, not a
+    failure that needs one more apply. The order is forced: the test holds the source
+    stand-in's lock, so the killed apply's cursor moves wait for it, and lets them through
+    when the next apply, which listed the source before, makes its first cursor move."""
+    nas = standin("nas", seed=33)
+    for name in ("tank/a", "tank/b"):
+        nas.filesystem(name)
+        hourly_history(nas, name, 3)
+    nas.save()
+    backup = standin("backup", seed=34)
+    backup.filesystem("pool")
+    backup.save()
+    config = write_config(tmp_path / "c.yml", {"nas": nas.zfs_command, "backup": backup.zfs_command},
+                          [{"host": "nas", "filter": {"tank/a": True, "tank/b": True}, "policy": "keep",
+                            "replicate_to": [{"host": "backup", "root": "pool/nas", "initial": "all"}]}],
+                          {"keep": KEEP_ALL})
+    before = snapshot_guids(nas)
+    lock = open(f"{nas.path}.lock", "a+")  # noqa: SIM115 (held across the kill, closed below)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+                             "--now", NOW, "-y", "--parallel", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def started(command: str, count: int) -> Callable[[], bool]:
+            return lambda: sum(argv[:1] == [command] for argv in read_log(nas.path or "")) >= count
+
+        # The source's holds are in once its sends began; its cursor moves then wait for us.
+        wait_for(started("send", 1), 60, "the sends to start")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wait_for(started("bookmark", 2), 60, "the cursor moves to start")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    try:
+        def orphans_land_first(executor: Any, argv: list[str], what: str) -> None:
+            if not lock.closed:  # the next apply's first action, after its listing
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()
+                wait_for(lambda: all(ds["bookmarks"] for name, ds in nas.reload().datasets.items()
+                                     if name.startswith("tank/")), 30, "the orphaned cursor moves")
+            run_zfs(executor, argv, what)
+
+        monkeypatch.setattr(apply_module, "run_zfs", orphans_land_first)
+        code = main(["apply", "-c", str(config), "--now", NOW, "-y"])
+        out, err = capsys.readouterr()
+    finally:
+        lock.close()
+    assert code == 0, out + err
+    # Made twice each (the orphans', then the next apply's, which found them made and done).
+    assert sum(argv[:1] == ["bookmark"] for argv in read_log(nas.path or "")) == 4
+    assert err.count("done    bookmark ") == 2, err
+    assert main(["plan", "-c", str(config), "--now", NOW]) == 0
+    assert "No changes" in capsys.readouterr().out
+    after = snapshot_guids(nas)
+    for dataset in ("tank/a", "tank/b"):
+        assert before[dataset] <= after[dataset]
+        assert after[dataset] == snapshot_guids(backup)[f"pool/nas/{dataset}"]

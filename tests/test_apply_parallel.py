@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from standin.state import StandinState
-from test_apply_cli import NOW, cli, hourly_history, write_config
+from standin.state import StandinState, locked
+from test_apply_cli import NOW, NOW_TS, cli, hourly_history, write_config
 from test_apply_kill import KEEP_ALL, THROTTLE, snapshot_guids, wait_for
 
 from reconciler.domain.actions import Action, SendAction
@@ -252,25 +252,72 @@ def test_kill_9_at_random_moments_of_a_parallel_apply_then_it_converges(
         capsys: pytest.CaptureFixture[str]) -> None:
     """kill -9 at random moments of `apply --parallel 4` (each next apply resumes what the
     last one left: tokens, placeholders, half-moved cursors), then one apply converges: 2
-    moments in the fast suite, 20 in the soak suite."""
+    moments in the fast suite, 20 in the soak suite (KILL_SEED picks them).
+
+    A moment is counted in the apply's own events, not in time from its start: after a
+    random one of its planned actions ended, and a little later, so it lands inside the
+    apply (a send, a cursor move, a release) however busy the machine is; a blind sleep
+    from the start lands in the CLI's start-up when the machine is loaded, and proves
+    nothing. kill -9 does not stop the zfs commands the apply had started: the test waits
+    for the orphaned receives (they save their resume state), and lets the other orphans
+    (holds, cursor moves, releases) race the next apply, as they would in life; each is
+    done by whichever lands second (``made_meanwhile``, the holds' "already so"). When the
+    kills so far let the apply converge, every filesystem gets one more snapshot, so each
+    of the 20 moments interrupts real work."""
     throttled = [sys.executable, "-c", THROTTLE]
-    config, nas, backup = eight_filesystems(tmp_path, standin, size=2 << 20, zfs_wrapper=throttled)
+    config, nas, backup = eight_filesystems(tmp_path, standin, size=1 << 20, zfs_wrapper=throttled)
     before = snapshot_guids(nas)
     rng = random.Random(int(os.environ.get("KILL_SEED", "17")))
-    for _ in range(moments):
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
-                                 "--now", NOW, "-y", "--parallel", "4"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(rng.uniform(0.3, 2.5))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+    for moment in range(moments):
+        actions = planned_actions(capsys, config)
+        if not actions:  # converged before the moments ran out: new snapshots to send
+            more_snapshots(nas, f"more_{moment}")
+            actions = planned_actions(capsys, config)
+        # Skewed towards the start (a quarter of the work on average), so that 20 kills
+        # still leave work to each other; a late moment still comes about one time in five.
+        kill_after_events(config, 1 + int(actions * rng.random() ** 3), rng.uniform(0.0, 0.2))
         # Orphaned receivers notice the dead controller and save their state.
-        wait_for(lambda: not receivers_running(backup), 30, "the orphaned receives to end")
+        wait_for(lambda: not receivers_running(backup), 60, "the orphaned receives to end")
     code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y", "--parallel", "4")
     assert code == 0, out + err
     converged(capsys, config, nas, backup, before)
+
+
+def more_snapshots(nas: StandinState, name: str) -> None:
+    """A new snapshot of every filesystem (under the stand-in's lock: orphans may write)."""
+    with locked(nas.path or ""):
+        nas.reload()
+        for dataset in nas.datasets:
+            if dataset.startswith("tank/"):
+                nas.snapshot(dataset, name, creation=NOW_TS - 60, size=1 << 20)
+        nas.save()
+
+
+def planned_actions(capsys: pytest.CaptureFixture[str], config: Path) -> int:
+    code, out, err = cli(capsys, "plan", "-c", str(config), "--now", NOW, "--format", "json")
+    assert code == 0, out + err
+    return len(json.loads(out)["actions"])
+
+
+def kill_after_events(config: Path, events: int, later: float) -> None:
+    """Run ``apply --parallel 4``; kill -9 it ``later`` seconds after its ``events``-th event
+    line (an action ended: "done", "failed" or "skipped"), or let it end first."""
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+                             "--now", NOW, "-y", "--parallel", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    try:
+        seen = 0
+        for line in proc.stderr:
+            seen += line.startswith(("done ", "failed ", "skipped "))
+            if seen >= events:
+                break
+        time.sleep(later)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
 
 
 def receivers_running(backup: StandinState) -> bool:

@@ -501,3 +501,41 @@ def test_batched_holds_end_where_one_by_one_would(steps: list[tuple[str, str, in
         return zfs.held, sorted((o.status, o.action.kind, o.action.dataset) for o in report.outcomes)
 
     assert outcome(one_by_one=False) == outcome(one_by_one=True)
+
+
+class GuidsOf(FakeExecutor):
+    """``zfs bookmark`` fails with "bookmark exists"; ``zfs get guid`` answers from ``guids``."""
+
+    def __init__(self, guids: dict[str, str]) -> None:
+        super().__init__("nas")
+        self.guids = guids
+        self.fail = {"zfs bookmark": "cannot create bookmark 'tank/a#cursor': bookmark exists"}
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None) -> CommandResult:
+        if list(argv[:2]) == ["zfs", "get"]:
+            self.calls.append(list(argv))
+            names = list(argv[7:])
+            if any(n not in self.guids for n in names):
+                return CommandResult(tuple(argv), 1, "", "cannot open: dataset does not exist")
+            return CommandResult(tuple(argv), 0, "".join(self.guids[n] + "\n" for n in names), "")
+        return super().run(argv, timeout=timeout)
+
+
+@pytest.mark.parametrize(("guids", "status"), [
+    pytest.param({"tank/a@zrepl_2": "7", "tank/a#cursor": "7"}, DONE, id="same-snapshot"),
+    pytest.param({"tank/a@zrepl_2": "7", "tank/a#cursor": "8"}, FAILED, id="another-snapshot"),
+    pytest.param({"tank/a@zrepl_2": "7"}, FAILED, id="gone-again"),
+])
+def test_a_cursor_bookmark_made_meanwhile_is_done_only_when_it_marks_the_same_snapshot(
+        guids: dict[str, str], status: str) -> None:
+    """An orphaned cursor move of a killed apply may land between this apply's listing and
+    its own: a bookmark of that name marking the same snapshot (GUID) is what it wanted."""
+    nas = GuidsOf(guids)
+    report = run(plan_of(BookmarkAction("nas", "tank/a", "zrepl_2", "cursor")), {"nas": nas, "backup": nas})
+    assert [o.status for o in report.outcomes] == [status]
+    assert nas.calls[-1] == ["zfs", "get", "-H", "-p", "-o", "value", "guid", "tank/a@zrepl_2",
+                             "tank/a#cursor"]
+    if status == DONE:
+        assert report.outcomes[0].message == "already exists (made meanwhile), marking the same snapshot"
+    else:
+        assert "bookmark of that name already exists" in report.outcomes[0].message

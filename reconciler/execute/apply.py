@@ -336,6 +336,25 @@ def error_code(exc: ReconcileError) -> str:
     return getattr(exc, "code", ZfsError.COMMAND_FAILED)
 
 
+def made_meanwhile(executor: Executor, action: Action) -> str:
+    """Why an action whose zfs command failed because its result already exists is done
+    anyway (the note for its outcome), or "" when it is not. A placeholder created
+    meanwhile is what the plan wanted: another host's run (--as) needed the same parent. A
+    cursor bookmark of that name that marks the same snapshot (same GUID) is what the cursor
+    move wanted: kill -9 of an apply does not stop the zfs commands it had started, and an
+    orphaned cursor move can land after the next apply listed the source, before its own."""
+    if isinstance(action, CreateAction):
+        return "already exists (created meanwhile)"
+    if not isinstance(action, BookmarkAction):
+        return ""
+    snapshot, bookmark = f"{action.dataset}@{action.snapshot}", f"{action.dataset}#{action.bookmark}"
+    listed = executor.run(["zfs", "get", "-H", "-p", "-o", "value", "guid", snapshot, bookmark])
+    guids = listed.stdout.split() if listed.ok else []
+    if len(guids) == 2 and guids[0] == guids[1]:
+        return "already exists (made meanwhile), marking the same snapshot"
+    return ""
+
+
 # --------------------------------------------------------------------------- destroy re-check
 
 def fresh_facts(config: Config, executors: Mapping[str, Executor],
@@ -626,12 +645,12 @@ class _Applier:
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
         except ReconcileError as exc:
-            if not (isinstance(action, CreateAction) and error_code(exc) == ZfsError.EXISTS):
+            meanwhile = made_meanwhile(self.executors[action.host], action) \
+                if error_code(exc) == ZfsError.EXISTS else ""
+            if not meanwhile:
                 self.fail(action, exc, started)
                 return
-            # A placeholder created meanwhile is what the plan wanted: another host's run
-            # (--as) needed the same parent for its own replicas.
-            note = "already exists (created meanwhile)"
+            note = meanwhile
         self.record(Outcome(action, DONE, note, seconds=time.monotonic() - started))
 
     def incremental_sizes(self, sends: list[SendAction]) -> dict[str, int]:

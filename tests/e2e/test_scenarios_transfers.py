@@ -8,10 +8,12 @@ resumed by the next run.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pytest
 from e2e.conftest import GuestZfs, guest_hosts
 from e2e.scenario_helpers import (
     KEEP_ALL,
+    SLOW_WRAPPER,
     apply,
     assert_applied,
     assert_no_changes,
@@ -62,22 +65,173 @@ def target(**options: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return add
 
 
-def test_parallel_apply_of_eight_filesystems_converges(
-        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
-    names = ["src/par", "src/par/a", "src/par/a/x", "src/par/b", "src/par/c", "src/par/d", "src/par/e",
-             "src/par/f"]
+def par_names(root: str) -> list[str]:
+    """Eight filesystems: ``root``, six children and a grandchild."""
+    return [root, *(f"{root}/{child}" for child in ("a", "a/x", "b", "c", "d", "e", "f"))]
+
+
+def eight_filesystems(zfs_guest: Any, guest_zfs: GuestZfs, root: str, kib: int) -> list[str]:
+    names = par_names(root)
     for name in names:
         guest_zfs("create", name)
-        write_random(zfs_guest, f"/{name}/blob", 256)
-    config = config_file("par.yml", policies=KEEP, filesystems=[
-        {"host": "src", "filter": {"src/par<": True}, "policy": "p",
-         "replicate_to": [{"host": "dst", "root": "dst/backup"}]}])
+        write_random(zfs_guest, f"/{name}/blob", kib)
+    return names
+
+
+def tree_config(config_file: ConfigFile, file: str, root: str, hosts: dict[str, Any] | None = None,
+                **target_options: Any) -> Path:
+    """``root`` and everything below it replicated to dst:dst/backup, every snapshot kept."""
+    return config_file(file, policies=KEEP, hosts=hosts, filesystems=[
+        {"host": "src", "filter": {f"{root}<": True}, "policy": "p",
+         "replicate_to": [{"host": "dst", "root": "dst/backup", **target_options}]}])
+
+
+def test_parallel_apply_of_eight_filesystems_converges(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
+    names = eight_filesystems(zfs_guest, guest_zfs, "src/par", 256)
+    config = tree_config(config_file, "par.yml", "src/par")
     now = guest_now(zfs_guest)
     result = apply(config, now, "--parallel", "4")
     assert_applied(result)
     assert_no_changes(config, now)
     for name in names:
         assert snapshots(guest_zfs, f"dst/backup/{name}") == snapshots(guest_zfs, name), name
+
+
+# The kill test's source: a cursor move or a release takes a second longer, so the phase
+# after the sends lasts long enough to be killed in the middle of (the target's receives
+# read at ~1 MiB/s through SLOW_WRAPPER, which does the same for the send phase).
+SLOW_TAIL_WRAPPER = """#!/bin/sh
+# test wrapper for zrepl-reconcile e2e: zfs bookmark and zfs release take one second more
+case "$1" in bookmark|release) sleep 1 ;; esac
+exec zfs "$@"
+"""
+
+# The apply's event lines (stdout and stderr, one whole line per event when not a terminal).
+PROGRESS = re.compile(r"^(?:full|incr|resume) src:\S+ -> dst:(\S+): .* / .*%")
+DONE_SEND = re.compile(r"^done\s+(?:full send|resume send of|incremental send) .* to dst:(\S+)")
+AFTER_SENDS = re.compile(r"^(?:done|failed|skipped)\s+(?:hold received|bookmark|release hold|destroy) ")
+OUR_HOLD_TAGS = ("zrr-step_", "zrr-last-received_")
+
+
+@dataclass
+class Moment:
+    """When to kill an apply, read from its event lines as they come."""
+
+    what: str
+    sends_done: int = 0
+    streaming: set[str] = field(default_factory=set)  # targets with progress seen, send not done
+
+    def reached(self, line: str) -> bool:
+        if done := DONE_SEND.match(line):
+            self.sends_done += 1
+            self.streaming.discard(done.group(1))
+        elif progress := PROGRESS.match(line):
+            self.streaming.add(progress.group(1))
+        match self.what:
+            case "first sends stream":
+                return bool(self.streaming)
+            case "several sends running, some done":
+                return self.sends_done >= 2 and len(self.streaming) >= 2
+            case "after the sends":
+                return AFTER_SENDS.match(line) is not None
+        raise AssertionError(self.what)
+
+
+def kill_at(config: Path, now: str, moment: Moment) -> str:
+    """Run ``apply --parallel 4`` and kill -9 it at ``moment``; returns what it printed."""
+    proc = subprocess.Popen(cli_argv("apply", "-y", "-c", str(config), "--now", now, "--parallel", "4"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "400", "TERM": "dumb"})
+    seen: list[str] = []
+    killed = False
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if moment.reached(line):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        if not killed and proc.poll() is None:  # this test failed while reading
+            proc.kill()
+        proc.wait(timeout=300)
+    output = "".join(seen)
+    # Not a timed assertion: the apply is killed as soon as its line is read, and the slowed
+    # receives and cursor moves leave it seconds of work after every such line.
+    assert killed and proc.returncode == -signal.SIGKILL, f"apply ended before {moment.what}:\n{output}"
+    return output
+
+
+def guest_transfers_ended(guest: Any) -> bool:
+    """No zfs command (an orphaned send or receive, a slowed cursor move) runs in the guest."""
+    busy = guest.ssh(["sh", "-c", "pgrep -x zfs; pgrep -f 'zfs-slo[w]|zfs-tai[l]'; true"], check=True)
+    return not busy.stdout.strip()
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1.0)
+
+
+def snapshot_names(guest_zfs: GuestZfs, *roots: str) -> list[str]:
+    out = guest_zfs("list", "-H", "-r", "-t", "snapshot", "-o", "name", *roots).stdout
+    return out.split()
+
+
+def our_holds(guest_zfs: GuestZfs, *roots: str) -> set[tuple[str, str]]:
+    """(snapshot, tag) of every hold of ours below ``roots``."""
+    names = snapshot_names(guest_zfs, *roots)
+    out = guest_zfs("holds", "-H", *names).stdout if names else ""
+    holds = {(name, tag) for name, tag, *_ in (line.split("\t") for line in out.splitlines())}
+    return {(name, tag) for name, tag in holds if tag.startswith(OUR_HOLD_TAGS)}
+
+
+def test_kill_9_of_a_parallel_apply_at_three_moments_then_it_converges(
+        pools: tuple[str, ...], zfs_guest: Any, guest_zfs: GuestZfs, config_file: ConfigFile) -> None:
+    """Issue 17 on real ZFS: kill -9 of ``apply --parallel 4`` while the first sends stream,
+    later in the send phase with some sends done and several running, and in the phase
+    after the sends (holds of received snapshots, cursor moves, releases); after each kill
+    the orphaned receives end in the guest (saving their resume state). Then ONE apply
+    converges: no snapshot lost, every replica equal to its source, no resume state, and
+    of our holds only each replica's last-received hold stays."""
+    names = eight_filesystems(zfs_guest, guest_zfs, "src/kpar", 1024)
+    guest_zfs("snapshot", "-r", "src/kpar@before")
+    for name in names:  # 2 MiB each in all, a full and an incremental send of 1 MiB
+        write_random(zfs_guest, f"/{name}/more", 1024)
+    before = {name: snapshots(guest_zfs, name) for name in names}
+    hosts = guest_hosts(zfs_guest)
+    hosts["src"] = zfs_guest.ssh_host_config(zfs_command=[install_wrapper(zfs_guest, "zfs-tail",
+                                                                          SLOW_TAIL_WRAPPER)])
+    hosts["dst"] = zfs_guest.ssh_host_config(zfs_command=[install_wrapper(zfs_guest, "zfs-slow",
+                                                                          SLOW_WRAPPER)])
+    slowed = tree_config(config_file, "kpar-slow.yml", "src/kpar", hosts=hosts, initial="all")
+    config = tree_config(config_file, "kpar.yml", "src/kpar", initial="all")
+    now = guest_now(zfs_guest)
+    printed: list[str] = []
+    for what in ("first sends stream", "several sends running, some done", "after the sends"):
+        printed.append(f"--- killed when {what}:\n" + kill_at(slowed, now, Moment(what)))
+        wait_until(lambda: guest_transfers_ended(zfs_guest), 300, "the orphaned receives to end")
+    history = "\n".join(printed)
+    print(history)  # what each killed apply had printed (pytest -s, or -rP)
+
+    result = apply(config, now, "--parallel", "4")
+    assert_applied(result)
+    assert_no_changes(config, now)
+    for name in names:
+        replica = f"dst/backup/{name}"
+        source = snapshots(guest_zfs, name)
+        assert before[name].items() <= source.items(), f"snapshots of {name} lost\n{history}"
+        assert snapshots(guest_zfs, replica) == source, f"{replica}\n{history}"
+        assert prop(guest_zfs, replica, "receive_resume_token") == "-", replica
+    holds = our_holds(guest_zfs, "src/kpar", "dst/backup/src/kpar")
+    newest = {f"dst/backup/{name}@{list(snapshots(guest_zfs, name))[-1]}" for name in names}
+    assert {name for name, tag in holds} == newest, f"{sorted(holds)}\n{history}"
+    assert all(tag.startswith("zrr-last-received_") for _, tag in holds), sorted(holds)
 
 
 def test_compressed_send_keeps_the_sources_compression_and_plain_is_a_conflict(
