@@ -18,9 +18,11 @@ import pytest
 from standin.state import StandinState, read_log
 from test_apply_cli import NOW, hourly_history, write_config
 
+import reconciler.transport.local
 from reconciler.cli import main
 from reconciler.execute import apply as apply_module
 from reconciler.execute.apply import run_zfs
+from reconciler.execute.channel import run_program
 
 # Wraps the target's zfs: a ``recv`` gets its stream at ~4 MiB/s, so a send of a few
 # dozen MiB is still running when the test kills apply; every other command runs as is.
@@ -128,16 +130,20 @@ def test_kill_9_during_send_then_apply_resumes_and_converges(
         assert before[dataset] <= replicated[f"pool/nas/{dataset}"]
 
 
+@pytest.mark.parametrize("next_path", ["per_command", "channel_program"])
 def test_a_killed_applys_cursor_move_that_lands_during_the_next_apply_is_no_failure(
-        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        next_path: str, tmp_path: Path, standin: Callable[..., StandinState],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """kill -9 does not stop the zfs commands apply had started: an orphaned ``zfs bookmark``
     (a cursor move) can land after the next apply listed the source and before that apply
     makes the same bookmark. The bookmark then exists and marks the same snapshot: the
     state the action wanted, so it is done, as an orphaned hold or placeholder is, not a
     failure that needs one more apply. The order is forced: the test holds the source
     stand-in's lock, so the killed apply's cursor moves wait for it, and lets them through
-    when the next apply, which listed the source before, makes its first cursor move."""
+    when the next apply, which listed the source before, makes its first cursor move. The
+    killed apply moves its cursors one command each (``channel_programs: off``: whether its
+    process is root must not matter); the next one either way (``next_path``): a channel
+    program's EEXIST for a bookmark is checked the same way."""
     nas = standin("nas", seed=33)
     for name in ("tank/a", "tank/b"):
         nas.filesystem(name)
@@ -146,13 +152,18 @@ def test_a_killed_applys_cursor_move_that_lands_during_the_next_apply_is_no_fail
     backup = standin("backup", seed=34)
     backup.filesystem("pool")
     backup.save()
-    config = write_config(tmp_path / "c.yml", {"nas": nas.zfs_command, "backup": backup.zfs_command},
-                          [{"host": "nas", "filter": {"tank/a": True, "tank/b": True}, "policy": "keep",
-                            "replicate_to": [{"host": "backup", "root": "pool/nas", "initial": "all"}]}],
-                          {"keep": KEEP_ALL})
+    def configured(name: str, channel: str) -> Path:
+        nas_host = {"connection": "local", "zfs_command": nas.zfs_command, "channel_programs": channel}
+        return write_config(tmp_path / name, {"nas": nas_host, "backup": backup.zfs_command},
+                            [{"host": "nas", "filter": {"tank/a": True, "tank/b": True}, "policy": "keep",
+                              "replicate_to": [{"host": "backup", "root": "pool/nas", "initial": "all"}]}],
+                            {"keep": KEEP_ALL})
+
+    killed_config = configured("killed.yml", "off")
+    config = configured("c.yml", "off" if next_path == "per_command" else "auto")
     before = snapshot_guids(nas)
     lock = open(f"{nas.path}.lock", "a+")  # noqa: SIM115 (held across the kill, closed below)
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(config),
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "-c", str(killed_config),
                              "--now", NOW, "-y", "--parallel", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -167,22 +178,37 @@ def test_a_killed_applys_cursor_move_that_lands_during_the_next_apply_is_no_fail
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     try:
-        def orphans_land_first(executor: Any, argv: list[str], what: str) -> None:
+        def let_the_orphans_land() -> None:
             if not lock.closed:  # the next apply's first action, after its listing
                 fcntl.flock(lock, fcntl.LOCK_UN)
                 lock.close()
                 wait_for(lambda: all(ds["bookmarks"] for name, ds in nas.reload().datasets.items()
                                      if name.startswith("tank/")), 30, "the orphaned cursor moves")
+
+        def orphans_land_first(executor: Any, argv: list[str], what: str) -> None:
+            let_the_orphans_land()
             run_zfs(executor, argv, what)
 
+        def orphans_land_before_the_program(executor: Any, pool: str, ops: Any) -> Any:
+            let_the_orphans_land()
+            return run_program(executor, pool, ops)
+
         monkeypatch.setattr(apply_module, "run_zfs", orphans_land_first)
+        monkeypatch.setattr(apply_module, "run_program", orphans_land_before_the_program)
+        as_root = next_path != "per_command"
+        monkeypatch.setattr(reconciler.transport.local, "controller_is_root", lambda: as_root)
         code = main(["apply", "-c", str(config), "--now", NOW, "-y"])
         out, err = capsys.readouterr()
     finally:
         lock.close()
     assert code == 0, out + err
     # Made twice each (the orphans', then the next apply's, which found them made and done).
-    assert sum(argv[:1] == ["bookmark"] for argv in read_log(nas.path or "")) == 4
+    log = read_log(nas.path or "")
+    if next_path == "per_command":
+        assert sum(argv[:1] == ["bookmark"] for argv in log) == 4
+    else:
+        assert sum(argv[:1] == ["bookmark"] for argv in log) == 2
+        assert sum(argv[:1] == ["program"] for argv in log) == 1
     assert err.count("done    bookmark ") == 2, err
     assert main(["plan", "-c", str(config), "--now", NOW]) == 0
     assert "No changes" in capsys.readouterr().out

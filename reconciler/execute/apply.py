@@ -887,8 +887,14 @@ class _Applier:
             for errno, covered in sorted(by_errno.items()):
                 if errno == 0:
                     self.record(Outcome(action, DONE, names=tuple(covered), seconds=seconds))
+                    continue
+                code, message = errno_error(op, errno)
+                # As on the per-command path: a cursor bookmark an orphaned move made meanwhile.
+                meanwhile = made_meanwhile(self.executors[action.host], action) \
+                    if code == ZfsError.EXISTS else ""
+                if meanwhile:
+                    self.record(Outcome(action, DONE, meanwhile, names=tuple(covered), seconds=seconds))
                 else:
-                    code, message = errno_error(op, errno)
                     self.record(Outcome(action, FAILED, message, code, tuple(covered), seconds))
 
     def refused(self, host: str, why: str) -> None:
