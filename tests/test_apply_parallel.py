@@ -245,14 +245,14 @@ def test_parallel_sends_from_settings_and_the_flag_is_checked(
     assert "not a whole number from 1 to 64" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("moments", [pytest.param(2, id="2-moments"),
-                                     pytest.param(20, id="20-moments", marks=pytest.mark.soak)])
+@pytest.mark.soak  # the fast suite kills an apply in tests/test_apply_kill.py
+@pytest.mark.parametrize("moments", [pytest.param(20, id="20-moments")])
 def test_kill_9_at_random_moments_of_a_parallel_apply_then_it_converges(
         moments: int, tmp_path: Path, standin: Callable[..., StandinState],
         capsys: pytest.CaptureFixture[str]) -> None:
     """kill -9 at random moments of `apply --parallel 4` (each next apply resumes what the
-    last one left: tokens, placeholders, half-moved cursors), then one apply converges: 2
-    moments in the fast suite, 20 in the soak suite (KILL_SEED picks them).
+    last one left: tokens, placeholders, half-moved cursors), then one apply converges: 20
+    moments, in the soak suite (KILL_SEED picks them).
 
     A moment is counted in the apply's own events, not in time from its start: after a
     random one of its planned actions ended, and a little later, so it lands inside the

@@ -42,19 +42,19 @@ def dump(data: Any) -> str:
     return out.getvalue()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.sampled_from(list("ab:- \n\t[]{},'\"&*!|>#%@`<\\x0\u00e9\ufeff")), max_size=80))
 def test_random_text(text: str) -> None:
     loads_or_config_error(text)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_random_structures(data: Any) -> None:
     loads_or_config_error(dump(data))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(PLAYBOOKS), st.integers(0, 10_000), st.integers(1, 40))
 def test_damaged_playbooks(path: Path, start: int, length: int) -> None:
     text = path.read_text()

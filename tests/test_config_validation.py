@@ -391,7 +391,7 @@ _filters = st.dictionaries(st.builds(lambda n, s: n + ("<" if s else ""), _names
 _universe = ["p", "p/a", "p/a/b", "p/a/b/c", "p/a/x", "p/b", "p/b/x", "p/ab", "p/ab/x", "p/x", "q", "q/x"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_filters, _filters)
 def test_overlap_probe_agrees_with_brute_force(a: dict[str, bool], b: dict[str, bool]) -> None:
     brute = any(filter_decision(a, d) and filter_decision(b, d) for d in _universe)
@@ -659,7 +659,7 @@ filesystems:
 _roots = st.sampled_from(["p", "p/a", "q", "p/ab"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_filters, _roots, _filters)
 def test_replica_probe_agrees_with_brute_force(source: dict[str, bool], root: str,
                                                target: dict[str, bool]) -> None:

@@ -260,7 +260,7 @@ def parts_of(fleet: Fleet) -> dict[str, Plan]:
     return {host: make_plan(fleet.config, fleet.observed, NOW, as_host=host) for host in HOSTS}
 
 
-FLEET_SETTINGS = settings(max_examples=150, deadline=None,
+FLEET_SETTINGS = settings(max_examples=75, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -374,6 +374,7 @@ def test_apply_with_a_hung_pre_hook_kills_it_takes_the_snapshot_and_runs_post(
     assert [r["env"]["ZREPL_RECONCILE_HOOK"] for r in records(log)] == ["pre", "post"]
 
 
+@pytest.mark.soak  # slow: an sshd session per hook; test_ssh_hook_timeout_* keeps SSH hooks in the fast suite
 def test_apply_runs_hooks_over_ssh_on_the_filesystems_host(
         sshd: SshServer, tmp_path: Path, standin: Callable[..., StandinState],
         capsys: pytest.CaptureFixture[str]) -> None:

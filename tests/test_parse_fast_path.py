@@ -95,7 +95,7 @@ def listings(draw: st.DrawFn) -> str:
     return text + "\n" if draw(st.booleans()) else text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(listings(), st.sampled_from([40, 200, 1 << 16]))
 def test_fast_path_agrees_on_valid_listings(text: str, chunk: int) -> None:
     with pytest.MonkeyPatch.context() as mp:

@@ -25,7 +25,7 @@ from reconciler.config.models import KeepGrid, KeepLastN, KeepNotReplicated, Kee
 from reconciler.domain.observed import Snapshot
 from reconciler.planning.retention import evaluate_keep_rules, fit_grid, snapshots_to_destroy
 
-SETTINGS = settings(max_examples=150, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 
 PREFIXES = ("zrepl_", "manual_", "other_")
 REGEXES = (".*", "^zrepl_", "^manual_", "_0", "1$", "^(zrepl|manual)_")

@@ -136,6 +136,7 @@ def test_max_consecutive_failures_ends_the_loop(loop_config: tuple[Path, Standin
     assert messages[-1].startswith("STOPPING=1\nSTATUS=exiting after 2 failed cycles in a row")
 
 
+@pytest.mark.soak  # slow: several real cycles of `run`; the limit itself is tested in the fast suite
 def test_a_good_cycle_resets_the_count(loop_config: tuple[Path, StandinState, StandinState]) -> None:  # noqa: F811
     config, _nas, _backup = loop_config
     lock = ConfigLock(config)

@@ -361,6 +361,7 @@ def test_a_cycle_that_could_not_run_calls_on_failure(setup: Callable[..., Setup]
 # ------------------------------------------------------------------ over SSH
 
 
+@pytest.mark.soak  # slow: an apply and a status through the loopback sshd
 def test_status_over_the_loopback_sshd(tmp_path: Path, standin: Callable[..., StandinState], sshd: SshServer,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     nas = standin("nas", seed=31)

@@ -184,14 +184,20 @@ def test_failed_result_error_when_aborted() -> None:
 
 # --------------------------------------------------------------------------- through sshd
 
+FAST_PAIRINGS = {("local->ssh", "ssh client"), ("ssh->local", "channel"), ("ssh->ssh", "channel")}
+
+
 def ssh_standin(sshd: SshServer, st: StandinState) -> dict[str, Any]:
     """A host entry reaching the stand-in through the loopback sshd (clock passed along)."""
     return sshd.host_config(zfs_command=["env", f"ZFS_STANDIN_NOW={os.environ['ZFS_STANDIN_NOW']}",
                                          *st.zfs_command])
 
 
-@pytest.mark.parametrize("data_path", ["ssh client", "channel"])
-@pytest.mark.parametrize("pairing", ["local->ssh", "ssh->local", "ssh->ssh"])
+# Each pairing and each data path at least once in the fast suite; every combination in soak.
+@pytest.mark.parametrize(("pairing", "data_path"), [
+    pytest.param(pairing, data_path, id=f"{pairing}-{data_path}",
+                 marks=() if (pairing, data_path) in FAST_PAIRINGS else pytest.mark.soak)
+    for pairing in ("local->ssh", "ssh->local", "ssh->ssh") for data_path in ("ssh client", "channel")])
 def test_apply_replicates_through_sshd(pairing: str, data_path: str, sshd: SshServer, tmp_path: Path,
                                        standin: Callable[..., StandinState],
                                        capsys: pytest.CaptureFixture[str],

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-STANDIN_ZFS = str(Path(__file__).resolve().with_name("zfs.py"))
+STANDIN_ZFS = str(Path(__file__).resolve().with_name("run.py"))  # runs zfs.py (cached bytecode)
 DEFAULT_SIZE = 1024
 
 
