@@ -4,6 +4,7 @@ limit's plan line, and a stalled send stopped then resumed by the next run."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,15 @@ def test_incrementals_are_sized_by_one_listing_per_host_not_by_send_nP(
     assert not [a for a in later if a[:1] == ["send"] and "-n" in a]
     assert len([a for a in later if a[:1] == ["list"] and "written" in " ".join(a) and "-t" in a
                 and a[a.index("-t") + 1] == "snapshot"]) == 1
+
+
+def test_a_limited_send_says_how_fast_it_streamed(
+        tmp_path: Path, standin: Callable[..., StandinState], capsys: pytest.CaptureFixture[str]) -> None:
+    """The limit governs the stream, not the sides' start-up: apply's line for a limited
+    send gives the streaming rate and time next to the whole send's."""
+    config, _nas, _backup = setup(tmp_path, standin, bandwidth_limit="20MiB/s")
+    code, out, err = cli(capsys, "apply", "-c", str(config), "--now", NOW, "-y")
+    assert code == 0, out + err
+    (line,) = [line for line in err.splitlines() if line.startswith("done ") and " send " in line]
+    assert re.search(r" in [\d.]+s; streamed at [\d.]+ \w?i?B/s for [\d.]+s, limit 20\.0 MiB/s\)$",
+                     line), line

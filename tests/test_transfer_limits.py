@@ -147,3 +147,16 @@ def test_a_slow_but_moving_transfer_is_no_stall() -> None:
                                "    sys.stdout.buffer.write(b'x' * 10); sys.stdout.flush(); time.sleep(0.2)"],
                     ["sh", "-c", "wc -c >&2"], stall_timeout=1.0)
     assert result.ok and result.bytes == 60
+
+
+def test_the_stream_time_is_what_the_limit_governs() -> None:
+    """``stream_seconds`` runs from the first bytes moved to the stream's end (the last wait
+    included): at least the bytes over the rate, less the one step that moves unpaid at the
+    start, and never more than the whole relay's time."""
+    rate = 4 << 20
+    bucket = TokenBucket(rate)
+    size = 2 * CHUNK
+    result = stream(["head", "-c", str(size), "/dev/zero"], ["sh", "-c", "cat >/dev/null"], throttle=bucket)
+    assert result.ok and result.bytes == size
+    assert (size - bucket.step) / rate <= result.stream_seconds <= result.seconds
+    assert result.stream_rate == pytest.approx(size / result.stream_seconds)

@@ -132,8 +132,8 @@ def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\([\d.]+ \w?i?B in ([\d.]+)s\)$",
-                       re.MULTILINE)
+SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\([\d.]+ \w?i?B in ([\d.]+)s"
+                       r"(?:;[^)]*)?\)$", re.MULTILINE)
 
 
 def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
@@ -220,16 +220,22 @@ def parallel_b(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save
 
 
 SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-SEND_MOVED = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\(([\d.]+) (\w?i?B) in ([\d.]+)s\)$",
-                        re.MULTILINE)
+SEND_MOVED = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\(([\d.]+) (\w?i?B) in ([\d.]+)s"
+                        r"(?:; streamed at [\d.]+ \w?i?B/s for ([\d.]+)s[^)]*)?\)$", re.MULTILINE)
 
 
-def moved_and_seconds(result: dict[str, Any]) -> tuple[int, float]:
-    """Bytes through the relay and transfer seconds from apply's line for the one send."""
+def send_line(result: dict[str, Any]) -> re.Match[str]:
+    """apply's ``done ... send`` line for the one send of ``result``."""
     text = result["commands"][0]["stdout"] + result["commands"][0]["stderr"]
     match = SEND_MOVED.search(text)
     if match is None or result["commands"][0]["rc"] != 0:
         raise RuntimeError(f"zrepl-reconcile failed: {text[-800:]}")
+    return match
+
+
+def moved_and_seconds(result: dict[str, Any]) -> tuple[int, float]:
+    """Bytes through the relay and transfer seconds from apply's line for the one send."""
+    match = send_line(result)
     return int(float(match.group(1)) * SIZE_UNITS[match.group(2)]), float(match.group(3))
 
 
@@ -272,9 +278,10 @@ def transfers(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save:
         helper(guest, "xfer-reset", "bw")
         result = run_ours(guest, xfer_config(guest, workdir, "bw", bandwidth_limit=limit), int(time.time()))
         moved, transfer = moved_and_seconds(result)
+        streamed = send_line(result).group(4)  # a limited send's own streaming time
         f["runs"].append({"seconds": round(result["seconds"], 2), "transfer_seconds": transfer,
-                          "bytes": moved})
-        log(f"  (f) {limit}: {moved} bytes in {transfer:.2f} s")
+                          "stream_seconds": float(streamed) if streamed else None, "bytes": moved})
+        log(f"  (f) {limit}: {moved} bytes in {transfer:.2f} s (streaming {streamed} s)")
     out["f"] = f
     save()
 

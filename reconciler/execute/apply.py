@@ -131,7 +131,8 @@ class Outcome:
     def line(self) -> str:
         head = f"{self.status:<7} {self.describe()}"
         if self.status == DONE and self.bytes is not None:
-            head += f" ({human_bytes(self.bytes)} in {self.seconds:.1f}s)"
+            detail = f"; {self.message}" if self.message else ""
+            head += f" ({human_bytes(self.bytes)} in {self.seconds:.1f}s{detail})"
         return f"{head}: {self.message}" if self.message and self.status != DONE else head
 
 
@@ -734,7 +735,12 @@ class _Applier:
         except ReconcileError as exc:
             self.fail(action, exc, started)
             return
-        self.record(Outcome(action, DONE, seconds=result.seconds, bytes=result.bytes))
+        # A limited send says how fast it streamed: the limit's own measure (the whole time
+        # also holds both sides' start-up and the receive's final commit).
+        note = (f"streamed at {human_bytes(result.stream_rate)}/s for {result.stream_seconds:.2f}s, limit"
+                f" {human_bytes(action.bandwidth_limit)}/s"
+                if action.bandwidth_limit is not None and result.stream_rate > 0 else "")
+        self.record(Outcome(action, DONE, note, seconds=result.seconds, bytes=result.bytes))
 
     def bucket(self, action: SendAction) -> TokenBucket | None:
         """The target's bandwidth limit (None: unlimited), the same bucket for every send to it."""

@@ -105,6 +105,7 @@ class Guard:
         self.stalled = False
         self.done = threading.Event()
         self.bytes = 0  # moved so far (exact: progress reports are throttled)
+        self.first_moved: float | None = None  # time.monotonic() when the first bytes moved
         self.awaiting_receiver = False  # waiting for room in the receiver's pipe
 
     def alive(self) -> None:
@@ -113,6 +114,8 @@ class Guard:
     def moved(self, total: int) -> None:
         self.bytes = total
         self.last = time.monotonic()
+        if self.first_moved is None:
+            self.first_moved = self.last
 
     def check(self) -> None:
         if self.stalled:
@@ -163,6 +166,9 @@ class TransferResult:
     # (255 from the system ssh client on SIGTERM) is a consequence, not the cause.
     sender_stopped: bool = False
     stalled: bool = False  # no byte moved for the stall timeout: the watchdog stopped it
+    # From the first bytes moved to the stream's end (the last throttle wait included): what a
+    # bandwidth limit governs, without the sides' start-up and the receive's final commit.
+    stream_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -172,6 +178,11 @@ class TransferResult:
     @property
     def rate(self) -> float:
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def stream_rate(self) -> float:
+        """Bytes per second while the stream flowed (0.0 when nothing was timed)."""
+        return self.bytes / self.stream_seconds if self.stream_seconds > 0 else 0.0
 
 
 def relay(open_send: Callable[[], ProcessHandle], open_recv: Callable[[], ProcessHandle], *,
@@ -195,8 +206,11 @@ def relay(open_send: Callable[[], ProcessHandle], open_recv: Callable[[], Proces
     moved, aborted, sender_stopped = 0, False, False
     guard = Guard(abort, stall_timeout)
     watchdog = guard.watch(send, recv)
+    streamed = 0.0
     try:
         moved = move(send, recv, on_progress, guard, use_splice, throttle)
+        if guard.first_moved is not None:
+            streamed = time.monotonic() - guard.first_moved
     except BrokenPipeError:
         moved, sender_stopped = guard.bytes, send.running()
         send.stop()  # the receiver failed: the sender has nobody to talk to
@@ -225,7 +239,7 @@ def relay(open_send: Callable[[], ProcessHandle], open_recv: Callable[[], Proces
     recv_rc = recv.wait()
     return TransferResult(moved, time.monotonic() - start, send_rc, recv_rc,
                           send.stderr(), recv.stderr(), aborted, sender_stopped and not guard.stalled,
-                          guard.stalled)
+                          guard.stalled, streamed)
 
 
 def stream(send_argv: Sequence[str], recv_argv: Sequence[str], *,
