@@ -22,9 +22,17 @@ SCENARIO_TITLE = {
 }
 
 
+def same_run(row: dict[str, Any], ours: dict[str, Any] | None) -> bool:
+    """Whether ``row`` was measured in the run of ``ours`` (rows carry their run's start as
+    ``run``; ratios only compare rows of one run: the shared machine's speed varies)."""
+    return ours is None or row.get("run") == ours.get("run")
+
+
 def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
     present = [t for t in (TOOLS[0], PER_COMMAND, *TOOLS[1:]) if t in rows]
-    peers = [t for t in present if t not in ("zrepl-reconcile", PER_COMMAND) and rows[t]["ok"]]
+    ours_row = rows.get("zrepl-reconcile")
+    peers = [t for t in present if t not in ("zrepl-reconcile", PER_COMMAND) and rows[t]["ok"]
+             and same_run(rows[t], ours_row)]
     best_time = min((rows[t]["seconds"] for t in peers), default=None)
     best_calls = min((rows[t]["zfs"] for t in peers), default=None)
     floor_calls = 2 if name == "a" else None
@@ -37,6 +45,8 @@ def scenario_table(name: str, rows: dict[str, Any]) -> list[str]:
         t_ratio = f"{r['seconds'] / best_time:.2f}x" if best_time else "-"
         c_ratio = f"{r['zfs'] / best_calls:.3f}x" if best_calls else "-"
         runs = ", ".join(f"{s:.1f}" for s in r.get("runs", []))
+        if not same_run(r, ours_row):
+            t_ratio = c_ratio = "(earlier run)"
         out.append(f"| {LABEL[tool]} | {r['seconds']:.2f} s | {runs} | {r['zfs']} | {r['zpool']} | "
                    f"{human_bytes(r['bytes'])} | {r['source_snapshots_after']} | {t_ratio} | {c_ratio} | "
                    f"{'yes' if r['ok'] else 'NO'} |")
@@ -149,7 +159,9 @@ def full_send_table(d: dict[str, Any]) -> list[str]:
 
 def parallel_table(levels: dict[str, Any], peers: dict[str, Any]) -> list[str]:
     """(b) with settings.parallel_sends 1, 2, 4 beside the best peer's row of (b)."""
-    ok_peers = [(t, r) for t, r in peers.items() if t != "zrepl-reconcile" and r.get("ok")]
+    ours = peers.get("zrepl-reconcile")
+    ok_peers = [(t, r) for t, r in peers.items() if t not in ("zrepl-reconcile", PER_COMMAND) and r.get("ok")
+                and same_run(r, ours)]
     best = min(ok_peers, key=lambda tr: tr[1]["seconds"], default=None)
     out = ["### (b) with parallel sends (`settings.parallel_sends` / `apply --parallel N`)", "",
            "| zrepl-reconcile | wall time (median) | runs | zfs calls | time / best peer | ok |",

@@ -371,10 +371,23 @@ def xfer_prepare(mib: int, bw_mib: int) -> dict[str, object]:
             "comp_ratio": ratio, "bw_bytes": send_size("xsrc/bw@s")}
 
 
+def release_all(dataset: str) -> None:
+    """Every user hold on ``dataset``'s snapshots (an apply's protection holds, e.g. the
+    last-received one on a replica), so that a reset can destroy them."""
+    snapshots = sh([ZFS, "list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset]).stdout.split()
+    if not snapshots:
+        return
+    for line in sh([ZFS, "holds", "-H", *snapshots]).stdout.splitlines():
+        snapshot, tag = line.split("\t")[:2]
+        sh([ZFS, "release", tag, snapshot])
+
+
 def xfer_reset(name: str) -> None:
     target = f"xdst/r/xsrc/{name}"
     if subprocess.run([ZFS, "list", "-H", target], capture_output=True).returncode == 0:
+        release_all(target)
         sh([ZFS, "destroy", "-r", target])
+    release_all(f"xsrc/{name}")
     for line in sh([ZFS, "list", "-H", "-o", "name", "-t", "bookmark", f"xsrc/{name}"]).stdout.split():
         sh([ZFS, "destroy", line])
     LOG.write_text("")

@@ -182,6 +182,7 @@ def median_runs(fn: Callable[[], dict[str, Any]], runs: int) -> dict[str, Any]:
 
 def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
               save: Callable[[], None], tools: tuple[str, ...], which: tuple[str, ...] = SCENARIOS) -> None:
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prefix = cursor_prefix("dst", "dst/r")
     for tool in tools if which else ():
         log(f"preparing the data for {tool}")
@@ -189,6 +190,7 @@ def scenarios(guest: Guest, workdir: Path, runs: int, out: dict[str, Any],
         for scenario in which:
             log(f"{tool}: scenario ({scenario})")
             result = median_runs(functools.partial(one_run, guest, workdir, tool, scenario), runs)
+            result["run"] = started  # the report compares only rows of one run
             out.setdefault("scenarios", {}).setdefault(scenario, {})[tool] = result
             log(f"  {result['seconds']:.2f} s, {result['zfs']} zfs calls, {result['bytes']} bytes, "
                 f"ok={result['ok']}")
