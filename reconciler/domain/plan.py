@@ -110,13 +110,13 @@ class MetadataRoute:
         work = ", ".join(part for part in (plural(self.bookmarks, "bookmark") if self.bookmarks else "",
                                            plural(self.snapshot_destroys, "snapshot destroy")
                                            if self.snapshot_destroys else "") if part)
-        rest = (f"; {plural(self.bookmark_destroys, 'bookmark destroy')} one command each"
-                if self.bookmark_destroys else "")
+        marks = plural(self.bookmark_destroys, "bookmark destroy") if self.bookmark_destroys else ""
         if self.path == MetadataPath.CHANNEL_PROGRAM and work:
+            rest = f"; {marks} one command each" if marks else ""
             return (f"metadata on {self.host}: one channel program per pool (zfs program, "
                     f"{plural(len(self.pools), 'pool')}) for {work}{rest}; per-command if refused"
                     f" ({self.why})")
-        everything = ", ".join(p for p in (work, rest[2:].replace(" one command each", "")) if p)
+        everything = ", ".join(p for p in (work, marks) if p)
         return f"metadata on {self.host}: per-command for {everything} ({self.why})"
 
     def explanation(self) -> str:
@@ -187,10 +187,6 @@ class Plan:
     tool_version: str = __version__
     # Per host with bookmark or destroy actions: channel program or one command each.
     metadata: tuple[MetadataRoute, ...] = ()
-
-    def metadata_path(self, host: str) -> str:
-        """``codes.MetadataPath`` value for ``host`` (per-command when the plan does not say)."""
-        return next((m.path for m in self.metadata if m.host == host), MetadataPath.PER_COMMAND)
 
     @property
     def has_changes(self) -> bool:

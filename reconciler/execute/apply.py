@@ -337,13 +337,16 @@ def error_code(exc: ReconcileError) -> str:
     return getattr(exc, "code", ZfsError.COMMAND_FAILED)
 
 
-def made_meanwhile(executor: Executor, action: Action) -> str:
-    """Why an action whose zfs command failed because its result already exists is done
-    anyway (the note for its outcome), or "" when it is not. A placeholder created
-    meanwhile is what the plan wanted: another host's run (--as) needed the same parent. A
-    cursor bookmark of that name that marks the same snapshot (same GUID) is what the cursor
-    move wanted: kill -9 of an apply does not stop the zfs commands it had started, and an
-    orphaned cursor move can land after the next apply listed the source, before its own."""
+def made_meanwhile(executor: Executor, action: Action, code: str) -> str:
+    """Why an action whose zfs command failed with ``code`` is done anyway (the note for its
+    outcome), or "" when it is not: only a result that already exists (ZfsError.EXISTS) can
+    be. A placeholder created meanwhile is what the plan wanted: another host's run (--as)
+    needed the same parent. A cursor bookmark of that name that marks the same snapshot
+    (same GUID) is what the cursor move wanted: kill -9 of an apply does not stop the zfs
+    commands it had started, and an orphaned cursor move can land after the next apply
+    listed the source, before its own."""
+    if code != ZfsError.EXISTS:
+        return ""
     if isinstance(action, CreateAction):
         return "already exists (created meanwhile)"
     if not isinstance(action, BookmarkAction):
@@ -646,8 +649,7 @@ class _Applier:
         try:
             run_zfs(self.executors[action.host], action.argv(), "")
         except ReconcileError as exc:
-            meanwhile = made_meanwhile(self.executors[action.host], action) \
-                if error_code(exc) == ZfsError.EXISTS else ""
+            meanwhile = made_meanwhile(self.executors[action.host], action, error_code(exc))
             if not meanwhile:
                 self.fail(action, exc, started)
                 return
@@ -896,8 +898,7 @@ class _Applier:
                     continue
                 code, message = errno_error(op, errno)
                 # As on the per-command path: a cursor bookmark an orphaned move made meanwhile.
-                meanwhile = made_meanwhile(self.executors[action.host], action) \
-                    if code == ZfsError.EXISTS else ""
+                meanwhile = made_meanwhile(self.executors[action.host], action, code)
                 if meanwhile:
                     self.record(Outcome(action, DONE, meanwhile, names=tuple(covered), seconds=seconds))
                 else:

@@ -24,6 +24,7 @@ OpenZFS 2.1.11 (the QEMU guest, docs/architecture.md):
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ ERRNO_CODES: dict[tuple[str, int], tuple[str, str]] = {
 }
 
 
+@functools.cache
 def script() -> bytes:
     """The channel program's text, as shipped (``channel.lua``)."""
     return resources.files("reconciler.execute").joinpath("channel.lua").read_bytes()

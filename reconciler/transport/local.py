@@ -48,11 +48,9 @@ class LocalExecutor:
         full = with_zfs_command(self.zfs_command, argv)
         limit = timeout if timeout is not None else self.timeout
         try:
-            if input is None:
-                proc = subprocess.run(full, capture_output=True, timeout=limit, stdin=subprocess.DEVNULL,
-                                      check=False)
-            else:
-                proc = subprocess.run(full, capture_output=True, timeout=limit, input=input, check=False)
+            # No input: no stdin at all (DEVNULL), so a reader sees EOF at once.
+            proc = subprocess.run(full, capture_output=True, timeout=limit, input=input, check=False,
+                                  stdin=subprocess.DEVNULL if input is None else None)
         except FileNotFoundError:
             return CommandResult(tuple(full), EXIT_NOT_FOUND, "", f"{full[0]}: command not found")
         except PermissionError:
