@@ -19,6 +19,7 @@ import reconciler.transport.local
 from reconciler import api
 from reconciler.codes import MetadataPath, ZfsError
 from reconciler.domain.observed import HostFacts, ObservedState
+from reconciler.errors import UsageError
 from reconciler.execute.apply import DONE, FAILED, SKIPPED
 from reconciler.execute.channel import (
     SCRIPT_MARKER,
@@ -29,6 +30,7 @@ from reconciler.execute.channel import (
     refusal_text,
     script,
 )
+from reconciler.gather.facts_json import observed_from_json, observed_to_json, read_facts_file
 from reconciler.planning.metadata import route
 from reconciler.transport.hosts import open_executors
 
@@ -134,6 +136,23 @@ def test_the_root_fact_comes_from_the_executor(tmp_path: Path, standin: Callable
     assert not api.facts(config_of(config)).hosts["nas"].zfs_as_root
     monkeypatch.setattr(reconciler.transport.local, "controller_is_root", lambda: True)
     assert api.facts(config_of(config)).hosts["nas"].zfs_as_root
+
+
+def test_the_root_fact_travels_in_the_facts_file(tmp_path: Path) -> None:
+    """simulate --facts plans the path apply would take: the fact is in the file; a file
+    written before it reads as not root; a wrong value is named by its path."""
+    observed = ObservedState()
+    observed.hosts["h"] = HostFacts("h", zfs_as_root=True)
+    document = observed_to_json(observed)
+    assert document["hosts"]["h"]["zfs_as_root"] is True
+    assert observed_from_json(document).hosts["h"].zfs_as_root
+    del document["hosts"]["h"]["zfs_as_root"]
+    assert not observed_from_json(document).hosts["h"].zfs_as_root
+    document["hosts"]["h"]["zfs_as_root"] = "yes"
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(UsageError, match=r"hosts\.h\.zfs_as_root: expected true or false, got 'yes'"):
+        read_facts_file(str(path))
 
 
 def config_of(path: Path) -> Any:

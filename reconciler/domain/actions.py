@@ -18,10 +18,10 @@ import itertools
 import json
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, ClassVar, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args
 
 from reconciler.errors import PlanFileError, clip
 from reconciler.wording import plural
@@ -57,6 +57,25 @@ LARGE_BLOCKS_PROPERTY = "zrepl-reconcile:large_blocks"
 # Linux ARG_MAX is far larger, but ssh, sshd and sudo add their own limits; stay well
 # inside. Every batched zfs command (destroy, holds, list) uses this bound.
 MAX_ARGV_BYTES = 64 * 1024
+
+T = TypeVar("T")
+
+
+def sized_groups(items: Iterable[T], cost: Callable[[T], int], max_bytes: int = MAX_ARGV_BYTES,
+                 fixed: int = 0, max_items: int | None = None) -> list[list[T]]:
+    """``items`` in order, in groups whose ``fixed`` bytes plus each item's ``cost`` stay
+    within ``max_bytes`` (and at most ``max_items`` items); an item too big alone gets a
+    group of its own. The one argv-size bound of every batched zfs command."""
+    groups: list[list[T]] = []
+    size = 0
+    for item in items:
+        each = cost(item)
+        if not groups or size + each > max_bytes or (max_items is not None and len(groups[-1]) >= max_items):
+            groups.append([])
+            size = fixed
+        groups[-1].append(item)
+        size += each
+    return groups
 
 
 def snapshot_ref(dataset: str, name: str) -> str:
@@ -493,24 +512,13 @@ class DestroyAction:
         """``zfs destroy ds@a,b,c`` commands, split so that each whole argv (UTF-8 bytes, each
         argument with its terminating NUL, as execve counts) stays within ``max_bytes``;
         bookmarks one each."""
-        batches: list[list[str]] = []
-        current: list[str] = []
-        # "zfs\0destroy\0" + "dataset@" ... "\0"; every further name adds itself and a comma.
-        fixed = len(b"zfs\0destroy\0") + len(self.dataset.encode()) + 2
-        size = fixed
-        for name in self.snapshots:
-            if name.startswith("#"):
-                batches.append(["zfs", "destroy", f"{self.dataset}{name}"])
-                continue
-            cost = len(name.encode()) + (1 if current else 0)
-            if current and size + cost > max_bytes:
-                batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
-                current, size, cost = [], fixed, cost - 1
-            current.append(name)
-            size += cost
-        if current:
-            batches.append(["zfs", "destroy", f"{self.dataset}@{','.join(current)}"])
-        return batches
+        marks = [["zfs", "destroy", f"{self.dataset}{name}"]
+                 for name in self.snapshots if name.startswith("#")]
+        # "zfs\0destroy\0" + "dataset@"; each name adds itself and a comma (the last one its NUL).
+        fixed = len(b"zfs\0destroy\0") + len(self.dataset.encode()) + 1
+        names = sized_groups((n for n in self.snapshots if not n.startswith("#")),
+                             lambda name: len(name.encode()) + 1, max_bytes, fixed)
+        return [*marks, *(["zfs", "destroy", f"{self.dataset}@{','.join(group)}"] for group in names)]
 
     def argv(self) -> list[str]:
         """The first command; ``argv_batches()`` gives every command this action runs."""

@@ -73,6 +73,7 @@ from reconciler.domain.actions import (
     SnapshotAction,
     TagAction,
     out_of_order,
+    sized_groups,
     snapshot_batch_argv,
     snapshot_ref,
     tag_batch_argv,
@@ -293,17 +294,11 @@ def _tag_group(action: TagAction) -> tuple[str, str, str]:
 
 
 def argv_sized(actions: list[TagAction], max_bytes: int = MAX_ARGV_BYTES) -> list[list[TagAction]]:
-    """``actions`` in groups whose ``tag_batch_argv`` stays within ``max_bytes``."""
-    groups: list[list[TagAction]] = []
-    size = max_bytes
-    for action in actions:
-        cost = len(f"{action.dataset}@{action.snapshot}".encode()) + 1
-        if size + cost > max_bytes:
-            groups.append([])
-            size = len(f"zfs\0release\0{action.tag}\0".encode())
-        groups[-1].append(action)
-        size += cost
-    return groups
+    """``actions`` (of one host and tag) in groups whose ``tag_batch_argv`` stays within ``max_bytes``."""
+    if not actions:
+        return []
+    return sized_groups(actions, lambda action: len(f"{action.dataset}@{action.snapshot}".encode()) + 1,
+                        max_bytes, fixed=len(f"zfs\0release\0{actions[0].tag}\0".encode()))
 
 
 # A hold that is already there, or a release of a hold that is not: the state the action

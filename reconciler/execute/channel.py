@@ -25,13 +25,14 @@ OpenZFS 2.1.11 (the QEMU guest, docs/architecture.md):
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from reconciler.codes import ZfsError
-from reconciler.domain.actions import MAX_ARGV_BYTES
+from reconciler.domain.actions import MAX_ARGV_BYTES, sized_groups
 from reconciler.transport.interface import Executor
 
 SCRIPT_MARKER = "-- zrepl-reconcile channel program v1"
@@ -86,18 +87,10 @@ def chunked(ops: Sequence[Op], max_ops: int = MAX_PROGRAM_OPS, max_bytes: int = 
             ) -> list[tuple[int, int]]:
     """(start, end) slices of ``ops``, each at most ``max_ops`` operations and ``max_bytes``
     of argv (the same bound as every batched zfs command)."""
-    slices: list[tuple[int, int]] = []
-    start, size = 0, 0
-    fixed = len(b"zfs\0program\0-j\0-\0") + 64
-    for index, op in enumerate(ops):
-        cost = op.cost()
-        if index > start and (index - start >= max_ops or fixed + size + cost > max_bytes):
-            slices.append((start, index))
-            start, size = index, 0
-        size += cost
-    if start < len(ops):
-        slices.append((start, len(ops)))
-    return slices
+    groups = sized_groups(ops, Op.cost, max_bytes, fixed=len(b"zfs\0program\0-j\0-\0") + 64,
+                          max_items=max_ops)
+    ends = list(itertools.accumulate(len(group) for group in groups))
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.codes import HostProblem
 from reconciler.config.models import Config
-from reconciler.domain.actions import LARGE_BLOCKS_PROPERTY, MAX_ARGV_BYTES
+from reconciler.domain.actions import LARGE_BLOCKS_PROPERTY, MAX_ARGV_BYTES, sized_groups
 from reconciler.domain.names import is_within
 from reconciler.domain.observed import Dataset, HostFacts, HostUnavailable, ObservedState
 from reconciler.errors import ConfigError, GatherError, HostError, ReconcileError, clip
@@ -218,19 +218,9 @@ def snapshot_written(executor: Executor, host: str, datasets: Iterable[str]) -> 
     return sizes
 
 
-def batches(names: list[str], max_bytes: int) -> Iterator[list[str]]:
+def batches(names: list[str], max_bytes: int) -> list[list[str]]:
     """Split ``names`` into argv-sized groups (each name costs its length plus a separator)."""
-    current: list[str] = []
-    size = 0
-    for name in names:
-        cost = len(name.encode()) + 1
-        if current and size + cost > max_bytes:
-            yield current
-            current, size = [], 0
-        current.append(name)
-        size += cost
-    if current:
-        yield current
+    return sized_groups(names, lambda name: len(name.encode()) + 1, max_bytes)
 
 
 def only_vanished(stderr: str) -> bool:

@@ -1,10 +1,12 @@
 """Facts as JSON: what ``facts --format json`` writes and ``simulate --facts FILE`` reads back.
 
-The document is ``{"gathered_at": ISO8601, "hosts": {HOST: {"datasets": {NAME: DATASET}}},
-"unavailable": {HOST: {"code", "message"}}}`` with each dataset's snapshots and bookmarks
-(name, guid, createtxg, creation, ...). Reading is strict: every value is checked and a wrong
-one is named by its path (``hosts.nas.datasets.tank/a.snapshots[3].guid: expected an
-integer``); snapshots and bookmarks are put in createtxg order, as gathering leaves them.
+The document is ``{"gathered_at": ISO8601, "hosts": {HOST: {"zfs_as_root": BOOL, "datasets":
+{NAME: DATASET}}}, "unavailable": {HOST: {"code", "message"}}}`` with each dataset's snapshots
+and bookmarks (name, guid, createtxg, creation, ...); ``zfs_as_root`` (optional, false when
+absent) lets simulate plan the channel-program path apply would take. Reading is strict:
+every value is checked and a wrong one is named by its path
+(``hosts.nas.datasets.tank/a.snapshots[3].guid: expected an integer``);
+snapshots and bookmarks are put in createtxg order, as gathering leaves them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def observed_to_json(state: ObservedState, gathered_at: datetime | None = None) 
     document: dict[str, Any] = {}
     if gathered_at is not None:
         document["gathered_at"] = gathered_at.astimezone(UTC).strftime(TIME_FORMAT)
-    document["hosts"] = {name: {"datasets": {ds.name: dataset_to_json(ds) for ds in facts.datasets.values()}}
+    document["hosts"] = {name: {"zfs_as_root": facts.zfs_as_root,
+                                "datasets": {ds.name: dataset_to_json(ds) for ds in facts.datasets.values()}}
                          for name, facts in state.hosts.items()}
     document["unavailable"] = {name: {"code": u.code, "message": u.message}
                                for name, u in state.unavailable.items()}
@@ -74,9 +77,13 @@ def observed_from_json(data: Any) -> ObservedState:
     state = ObservedState()
     for host, facts in hosts.items():
         where = f"hosts.{host}"
-        datasets = _mapping(_mapping(facts, where).get("datasets", {}), f"{where}.datasets")
+        raw = _mapping(facts, where)
+        datasets = _mapping(raw.get("datasets", {}), f"{where}.datasets")
+        as_root = raw.get("zfs_as_root", False)
+        if not isinstance(as_root, bool):
+            raise _Bad(f"{where}.zfs_as_root", f"expected true or false, got {as_root!r}")
         state.hosts[host] = HostFacts(host, {name: _dataset(name, value, f"{where}.datasets.{name}")
-                                             for name, value in datasets.items()})
+                                             for name, value in datasets.items()}, zfs_as_root=as_root)
     for host, problem in _mapping(document.get("unavailable", {}), "unavailable").items():
         value = _mapping(problem, f"unavailable.{host}")
         code = _string(value.get("code"), f"unavailable.{host}.code")
