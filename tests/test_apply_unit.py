@@ -63,15 +63,18 @@ class FakeExecutor:
         for needle, stderr in self.fail.items():
             if needle in joined:
                 return CommandResult(tuple(argv), 1, "", stderr)
-        if argv[:2] == ["zfs", "list"]:
-            return self.listing(argv[argv.index("-d") + 2:])
+        if argv[:2] == ["zfs", "list"] and "-d" in argv:
+            return self.listing(argv[argv.index("-d") + 2:], "snapshot" in argv[argv.index("-t") + 1])
+        if argv[:2] == ["zfs", "list"]:  # the sends' sizes: none known, each send asks -nP
+            return CommandResult(tuple(argv), 0, "", "")
         if argv[:2] == ["zfs", "holds"]:
             return CommandResult(tuple(argv), 0, "".join(f"{n}\tkeep\tThu Jan  1 0:00 1970\n"
                                                          for n in argv[3:]), "")
         return CommandResult(tuple(argv), 0, "", "")
 
-    def listing(self, names: list[str]) -> CommandResult:
-        """Like zfs: missing datasets named on stderr (exit 1), the others listed."""
+    def listing(self, names: list[str], snapshots: bool = True) -> CommandResult:
+        """Like zfs: missing datasets named on stderr (exit 1), the others listed (their
+        bookmarks only without ``snapshots``)."""
         rows: list[str] = []
         missing = [n for n in names if n not in self.datasets]
         for name in names:
@@ -79,6 +82,8 @@ class FakeExecutor:
                 continue
             rows.append(f"{name}\tfilesystem\t99\t1\t0\t-\t0\t0\t-\toff\t-\t-")
             for txg, (snap, guid, refs) in enumerate(self.datasets[name], start=2):
+                if not snap.startswith("#") and not snapshots:
+                    continue
                 if snap.startswith("#"):
                     rows.append(f"{name}{snap}\tbookmark\t{guid}\t{txg}\t0\t-\t-\t-\t-\t-\t-\t-")
                 else:
@@ -225,12 +230,13 @@ def test_holds_and_releases_run_around_the_send_and_a_failed_hold_stops_what_it_
     # its send and its release, tank/a goes on.
     assert statuses(report) == [(DONE, "hold"), (FAILED, "hold"), (DONE, "send"), (SKIPPED, "send"),
                                 (SKIPPED, "release"), (DONE, "release")]
-    # Between holds and sends: the incrementals' sizes, one listing for the host.
+    # Between holds and sends: the incrementals' sizes, one listing of their snapshots by
+    # name for the host (never a dataset's every snapshot: that is what makes listings slow).
     assert hosts["nas"].calls == [["zfs", "hold", "zrr_send", "tank/a@zrepl_1", "tank/b@zrepl_1"],
                                   ["zfs", "hold", "zrr_send", "tank/a@zrepl_1"],
                                   ["zfs", "hold", "zrr_send", "tank/b@zrepl_1"],
                                   ["zfs", "list", "-H", "-p", "-t", "snapshot", "-o", "name,written",
-                                   "-d", "1", "tank/a", "tank/b"],
+                                   "tank/a@zrepl_2", "tank/b@zrepl_2"],
                                   ["zfs", "release", "zrr_send", "tank/a@zrepl_1"]]
 
 
@@ -327,6 +333,25 @@ def test_destroy_phase_relists_once_per_host_not_once_per_destroy(hosts: dict[st
     lists = {h: [c for c in e.calls if c[:2] == ["zfs", "list"]] for h, e in hosts.items()}
     assert [c[c.index("-d") + 2:] for c in lists["nas"]] == [names]
     assert [c[c.index("-d") + 2:] for c in lists["backup"]] == [[f"pool/{ds}" for ds in names]]
+
+
+def test_old_cursor_destroys_relist_bookmarks_only(hosts: dict[str, FakeExecutor]) -> None:
+    """A dataset whose destroys are all cursor bookmarks is re-listed without its snapshots
+    (the slow part of a listing) and without its replicas: a bookmark's re-check needs only
+    whether it is there. A snapshot destroy in the same phase still gets the whole listing."""
+    rows = [("zrepl_1", 1, 0), ("zrepl_2", 2, 0), ("#zrr-cursor_backup_x_zrepl_1", 1, 0),
+            ("#zrr-cursor_backup_x_zrepl_2", 2, 0)]
+    hosts["nas"].datasets = {"tank/a": rows, "tank/b": rows}
+    hosts["backup"].datasets = {"pool/tank/a": [("zrepl_2", 2, 0)], "pool/tank/b": [("zrepl_2", 2, 0)]}
+    report = run(plan_of(DestroyAction("nas", "tank/a", ("#zrr-cursor_backup_x_zrepl_1", "#gone")),
+                         DestroyAction("nas", "tank/b", ("zrepl_1", "#zrr-cursor_backup_x_zrepl_1"))), hosts)
+    assert [(o.status, o.names) for o in report.outcomes] == [
+        (SKIPPED, ("#gone",)), (DONE, ("#zrr-cursor_backup_x_zrepl_1",)),
+        (DONE, ("#zrr-cursor_backup_x_zrepl_1",)), (DONE, ("zrepl_1",))]
+    lists = {h: [c for c in e.calls if c[:2] == ["zfs", "list"]] for h, e in hosts.items()}
+    assert [(c[c.index("-t") + 1], c[c.index("-d") + 2:]) for c in lists["nas"]] == [
+        ("filesystem,volume,snapshot,bookmark", ["tank/b"]), ("filesystem,volume,bookmark", ["tank/a"])]
+    assert [c[c.index("-d") + 2:] for c in lists["backup"]] == [["pool/tank/b"]]
 
 
 def test_a_long_destroy_phase_relists_what_remains_once_the_listing_is_old(

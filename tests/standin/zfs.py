@@ -238,6 +238,15 @@ def rows(state: State, names: list[str], types: set[str], recursive: bool, depth
                 yield ds_name, ds, kind, item
 
 
+def exists(state: State, name: str) -> bool:
+    """A dataset, ``ds@snap`` or ``ds#bookmark`` that is there."""
+    ds_name, sep, short = split_ref(name)
+    ds = state["datasets"].get(ds_name)
+    if ds is None or not sep:
+        return ds is not None
+    return find(ds["snapshots" if sep == "@" else "bookmarks"], short) is not None
+
+
 def parse_types(opts: dict[str, list[str]], default: str) -> set[str]:
     types: set[str] = set()
     for word in (opts.get("t") or [default]):
@@ -271,7 +280,7 @@ def cmd_list(state: State, args: list[str], out: BinaryIO) -> int:
         lines.append("\t".join(c.upper() for c in cols))
     # Like zfs: a missing dataset argument is named on stderr, the others are still listed,
     # and the exit status is 1.
-    missing = [n for n in names if "@" not in n and "#" not in n and n not in state["datasets"]]
+    missing = [n for n in names if not exists(state, n)]
     for name in missing:
         sys.stderr.write(f"cannot open '{name}': dataset does not exist\n")
     present = [n for n in names if n not in missing]
