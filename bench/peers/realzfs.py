@@ -136,8 +136,13 @@ SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\([\d.]+ 
                        r"(?:;[^)]*)?\)$", re.MULTILINE)
 
 
+# The console script beside this interpreter (a venv's bin/ need not be on PATH), else PATH's.
+_BESIDE = Path(sys.executable).with_name("zrepl-reconcile")
+OURS_CLI = [str(_BESIDE) if _BESIDE.exists() else "zrepl-reconcile"]
+
+
 def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
-    argv = ["zrepl-reconcile", "apply", "-y", "-c", str(config), "--now", iso(now_epoch)]
+    argv = [*OURS_CLI, "apply", "-y", "-c", str(config), "--now", iso(now_epoch)]
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
     seconds = time.monotonic() - started
