@@ -94,10 +94,10 @@ add about 3 hours), which the runs column shows.
   emulation) agrees: 121 % with `splice`. Big sends keep the system `ssh` client and
   `splice` through the controller.
 
-Where a peer still wins: nowhere in these scenarios. What remains of ours: (b) is now
-dominated by the four zfs processes per filesystem in the emulated guest; a `zfs send
--nP` per incremental is the one we could drop by reading the new snapshots' `written` in
-one `zfs list` per host after the snapshot batch (not done yet).
+Where a peer still wins: nowhere in these scenarios. What remained of ours then, the
+`zfs send -nP` per incremental, is gone since (issue 17: the new snapshots' `written` in
+one `zfs list` per host); (b)'s figures of 2026-12-05 are in the transfers section above
+(314 calls, 0.42x the best peer of the same run at `--parallel 4`).
 
 Synthetic benchmarks. `zrepl-reconcile plan` for 10,000 filesystems x 100 replicated
 snapshots, a first mass prune (1.45 million destroys, each with its reason), measured as a
