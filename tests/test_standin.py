@@ -203,6 +203,21 @@ def test_truncated_stream_is_resumable(src: StandinState, dst: StandinState) -> 
     assert rows["pool/nas/a"][8] == "-" and "pool/nas/a@s2" in rows
 
 
+def test_a_receive_cut_right_after_the_header_resumes_from_byte_0(
+        src: StandinState, dst: StandinState) -> None:
+    """A kill can land after the header and before any data: the token then says 0 bytes,
+    and the resuming stream is still a resume (as zfs marks it in its BEGIN record). The
+    soak's kill -9 at 20 moments once hit exactly this."""
+    zfs(dst, "recv", "-u", "pool/nas/a", data=zfs(src, "send", "tank/a b:c@s1").stdout)
+    inc = zfs(src, "send", "-i", "tank/a b:c@s1", "tank/a b:c@s2").stdout
+    cut = zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=inc[: inc.index(b"\n") + 1])
+    assert cut.returncode == 1 and b"Partially received snapshot is saved" in cut.stderr
+    token = {r[0]: r for r in listing(dst)}["pool/nas/a"][8]
+    resumed = zfs(src, "send", "-t", token)
+    assert zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=resumed.stdout).returncode == 0
+    assert "pool/nas/a@s2" in {r[0] for r in listing(dst)}
+
+
 def test_truncated_full_receive_then_abort(src: StandinState, dst: StandinState) -> None:
     full = zfs(src, "send", "tank/a b:c@s1").stdout
     assert zfs(dst, "recv", "-s", "-u", "pool/nas/a", data=full[: full.index(b"\n") + 100]).returncode == 1

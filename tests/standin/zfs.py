@@ -565,6 +565,9 @@ def send_records(state: State, opts: dict[str, list[str]], refs: list[str]) -> l
             raise ZfsFailure(f"cannot resume send: '{info['toname']}' is no longer the same snapshot"
                              " used in the initial send")
         rec = record(ds, info["toname"], snap, info["fromguid"], info["bytes"], raw, info.get("large", False))
+        # A resuming stream says so (zfs: the BEGIN record's resuming flag), whatever its
+        # offset: a receive killed right after the header saved a token at byte 0.
+        rec["resume"] = True
         base = next((s for s in ds["snapshots"] + ds["bookmarks"] if s["guid"] == info["fromguid"]), None)
         rec["fromname"] = f"{info['toname'].split('@')[0]}@{base['name']}" if base else ""
         return [rec]
@@ -697,19 +700,20 @@ def check_receivable(state: State, target: str, rec: dict[str, Any], resumable: 
     ds = datasets.get(target)
     short = rec["toname"].split("@", 1)[1]
     kind = "incremental" if rec["fromguid"] else "new filesystem"
+    resuming = bool(rec.get("resume"))
     if ds is not None and ds.get("partial"):
         partial = ds["partial"]
-        if rec["offset"] == 0 and not rec["fromguid"]:
+        if not resuming and not rec["fromguid"]:
             raise ZfsFailure(f"cannot receive new filesystem stream: destination '{target}' exists\n"
                              "must specify -F to overwrite it")
-        if rec["offset"] == 0:
+        if not resuming:
             raise ZfsFailure(f"cannot receive {kind} stream: destination {target} contains partially-complete"
                              ' state from "zfs receive -s".')
         if partial["toguid"] != rec["toguid"] or partial["bytes"] != rec["offset"]:
             raise ZfsFailure(f"cannot receive resume stream: destination {target} has a different"
                              " partially-complete receive")
         return
-    if rec["offset"]:
+    if resuming:
         raise ZfsFailure(f"cannot receive resume stream: destination {target} has no resumable receive state"
                          if ds is not None else
                          f"cannot receive resume stream: destination '{target}' does not exist")
