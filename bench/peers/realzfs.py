@@ -132,8 +132,12 @@ def iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\([\d.]+ \w?i?B in ([\d.]+)s"
-                       r"(?:;[^)]*)?\)$", re.MULTILINE)
+# apply's own line per finished send: "done    full send ... (256.4 MiB in 20.1s)", a limited
+# one with "; streamed at 4.0 MiB/s for 8.03s, limit 4.0 MiB/s" before the ")". Groups: size,
+# unit, the whole send's seconds, the streaming seconds (limited sends only).
+SEND_DONE = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\(([\d.]+) (\w?i?B) in ([\d.]+)s"
+                       r"(?:; (?:streamed at [\d.]+ \w?i?B/s for ([\d.]+)s)?[^)]*)?\)$", re.MULTILINE)
+SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
 
 # The console script beside this interpreter (a venv's bin/ need not be on PATH), else PATH's.
@@ -146,8 +150,7 @@ def run_ours(guest: Guest, config: Path, now_epoch: int) -> dict[str, Any]:
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True)
     seconds = time.monotonic() - started
-    # apply's own line per finished send: "done    full send ... (256.4 MiB in 20.1s)"
-    sends = [float(m.group(1)) for m in SEND_DONE.finditer(done.stdout + done.stderr)]
+    sends = [float(m.group(3)) for m in SEND_DONE.finditer(done.stdout + done.stderr)]
     return {"seconds": seconds, "send_seconds": sum(sends) if sends else None,
             "commands": [{"argv": argv, "rc": done.returncode,
                           "stderr": done.stderr[-800:], "stdout": done.stdout[-800:]}]}
@@ -226,15 +229,10 @@ def parallel_b(guest: Guest, workdir: Path, runs: int, out: dict[str, Any], save
     save()
 
 
-SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-SEND_MOVED = re.compile(r"^done\s+(?:full |incremental |resume )?send .*\(([\d.]+) (\w?i?B) in ([\d.]+)s"
-                        r"(?:; streamed at [\d.]+ \w?i?B/s for ([\d.]+)s[^)]*)?\)$", re.MULTILINE)
-
-
 def send_line(result: dict[str, Any]) -> re.Match[str]:
     """apply's ``done ... send`` line for the one send of ``result``."""
     text = result["commands"][0]["stdout"] + result["commands"][0]["stderr"]
-    match = SEND_MOVED.search(text)
+    match = SEND_DONE.search(text)
     if match is None or result["commands"][0]["rc"] != 0:
         raise RuntimeError(f"zrepl-reconcile failed: {text[-800:]}")
     return match

@@ -673,7 +673,7 @@ class _Applier:
         for send in sends:
             if send.base is not None and send.resume_token is None:
                 names = wanted.setdefault(send.host, set())
-                names.update(f"{send.dataset}@{name}" for name in send.snapshots)
+                names.update(snapshot_ref(send.dataset, name) for name in send.snapshots)
         sizes: dict[str, int] = {}
         for host, names in wanted.items():
             if host in self.ledger.down_hosts:
@@ -688,7 +688,7 @@ class _Applier:
         """The incremental's stream size from the listing (None: ask ``zfs send -nP``)."""
         if action.base is None or action.resume_token is not None:
             return None
-        written = [self.sizes.get(f"{action.dataset}@{name}") for name in action.snapshots]
+        written = [self.sizes.get(snapshot_ref(action.dataset, name)) for name in action.snapshots]
         return None if any(w is None for w in written) else sum(w for w in written if w is not None)
 
     def parallel_phase(self, group: Sequence[Action]) -> None:

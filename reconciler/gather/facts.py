@@ -155,10 +155,8 @@ def dataset_list_argv(datasets: Sequence[str], snapshots: bool = True) -> list[s
     """Gathering's listing restricted to these datasets (depth 1: their own snapshots and
     bookmarks; their child datasets are listed too and ignored); without ``snapshots``,
     the same columns for the datasets and their bookmarks."""
-    argv = [*list_argv(), "-d", "1", *datasets]
-    if not snapshots:
-        argv[argv.index(LIST_TYPES)] = "filesystem,volume,bookmark"
-    return argv
+    types = LIST_TYPES if snapshots else "filesystem,volume,bookmark"
+    return [*list_argv(types), "-d", "1", *datasets]
 
 
 def fill_holds(executor: Executor, host: str, datasets: dict[str, Dataset]) -> None:

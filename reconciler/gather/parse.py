@@ -37,9 +37,9 @@ CHUNK_CHARS = 1 << 16
 TOKEN = re.compile(r"[0-9]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+")
 
 
-def list_argv() -> list[str]:
-    """The one command gathering runs per host."""
-    return ["zfs", "list", "-H", "-p", "-t", LIST_TYPES, "-o", ",".join(LIST_COLUMNS)]
+def list_argv(types: str = LIST_TYPES) -> list[str]:
+    """The one command gathering runs per host (the same columns for fewer ``types``)."""
+    return ["zfs", "list", "-H", "-p", "-t", types, "-o", ",".join(LIST_COLUMNS)]
 
 
 def holds_argv(snapshots: list[str]) -> list[str]:
